@@ -1,0 +1,1 @@
+"""Extraction stage: decode videos once, detect shots, sample clips, embed them with frozen backbones."""

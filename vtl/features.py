@@ -1,0 +1,410 @@
+"""The HDF5 feature file: one writer, one reader, one verifier (layout in shared/DESIGN.md).
+
+Layout (V videos, N clips, S shots, D feature dims, L labels, K splits)::
+
+    /                 attrs: format="vtl-features", version, backbone, family, pretrain, kind,
+                      feature_dim, frames_per_clip, clip_fps, input_size, weights (JSON: name,
+                      sha256), shot_detector, config (JSON), software_version, failures (JSON)
+    /videos/id        (V,) str        /videos/offset (V+1,) int64: clips of video i are rows
+    /videos/n_frames  (V,) int64                      offset[i]:offset[i+1] of /clips/*
+    /videos/fps       (V,) float64
+    /clips/features   (N, D) float16, chunked
+    /clips/frames     (N, 2) int64    first/last source frame of the clip
+    /clips/shot       (N,) int32      shot index within its video
+    /shots/offset     (V+1,) int64    shots of video i are rows offset[i]:offset[i+1]
+    /shots/frames     (S, 2) int64    first/last frame of each shot
+    /labels           (V, L) uint8    attr names
+    /splits           (V, K) uint8    0 train, 1 val, 2 test
+
+A file is written under a temporary name and renamed when complete, so a file at its final path
+is always whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from vtl import __version__
+from vtl.errors import FeatureFileError
+
+FORMAT = "vtl-features"
+VERSION = 1
+_CHUNK_ROWS = 1024
+_STR = h5py.string_dtype()
+
+
+@dataclass
+class FeatureMeta:
+    """Root attributes of a feature file: what produced it and how."""
+
+    backbone: str
+    family: str
+    pretrain: str
+    kind: str  # "image" or "video"
+    feature_dim: int
+    frames_per_clip: int
+    clip_fps: float
+    input_size: int
+    weights: dict  # {"name": ..., "sha256": ...}
+    shot_detector: str
+    config: dict = field(default_factory=dict)
+    software_version: str = __version__
+    failures: list = field(default_factory=list)  # [{"video_id", "path", "reason"}]
+
+    _JSON = ("weights", "config", "failures")
+
+    def to_attrs(self) -> dict:
+        attrs = asdict(self)
+        for key in self._JSON:
+            attrs[key] = json.dumps(attrs[key], sort_keys=True)
+        return attrs
+
+    @classmethod
+    def from_attrs(cls, attrs, where: str) -> FeatureMeta:
+        values = {}
+        for name in cls.__dataclass_fields__:
+            if name not in attrs:
+                raise FeatureFileError(f"{where}: root attribute {name!r} is missing")
+            value = attrs[name]
+            if isinstance(value, bytes):
+                value = value.decode()
+            if name in cls._JSON:
+                try:
+                    value = json.loads(value)
+                except (TypeError, ValueError):
+                    raise FeatureFileError(f"{where}: attribute {name!r} is not JSON") from None
+            elif isinstance(value, np.generic):
+                value = value.item()
+            values[name] = value
+        return cls(**values)
+
+
+@dataclass
+class VideoFeatures:
+    """Everything the file holds about one video."""
+
+    video_id: str
+    n_frames: int
+    fps: float
+    features: np.ndarray  # (C, D)
+    frames: np.ndarray  # (C, 2) first/last source frame per clip
+    shot: np.ndarray  # (C,) shot index per clip
+    shots: np.ndarray  # (S, 2) first/last frame per shot
+    labels: np.ndarray  # (L,) uint8
+    splits: np.ndarray  # (K,) uint8
+
+
+class FeatureWriter:
+    """Writes a feature file video by video; the file appears at `path` only on `close()`.
+
+    Use as a context manager: an exception discards the temporary file, so nothing partial is
+    ever left at the final path.
+    """
+
+    def __init__(self, path: str | Path, meta: FeatureMeta, label_names: list[str], n_splits: int):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.meta = meta
+        self.label_names = list(label_names)
+        self.n_splits = n_splits
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._h5 = h5py.File(self._tmp, "w")
+        d = meta.feature_dim
+        self._features = self._h5.create_dataset(
+            "clips/features", (0, d), np.float16, maxshape=(None, d), chunks=(_CHUNK_ROWS, d)
+        )
+        self._clip_frames = self._growable("clips/frames", (0, 2), np.int64)
+        self._clip_shot = self._growable("clips/shot", (0,), np.int32)
+        self._shot_frames = self._growable("shots/frames", (0, 2), np.int64)
+        self._ids: list[str] = []
+        self._n_frames: list[int] = []
+        self._fps: list[float] = []
+        self._clip_counts: list[int] = []
+        self._shot_counts: list[int] = []
+        self._labels: list[np.ndarray] = []
+        self._splits: list[np.ndarray] = []
+
+    def _growable(self, name: str, shape: tuple, dtype) -> h5py.Dataset:
+        chunks = (_CHUNK_ROWS * 4, *shape[1:])
+        return self._h5.create_dataset(
+            name, shape, dtype, maxshape=(None, *shape[1:]), chunks=chunks
+        )
+
+    def add(self, video: VideoFeatures) -> None:
+        """Append one video (its clips and shots) after the ones already added."""
+        n = len(video.features)
+        if video.features.ndim != 2 or video.features.shape[1] != self.meta.feature_dim:
+            raise ValueError(
+                f"{video.video_id}: features {video.features.shape}, "
+                f"expected (clips, {self.meta.feature_dim})"
+            )
+        if len(video.frames) != n or len(video.shot) != n:
+            raise ValueError(f"{video.video_id}: clips, frames and shot disagree in length")
+        _append(self._features, video.features.astype(np.float16))
+        _append(self._clip_frames, np.asarray(video.frames, np.int64).reshape(-1, 2))
+        _append(self._clip_shot, np.asarray(video.shot, np.int32))
+        _append(self._shot_frames, np.asarray(video.shots, np.int64).reshape(-1, 2))
+        self._ids.append(video.video_id)
+        self._n_frames.append(int(video.n_frames))
+        self._fps.append(float(video.fps))
+        self._clip_counts.append(n)
+        self._shot_counts.append(len(video.shots))
+        self._labels.append(np.asarray(video.labels, np.uint8))
+        self._splits.append(np.asarray(video.splits, np.uint8))
+
+    def close(self) -> Path:
+        """Write the index datasets and attributes, then move the file to its final path."""
+        h5 = self._h5
+        h5.create_dataset("videos/id", data=np.array(self._ids, dtype=object), dtype=_STR)
+        h5.create_dataset("videos/offset", data=_offsets(self._clip_counts))
+        h5.create_dataset("videos/n_frames", data=np.array(self._n_frames, np.int64))
+        h5.create_dataset("videos/fps", data=np.array(self._fps, np.float64))
+        h5.create_dataset("shots/offset", data=_offsets(self._shot_counts))
+        n_labels, n_splits = len(self.label_names), self.n_splits
+        labels = np.array(self._labels, np.uint8).reshape(-1, n_labels)
+        h5.create_dataset("labels", data=labels)
+        h5["labels"].attrs["names"] = np.array(self.label_names, dtype=object)
+        h5.create_dataset("splits", data=np.array(self._splits, np.uint8).reshape(-1, n_splits))
+        h5.attrs["format"] = FORMAT
+        h5.attrs["version"] = VERSION
+        for key, value in self.meta.to_attrs().items():
+            h5.attrs[key] = value
+        h5.flush()
+        os.fsync(h5.id.get_vfd_handle())
+        h5.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        """Drop the temporary file (an interrupted or failed write)."""
+        if self._h5.id.valid:
+            self._h5.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> FeatureWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+
+def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
+    start = dataset.shape[0]
+    dataset.resize(start + len(rows), axis=0)
+    dataset[start:] = rows
+
+
+def _offsets(counts: list[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+
+
+class FeatureFile:
+    """Read access to a feature file. Small index arrays are loaded at open; features on demand."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FeatureFileError(f"{self.path}: feature file not found")
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except OSError as error:
+            raise FeatureFileError(
+                f"{self.path}: not a readable HDF5 file ({_short(error)}); "
+                "re-run extraction to rewrite it"
+            ) from None
+        try:
+            self._load_index()
+        except FeatureFileError:
+            self._h5.close()
+            raise
+        except (KeyError, OSError, ValueError, TypeError) as error:
+            self._h5.close()
+            raise FeatureFileError(
+                f"{self.path}: damaged feature file ({_short(error)}); re-run extraction"
+            ) from None
+
+    def _load_index(self) -> None:
+        h5, where = self._h5, str(self.path)
+        fmt = h5.attrs.get("format")
+        if isinstance(fmt, bytes):
+            fmt = fmt.decode()
+        if fmt != FORMAT:
+            raise FeatureFileError(
+                f"{where}: not a vtl feature file (format attribute {fmt!r}); "
+                "make one with `extract run`"
+            )
+        version = int(h5.attrs.get("version", -1))
+        if version != VERSION:
+            raise FeatureFileError(
+                f"{where}: feature format version {version}, this software reads {VERSION}; "
+                "re-extract or install the matching version"
+            )
+        for name in ("videos/id", "videos/offset", "videos/n_frames", "videos/fps",
+                     "clips/features", "clips/frames", "clips/shot", "shots/offset",
+                     "shots/frames", "labels", "splits"):  # fmt: skip
+            if name not in h5:
+                raise FeatureFileError(f"{where}: dataset /{name} is missing")
+        self.meta = FeatureMeta.from_attrs(h5.attrs, where)
+        self.video_ids = [v.decode() if isinstance(v, bytes) else v for v in h5["videos/id"][:]]
+        self.offsets = h5["videos/offset"][:]
+        self.n_frames = h5["videos/n_frames"][:]
+        self.fps = h5["videos/fps"][:]
+        self.shot_offsets = h5["shots/offset"][:]
+        self.labels = h5["labels"][:]
+        names = h5["labels"].attrs.get("names", [])
+        self.label_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        self.splits = h5["splits"][:]
+
+    # --- sizes
+    @property
+    def n_videos(self) -> int:
+        return len(self.video_ids)
+
+    @property
+    def n_clips(self) -> int:
+        return int(self._h5["clips/features"].shape[0])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self._h5["clips/features"].shape[1])
+
+    def clip_counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    # --- data
+    def read_features(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Clip features rows [start, stop) as float32."""
+        return self._h5["clips/features"][start:stop].astype(np.float32)
+
+    def video_features(self, i: int) -> np.ndarray:
+        """The (clips, D) float32 features of video i."""
+        return self.read_features(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def video(self, i: int) -> VideoFeatures:
+        """Everything stored about video i (features kept in float16, as stored)."""
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        s, t = int(self.shot_offsets[i]), int(self.shot_offsets[i + 1])
+        h5 = self._h5
+        return VideoFeatures(
+            video_id=self.video_ids[i],
+            n_frames=int(self.n_frames[i]),
+            fps=float(self.fps[i]),
+            features=h5["clips/features"][a:b],
+            frames=h5["clips/frames"][a:b],
+            shot=h5["clips/shot"][a:b],
+            shots=h5["shots/frames"][s:t],
+            labels=self.labels[i],
+            splits=self.splits[i],
+        )
+
+    def dataset(self, name: str) -> h5py.Dataset:
+        return self._h5[name]
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> FeatureFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _short(error: Exception) -> str:
+    return str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+
+
+def verify_features(path: str | Path, chunk_rows: int = 65536) -> dict:
+    """Check every invariant of the layout; return a short summary.
+
+    Raises:
+        FeatureFileError: naming the file and the first broken invariant.
+    """
+    with FeatureFile(path) as f:
+        where = str(f.path)
+        m = f.meta
+
+        def fail(message: str):
+            raise FeatureFileError(f"{where}: {message}; re-run extraction to rewrite the file")
+
+        try:
+            _check_layout(f, m, fail, chunk_rows)
+        except (KeyError, OSError, ValueError) as error:
+            fail(f"unreadable data ({_short(error)})")
+        return {
+            "path": where,
+            "videos": f.n_videos,
+            "clips": f.n_clips,
+            "shots": int(f.shot_offsets[-1]),
+            "feature_dim": f.feature_dim,
+            "labels": len(f.label_names),
+            "splits": int(f.splits.shape[1]),
+            "backbone": m.backbone,
+            "pretrain": m.pretrain,
+            "kind": m.kind,
+            "weights": f"{m.weights.get('name')} sha256:{str(m.weights.get('sha256'))[:12]}",
+            "failures": len(m.failures),
+        }
+
+
+def _check_layout(f: FeatureFile, m: FeatureMeta, fail, chunk_rows: int) -> None:
+    v, n, d = f.n_videos, f.n_clips, f.feature_dim
+    if m.kind not in ("image", "video"):
+        fail(f"kind is {m.kind!r}, expected 'image' or 'video'")
+    if m.feature_dim != d:
+        fail(f"feature_dim attribute {m.feature_dim} but /clips/features has {d} columns")
+    if not isinstance(m.weights, dict) or not {"name", "sha256"} <= set(m.weights):
+        fail("weights attribute lacks name and sha256")
+    if len(set(f.video_ids)) != v:
+        fail("duplicate video ids in /videos/id")
+    for name, arr in (("videos/n_frames", f.n_frames), ("videos/fps", f.fps)):
+        if arr.shape != (v,):
+            fail(f"/{name} has shape {arr.shape}, expected ({v},)")
+    for name, offsets, total in (
+        ("videos/offset", f.offsets, n),
+        ("shots/offset", f.shot_offsets, f.dataset("shots/frames").shape[0]),
+    ):
+        if offsets.shape != (v + 1,) or offsets[0] != 0 or offsets[-1] != total:
+            fail(f"/{name} must have {v + 1} entries from 0 to {total}")
+        if np.any(np.diff(offsets) < 0):
+            fail(f"/{name} is not non-decreasing")
+    if np.any(np.diff(f.offsets) == 0):
+        fail("a video has no clips")
+    frames = f.dataset("clips/frames")[:]
+    shot = f.dataset("clips/shot")[:]
+    shots = f.dataset("shots/frames")[:]
+    if frames.shape != (n, 2) or shot.shape != (n,):
+        fail("/clips/frames or /clips/shot does not match /clips/features in length")
+    video_of_clip = np.repeat(np.arange(v), np.diff(f.offsets))
+    video_of_shot = np.repeat(np.arange(v), np.diff(f.shot_offsets))
+    if np.any(frames[:, 0] > frames[:, 1]) or np.any(frames[:, 0] < 0):
+        fail("a clip's first frame is after its last frame or negative")
+    if np.any(frames[:, 1] >= f.n_frames[video_of_clip]):
+        fail("a clip refers to a frame past its video's end")
+    if np.any(shots[:, 0] > shots[:, 1]) or np.any(shots[:, 1] >= f.n_frames[video_of_shot]):
+        fail("a shot's frames are out of order or past its video's end")
+    n_shots = np.diff(f.shot_offsets)[video_of_clip]
+    if np.any(shot < 0) or np.any(shot >= n_shots):
+        fail("a clip's shot index is outside its video's shots")
+    global_shot = f.shot_offsets[video_of_clip] + shot
+    if n and (np.any(frames[:, 0] < shots[global_shot, 0]) or np.any(frames[:, 1] > shots[global_shot, 1])):
+        fail("a clip's frames fall outside its shot")
+    if f.labels.shape != (v, len(f.label_names)) or f.labels.size and f.labels.max() > 1:
+        fail(f"/labels must be ({v}, {len(f.label_names)}) of 0/1 with one name per column")
+    if f.splits.ndim != 2 or f.splits.shape[0] != v or f.splits.size and f.splits.max() > 2:
+        fail(f"/splits must be ({v}, K) with values 0 train, 1 val, 2 test")
+    features = f.dataset("clips/features")
+    if features.dtype != np.float16:
+        fail(f"/clips/features is {features.dtype}, expected float16")
+    for start in range(0, n, chunk_rows):
+        if not np.all(np.isfinite(features[start : start + chunk_rows])):
+            fail(f"non-finite features in clip rows {start}..{min(n, start + chunk_rows) - 1}")

@@ -1,0 +1,187 @@
+"""The manifest: one CSV row per video, `video_id,path,<label columns...>,split0[,split1,...]`.
+
+Read and validated here, once, for both stages. Every problem is reported as one line naming the
+file, the row (its line number in the file) and the column, before any expensive work starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vtl.errors import ManifestError
+
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "0": 0, "1": 1, "2": 2}
+SPLIT_NAMES = ("train", "val", "test")
+_SPLIT_COLUMN = re.compile(r"^split(\d+)$")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest. Arrays are aligned with `video_ids` (manifest order)."""
+
+    path: Path
+    video_ids: list[str]
+    paths: list[Path]  # absolute
+    label_names: list[str]
+    labels: np.ndarray  # (V, L) uint8, 0/1
+    splits: np.ndarray  # (V, K) uint8: 0 train, 1 val, 2 test
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def subset(self, indices: list[int]) -> Manifest:
+        """The manifest restricted to `indices` (kept in the given order)."""
+        return Manifest(
+            path=self.path,
+            video_ids=[self.video_ids[i] for i in indices],
+            paths=[self.paths[i] for i in indices],
+            label_names=self.label_names,
+            labels=self.labels[indices],
+            splits=self.splits[indices],
+        )
+
+
+def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
+    """Read and validate a manifest CSV.
+
+    Args:
+        path: the CSV file. Video paths in it are relative to its folder (absolute allowed).
+        check_files: also require every video file to exist (extraction needs them; probing
+            does not).
+
+    Raises:
+        ManifestError: one line naming the file, row and column of the first problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found; pass the path of a CSV file")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ManifestError(f"{path}: not a readable CSV file ({error})") from None
+
+    rows = [(number, row) for number, row in enumerate(rows, start=1) if any(c.strip() for c in row)]
+    if not rows:
+        raise ManifestError(f"{path}: the manifest is empty; it needs a header row and videos")
+    _, header = rows[0]
+    header = [column.strip() for column in header]
+    _check_header(path, header)
+    if len(rows) == 1:
+        raise ManifestError(f"{path}: the manifest has a header but no videos")
+
+    split_columns = [c for c in header if _SPLIT_COLUMN.match(c)]
+    split_columns.sort(key=lambda c: int(_SPLIT_COLUMN.match(c).group(1)))
+    label_names = [c for c in header if c not in ("video_id", "path") and c not in split_columns]
+    index = {column: i for i, column in enumerate(header)}
+
+    video_ids: list[str] = []
+    paths: list[Path] = []
+    labels = np.zeros((len(rows) - 1, len(label_names)), dtype=np.uint8)
+    splits = np.zeros((len(rows) - 1, len(split_columns)), dtype=np.uint8)
+    first_row_of: dict[str, int] = {}
+    for v, (line, row) in enumerate(rows[1:]):
+        where = f"{path}, row {line}"
+        if len(row) != len(header):
+            raise ManifestError(
+                f"{where}: {len(row)} fields but the header has {len(header)}; "
+                "fix the row's commas"
+            )
+        cells = [cell.strip() for cell in row]
+        video_id = cells[index["video_id"]]
+        if not video_id:
+            raise ManifestError(f"{where}, column video_id: empty id; give every video an id")
+        if video_id in first_row_of:
+            raise ManifestError(
+                f"{where}, column video_id: duplicate id {video_id!r} "
+                f"(first on row {first_row_of[video_id]}); ids must be unique"
+            )
+        first_row_of[video_id] = line
+        raw_path = cells[index["path"]]
+        if not raw_path:
+            raise ManifestError(f"{where}, column path: empty path for video {video_id!r}")
+        video_path = Path(raw_path)
+        if not video_path.is_absolute():
+            video_path = path.parent / video_path
+        if check_files and not video_path.is_file():
+            raise ManifestError(
+                f"{where}, column path: video file not found: {video_path}; "
+                "paths are relative to the manifest's folder"
+            )
+        video_ids.append(video_id)
+        paths.append(video_path.resolve() if video_path.exists() else video_path.absolute())
+        for j, name in enumerate(label_names):
+            value = cells[index[name]]
+            if value not in ("0", "1"):
+                raise ManifestError(
+                    f"{where}, column {name}: label {value!r} is not 0 or 1 "
+                    "(every column that is not video_id, path or splitK is a label)"
+                )
+            labels[v, j] = int(value)
+        for k, name in enumerate(split_columns):
+            value = cells[index[name]].lower()
+            if value not in SPLIT_CODES:
+                raise ManifestError(
+                    f"{where}, column {name}: unknown split {cells[index[name]]!r}; "
+                    "use train, val or test (or 0, 1, 2)"
+                )
+            splits[v, k] = SPLIT_CODES[value]
+
+    for k, name in enumerate(split_columns):
+        for code, split_name in enumerate(SPLIT_NAMES):
+            if not np.any(splits[:, k] == code):
+                raise ManifestError(
+                    f"{path}, column {name}: no {split_name} videos; "
+                    "every split needs train, val and test videos"
+                )
+    return Manifest(path.resolve(), video_ids, paths, label_names, labels, splits)
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    for required in ("video_id", "path"):
+        if required not in header:
+            raise ManifestError(
+                f"{path}, row 1: missing column {required!r}; the header must start "
+                "video_id,path,<labels...>,split0"
+            )
+    duplicates = sorted({c for c in header if header.count(c) > 1})
+    if duplicates:
+        raise ManifestError(f"{path}, row 1: duplicate column {duplicates[0]!r}")
+    if "" in header:
+        raise ManifestError(f"{path}, row 1: a column has an empty name")
+    if not any(_SPLIT_COLUMN.match(c) for c in header):
+        raise ManifestError(f"{path}, row 1: no split column; add split0 (train/val/test)")
+    if all(c in ("video_id", "path") or _SPLIT_COLUMN.match(c) for c in header):
+        raise ManifestError(f"{path}, row 1: no label column; add one 0/1 column per label")
+
+
+def write_manifest(
+    path: str | Path,
+    video_ids: list[str],
+    paths: list[str],
+    label_names: list[str],
+    labels: np.ndarray,
+    splits: np.ndarray,
+) -> Path:
+    """Write a manifest CSV (splits as train/val/test). `paths` are written as given."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        n_splits = splits.shape[1]
+        writer.writerow(["video_id", "path", *label_names, *(f"split{k}" for k in range(n_splits))])
+        for v, video_id in enumerate(video_ids):
+            writer.writerow(
+                [
+                    video_id,
+                    paths[v],
+                    *(int(x) for x in labels[v]),
+                    *(SPLIT_NAMES[int(s)] for s in splits[v]),
+                ]
+            )
+    return path
