@@ -16,12 +16,17 @@ Layout (V videos, N clips, S shots, D feature dims, L labels, K splits)::
     /labels           (V, L) uint8    attr names
     /splits           (V, K) uint8    0 train, 1 val, 2 test
 
+A shard's part file (`<name>.part-<i>-of-<n>.h5`) also has the root attribute `part` ("i/n") and
+`/videos/manifest_index` (V,) int64, the manifest row of each video, which `extract merge` uses
+to restore manifest order; a merged file equals a single-process run.
+
 A file is written under a temporary name and renamed when complete, so a file at its final path
 is always whole.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -98,6 +103,7 @@ class VideoFeatures:
     shots: np.ndarray  # (S, 2) first/last frame per shot
     labels: np.ndarray  # (L,) uint8
     splits: np.ndarray  # (K,) uint8
+    manifest_index: int = -1  # row in the manifest (kept in part files only)
 
 
 class FeatureWriter:
@@ -107,8 +113,16 @@ class FeatureWriter:
     ever left at the final path.
     """
 
-    def __init__(self, path: str | Path, meta: FeatureMeta, label_names: list[str], n_splits: int):
+    def __init__(
+        self,
+        path: str | Path,
+        meta: FeatureMeta,
+        label_names: list[str],
+        n_splits: int,
+        part: tuple[int, int] | None = None,
+    ):
         self.path = Path(path)
+        self.part = part
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.meta = meta
         self.label_names = list(label_names)
@@ -129,6 +143,7 @@ class FeatureWriter:
         self._shot_counts: list[int] = []
         self._labels: list[np.ndarray] = []
         self._splits: list[np.ndarray] = []
+        self._manifest_index: list[int] = []
 
     def _growable(self, name: str, shape: tuple, dtype) -> h5py.Dataset:
         chunks = (_CHUNK_ROWS * 4, *shape[1:])
@@ -157,6 +172,7 @@ class FeatureWriter:
         self._shot_counts.append(len(video.shots))
         self._labels.append(np.asarray(video.labels, np.uint8))
         self._splits.append(np.asarray(video.splits, np.uint8))
+        self._manifest_index.append(int(video.manifest_index))
 
     def close(self) -> Path:
         """Write the index datasets and attributes, then move the file to its final path."""
@@ -171,6 +187,9 @@ class FeatureWriter:
         h5.create_dataset("labels", data=labels)
         h5["labels"].attrs["names"] = np.array(self.label_names, dtype=object)
         h5.create_dataset("splits", data=np.array(self._splits, np.uint8).reshape(-1, n_splits))
+        if self.part is not None:
+            h5.create_dataset("videos/manifest_index", data=np.array(self._manifest_index))
+            h5.attrs["part"] = f"{self.part[0]}/{self.part[1]}"
         h5.attrs["format"] = FORMAT
         h5.attrs["version"] = VERSION
         for key, value in self.meta.to_attrs().items():
@@ -195,6 +214,21 @@ class FeatureWriter:
             self.close()
         else:
             self.discard()
+
+
+def write_failures(feature_path: str | Path, failures: list[dict]) -> Path | None:
+    """Write `<stem>.failures.csv` next to a feature file (video_id, path, reason per unusable
+    video), or remove a stale one when there are no failures."""
+    path = Path(feature_path).with_suffix(".failures.csv")
+    if not failures:
+        path.unlink(missing_ok=True)
+        return None
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["video_id", "path", "reason"])
+        writer.writeheader()
+        for failure in failures:
+            writer.writerow({k: failure.get(k, "") for k in ("video_id", "path", "reason")})
+    return path
 
 
 def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
@@ -248,9 +282,19 @@ class FeatureFile:
                 f"{where}: feature format version {version}, this software reads {VERSION}; "
                 "re-extract or install the matching version"
             )
-        for name in ("videos/id", "videos/offset", "videos/n_frames", "videos/fps",
-                     "clips/features", "clips/frames", "clips/shot", "shots/offset",
-                     "shots/frames", "labels", "splits"):  # fmt: skip
+        for name in (
+            "videos/id",
+            "videos/offset",
+            "videos/n_frames",
+            "videos/fps",
+            "clips/features",
+            "clips/frames",
+            "clips/shot",
+            "shots/offset",
+            "shots/frames",
+            "labels",
+            "splits",
+        ):
             if name not in h5:
                 raise FeatureFileError(f"{where}: dataset /{name} is missing")
         self.meta = FeatureMeta.from_attrs(h5.attrs, where)
@@ -263,6 +307,11 @@ class FeatureFile:
         names = h5["labels"].attrs.get("names", [])
         self.label_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
         self.splits = h5["splits"][:]
+        part = h5.attrs.get("part")
+        self.part = part.decode() if isinstance(part, bytes) else part
+        self.manifest_index = (
+            h5["videos/manifest_index"][:] if "videos/manifest_index" in h5 else None
+        )
 
     # --- sizes
     @property
@@ -304,6 +353,7 @@ class FeatureFile:
             shots=h5["shots/frames"][s:t],
             labels=self.labels[i],
             splits=self.splits[i],
+            manifest_index=-1 if self.manifest_index is None else int(self.manifest_index[i]),
         )
 
     def dataset(self, name: str) -> h5py.Dataset:
@@ -396,7 +446,9 @@ def _check_layout(f: FeatureFile, m: FeatureMeta, fail, chunk_rows: int) -> None
     if np.any(shot < 0) or np.any(shot >= n_shots):
         fail("a clip's shot index is outside its video's shots")
     global_shot = f.shot_offsets[video_of_clip] + shot
-    if n and (np.any(frames[:, 0] < shots[global_shot, 0]) or np.any(frames[:, 1] > shots[global_shot, 1])):
+    if n and (
+        np.any(frames[:, 0] < shots[global_shot, 0]) or np.any(frames[:, 1] > shots[global_shot, 1])
+    ):
         fail("a clip's frames fall outside its shot")
     if f.labels.shape != (v, len(f.label_names)) or f.labels.size and f.labels.max() > 1:
         fail(f"/labels must be ({v}, {len(f.label_names)}) of 0/1 with one name per column")

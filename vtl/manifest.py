@@ -66,7 +66,9 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     except (UnicodeDecodeError, csv.Error) as error:
         raise ManifestError(f"{path}: not a readable CSV file ({error})") from None
 
-    rows = [(number, row) for number, row in enumerate(rows, start=1) if any(c.strip() for c in row)]
+    rows = [
+        (number, row) for number, row in enumerate(rows, start=1) if any(c.strip() for c in row)
+    ]
     if not rows:
         raise ManifestError(f"{path}: the manifest is empty; it needs a header row and videos")
     _, header = rows[0]
@@ -89,8 +91,7 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         where = f"{path}, row {line}"
         if len(row) != len(header):
             raise ManifestError(
-                f"{where}: {len(row)} fields but the header has {len(header)}; "
-                "fix the row's commas"
+                f"{where}: {len(row)} fields but the header has {len(header)}; fix the row's commas"
             )
         cells = [cell.strip() for cell in row]
         video_id = cells[index["video_id"]]

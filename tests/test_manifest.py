@@ -1,0 +1,104 @@
+"""The manifest reader: good manifests parse, each kind of bad one fails with file, row, column."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vtl.errors import ManifestError
+from vtl.manifest import read_manifest, write_manifest
+
+HEADER = "video_id,path,action,comedy,split0,split1"
+ROWS = [
+    "a,videos/a.mp4,1,0,train,test",
+    "b,videos/b.mp4,0,1,val,train",
+    "c,videos/c.mp4,1,1,test,val",
+    "d,videos/d.mp4,0,0,train,train",
+]
+
+
+def write(tmp_path: Path, lines: list[str], make_files: bool = True) -> Path:
+    (tmp_path / "videos").mkdir(exist_ok=True)
+    if make_files:
+        for name in "abcd":
+            (tmp_path / "videos" / f"{name}.mp4").write_bytes(b"x")
+    path = tmp_path / "m.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_good_manifest_parses(tmp_path):
+    m = read_manifest(write(tmp_path, [HEADER, *ROWS]))
+    assert m.video_ids == ["a", "b", "c", "d"]
+    assert m.label_names == ["action", "comedy"]
+    assert m.paths[0] == (tmp_path / "videos" / "a.mp4").resolve()
+    np.testing.assert_array_equal(m.labels, [[1, 0], [0, 1], [1, 1], [0, 0]])
+    np.testing.assert_array_equal(m.splits, [[0, 2], [1, 0], [2, 1], [0, 0]])
+
+
+def test_numeric_split_codes_and_absolute_paths(tmp_path):
+    absolute = tmp_path / "videos" / "a.mp4"
+    rows = [r.replace("train", "0").replace("val", "1").replace("test", "2") for r in ROWS]
+    rows[0] = rows[0].replace("videos/a.mp4", str(absolute))
+    m = read_manifest(write(tmp_path, [HEADER, *rows]))
+    assert m.paths[0] == absolute.resolve()
+    np.testing.assert_array_equal(m.splits[:, 0], [0, 1, 2, 0])
+
+
+def test_round_trip_through_writer(tmp_path):
+    m = read_manifest(write(tmp_path, [HEADER, *ROWS]))
+    rel = [str(p.relative_to(tmp_path)) for p in m.paths]
+    again = read_manifest(
+        write_manifest(tmp_path / "copy.csv", m.video_ids, rel, m.label_names, m.labels, m.splits)
+    )
+    np.testing.assert_array_equal(again.labels, m.labels)
+    np.testing.assert_array_equal(again.splits, m.splits)
+
+
+@pytest.mark.parametrize(
+    "lines, expected",
+    [
+        (
+            [HEADER, *ROWS, "a,videos/b.mp4,0,0,train,train"],
+            r"row 6, column video_id: duplicate id 'a' \(first on row 2\)",
+        ),
+        (
+            [HEADER, "a,videos/a.mp4,2,0,train,test", *ROWS[1:]],
+            r"row 2, column action: label '2' is not 0 or 1",
+        ),
+        (
+            [HEADER, "a,videos/a.mp4,1,0,holdout,test", *ROWS[1:]],
+            r"row 2, column split0: unknown split 'holdout'",
+        ),
+        (
+            [HEADER, "a,videos/zz.mp4,1,0,train,test", *ROWS[1:]],
+            r"row 2, column path: video file not found: .*zz.mp4",
+        ),
+        ([HEADER, "a,videos/a.mp4,1,0,train", *ROWS[1:]], r"row 2: 5 fields but the header has 6"),
+        ([HEADER, *(r.replace(",val,", ",train,") for r in ROWS)], r"column split0: no val videos"),
+        (["video_id,action,split0", "a,1,train"], r"row 1: missing column 'path'"),
+        (["video_id,path,action", "a,videos/a.mp4,1"], r"row 1: no split column"),
+        (["video_id,path,split0", "a,videos/a.mp4,train"], r"row 1: no label column"),
+        ([HEADER], r"header but no videos"),
+        ([HEADER, ",videos/a.mp4,1,0,train,test"], r"row 2, column video_id: empty id"),
+    ],
+)
+def test_bad_manifests_name_file_row_and_column(tmp_path, lines, expected):
+    path = write(tmp_path, lines)
+    with pytest.raises(ManifestError, match=expected) as info:
+        read_manifest(path)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_empty_manifest(tmp_path):
+    with pytest.raises(ManifestError, match="manifest not found"):
+        read_manifest(tmp_path / "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ManifestError, match="empty"):
+        read_manifest(tmp_path / "empty.csv")
+
+
+def test_missing_files_allowed_when_not_checked(tmp_path):
+    m = read_manifest(write(tmp_path, [HEADER, *ROWS], make_files=False), check_files=False)
+    assert len(m) == 4
