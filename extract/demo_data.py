@@ -166,7 +166,15 @@ MIN_VIDEOS = 6  # fewest videos for which every split can hold train, val and te
 MAX_ATTEMPTS = 2000  # redraws of the plan before giving up (only tiny collections need many)
 PHOTO_ZOOM = (0.65, 1.0)  # crop size as a fraction of the largest 16:9 crop of the photo
 PHOTO_WORK_WIDTH = 480  # photos are resized once so their largest 16:9 crop is this wide
-ENCODER_OPTIONS = {"threads": "1", "preset": "fast", "crf": "20"}
+# libx264's AVX-512 code reads uninitialised memory on this platform (the same frames gave
+# different bytes from run to run); cpu-independent=1 selects the C-equivalent algorithms, which
+# makes the output identical from run to run and machine to machine at nearly the same speed.
+ENCODER_OPTIONS = {
+    "threads": "1",
+    "preset": "veryfast",
+    "crf": "20",
+    "x264-params": "cpu-independent=1",
+}
 
 
 # --- Shot pool ------------------------------------------------------------------------------
@@ -225,21 +233,33 @@ def _to_frame_size(frames: torch.Tensor, anchor_y: float = 0.5) -> torch.Tensor:
         crop_h = round(w * HEIGHT / WIDTH)
         y0 = round((h - crop_h) * anchor_y)
         frames = frames[..., y0 : y0 + crop_h, :]
-    resized = F.interpolate(
-        frames.float(), size=(HEIGHT, WIDTH), mode="bilinear", antialias=True, align_corners=False
-    )
-    return resized.round_().clamp_(0, 255).to(torch.uint8)
+    # uint8 + channels_last takes torch's fast antialiased path (~40x faster than float here).
+    frames = frames.contiguous(memory_format=torch.channels_last)
+    resized = F.interpolate(frames, size=(HEIGHT, WIDTH), mode="bilinear", antialias=True)
+    return resized.contiguous()
 
 
-def _decode_range(path: Path, start: int, stop: int, anchor_y: float) -> torch.Tensor:
-    """Decode source frames [start, stop) at native size and bring them to the output size."""
+def _decode_segments(
+    path: Path, segments: Sequence[tuple[int, int]], anchor_y: float
+) -> tuple[float, list[torch.Tensor]]:
+    """Decode a source once, in order from its first frame, and keep the segments' frames.
+
+    Reading in order, never seeking, matters: decord's seeks in these files can land a few
+    frames off, which would move a real cut into a segment. Small sources make this cheap.
+    Returns the source's frame rate and one (T, 3, HEIGHT, WIDTH) uint8 tensor per segment.
+    """
     reader = decord.VideoReader(str(path), num_threads=1)
-    chunks = []
-    # Chunks bound memory: 64 frames of 1280x720 float are ~700 MB, not the 1.5 GB of all 132.
-    for first in range(start, stop, 32):
-        batch = reader.get_batch(list(range(first, min(first + 32, stop)))).asnumpy()
-        chunks.append(_to_frame_size(torch.from_numpy(batch).permute(0, 3, 1, 2), anchor_y))
-    return torch.cat(chunks)
+    end = max(stop for _, stop in segments)
+    wanted = sorted({i for start, stop in segments for i in range(start, stop)})
+    kept: dict[int, torch.Tensor] = {}
+    for first in range(0, end, 64):  # chunks bound memory (64 frames of 720p: 180 MB)
+        batch = reader.get_batch(list(range(first, min(first + 64, end)))).asnumpy()
+        keep = [i for i in wanted if first <= i < first + len(batch)]
+        if keep:
+            chosen = torch.from_numpy(batch[[i - first for i in keep]]).permute(0, 3, 1, 2)
+            kept.update(zip(keep, _to_frame_size(chosen, anchor_y), strict=True))
+    segment_frames = [torch.stack([kept[i] for i in range(a, b)]) for a, b in segments]
+    return reader.get_avg_fps(), segment_frames
 
 
 def _load_photo(name: str) -> torch.Tensor:
@@ -269,9 +289,10 @@ def load_shot_pool() -> list[PoolShot]:
     pool = []
     for source in FOOTAGE:
         path = package_file(source.package, source.file)
-        fps = decord.VideoReader(str(path), num_threads=1).get_avg_fps()
-        for (start, stop), key in zip(source.segments, source.shot_keys, strict=True):
-            frames = _decode_range(path, start, stop, source.anchor_y)
+        fps, segments = _decode_segments(path, source.segments, source.anchor_y)
+        for (start, stop), key, frames in zip(
+            source.segments, source.shot_keys, segments, strict=True
+        ):
             pool.append(
                 PoolShot(f"{source.name}[{start}:{stop}]", source.category, key, frames, fps)
             )
@@ -379,18 +400,22 @@ def _render_photo_shot(photo: torch.Tensor, n_frames: int, pan: tuple[float, ...
     _, _, h, w = photo.shape
     full_w = min(w, h * WIDTH / HEIGHT)  # largest 16:9 crop, in pixels
     full_h = full_w * HEIGHT / WIDTH
-    image = photo.float()
-    frames = []
-    for i in range(n_frames):
-        t = i / max(n_frames - 1, 1)
-        zoom, x, y = (a + (b - a) * t for a, b in zip(pan[:3], pan[3:], strict=True))
-        crop_w, crop_h = full_w * zoom, full_h * zoom
-        cx = (crop_w / 2 + x * (w - crop_w)) / w * 2 - 1  # crop centre, normalised to [-1, 1]
-        cy = (crop_h / 2 + y * (h - crop_h)) / h * 2 - 1
-        theta = torch.tensor([[[crop_w / w, 0.0, cx], [0.0, crop_h / h, cy]]])
-        grid = F.affine_grid(theta, [1, 3, HEIGHT, WIDTH], align_corners=False)
-        frames.append(F.grid_sample(image, grid, mode="bilinear", align_corners=False))
-    return torch.cat(frames).round_().clamp_(0, 255).to(torch.uint8)
+    t = torch.linspace(0, 1, n_frames, dtype=torch.float64)
+    start, end = (
+        torch.tensor(pan[:3], dtype=torch.float64),
+        torch.tensor(pan[3:], dtype=torch.float64),
+    )
+    zoom, x, y = (start + (end - start) * t[:, None]).unbind(1)
+    crop_w, crop_h = full_w * zoom, full_h * zoom
+    theta = torch.zeros(n_frames, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0] = crop_w / w  # crop size and centre in grid_sample's [-1, 1] coordinates
+    theta[:, 1, 1] = crop_h / h
+    theta[:, 0, 2] = (crop_w / 2 + x * (w - crop_w)) / w * 2 - 1
+    theta[:, 1, 2] = (crop_h / 2 + y * (h - crop_h)) / h * 2 - 1
+    grid = F.affine_grid(theta.float(), [n_frames, 3, HEIGHT, WIDTH], align_corners=False)
+    image = photo.float().expand(n_frames, -1, -1, -1)
+    frames = F.grid_sample(image, grid, mode="bilinear", align_corners=False)
+    return frames.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def render_shot(piece: PoolShot, shot: ShotPlan, fps: int) -> torch.Tensor:
@@ -440,12 +465,30 @@ def shot_spans(plan: VideoPlan) -> list[tuple[int, int]]:
 # --- Encoding -------------------------------------------------------------------------------
 
 
-def encode_video(frames: torch.Tensor, fps: int, path: Path) -> None:
-    """Write (T, 3, H, W) uint8 frames as H.264 MP4, byte-identical for identical frames.
+def rgb_to_yuv420p(frames: torch.Tensor) -> np.ndarray:
+    """(T, 3, H, W) uint8 RGB -> (T, H * 3 // 2, W) uint8 planar YUV 4:2:0 (BT.601, limited range).
 
-    libx264 with one thread and the muxer in bit-exact mode (no encoder version string or
-    creation time that could vary) make the output a pure function of the frames. The file is
-    written under a temporary name and renamed, so a video is either complete or absent.
+    Done here in integer arithmetic rather than by swscale so that the pixels handed to the
+    encoder do not depend on the FFmpeg build or the CPU's SIMD paths. Chroma is the mean of
+    each 2x2 block.
+    """
+    t, _, h, w = frames.shape
+    rgb = frames.to(torch.int32)
+    r, g, b = rgb.unbind(1)
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+    r, g, b = rgb.view(t, 3, h // 2, 2, w // 2, 2).sum(dim=(3, 5)).unbind(1)  # 4x the mean
+    u = ((-38 * r - 74 * g + 112 * b + 512) >> 10) + 128
+    v = ((112 * r - 94 * g - 18 * b + 512) >> 10) + 128
+    planes = [plane.reshape(t, -1) for plane in (y, u, v)]
+    return torch.cat(planes, dim=1).clamp_(0, 255).to(torch.uint8).view(t, h * 3 // 2, w).numpy()
+
+
+def encode_video(frames: torch.Tensor, fps: int, path: Path) -> None:
+    """Write (T, 3, H, W) uint8 RGB frames as H.264 MP4, byte-identical for identical frames.
+
+    A single-threaded, CPU-independent libx264 and a bit-exact muxer (no encoder version or
+    creation time in the file) make the bytes a pure function of the frames. The file is written
+    under a temporary name and renamed, so a video is either complete or absent.
     """
     tmp = path.with_name(f".{path.name}.tmp")
     with av.open(str(tmp), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
@@ -453,9 +496,8 @@ def encode_video(frames: torch.Tensor, fps: int, path: Path) -> None:
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         stream.time_base = Fraction(1, fps)
         stream.codec_context.flags |= av.codec.context.Flags.bitexact
-        rgb = frames.permute(0, 2, 3, 1).contiguous().numpy()
-        for i, image in enumerate(rgb):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        for i, image in enumerate(rgb_to_yuv420p(frames)):
+            frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
             frame.pts = i
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

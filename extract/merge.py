@@ -76,10 +76,7 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path, remove_parts: bool
         meta = FeatureMeta(**{**vars(first.meta), "failures": failures})
         n_splits = first.splits.shape[1]
         with FeatureWriter(out, meta, first.label_names, n_splits) as writer:
-            streams = [
-                ((int(index), p, i) for i, index in enumerate(f.manifest_index))
-                for p, f in enumerate(files)
-            ]
+            streams = [_rows(p, f) for p, f in enumerate(files)]
             for _, p, i in heapq.merge(*streams):
                 writer.add(files[p].video(i))
         write_failures(out, failures)
@@ -91,6 +88,11 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path, remove_parts: bool
             Path(p).unlink(missing_ok=True)
             Path(p).with_suffix(".failures.csv").unlink(missing_ok=True)
     return Path(out)
+
+
+def _rows(part: int, f: FeatureFile):
+    """(manifest row, part, video) for each video of a part, in the part's (manifest) order."""
+    return ((int(index), part, i) for i, index in enumerate(f.manifest_index))
 
 
 def try_merge(final: Path, count: int) -> Path | None:

@@ -123,6 +123,12 @@ def _as_shots(scenes: list[tuple[int, int]]) -> np.ndarray:
     return np.asarray(scenes, dtype=np.int64).reshape(-1, 2)
 
 
+def predictions_to_shots(predictions: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """``(S, 2)`` int64 shots of transition probabilities, as ``predictions_to_scenes`` gives."""
+    tracker = _SceneTracker(threshold)
+    return _as_shots(tracker.feed(predictions) + tracker.finish())
+
+
 @contextlib.contextmanager
 def _global_state_preserved() -> Iterator[None]:
     """Restore the RNGs and determinism flags that the TransNetV2 constructor changes.
@@ -172,13 +178,16 @@ def _load_transnetv2(device: torch.device) -> torch.nn.Module:
 
 
 @contextlib.contextmanager
-def _exact_float32() -> Iterator[None]:
+def _exact_float32(device: torch.device) -> Iterator[None]:
     """On CUDA, convolve in true float32 with fixed algorithms.
 
     TF32 would move predictions ~1e-3 away from the CPU reference, and benchmark mode may pick a
     different kernel from one call to the next, which could flip a frame sitting on the threshold
-    between ``detect`` and ``stream``.
+    between ``detect`` and ``stream``. The flags are process-wide, so leave them alone on CPU.
     """
+    if device.type != "cuda":
+        yield
+        return
     with torch.backends.cudnn.flags(
         enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True,
         allow_tf32=False,
@@ -226,7 +235,7 @@ class TransNetV2Shots:
             index = ks[:, None] * STEP - CONTEXT + torch.arange(WINDOW)
             index = index.clamp_(0, n_seen - 1) - offset
             batch = frames[index.to(frames.device)].to(self.device, non_blocking=True)
-            with torch.inference_mode(), _exact_float32():
+            with torch.inference_mode(), _exact_float32(self.device):
                 single, _ = self.model.predict_raw(batch)
             out.append(single[:, CONTEXT : CONTEXT + STEP, 0].reshape(-1).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
@@ -239,14 +248,9 @@ class TransNetV2Shots:
             raise ValueError("a video needs at least 1 frame for shot detection, got 0")
         return self._predict_windows(frames, 0, n, range(math.ceil(n / STEP)))[:n]
 
-    def shots_from_predictions(self, predictions: np.ndarray) -> np.ndarray:
-        """``(S, 2)`` int64 shots of probabilities from :meth:`predict` (as the package does)."""
-        tracker = _SceneTracker(self.threshold)
-        return _as_shots(tracker.feed(predictions) + tracker.finish())
-
     def detect(self, frames: torch.Tensor) -> np.ndarray:
         """``(S, 2)`` int64 ``[first, last]`` shots of a whole video of 48x27 frames."""
-        return self.shots_from_predictions(self.predict(frames))
+        return predictions_to_shots(self.predict(frames), self.threshold)
 
     def stream(self) -> ShotStream:
         """Incremental detection for one video (see :class:`ShotStream`)."""
@@ -273,9 +277,7 @@ class ShotStream:
         self._finished = False
 
     def _run(self, windows: range) -> list[tuple[int, int]]:
-        probs = self._detector._predict_windows(
-            self._buffer, self._offset, self._received, windows
-        )
+        probs = self._detector._predict_windows(self._buffer, self._offset, self._received, windows)
         # The last windows at the end of a video cover padding past its last frame.
         probs = probs[: self._received - windows.start * STEP]
         self._next_window = windows.stop

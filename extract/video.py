@@ -49,10 +49,17 @@ def _open(path: Path) -> decord.VideoReader:
     try:
         return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     except (RuntimeError, decord.DECORDError) as error:
-        reason = str(error).splitlines()[0] if str(error) else "unknown decoder error"
-        if "Error reading" in reason:
-            reason = "not a decodable video (no readable video stream)"
-        raise VideoError(reason) from None
+        raise VideoError(_reason(str(error))) from None
+
+
+def _reason(message: str) -> str:
+    """decord's C++ messages, turned into a short reason."""
+    if "cannot find video stream" in message:
+        return "no video stream (an audio-only file, or not a video)"
+    if "Error reading" in message or "Invalid data" in message or "moov atom" in message:
+        return "not a decodable video file (corrupt, truncated or another format)"
+    first = message.strip().splitlines()[0] if message.strip() else "unknown decoder error"
+    return first.split("ERROR ")[-1][:160]
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -93,8 +100,8 @@ class VideoSource:
             try:
                 batch = self._reader.get_batch(list(range(start, stop))).asnumpy()
             except (RuntimeError, decord.DECORDError) as error:
-                reason = str(error).splitlines()[0][:120] if str(error) else "decoder error"
-                raise VideoError(f"decoding failed at frame {start} ({reason})") from None
+                reason = _reason(str(error))
+                raise VideoError(f"decoding failed at frame {start}: {reason}") from None
             if batch.shape[0] != stop - start:
                 raise VideoError(f"decoder returned {batch.shape[0]} frames for {stop - start}")
             yield start, torch.from_numpy(np.ascontiguousarray(batch))

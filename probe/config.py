@@ -12,7 +12,7 @@ Defaults and their source (DIViTA repository, `train.py` and `experiment.py`):
 Our additions: `mask_padding` (True: zero padding is masked out of the batch-norm statistics,
 attention keys and clip means; False: padding flows through the model as in the reference),
 `memory_budget_gb` (features are held in memory when they fit, streamed otherwise; same results)
-and `fusion` for several feature files.
+`fusion` for several feature files, and `threads` (several runs side by side want one each).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class TrainConfig:
     device: str = "cpu"
     memory_budget_gb: float = 4.0
     mask_padding: bool = True
+    threads: int = 0  # torch intra-op threads for this run; 0 keeps the process's setting
 
     def validate(self) -> TrainConfig:
         """Check every field; return self.
@@ -62,6 +63,8 @@ class TrainConfig:
             raise UserError(f"--lr must be positive, got {self.lr}")
         if self.split < 0:
             raise UserError(f"--split must be 0 or more, got {self.split}")
+        if self.threads < 0:
+            raise UserError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
         if self.memory_budget_gb < 0:
             raise UserError("--memory-budget-gb must be 0 or more (0 streams from the file)")
         try:

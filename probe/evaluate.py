@@ -16,7 +16,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from probe.data import ProbeData, Windows, check_same_clips, open_store, sliding_windows
+from probe.config import TrainConfig
+from probe.data import (
+    SUBSETS,
+    ProbeData,
+    Windows,
+    check_same_clips,
+    open_probe_data,
+    open_store,
+    sliding_windows,
+)
+from probe.metrics import compute_metrics, per_label_ap
 from probe.models import build_probe
 from vtl.errors import UserError
 
@@ -62,7 +72,7 @@ def fused_window_logits(
     groups: list[list[int]],
     data: ProbeData,
     videos: np.ndarray,
-    config,
+    config: TrainConfig,
 ) -> tuple[torch.Tensor, Windows]:
     """Window logits of `videos`, averaged over the models (one per group of feature files)."""
     if len(data.files) > 1:
@@ -72,8 +82,9 @@ def fused_window_logits(
     for model, group in zip(models, groups, strict=True):
         store = open_store(data, group, config.memory_budget_gb)
         model.to(config.device)
-        logits = window_logits(model, store, windows, config.window, config.mask_padding,
-                               config.device)  # fmt: skip
+        logits = window_logits(
+            model, store, windows, config.window, config.mask_padding, config.device
+        )
         total = logits if total is None else total + logits
         del store
     return total / len(models), windows
@@ -154,3 +165,105 @@ def write_predictions(path: Path, video_ids: list[str], label_names: list[str], 
         writer.writerow(["video_id", *label_names])
         for vid, row in zip(video_ids, scores, strict=True):
             writer.writerow([vid, *(f"{p:.6f}" for p in row)])
+
+
+# --- scoring a checkpoint
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    feature_paths: list[Path],
+    split: int | None = None,
+    subset: str = "test",
+    memory_budget_gb: float | None = None,
+) -> dict:
+    """Score a trained checkpoint on the `subset` videos of `split` of the given feature files.
+
+    `split` defaults to the split the checkpoint was trained on. Returns {"metrics", "per_label"}
+    in percent plus the videos' scores (`"scores"`, a (videos, labels) array) and `"video_ids"`.
+
+    Raises:
+        UserError: a checkpoint or feature files that do not fit together.
+    """
+
+    if subset not in SUBSETS:
+        raise UserError(f"--subset {subset!r}: choose one of {', '.join(SUBSETS)}")
+    ckpt, models = load_checkpoint(checkpoint)
+    config = _scoring_config(ckpt, split, memory_budget_gb)
+    data = open_probe_data([Path(p) for p in feature_paths])
+    try:
+        check_checkpoint_data(ckpt, data, Path(checkpoint))
+        if not 0 <= config.split < data.n_splits:
+            raise UserError(
+                f"{data.files[0].path}: split {config.split} does not exist "
+                f"(the file has splits 0..{data.n_splits - 1})"
+            )
+        videos = data.subset(config.split, subset)
+        if videos.size == 0:
+            raise UserError(f"{data.files[0].path}: split {config.split} has no {subset} videos")
+        logits, windows = fused_window_logits(models, ckpt["groups"], data, videos, config)
+        scores = video_scores(logits, windows, videos)
+        y_true = data.labels[videos]
+        aps = per_label_ap(y_true, scores)
+        return {
+            "metrics": {k: 100 * v for k, v in compute_metrics(y_true, scores).items()},
+            "per_label": {
+                label: (None if np.isnan(ap) else 100 * float(ap))
+                for label, ap in zip(data.label_names, aps, strict=True)
+            },
+            "split": config.split,
+            "subset": subset,
+            "videos": int(videos.size),
+            "video_ids": [data.video_ids[i] for i in videos],
+            "scores": scores,
+        }
+    finally:
+        data.close()
+
+
+def predict(
+    checkpoint: str | Path,
+    feature_paths: list[Path],
+    split: int | None = None,
+    subset: str | None = None,
+    memory_budget_gb: float | None = None,
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Scores of a checkpoint for the videos of the feature files.
+
+    All videos unless `subset` (train, val, test) of `split` is given.
+
+    Returns:
+        (video ids, label names, scores (videos, labels) in [0, 1]).
+    """
+
+    if subset is not None and subset not in SUBSETS:
+        raise UserError(f"--subset {subset!r}: choose one of {', '.join(SUBSETS)}")
+    ckpt, models = load_checkpoint(checkpoint)
+    config = _scoring_config(ckpt, split, memory_budget_gb)
+    data = open_probe_data([Path(p) for p in feature_paths])
+    try:
+        check_checkpoint_data(ckpt, data, Path(checkpoint))
+        if subset is None:
+            videos = np.arange(len(data.video_ids))
+        else:
+            if not 0 <= config.split < data.n_splits:
+                raise UserError(f"{data.files[0].path}: split {config.split} does not exist")
+            videos = data.subset(config.split, subset)
+            if videos.size == 0:
+                raise UserError(
+                    f"{data.files[0].path}: split {config.split} has no {subset} videos"
+                )
+        logits, windows = fused_window_logits(models, ckpt["groups"], data, videos, config)
+        scores = video_scores(logits, windows, videos)
+        return [data.video_ids[i] for i in videos], list(data.label_names), scores
+    finally:
+        data.close()
+
+
+def _scoring_config(ckpt: dict, split, memory_budget_gb) -> TrainConfig:
+    values = dict(ckpt["config"], device="cpu")
+    if split is not None:
+        values["split"] = split
+    if memory_budget_gb is not None:
+        values["memory_budget_gb"] = memory_budget_gb
+    return TrainConfig.from_dict(values)

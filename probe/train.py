@@ -79,10 +79,16 @@ def fit(
     val_targets = targets[val_windows.video].to(device)
 
     best_loss, best_state, best_epoch, waited = math.inf, None, -1, 0
-    history = {"train_loss": [], "val_loss": [], "train_seconds": [], "val_seconds": []}
+    history = {
+        "train_loss": [],
+        "val_loss": [],
+        "train_seconds": [],
+        "train_cpu_seconds": [],  # process CPU time: the cost on a machine shared with others
+        "val_seconds": [],
+    }
     bar = tqdm(range(config.epochs), desc=desc, unit="epoch", disable=not progress, file=sys.stderr)
     for epoch in bar:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         model.train()
         order = train[torch.randperm(len(train), generator=generator).numpy()]
         total, seen = 0.0, 0
@@ -97,13 +103,14 @@ def fit(
             optimizer.step()
             total += loss.item() * len(videos)
             seen += len(videos)
-        trained = time.perf_counter()
+        trained, trained_cpu = time.perf_counter(), time.process_time()
         logits = window_logits(model, store, val_windows, width, config.mask_padding, device)
         val_loss = float(loss_fn(logits.to(device), val_targets))
         scheduler.step(val_loss)
         history["train_loss"].append(total / seen)
         history["val_loss"].append(val_loss)
         history["train_seconds"].append(trained - started)
+        history["train_cpu_seconds"].append(trained_cpu - started_cpu)
         history["val_seconds"].append(time.perf_counter() - trained)
         bar.set_postfix(loss=f"{total / seen:.4f}", val=f"{val_loss:.4f}")
         # Strict improvement, as Lightning's ModelCheckpoint/EarlyStopping in mode "min".
@@ -140,6 +147,9 @@ def train_probe(
     """
     config.validate()
     feature_paths = [Path(p) for p in feature_paths]
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
     data = open_probe_data(feature_paths)
     try:
         subsets = split_indices(data, config.split)
@@ -173,6 +183,7 @@ def train_probe(
             _write_run(Path(out_dir), data, models, groups, subsets, scores["test"], result)
     finally:
         data.close()
+        torch.set_num_threads(threads)
     return result
 
 
@@ -185,13 +196,22 @@ def _train_group(data, group, subsets, eval_windows, config, progress):
         torch.manual_seed(config.seed)
         model = build_probe(config.model, store.feature_dim, len(data.label_names))
         name = "+".join(data.files[j].meta.backbone for j in group)
-        history = fit(model, store, data, subsets, data.clip_counts[group[0]], config, progress,
-                      desc=f"{config.model} {name}")  # fmt: skip
+        history = fit(
+            model,
+            store,
+            data,
+            subsets,
+            data.clip_counts[group[0]],
+            config,
+            progress,
+            desc=f"{config.model} {name}",
+        )
     started = time.perf_counter()
     # Score val and test while this file's features are loaded: late fusion holds one at a time.
     logits = {
-        subset: window_logits(model, store, windows, config.window, config.mask_padding,
-                              config.device)  # fmt: skip
+        subset: window_logits(
+            model, store, windows, config.window, config.mask_padding, config.device
+        )
         for subset, windows in eval_windows.items()
     }
     history["load_seconds"] = loaded
@@ -279,16 +299,21 @@ def run_grid(
             cell = TrainConfig.from_dict({**config.to_dict(), "split": split, "seed": seed})
             cell_dir = None if out_dir is None else Path(out_dir) / f"split{split}-seed{seed}"
             result = train_probe(feature_paths, cell, cell_dir, progress)
-            runs.append({"split": split, "seed": seed, "test": result["metrics"]["test"],
-                         "per_label": result["per_label"]["test"]})  # fmt: skip
+            runs.append(
+                {
+                    "split": split,
+                    "seed": seed,
+                    "test": result["metrics"]["test"],
+                    "per_label": result["per_label"]["test"],
+                }
+            )
     summary = {
         "config": config.to_dict(),
         "splits": list(splits),
         "seeds": list(seeds),
         "test": {k: mean_std([r["test"][k] for r in runs]) for k in METRIC_NAMES},
         "per_label": {
-            label: mean_std([r["per_label"][label] for r in runs])
-            for label in runs[0]["per_label"]
+            label: mean_std([r["per_label"][label] for r in runs]) for label in runs[0]["per_label"]
         },
         "runs": runs,
         "features": result["features"],

@@ -1,0 +1,192 @@
+"""`extract`: the command line of the extraction stage (thin over the library)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from vtl.cli import run_app
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Decode videos once, detect shots, embed clips with frozen backbones, write HDF5.",
+)
+
+
+@app.command()
+def run(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest CSV."),
+    backbone: str = typer.Option(
+        ..., "--backbone", "-b", help="Backbones or families, comma-separated (see `backbones`)."
+    ),
+    out: Path = typer.Option(Path("features"), "--out", "-o", help="Output folder."),
+    segmentation: str = typer.Option("transnetv2", help="Shots: transnetv2 or fixed."),
+    threshold: float = typer.Option(0.5, help="TransNetV2 transition threshold."),
+    shot_frames: int = typer.Option(48, help="Shot length for --segmentation fixed."),
+    frames_per_clip: int = typer.Option(24, help="Frames per clip."),
+    clip_fps: float = typer.Option(24.0, help="Frame rate clips are sampled at."),
+    min_tail: int = typer.Option(None, help="Frames a shot's last partial clip needs to be kept."),
+    image_frames: int = typer.Option(
+        None, help="Image backbones: embed only N evenly spaced frames per clip (fast on CPU)."
+    ),
+    batch_size: int = typer.Option(16, help="Clips per forward pass."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    amp: bool = typer.Option(True, help="Mixed precision on CUDA."),
+    weights: list[str] = typer.Option(
+        None, help="Checkpoint PATH, or NAME=PATH per backbone (repeatable)."
+    ),
+    cache_dir: Path = typer.Option(None, help="Weights cache (default: $VTL_WEIGHTS_DIR or torch hub)."),
+    shard: str = typer.Option(None, help="Run shard i/n (default: from torchrun or SLURM)."),
+    merge: bool = typer.Option(True, help="The last shard to finish merges the parts."),
+    allow_failures: bool = typer.Option(False, help="Exit 0 even if some videos failed."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> int:
+    """Extract clip features of every video in MANIFEST with each backbone."""
+    from extract.pipeline import ExtractConfig, run_extraction
+
+    config = ExtractConfig(
+        segmentation=segmentation,
+        threshold=threshold,
+        shot_frames=shot_frames,
+        frames_per_clip=frames_per_clip,
+        clip_fps=clip_fps,
+        min_tail=min_tail,
+        image_frames=image_frames,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
+    )
+    result = run_extraction(
+        manifest, backbone, out, config, weights=_weights_option(weights), cache_dir=cache_dir,
+        shard=shard, merge=merge, progress=not quiet,
+    )  # fmt: skip
+    for name, path in {**result.files, **result.merged}.items():
+        print(f"{name}\t{path}")
+    if result.interrupted:
+        return 130
+    if result.failures:
+        print(
+            f"{len(result.failures)} video(s) failed; see the .failures.csv next to each file",
+            file=sys.stderr,
+        )
+        return 0 if allow_failures else 1
+    return 0
+
+
+def _weights_option(values: list[str] | None):
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        return Path(values[0])
+    pairs = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{value!r}: with several --weights use NAME=PATH")
+        pairs[name.strip()] = Path(path)
+    return pairs
+
+
+@app.command()
+def verify(files: list[Path] = typer.Argument(..., help="Feature files to check.")) -> int:
+    """Check every invariant of feature files; print a short summary of each."""
+    from vtl.features import verify_features
+
+    for path in files:
+        s = verify_features(path)
+        print(
+            f"ok {s['path']}: {s['videos']} videos, {s['clips']} clips, {s['shots']} shots, "
+            f"dim {s['feature_dim']}, {s['labels']} labels x {s['splits']} splits, "
+            f"backbone {s['backbone']} ({s['kind']}, {s['pretrain']}), weights {s['weights']}, "
+            f"{s['failures']} failed videos"
+        )
+    return 0
+
+
+@app.command()
+def merge(
+    parts: list[Path] = typer.Argument(..., help="Part files <name>.part-<i>-of-<n>.h5."),
+    out: Path = typer.Option(..., "--out", "-o", help="Merged feature file."),
+    remove_parts: bool = typer.Option(False, help="Delete the parts after merging."),
+) -> int:
+    """Merge shard part files into one file, in manifest order."""
+    from extract.merge import merge_parts
+
+    print(merge_parts(parts, out, remove_parts=remove_parts))
+    return 0
+
+
+@app.command()
+def backbones(
+    cache_dir: Path = typer.Option(None, help="Weights cache to look in."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> int:
+    """List every registered backbone: kind, pretrain, dims, cost, weights present here."""
+    from extract.backbones import FAMILIES, describe_backbones
+
+    rows = describe_backbones(cache_dir)
+    if as_json:
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
+    header = f"{'name':20} {'family':12} {'kind':5} {'pretrain':8} {'dim':>5} {'params':>7}"
+    header += f" {'GFLOPs/clip':>11} {'input':>9}  weights"
+    print(header)
+    for r in rows:
+        present = "present" if r["weights_present"] else f"missing ({r['weights_file']})"
+        frames = f"{r['num_frames']}x{r['input_size']}"
+        print(
+            f"{r['name']:20} {r['family']:12} {r['kind']:5} {r['pretrain']:8} "
+            f"{r['feature_dim']:>5} {r['params']:>6.1f}M {r['gflops_per_clip']:>11.1f} "
+            f"{frames:>9}  {present}"
+        )
+    print("\nfamilies: " + "; ".join(f"{k} = {' + '.join(v)}" for k, v in FAMILIES.items()))
+    print("GFLOPs: FlopCounterMode FLOPs (2 per multiply-add) / 1e9 for one 24-frame clip.")
+    return 0
+
+
+@app.command()
+def shots(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest CSV."),
+    out: Path = typer.Option(..., "--out", "-o", help="shots.json or shots.h5."),
+    segmentation: str = typer.Option("transnetv2", help="transnetv2 or fixed."),
+    threshold: float = typer.Option(0.5, help="TransNetV2 transition threshold."),
+    shot_frames: int = typer.Option(48, help="Shot length for --segmentation fixed."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> int:
+    """Detect shots only, for every video of MANIFEST."""
+    from extract.shot_export import detect_manifest_shots
+
+    result = detect_manifest_shots(
+        manifest, out, segmentation=segmentation, threshold=threshold, shot_frames=shot_frames,
+        device=device, progress=not quiet,
+    )  # fmt: skip
+    print(result.path)
+    return 1 if result.failures else 0
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Path = typer.Argument(Path("data/demo"), help="Folder for videos/ and manifest.csv."),
+    videos: int = typer.Option(36, help="Number of videos."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same bytes)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> int:
+    """Generate the offline demo collection (real footage from PyPI packages) and its manifest."""
+    from extract.demo_data import make_demo_data
+
+    print(make_demo_data(out, n_videos=videos, seed=seed, progress=not quiet))
+    return 0
+
+
+def main() -> None:
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()

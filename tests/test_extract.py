@@ -1,0 +1,182 @@
+"""The extraction stage end to end on real demo videos with real weights."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import decord
+import numpy as np
+import pytest
+import torch
+
+from extract.backbones import create_backbone, sample_frame_indices
+from extract.clips import sample_shot_clips
+from extract.pipeline import ExtractConfig, feature_path, run_extraction
+from vtl.features import FeatureFile, verify_features
+from vtl.manifest import read_manifest, write_manifest
+
+FAST = dict(segmentation="fixed", shot_frames=40, image_frames=1, batch_size=8)
+
+
+def subset_manifest(manifest: Path, out: Path, n: int = 3, extra: list[tuple[str, Path]] = ()):
+    """The first n demo videos (plus extra (id, path) rows) as a new manifest in `out`."""
+    m = read_manifest(manifest)
+    ids = m.video_ids[:n] + [e[0] for e in extra]
+    paths = [str(p) for p in m.paths[:n]] + [str(e[1]) for e in extra]
+    labels = np.concatenate([m.labels[:n], np.zeros((len(extra), len(m.label_names)), np.uint8)])
+    splits = np.array([[0], [1], [2]] * ((len(ids) + 2) // 3), np.uint8)[: len(ids)]
+    return write_manifest(out / "subset.csv", ids, paths, m.label_names, labels, splits)
+
+
+def arrays(path: Path) -> dict[str, np.ndarray]:
+    with FeatureFile(path) as f:
+        names = ("clips/features", "clips/frames", "clips/shot", "shots/frames", "shots/offset",
+                 "videos/offset", "videos/n_frames", "videos/fps", "labels", "splits")  # fmt: skip
+        out = {name: f.dataset(name)[:] for name in names}
+        out["videos/id"] = np.array(f.video_ids)
+        out["failures"] = np.array([x["video_id"] for x in f.meta.failures])
+        return out
+
+
+def assert_same_arrays(a: Path, b: Path) -> None:
+    left, right = arrays(a), arrays(b)
+    assert left.keys() == right.keys()
+    for name in left:
+        np.testing.assert_array_equal(left[name], right[name], err_msg=name)
+
+
+def test_demo_features_are_valid(lite0_features, demo_manifest):
+    summary = verify_features(lite0_features)
+    manifest = read_manifest(demo_manifest)
+    assert summary["videos"] == len(manifest) and summary["failures"] == 0
+    with FeatureFile(lite0_features) as f:
+        assert f.meta.shot_detector.startswith("transnetv2")
+        assert f.meta.feature_dim == 1280 and f.meta.kind == "image"
+        assert f.meta.weights["name"].startswith("efficientnet-lite0")
+        assert len(f.meta.weights["sha256"]) == 64
+        assert f.video_ids == manifest.video_ids
+        np.testing.assert_array_equal(f.labels, manifest.labels)
+        # the demo videos are cut from several shots: TransNetV2 must find more than one
+        assert np.all(np.diff(f.shot_offsets) >= 2)
+
+
+def test_clip_embedding_equals_mean_of_frame_embeddings(lite0_features, demo_manifest):
+    """A stored clip = the average of the model's pooled embeddings of the same frames,
+    decoded and prepared directly (tolerance: float16 storage, rtol/atol 4e-3)."""
+    manifest = read_manifest(demo_manifest)
+    backbone = create_backbone("efficientnet_lite0", image_frames=2)
+    with FeatureFile(lite0_features) as f:
+        video = f.video(1)
+        stored = f.video_features(1)
+    reader = decord.VideoReader(str(manifest.paths[1]))
+    checked = 0
+    for s, (first, last) in enumerate(video.shots):
+        plan = sample_shot_clips(int(first), int(last), video.fps)
+        rows = np.flatnonzero(video.shot == s)
+        assert len(rows) == len(plan)
+        for row, indices in zip(rows, plan):
+            np.testing.assert_array_equal(video.frames[row], [indices.min(), indices.max()])
+            picked = indices[sample_frame_indices(len(indices), 2).numpy()]
+            frames = torch.from_numpy(reader.get_batch(list(picked)).asnumpy())
+            expected = backbone.embed_frames(backbone.prepare(frames)).mean(0).numpy()
+            np.testing.assert_allclose(stored[row], expected, rtol=4e-3, atol=4e-3)
+            checked += 1
+    assert checked >= 3
+
+
+def test_one_decode_many_backbones_equals_separate_runs(demo_manifest, tmp_path):
+    manifest = subset_manifest(demo_manifest, tmp_path)
+    config = ExtractConfig(**FAST)
+    both = run_extraction(manifest, "efficientnet_lite0,efficientnet_lite1", tmp_path / "both",
+                          config, progress=False)  # fmt: skip
+    for name in ("efficientnet_lite0", "efficientnet_lite1"):
+        alone = run_extraction(manifest, name, tmp_path / name, config, progress=False)
+        assert_same_arrays(both.files[name], alone.files[name])
+    assert both.files["efficientnet_lite1"].name == "efficientnet_lite1.h5"
+
+
+def write_video(path: Path, n_frames: int, size=(64, 48), fps=24) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(n_frames):
+            image = np.full((size[1], size[0], 3), (i * 20) % 255, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_bad_videos_are_listed_and_the_rest_kept(demo_manifest, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    short = write_video(tmp_path / "short.mp4", 10)
+    extra = [("text", text), ("empty", empty), ("short", short)]
+    manifest = subset_manifest(demo_manifest, tmp_path, n=3, extra=extra)
+    result = run_extraction(manifest, "efficientnet_lite0", tmp_path / "out",
+                            ExtractConfig(**FAST), progress=False)  # fmt: skip
+    reasons = {f["video_id"]: f["reason"] for f in result.failures}
+    assert set(reasons) == {"text", "empty", "short"}
+    assert "empty file" in reasons["empty"] and "shorter than one clip" in reasons["short"]
+    path = result.files["efficientnet_lite0"]
+    with FeatureFile(path) as f:
+        assert f.n_videos == 3
+        assert {x["video_id"] for x in f.meta.failures} == set(reasons)
+    failures_csv = path.with_suffix(".failures.csv").read_text()
+    assert "notes.mp4" in failures_csv and "short.mp4" in failures_csv
+    verify_features(path)
+
+
+def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path):
+    manifest = subset_manifest(demo_manifest, tmp_path, n=5)
+    config = ExtractConfig(**FAST)
+    single = run_extraction(manifest, "efficientnet_lite0", tmp_path / "one", config,
+                            progress=False).files["efficientnet_lite0"]  # fmt: skip
+    first = run_extraction(manifest, "efficientnet_lite0", tmp_path / "sharded", config,
+                           shard="0/2", progress=False)  # fmt: skip
+    assert not first.merged  # the other part is not there yet
+    second = run_extraction(manifest, "efficientnet_lite0", tmp_path / "sharded", config,
+                            shard="1/2", progress=False)  # fmt: skip
+    merged = second.merged["efficientnet_lite0"]
+    assert merged == tmp_path / "sharded" / "efficientnet" / "efficientnet_lite0.h5"
+    assert not list(merged.parent.glob("*.part-*"))
+    assert_same_arrays(single, merged)
+
+
+def test_missing_weights_fail_fast_with_the_file_to_place(demo_manifest, tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "extract.cli", "run", "-m", str(demo_manifest), "-b", "swin",
+         "-o", str(tmp_path), "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2
+    lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "swin" in lines[0] and str(tmp_path / "cache") in lines[0]
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "swin").exists()
+
+
+def test_output_names_follow_the_family(tmp_path):
+    from extract.backbones import get_spec
+
+    assert feature_path(tmp_path, get_spec("swin3d_t")) == tmp_path / "swin" / "k400.h5"
+    assert feature_path(tmp_path, get_spec("swin_t")) == tmp_path / "swin" / "in1k.h5"
+    lite2 = feature_path(tmp_path, get_spec("efficientnet_lite2"))
+    assert lite2 == tmp_path / "efficientnet" / "efficientnet_lite2.h5"
+
+
+@pytest.mark.parametrize("option", ["cuda:7"])
+def test_unavailable_device_is_a_user_error(option):
+    from extract.pipeline import resolve_device
+    from vtl.errors import UserError
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(UserError, match="CUDA is not available"):
+        resolve_device(option)

@@ -1,0 +1,235 @@
+"""`probe` on the command line: train/eval/predict, and bad input as one line with exit code 2."""
+
+import json
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from probe.cli import main
+from probe.config import TrainConfig
+from probe.synthetic import write_synthetic_features
+from probe.train import train_probe
+from vtl.errors import UserError
+from vtl.features import FeatureFile, FeatureWriter
+
+torch.set_num_threads(1)
+
+QUICK = ["--epochs", "2", "--threads", "1", "--quiet"]
+COMMON = dict(n_videos=60, clips=(3, 40), n_labels=3, n_splits=2, dataset_seed=3, signal=0.5)
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    a = write_synthetic_features(root / "a.h5", feature_dim=8, backbone="img", **COMMON)
+    b = write_synthetic_features(
+        root / "b.h5", feature_dim=12, backbone_seed=5, backbone="vid", kind="video", **COMMON
+    )
+    return a, b
+
+
+def run_cli(args, capsys):
+    """Run the console script in-process: (exit code, stdout, stderr)."""
+    old = sys.argv
+    sys.argv = ["probe", *map(str, args)]
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main()
+    finally:
+        sys.argv = old
+    out = capsys.readouterr()
+    return stop.value.code, out.out, out.err
+
+
+def rewrite(src, dst, edit):
+    """Copy a feature file through the shared reader and writer, editing each video on the way."""
+    with FeatureFile(src) as f:
+        with FeatureWriter(dst, f.meta, f.label_names, f.splits.shape[1]) as w:
+            for i in range(f.n_videos):
+                video = edit(i, f.video(i))
+                if video is not None:
+                    w.add(video)
+    return dst
+
+
+def test_train_eval_predict(good, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(
+        [
+            "train",
+            "--features",
+            good[0],
+            "--features",
+            good[1],
+            "--model",
+            "linear",
+            "--out",
+            out,
+            *QUICK,
+        ],
+        capsys,
+    )
+    assert code == 0 and "uAP" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [f["backbone"] for f in metrics["features"]] == ["img", "vid"]
+    assert metrics["features"][0]["weights"] == {"name": "synthetic-0", "sha256": "0" * 64}
+    assert metrics["config"]["model"] == "linear" and set(metrics["per_label"]["test"]) == {
+        "label0",
+        "label1",
+        "label2",
+    }
+
+    code, stdout, _ = run_cli(
+        [
+            "eval",
+            "--checkpoint",
+            out / "checkpoint.pt",
+            "--features",
+            good[0],
+            "--features",
+            good[1],
+        ],
+        capsys,
+    )
+    assert code == 0 and f"{metrics['metrics']['test']['uap']:.2f}" in stdout
+
+    preds = tmp_path / "preds.csv"
+    code, stdout, _ = run_cli(
+        [
+            "predict",
+            "--checkpoint",
+            out / "checkpoint.pt",
+            "--features",
+            good[0],
+            "--features",
+            good[1],
+            "--out",
+            preds,
+        ],
+        capsys,
+    )
+    assert code == 0 and len(preds.read_text().splitlines()) == 61
+
+
+def test_grid_over_all_splits_and_seeds(good, tmp_path, capsys):
+    code, stdout, _ = run_cli(
+        [
+            "train",
+            "--features",
+            good[0],
+            "--model",
+            "linear",
+            "--out",
+            tmp_path,
+            "--splits",
+            "all",
+            "--seeds",
+            "2",
+            *QUICK,
+        ],
+        capsys,
+    )
+    assert code == 0 and "±" in stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [(r["split"], r["seed"]) for r in summary["runs"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def bad_files(good, root):
+    """(name, feature files, substring of the one-line message)."""
+    plain = root / "plain.h5"
+    with h5py.File(plain, "w") as h5:
+        h5["x"] = np.zeros(3)
+    text = root / "notes.h5"
+    text.write_text("not hdf5\n")
+    fewer = write_synthetic_features(root / "fewer.h5", feature_dim=8, **{**COMMON, "n_videos": 50})
+    relabel = rewrite(
+        good[0], root / "relabel.h5", lambda i, v: v if i != 4 else _with(v, labels=1 - v.labels)
+    )
+    resplit = rewrite(
+        good[0],
+        root / "resplit.h5",
+        lambda i, v: v if i != 9 else _with(v, splits=(v.splits + 1) % 3),
+    )
+    clipped = rewrite(
+        good[1],
+        root / "clipped.h5",
+        lambda i, v: (
+            v
+            if i != 2
+            else _with(v, features=v.features[:-1], frames=v.frames[:-1], shot=v.shot[:-1])
+        ),
+    )
+    no_val = rewrite(
+        good[0],
+        root / "noval.h5",
+        lambda i, v: _with(v, splits=np.where(v.splits == 1, 0, v.splits)),
+    )
+    no_pos = rewrite(
+        good[0],
+        root / "nopos.h5",
+        lambda i, v: _with(v, labels=v.labels * np.array([1, 0, 1], np.uint8)),
+    )
+    return [
+        ("not-hdf5", [text], "notes.h5: not a readable HDF5 file"),
+        ("not-ours", [plain], "plain.h5: not a vtl feature file"),
+        ("missing", [root / "absent.h5"], "absent.h5: feature file not found"),
+        ("videos", [good[0], fewer], "disagree on videos"),
+        ("labels", [good[0], relabel], "disagree on the labels of video 'v00004'"),
+        ("splits", [good[0], resplit], "disagree on the splits of video 'v00009'"),
+        ("clips", [good[0], clipped], "disagree on clips: video 'v00002'"),
+        ("empty-split", [no_val], "noval.h5: split 0 has no val videos"),
+        ("no-positives", [no_pos], "label 'label1' has no positive training video"),
+    ]
+
+
+def _with(video, **changes):
+    for key, value in changes.items():
+        setattr(video, key, value)
+    return video
+
+
+def test_bad_input_is_one_line_naming_the_file(good, tmp_path, capsys):
+    for name, paths, message in bad_files(good, tmp_path):
+        args = ["train", "--model", "linear", "--out", tmp_path / name, *QUICK]
+        for p in paths:
+            args += ["--features", p]
+        code, stdout, stderr = run_cli(args, capsys)
+        assert code == 2, (name, stderr)
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, stderr)
+        assert message in lines[0], (name, lines[0])
+        assert "Traceback" not in stderr
+        with pytest.raises(UserError, match=message.split(": ")[-1][:30]):
+            train_probe(paths, TrainConfig(model="linear", epochs=1, threads=1), progress=False)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--split", "5"], "split 5 does not exist"),
+        (["--model", "resnet"], "--model 'resnet': choose one of divita"),
+        (["--fusion", "mean"], "--fusion 'mean'"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--splits", "x,y"], "--splits 'x,y'"),
+    ],
+)
+def test_bad_options_are_one_line(good, tmp_path, capsys, args, message):
+    code, _, stderr = run_cli(
+        ["train", "--features", good[0], "--out", tmp_path, *QUICK, *args], capsys
+    )
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_checkpoint_and_features_must_match(good, tmp_path, capsys):
+    train_probe(
+        [good[0]], TrainConfig(model="linear", epochs=1, threads=1), tmp_path, progress=False
+    )
+    code, _, stderr = run_cli(
+        ["eval", "--checkpoint", tmp_path / "checkpoint.pt", "--features", good[1]], capsys
+    )
+    assert code == 2 and "12-d features" in stderr
+    code, _, stderr = run_cli(["eval", "--checkpoint", good[0], "--features", good[0]], capsys)
+    assert code == 2 and "not a probe checkpoint" in stderr
