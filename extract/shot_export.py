@@ -59,8 +59,11 @@ def detect_manifest_shots(
         except VideoError as error:
             log.warning("skipped %s: %s", manifest.paths[i], error)
             result.failures.append(
-                {"video_id": manifest.video_ids[i], "path": str(manifest.paths[i]),
-                 "reason": str(error)}  # fmt: skip
+                {
+                    "video_id": manifest.video_ids[i],
+                    "path": str(manifest.paths[i]),
+                    "reason": str(error),
+                }  # fmt: skip
             )
     _write(out, result, detector.name)
     return result

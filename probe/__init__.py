@@ -13,6 +13,11 @@ Modules, each one idea, in dependency order:
   `evaluate_checkpoint`, `predict`.
 - `probe.train`: `train_probe` (one features x probe x split x seed cell) and `run_grid`
   (every split and seed, mean ± std).
+- `probe.transferability`: training-free scores (LogME, H-score, kNN) and rank correlation.
+- `probe.trailers12k`: import the reference work's published Trailers12k features.
+- `probe.matrix`: the transferability matrix (feature files x probes, fusions, scores; cached
+  cells, parallel jobs); `probe.plots` draws its heatmap and cost plot.
 - `probe.synthetic`: learnable synthetic feature files for tests and benchmarks.
-- `probe.cli`: the `probe` console script (train, eval, predict).
+- `probe.cli`: the `probe` console script (train, eval, predict, matrix, score,
+  import-trailers12k).
 """

@@ -1,6 +1,7 @@
 """`probe`: train probes on cached clip features, score checkpoints, write predictions.
 
-Thin commands over `probe.train` and `probe.evaluate`; results go to files and stdout, logs and
+Thin commands over `probe.train`, `probe.evaluate`, `probe.matrix`, `probe.transferability`
+and `probe.trailers12k`; results go to files and stdout, logs and
 progress bars to stderr. User errors are one line and exit code 2 (`vtl.cli.run_app`).
 """
 
@@ -14,6 +15,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json  # noqa: E402
+import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import typer  # noqa: E402
@@ -21,8 +23,11 @@ import typer  # noqa: E402
 from probe.config import TrainConfig  # noqa: E402
 from probe.data import open_probe_data  # noqa: E402
 from probe.evaluate import evaluate_checkpoint, predict, write_predictions  # noqa: E402
+from probe.matrix import run_matrix  # noqa: E402
 from probe.metrics import METRIC_NAMES  # noqa: E402
+from probe.trailers12k import import_trailers12k  # noqa: E402
 from probe.train import run_grid, train_probe  # noqa: E402
+from probe.transferability import METHODS, score_feature_file  # noqa: E402
 from vtl.cli import run_app  # noqa: E402
 from vtl.errors import UserError  # noqa: E402
 
@@ -88,6 +93,7 @@ def train(
     if splits is None and seeds is None:
         result = train_probe(features, config, out, progress=not quiet)
         _print_table(["split", "seed"], [[split, seed, result["metrics"]["test"]]])
+        _print_chance(result["chance"]["test"])
         typer.echo(
             f"wrote {out / 'metrics.json'}, {out / 'predictions.csv'}, {out / 'checkpoint.pt'}"
         )
@@ -99,6 +105,7 @@ def train(
     summary = run_grid(features, config, split_list, seed_list, out, progress=not quiet)
     rows = [[r["split"], r["seed"], r["test"]] for r in summary["runs"]]
     _print_table(["split", "seed"], rows, summary["test"])
+    _print_chance({k: v["mean"] for k, v in summary["chance"].items()})
     typer.echo(f"wrote {out / 'summary.json'} and one folder per run")
 
 
@@ -125,6 +132,12 @@ def _print_table(keys: list[str], rows: list[list], summary: dict | None = None)
         cells = [f"{'mean':>7}", f"{'±std':>7}"]
         cells += [f"{summary[m]['mean']:.2f}±{summary[m]['std']:.2f}" for m in METRIC_NAMES]
         typer.echo("  ".join(cells))
+
+
+def _print_chance(chance: dict) -> None:
+    """The chance level of each metric on the test labels (what an uninformed ranking scores)."""
+    cells = [f"{'chance':>7}", f"{'':>7}"] + [f"{chance[m]:7.2f}" for m in METRIC_NAMES]
+    typer.echo("  ".join(cells))
 
 
 @app.command("eval")
@@ -161,6 +174,152 @@ def predict_(
     out.parent.mkdir(parents=True, exist_ok=True)
     write_predictions(out, ids, labels, scores)
     typer.echo(f"wrote {len(ids)} videos to {out}")
+
+
+def _names(text: str) -> list[str]:
+    """A comma-separated option as a list; "none" or "" is the empty list."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    return [] if names == ["none"] else names
+
+
+@app.command()
+def matrix(
+    features: list[Path] = typer.Option(
+        ..., "--features", help="Feature files and/or folders (searched for *.h5); repeatable."
+    ),
+    out: Path = typer.Option(..., "--out", help="Report folder, e.g. reports/NAME."),
+    models: str = typer.Option("linear,mlp,divita", help="Probe models, the matrix's columns."),
+    splits: str = typer.Option("all", help="'all' or a list like 0,1,2."),
+    seeds: int = typer.Option(1, help="Seeds per split (seed, seed+1, ...)."),
+    seed: int = typer.Option(0, help="First seed."),
+    scores: str = typer.Option(
+        ",".join(METHODS), help="Training-free scores: logme,hscore,knn or none."
+    ),
+    score_max_videos: int = typer.Option(None, help="Score at most this many train videos."),
+    jobs: int = typer.Option(1, help="Cells trained side by side, in worker processes."),
+    lr: float = typer.Option(_DEFAULT.lr, help="AdamW learning rate."),
+    epochs: int = typer.Option(_DEFAULT.epochs, help="Maximum epochs."),
+    batch_size: int = typer.Option(_DEFAULT.batch_size, help="Videos per training batch."),
+    patience: int = typer.Option(_DEFAULT.patience, help="Early stopping patience (epochs)."),
+    scheduler_patience: int = typer.Option(
+        _DEFAULT.scheduler_patience, help="ReduceLROnPlateau patience (epochs)."
+    ),
+    window: int = typer.Option(_DEFAULT.window, help="Clips per training sample / eval window."),
+    device: str = typer.Option(_DEFAULT.device, help="torch device: cpu, cuda, cuda:1."),
+    memory_budget_gb: float = typer.Option(
+        _DEFAULT.memory_budget_gb, help="Hold features in memory up to this size, else stream."
+    ),
+    mask_padding: bool = typer.Option(
+        _DEFAULT.mask_padding, help="Mask zero padding (--no-mask-padding: as the reference)."
+    ),
+    threads: int = typer.Option(
+        _DEFAULT.threads, help="torch threads in all, shared by the jobs (0: torch's default)."
+    ),
+    print_: bool = typer.Option(False, "--print", help="Also print matrix.md to stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train every (feature file x probe) cell, family fusions and scores; write the matrix.
+
+    Finished cells are cached under OUT/cells: a rerun trains only new or changed cells.
+    """
+    if seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    split_list = "all" if splits.strip().lower() == "all" else _parse_splits(splits, [])
+    config = TrainConfig(
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        patience=patience,
+        scheduler_patience=scheduler_patience,
+        window=window,
+        device=device,
+        memory_budget_gb=memory_budget_gb,
+        mask_padding=mask_padding,
+        threads=threads,
+    )
+    # One line per run under a bar over cells is noise; warnings still show.
+    quieter = [logging.getLogger(n) for n in ("probe.train", "probe.transferability")]
+    levels = [logger.level for logger in quieter]
+    for logger in quieter:
+        logger.setLevel(logging.WARNING)
+    try:
+        result = run_matrix(
+            features,
+            out,
+            models=_names(models),
+            splits=split_list,
+            seeds=list(range(seed, seed + seeds)),
+            config=config,
+            scores=_names(scores),
+            score_max_videos=score_max_videos,
+            jobs=jobs,
+            progress=not quiet,
+        )
+    finally:
+        for logger, level in zip(quieter, levels, strict=True):
+            logger.setLevel(level)
+    logging.getLogger(__name__).info(
+        "trained %d cells, %d from the cache; wrote %s",
+        len(result.trained),
+        len(result.cells) - len(result.trained),
+        ", ".join(p.name for p in result.outputs.values()),
+    )
+    if print_:
+        typer.echo(result.markdown)
+    typer.echo(str(result.outputs["md"]))
+
+
+@app.command()
+def score(
+    features: Path = typer.Option(..., "--features", help="Feature file (.h5)."),
+    split: int = typer.Option(0, help="Split whose train videos are scored."),
+    methods: str = typer.Option(",".join(METHODS), help="logme, hscore and/or knn."),
+    max_videos: int = typer.Option(None, help="Score at most this many train videos."),
+    knn_k: int = typer.Option(10, help="Neighbours of the kNN score."),
+    out: Path = typer.Option(None, help="Also write the scores to this JSON file."),
+) -> None:
+    """Training-free transferability scores of a feature file (no probe trained)."""
+    names = _names(methods)
+    if not names:
+        raise UserError(f"--methods: choose among {', '.join(METHODS)}")
+    results = score_feature_file(features, split, names, max_videos=max_videos, knn_k=knn_k)
+    for name, value in results.items():
+        typer.echo(f"{name:>7}  {value:.6f}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        record = {"features": str(features), "split": split, "max_videos": max_videos,
+                  "knn_k": knn_k, "scores": results}  # fmt: skip
+        out.write_text(json.dumps(record, indent=2) + "\n")
+        typer.echo(f"wrote {out}")
+
+
+@app.command("import-trailers12k")
+def import_trailers12k_(
+    features: Path = typer.Option(..., "--features", help="The reference's zarr store (folder)."),
+    labels: Path = typer.Option(..., "--labels", help="The reference's mtgc.csv."),
+    out: Path = typer.Option(..., "--out", help="Feature file to write (.h5)."),
+    backbone: str = typer.Option("unknown", help="Backbone name recorded in the file."),
+    pretrain: str = typer.Option("unknown", help="Pretraining recorded (in1k, k400, ...)."),
+    kind: str = typer.Option("video", help="image (trailers_i_*) or video (trailers_k_*)."),
+    family: str = typer.Option(None, help="Backbone family (default: the backbone)."),
+    input_size: int = typer.Option(0, help="Backbone input size, if known (0: unknown)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Convert the reference work's published Trailers12k features into a vtl feature file."""
+    if kind not in ("image", "video"):
+        raise UserError(f"--kind {kind!r}: choose image or video")
+    path = import_trailers12k(
+        features,
+        labels,
+        out,
+        backbone=backbone,
+        pretrain=pretrain,
+        kind=kind,
+        family=family,
+        input_size=input_size,
+        progress=not quiet,
+    )
+    typer.echo(f"wrote {path}")
 
 
 def main() -> None:

@@ -110,3 +110,22 @@ def compute_metrics(y_true, y_score) -> dict[str, float]:
         "wap": weighted_ap(y_true, y_score),
         "sap": sample_ap(y_true, y_score),
     }
+
+
+def chance_metrics(y_true) -> dict[str, float]:
+    """What each metric is for a ranking that knows nothing: a random score's PR-AUC equals the
+    positive rate in expectation, so μAP's chance level is the share of positive pairs, mAP's
+    the mean label prevalence (0 for a label with no positives), wAP's the support-weighted
+    prevalence and sAP's the mean share of positive labels per sample. Fractions in [0, 1]."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    if y_true.ndim != 2 or y_true.size == 0:
+        raise ValueError(f"y_true must be a non-empty (samples, labels) array, got {y_true.shape}")
+    prevalence = y_true.mean(axis=0)
+    support = y_true.sum(axis=0)
+    weighted = float(np.average(prevalence, weights=support)) if support.sum() else float("nan")
+    return {
+        "uap": float(y_true.mean()),
+        "map": float(prevalence.mean()),
+        "wap": weighted,
+        "sap": float(y_true.mean(axis=1).mean()),
+    }

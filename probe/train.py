@@ -44,7 +44,7 @@ from probe.evaluate import (
     window_logits,
     write_predictions,
 )
-from probe.metrics import METRIC_NAMES, compute_metrics, per_label_ap
+from probe.metrics import METRIC_NAMES, chance_metrics, compute_metrics, per_label_ap
 from probe.models import build_probe
 from vtl import __version__
 
@@ -237,8 +237,10 @@ def _report(data, subsets, scores, config, training) -> dict:
             label: (None if np.isnan(ap) else 100 * float(ap))
             for label, ap in zip(data.label_names, aps, strict=True)
         }
+    chance = chance_metrics(data.labels[subsets["test"]])
     return {
         "metrics": metrics,
+        "chance": {"test": {k: 100 * v for k, v in chance.items()}},
         "per_label": per_label,
         "units": "percent (PR-AUC x 100, as the reference's result tables)",
         "config": config.to_dict(),
@@ -304,6 +306,7 @@ def run_grid(
                     "split": split,
                     "seed": seed,
                     "test": result["metrics"]["test"],
+                    "chance": result["chance"]["test"],
                     "per_label": result["per_label"]["test"],
                 }
             )
@@ -312,6 +315,7 @@ def run_grid(
         "splits": list(splits),
         "seeds": list(seeds),
         "test": {k: mean_std([r["test"][k] for r in runs]) for k in METRIC_NAMES},
+        "chance": {k: mean_std([r["chance"][k] for r in runs]) for k in METRIC_NAMES},
         "per_label": {
             label: mean_std([r["per_label"][label] for r in runs]) for label in runs[0]["per_label"]
         },

@@ -77,7 +77,7 @@ def test_clip_embedding_equals_mean_of_frame_embeddings(lite0_features, demo_man
         plan = sample_shot_clips(int(first), int(last), video.fps)
         rows = np.flatnonzero(video.shot == s)
         assert len(rows) == len(plan)
-        for row, indices in zip(rows, plan):
+        for row, indices in zip(rows, plan, strict=True):
             np.testing.assert_array_equal(video.frames[row], [indices.min(), indices.max()])
             picked = indices[sample_frame_indices(len(indices), 2).numpy()]
             frames = torch.from_numpy(reader.get_batch(list(picked)).asnumpy())
@@ -164,11 +164,20 @@ def test_missing_weights_fail_fast_with_the_file_to_place(demo_manifest, tmp_pat
 
 def test_output_names_follow_the_family(tmp_path):
     from extract.backbones import get_spec
+    from extract.pipeline import output_plan
 
     assert feature_path(tmp_path, get_spec("swin3d_t")) == tmp_path / "swin" / "k400.h5"
     assert feature_path(tmp_path, get_spec("swin_t")) == tmp_path / "swin" / "in1k.h5"
     lite2 = feature_path(tmp_path, get_spec("efficientnet_lite2"))
     assert lite2 == tmp_path / "efficientnet" / "efficientnet_lite2.h5"
+    # resnet50 is no member of the resnet pair: it must not take resnet18's in1k.h5
+    assert feature_path(tmp_path, get_spec("resnet50")) == tmp_path / "resnet" / "resnet50.h5"
+    # a family puts its members in its own folder, even one that is also in another family
+    plan = output_plan("shufflenet,x3d_s")
+    assert [(s.name, f) for s, f in plan] == [
+        ("shufflenet_v2_x2_0", "shufflenet"), ("x3d_xs", "shufflenet"), ("x3d_s", "x3d"),
+    ]  # fmt: skip
+    assert feature_path(tmp_path, plan[1][0], "shufflenet") == tmp_path / "shufflenet" / "k400.h5"
 
 
 @pytest.mark.parametrize("option", ["cuda:7"])

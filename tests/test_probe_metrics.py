@@ -84,3 +84,21 @@ def test_perfect_and_inverted_rankings():
 def test_bad_inputs_name_the_problem(y, s, message):
     with pytest.raises(ValueError, match=message):
         compute_metrics(y, s)
+
+
+def test_chance_levels_by_hand():
+    from probe.metrics import chance_metrics
+
+    # 4 videos x 3 labels; positives per label 2, 1, 0 (3 of 12 pairs)
+    y = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0]])
+    chance = chance_metrics(y)
+    assert chance["uap"] == pytest.approx(3 / 12)
+    assert chance["map"] == pytest.approx((0.5 + 0.25 + 0) / 3)
+    assert chance["wap"] == pytest.approx((0.5 * 2 + 0.25 * 1) / 3)  # weights = supports 2, 1
+    assert chance["sap"] == pytest.approx((1 / 3 + 2 / 3 + 0 + 0) / 4)
+    # a random ranking's μAP lands near its chance level
+    rng = np.random.default_rng(0)
+    y = (rng.random((4000, 5)) < 0.3).astype(int)
+    from probe.metrics import micro_ap
+
+    assert micro_ap(y, rng.random(y.shape)) == pytest.approx(chance_metrics(y)["uap"], abs=0.01)

@@ -131,7 +131,12 @@ class FeatureWriter:
         self._h5 = h5py.File(self._tmp, "w")
         d = meta.feature_dim
         self._features = self._h5.create_dataset(
-            "clips/features", (0, d), np.float16, maxshape=(None, d), chunks=(_CHUNK_ROWS, d)
+            "clips/features",
+            (0, d),
+            np.float16,
+            maxshape=(None, d),
+            chunks=(_CHUNK_ROWS, d),
+            fletcher32=True,  # a checksum per chunk: corrupted bytes fail the read
         )
         self._clip_frames = self._growable("clips/frames", (0, 2), np.int64)
         self._clip_shot = self._growable("clips/shot", (0,), np.int32)
@@ -148,7 +153,7 @@ class FeatureWriter:
     def _growable(self, name: str, shape: tuple, dtype) -> h5py.Dataset:
         chunks = (_CHUNK_ROWS * 4, *shape[1:])
         return self._h5.create_dataset(
-            name, shape, dtype, maxshape=(None, *shape[1:]), chunks=chunks
+            name, shape, dtype, maxshape=(None, *shape[1:]), chunks=chunks, fletcher32=True
         )
 
     def add(self, video: VideoFeatures) -> None:
@@ -332,7 +337,7 @@ class FeatureFile:
     # --- data
     def read_features(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Clip features rows [start, stop) as float32."""
-        return self._h5["clips/features"][start:stop].astype(np.float32)
+        return self.dataset("clips/features")[start:stop].astype(np.float32)
 
     def video_features(self, i: int) -> np.ndarray:
         """The (clips, D) float32 features of video i."""
@@ -342,22 +347,23 @@ class FeatureFile:
         """Everything stored about video i (features kept in float16, as stored)."""
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         s, t = int(self.shot_offsets[i]), int(self.shot_offsets[i + 1])
-        h5 = self._h5
+        data = self.dataset  # reads that fail on damaged data
         return VideoFeatures(
             video_id=self.video_ids[i],
             n_frames=int(self.n_frames[i]),
             fps=float(self.fps[i]),
-            features=h5["clips/features"][a:b],
-            frames=h5["clips/frames"][a:b],
-            shot=h5["clips/shot"][a:b],
-            shots=h5["shots/frames"][s:t],
+            features=data("clips/features")[a:b],
+            frames=data("clips/frames")[a:b],
+            shot=data("clips/shot")[a:b],
+            shots=data("shots/frames")[s:t],
             labels=self.labels[i],
             splits=self.splits[i],
             manifest_index=-1 if self.manifest_index is None else int(self.manifest_index[i]),
         )
 
-    def dataset(self, name: str) -> h5py.Dataset:
-        return self._h5[name]
+    def dataset(self, name: str) -> CheckedDataset:
+        """A dataset of the file whose reads raise FeatureFileError on damaged data."""
+        return CheckedDataset(self._h5[name], self.path)
 
     def close(self) -> None:
         self._h5.close()
@@ -367,6 +373,31 @@ class FeatureFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class CheckedDataset:
+    """An h5py dataset whose failed reads (a chunk checksum that does not match: corrupted
+    bytes; or an unreadable chunk: a cut file) raise FeatureFileError naming file and dataset.
+    Everything else is the h5py dataset's own."""
+
+    def __init__(self, dataset: h5py.Dataset, path: Path):
+        self._dataset = dataset
+        self._path = path
+
+    def __getitem__(self, key) -> np.ndarray:
+        try:
+            return self._dataset[key]
+        except OSError as error:
+            raise FeatureFileError(
+                f"{self._path}: corrupted data in {self._dataset.name} ({_short(error)}); "
+                "re-extract the file"
+            ) from None
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getattr__(self, name: str):
+        return getattr(self._dataset, name)
 
 
 def _short(error: Exception) -> str:

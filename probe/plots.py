@@ -1,0 +1,117 @@
+"""Pictures of the transferability matrix: a μAP heatmap and μAP against compute.
+
+Both take plain values (row names, probe names, {(row, probe): {"mean", "std"}}), so they know
+nothing of how cells were trained. matplotlib runs on the Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+# No software/date stamp in the PNG: the same matrix gives the same bytes.
+_PNG_META = {"Software": None}
+
+
+def plot_heatmap(
+    path: Path, rows: list[str], probes: list[str], uap: dict[tuple[str, str], dict]
+) -> Path:
+    """Heatmap of test μAP (rows backbones, columns probes), each cell annotated mean ± std."""
+    grid = np.full((len(rows), len(probes)), np.nan)
+    for i, row in enumerate(rows):
+        for j, probe in enumerate(probes):
+            value = uap.get((row, probe))
+            if value is not None and value["mean"] is not None:
+                grid[i, j] = value["mean"]
+    width = 3.0 + 1.6 * len(probes) + 0.07 * max((len(r) for r in rows), default=0)
+    fig, ax = plt.subplots(figsize=(width, 1.2 + 0.45 * len(rows)))
+    finite = grid[np.isfinite(grid)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    if high - low < 1e-9:
+        low, high = low - 1, high + 1
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=low, vmax=high,
+                      aspect="auto")  # fmt: skip
+    for i, row in enumerate(rows):
+        for j, probe in enumerate(probes):
+            if not np.isfinite(grid[i, j]):
+                continue
+            std = uap[(row, probe)]["std"] or 0.0
+            # Dark text on the light end of viridis, light text on the dark end.
+            light = (grid[i, j] - low) / (high - low) > 0.6
+            ax.text(j, i, f"{grid[i, j]:.2f}\n± {std:.2f}", ha="center", va="center",
+                    fontsize=8, color="black" if light else "white")  # fmt: skip
+    ax.set_xticks(range(len(probes)), probes)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("probe")
+    ax.set_title("test μAP (%), mean ± std over splits x seeds")
+    fig.colorbar(image, ax=ax, label="μAP (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata=_PNG_META)
+    plt.close(fig)
+    return path
+
+
+def plot_cost(
+    path: Path,
+    rows: list[str],
+    probes: list[str],
+    uap: dict[tuple[str, str], dict],
+    gflops: dict[str, float | None],
+) -> Path:
+    """μAP against GFLOPs per clip (log scale), one point per (row, probe) cell, marker by probe.
+
+    Each row is labelled once, at its best point; rows with no known cost are left out and
+    counted in the title.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    markers = "osD^v<>p*h"
+    left_out, plotted = 0, 0
+    best: dict[str, tuple[float, float]] = {}  # row -> its best point, where it is labelled
+    for j, probe in enumerate(probes):
+        xs, ys, names = [], [], []
+        for row in rows:
+            value = uap.get((row, probe))
+            if value is None or value["mean"] is None:
+                continue
+            cost = gflops.get(row)
+            if cost is None or not cost > 0 or not math.isfinite(cost):
+                left_out += 1
+                continue
+            xs.append(cost)
+            ys.append(value["mean"])
+            names.append(row)
+        if xs:
+            ax.scatter(xs, ys, marker=markers[j % len(markers)], label=probe, s=40)
+            for x, y, name in zip(xs, ys, names, strict=True):
+                if name not in best or y > best[name][1]:
+                    best[name] = (x, y)
+            plotted += len(xs)
+    # One label per row (at its best probe): the probes of a row share its x, labels would pile.
+    for name, (x, y) in best.items():
+        ax.annotate(name.replace(" (late fusion)", " (fusion)"), (x, y), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")  # fmt: skip
+    title = "test μAP against compute, one point per cell"
+    if left_out:
+        title += f"\n({left_out} cell(s) without a known GFLOPs figure left out)"
+    if plotted:
+        ax.set_xscale("log")
+        ax.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
+        ax.legend(title="probe")
+    else:
+        ax.text(0.5, 0.5, "no backbone with a known GFLOPs figure", ha="center", va="center",
+                transform=ax.transAxes)  # fmt: skip
+    ax.set_xlabel("GFLOPs per 24-frame clip (backbone; fusion: sum)")
+    ax.set_ylabel("test μAP (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata=_PNG_META)
+    plt.close(fig)
+    return path

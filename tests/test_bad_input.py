@@ -1,0 +1,429 @@
+"""Bad input, one case at a time: every row of the README's "Bad input" table is a test here.
+
+Real files throughout: videos written with PyAV or cut from the real demo videos, the real CLI
+in a subprocess, real EfficientNet-Lite0 weights, real HDF5 files damaged on disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import h5py
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from extract.backbones import EXTREME_ASPECT, create_backbone
+from extract.video import VideoSource
+from vtl.errors import FeatureFileError
+from vtl.features import FeatureFile, verify_features
+from vtl.manifest import read_manifest, write_manifest
+
+FAST_OPTIONS = ["--segmentation", "fixed", "--shot-frames", "40", "--image-frames", "1",
+                "--batch-size", "8", "--quiet"]  # fmt: skip
+BIN = Path(sys.executable).parent
+OUT_NAME = Path("efficientnet") / "efficientnet_lite0.h5"
+
+
+# --- making the files -------------------------------------------------------------------------
+
+
+def pattern(i: int, height: int, width: int) -> np.ndarray:
+    """Frame i of a moving pattern with structure at every size (rgb24)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    red = 127 + 100 * np.sin((x + 3 * i) / max(2.0, width / 6))
+    green = 127 + 100 * np.cos((y - 2 * i) / max(2.0, height / 5))
+    blue = np.full_like(x, (i * 9) % 256)
+    return np.stack([red, green, blue], axis=-1).clip(0, 255).astype(np.uint8)
+
+
+def encode(path: Path, frames, fps=24, pix_fmt="yuv420p", rotation=None, pts_ms=None, **opts):
+    """Write rgb24 frames to an H.264 MP4. `pts_ms`: per-frame times (variable frame rate)."""
+    frames = list(frames)
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w", options=opts) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if pts_ms is not None:  # both time bases before the first encode
+            stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)  # counter-clockwise, as frame.rotation reads
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if pts_ms is not None:
+                frame.pts, frame.time_base = int(pts_ms[i]), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def pattern_video(path: Path, n=48, size=(64, 48), **kwargs) -> Path:
+    width, height = size
+    return encode(path, (pattern(i, height, width) for i in range(n)), **kwargs)
+
+
+def audio_only(path: Path) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for i in range(16):
+            samples = np.sin(np.arange(1024) / 9.0).astype(np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def cut_in_half(source: Path, path: Path) -> Path:
+    data = source.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+# VFR: 24 frames 80 ms apart, then 24 frames 20 ms apart (12.5 fps, then 50 fps).
+VFR_PTS = np.concatenate([np.arange(24) * 80, 24 * 80 + np.arange(24) * 20])
+
+
+def unusable_videos(folder: Path, demo: Path) -> dict[str, tuple[Path, str]]:
+    """id -> (file, words its failure reason must hold)."""
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "notes.mp4").write_text("these are my notes, not a video\n" * 40)
+    streamable = pattern_video(folder / "whole.mp4", n=64, movflags="faststart")
+    return {
+        "zero_byte": (folder / "empty.mp4", "empty file (0 bytes)"),
+        "truncated_demo": (cut_in_half(demo, folder / "cut_demo.mp4"), "truncated"),
+        "truncated_streamable": (cut_in_half(streamable, folder / "cut_fast.mp4"), "truncated"),
+        "text_as_mp4": (folder / "notes.mp4", "not a decodable video file"),
+        "audio_only": (audio_only(folder / "audio.mp4"), "no video stream"),
+        "one_frame": (pattern_video(folder / "one.mp4", n=1), "shorter than one clip"),
+    }
+
+
+def unusual_videos(folder: Path) -> dict[str, Path]:
+    """id -> valid but unusual video that must extract."""
+    return {
+        "plain": pattern_video(folder / "plain.mp4"),  # the yardstick for the pixel formats
+        "odd_17x9": pattern_video(folder / "odd.mp4", size=(17, 9), pix_fmt="yuv444p"),
+        "wide_4000x20": pattern_video(folder / "wide.mp4", size=(4000, 20)),
+        "rotated_90": pattern_video(folder / "rotated.mp4", rotation=90),
+        "variable_rate": pattern_video(folder / "vfr.mp4", pts_ms=VFR_PTS),
+        "yuv420p10le": pattern_video(folder / "p10.mp4", pix_fmt="yuv420p10le"),
+        "yuv444p": pattern_video(folder / "p444.mp4", pix_fmt="yuv444p"),
+    }
+
+
+def manifest_of(demo_manifest: Path, out: Path, extra: dict[str, Path], n_demo=3) -> Path:
+    m = read_manifest(demo_manifest)
+    ids = m.video_ids[:n_demo] + list(extra)
+    paths = [str(p) for p in m.paths[:n_demo]] + [str(p) for p in extra.values()]
+    labels = np.zeros((len(ids), len(m.label_names)), np.uint8)
+    labels[:n_demo] = m.labels[:n_demo]
+    labels[np.arange(len(ids)), np.arange(len(ids)) % len(m.label_names)] = 1
+    splits = np.array([[0], [1], [2]] * len(ids), np.uint8)[: len(ids)]
+    return write_manifest(out / "manifest.csv", ids, paths, m.label_names, labels, splits)
+
+
+def cli(*args, limit_bytes: int | None = None, timeout=300) -> subprocess.CompletedProcess:
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    return subprocess.run(
+        [str(BIN / args[0]), *map(str, args[1:])], capture_output=True, text=True,
+        timeout=timeout, env=env, preexec_fn=limit if limit_bytes else None,
+    )  # fmt: skip
+
+
+def error_lines(run: subprocess.CompletedProcess) -> list[str]:
+    assert "Traceback" not in run.stderr, run.stderr
+    return [line for line in run.stderr.splitlines() if line.startswith("error:")]
+
+
+# --- one run over every bad and unusual video, shared by the per-row tests ---------------------
+
+
+@pytest.fixture(scope="module")
+def mixed(demo_manifest, tmp_path_factory):
+    """`extract run` (the CLI) over 3 demo videos + every unusable + every unusual video."""
+    folder = tmp_path_factory.mktemp("bad_input")
+    demo = read_manifest(demo_manifest).paths[3]
+    unusable = unusable_videos(folder, demo)
+    unusual = unusual_videos(folder)
+    extra = {**{k: v[0] for k, v in unusable.items()}, **unusual}
+    manifest = manifest_of(demo_manifest, folder, extra)
+    run = cli("extract", "run", "-m", manifest, "-b", "efficientnet_lite0", "-o", folder / "out",
+              *FAST_OPTIONS)  # fmt: skip
+    alone = manifest_of(demo_manifest, folder / "alone", {})
+    reference = cli("extract", "run", "-m", alone, "-b", "efficientnet_lite0",
+                    "-o", folder / "alone_out", *FAST_OPTIONS)  # fmt: skip
+    assert reference.returncode == 0, reference.stderr
+    return {
+        "run": run,
+        "path": folder / "out" / OUT_NAME,
+        "reference": folder / "alone_out" / OUT_NAME,
+        "unusable": unusable,
+        "unusual": unusual,
+        "folder": folder,
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["zero_byte", "truncated_demo", "truncated_streamable", "text_as_mp4", "audio_only",
+     "one_frame"],
+)  # fmt: skip
+def test_unusable_video_is_listed_and_the_rest_extracted(mixed, case):
+    run, path = mixed["run"], mixed["path"]
+    video, words = mixed["unusable"][case]
+    assert run.returncode == 1, run.stderr  # failures without --allow-failures
+    assert error_lines(run) == []
+    lines = [line for line in run.stderr.splitlines() if str(video) in line]
+    assert len(lines) == 1 and words in lines[0], run.stderr
+    with path.with_suffix(".failures.csv").open() as handle:
+        rows = {row["video_id"]: row for row in csv.DictReader(handle)}
+    assert rows[case]["path"] == str(video) and words in rows[case]["reason"]
+    with FeatureFile(path) as f:
+        assert case not in f.video_ids
+        assert {x["video_id"] for x in f.meta.failures} == set(mixed["unusable"])
+    verify_features(path)
+    assert not list(path.parent.glob(".*tmp*")) and not list(path.parent.glob(".*.work"))
+
+
+def test_other_videos_features_are_intact(mixed):
+    with FeatureFile(mixed["path"]) as f, FeatureFile(mixed["reference"]) as ref:
+        assert f.video_ids[:3] == ref.video_ids
+        for i in range(3):
+            np.testing.assert_array_equal(f.video(i).features, ref.video(i).features)
+            np.testing.assert_array_equal(f.video(i).frames, ref.video(i).frames)
+
+
+def test_allow_failures_exits_zero(demo_manifest, tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    manifest = manifest_of(demo_manifest, tmp_path, {"empty": tmp_path / "empty.mp4"}, n_demo=3)
+    run = cli("extract", "run", "-m", manifest, "-b", "efficientnet_lite0", "-o", tmp_path / "out",
+              "--allow-failures", *FAST_OPTIONS)  # fmt: skip
+    assert run.returncode == 0 and error_lines(run) == []
+    assert sum("empty.mp4" in line for line in run.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "case", ["odd_17x9", "wide_4000x20", "rotated_90", "variable_rate", "yuv420p10le", "yuv444p"]
+)
+def test_unusual_video_is_extracted(mixed, case):
+    with FeatureFile(mixed["path"]) as f:
+        assert case in f.video_ids, mixed["run"].stderr
+        features = f.video_features(f.video_ids.index(case))
+        assert len(features) >= 2 and np.all(np.isfinite(features))
+        if case in ("yuv420p10le", "yuv444p"):
+            # The same pictures as `plain` (8-bit 4:2:0): nearly the same embeddings.
+            plain = f.video_features(f.video_ids.index("plain"))
+            cosine = np.sum(features * plain, 1) / (
+                np.linalg.norm(features, axis=1) * np.linalg.norm(plain, axis=1)
+            )
+            assert features.shape == plain.shape and cosine.min() > 0.95
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv444p"])
+def test_pixel_formats_decode_to_the_same_picture(tmp_path, pix_fmt):
+    video = pattern_video(tmp_path / "v.mp4", n=8, pix_fmt=pix_fmt)
+    _, frames = next(VideoSource(video).chunks())
+    expected = np.stack([pattern(i, 48, 64) for i in range(8)])
+    assert np.abs(frames.numpy().astype(int) - expected).mean() < 6
+
+
+@pytest.mark.parametrize("size", [(17, 9), (4000, 20)])
+def test_odd_sizes_decode_at_their_size(tmp_path, size):
+    pix_fmt = "yuv444p" if size[0] % 2 else "yuv420p"
+    source = VideoSource(pattern_video(tmp_path / "v.mp4", n=4, size=size, pix_fmt=pix_fmt))
+    assert (source.info.width, source.info.height) == size
+    _, frames = next(source.chunks())
+    assert frames.shape == (4, size[1], size[0], 3)
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_rotation_metadata_is_honoured(tmp_path, rotation):
+    """The picture is stored turned clockwise by `rotation` with metadata saying "turn it
+    counter-clockwise by `rotation` to show it": the frames must come out as the picture."""
+    upright = [pattern(i, 64, 48) for i in range(6)]  # portrait, 48 wide x 64 high
+    upright = [np.concatenate([np.zeros((8, 48, 3), np.uint8), p[8:]]) for p in upright]  # a bar
+    stored = [np.ascontiguousarray(np.rot90(p, k=-rotation // 90)) for p in upright]
+    video = encode(tmp_path / "rotated.mp4", stored, rotation=rotation)
+    source = VideoSource(video)
+    assert source.info.rotation == rotation
+    assert (source.info.height, source.info.width) == (64, 48)
+    _, frames = next(source.chunks())
+    assert frames.shape == (6, 64, 48, 3)
+    assert np.abs(frames.numpy().astype(int) - np.stack(upright)).mean() < 6
+    assert frames[:, :8].float().mean() < 20  # the black bar is on top
+
+
+def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path):
+    """Frames come on a constant-rate timeline at the average rate, each point showing the
+    frame on screen at that time: the slow half repeats frames, the fast half skips some."""
+    frames = [np.full((48, 64, 3), 5 * i, np.uint8) for i in range(48)]  # frame i has value 5i
+    source = VideoSource(encode(tmp_path / "vfr.mp4", frames, pts_ms=VFR_PTS))
+    info = source.info
+    assert info.variable_rate and info.n_frames == 48
+    assert info.fps == pytest.approx(48 / 2.38, rel=0.02)  # decord's average: frames / duration
+    decoded = torch.cat([chunk for _, chunk in source.chunks()]).float().mean((1, 2, 3)).numpy()
+    shown = np.rint(decoded / 5).astype(int)
+    times = np.arange(48) / info.fps * 1000
+    expected = np.searchsorted(VFR_PTS, times + 250 / info.fps, side="right") - 1
+    np.testing.assert_array_equal(shown, expected)
+    assert shown[1] == shown[0] and shown[-1] - shown[-2] >= 2
+
+
+def test_constant_rate_videos_are_read_frame_by_frame(demo_manifest):
+    source = VideoSource(read_manifest(demo_manifest).paths[0])
+    assert not source.info.variable_rate and source.info.rotation == 0
+
+
+def test_extreme_aspect_is_cropped_before_resizing():
+    """4000x20 must not become a 44800-wide image; the crop-first result equals the whole-image
+    resize to within one grey level, and ordinary frames take the plain path bit for bit."""
+    backbone = create_backbone("efficientnet_lite0")
+    resize, size = backbone.spec.resize_size, backbone.spec.input_size
+
+    def reference(frames):
+        whole = TF.resize(frames.permute(0, 3, 1, 2), [resize], antialias=True)
+        return TF.center_crop(whole, [size])
+
+    for height, width in [(20, 2000), (2000, 20), (700, 3001)]:
+        assert max(height, width) > EXTREME_ASPECT * min(height, width)
+        frames = torch.from_numpy(pattern(0, height, width))[None].repeat(2, 1, 1, 1)
+        prepared = backbone.prepare(frames)
+        assert prepared.shape == (2, 3, size, size)
+        assert (prepared.int() - reference(frames).int()).abs().max() <= 1
+    for height, width in [(48, 64), (180, 320), (9, 17), (64, 48)]:
+        frames = torch.from_numpy(pattern(3, height, width))[None]
+        assert torch.equal(backbone.prepare(frames), reference(frames))
+    wide = torch.from_numpy(pattern(0, 20, 4000))[None].repeat(64, 1, 1, 1)
+    assert backbone.prepare(wide).shape == (64, 3, size, size)  # 64 x 3 x 224 x 44800 otherwise
+
+
+# --- manifests --------------------------------------------------------------------------------
+
+
+def bad_manifests(demo_manifest: Path, folder: Path) -> dict[str, tuple[Path, str, str]]:
+    """name -> (manifest, row, column) of the first bad cell."""
+    good = demo_manifest.read_text().splitlines()
+    header, rows = good[0], good[1:4]
+    cells = rows[1].split(",")
+    path_col = header.split(",").index("path")
+    label_col = 2
+    cases = {}
+
+    def write(name: str, row: str, column: str, lines: list[str]):
+        path = folder / f"{name}.csv"
+        path.write_text("\n".join([header, *lines]) + "\n")
+        cases[name] = (path, row, column)
+
+    missing = cells.copy()
+    missing[path_col] = str(folder / "no_such_video.mp4")
+    write("missing_file", "row 3", "column path", [rows[0], ",".join(missing), rows[2]])
+    label = cells.copy()
+    label[label_col] = "2"
+    write("non_binary_label", "row 3", f"column {header.split(',')[label_col]}",
+          [rows[0], ",".join(label), rows[2]])  # fmt: skip
+    split = cells.copy()
+    split[-1] = "holdout"
+    write("unknown_split", "row 3", "column split0", [rows[0], ",".join(split), rows[2]])
+    write("duplicate_id", "row 4", "column video_id", [rows[0], rows[1], rows[1]])
+    write("short_row", "row 3", "", [rows[0], ",".join(cells[:-1]), rows[2]])
+    return cases
+
+
+@pytest.mark.parametrize(
+    "case", ["missing_file", "non_binary_label", "unknown_split", "duplicate_id", "short_row"]
+)
+def test_bad_manifest_fails_before_any_work(demo_manifest, tmp_path, case):
+    manifest, row, column = bad_manifests(demo_manifest, tmp_path)[case]
+    out = tmp_path / "out"
+    run = cli("extract", "run", "-m", manifest, "-b", "efficientnet_lite0", "-o", out,
+              *FAST_OPTIONS, timeout=120)  # fmt: skip
+    assert run.returncode == 2
+    lines = error_lines(run)
+    assert len(lines) == 1 and str(manifest) in lines[0] and row in lines[0], run.stderr
+    assert column in lines[0]
+    if case == "missing_file":
+        assert "no_such_video.mp4" in lines[0]
+    assert not out.exists()
+
+
+# --- a full disk ------------------------------------------------------------------------------
+
+
+def test_full_disk_stops_with_one_line_and_the_rerun_resumes(demo_manifest, tmp_path):
+    manifest = manifest_of(demo_manifest, tmp_path, {}, n_demo=3)
+    out = tmp_path / "out"
+    args = ("extract", "run", "-m", manifest, "-b", "efficientnet_lite0", "-o", out, *FAST_OPTIONS)
+    full = cli(*args, limit_bytes=48 * 1024)  # room for each video's commit, not the whole file
+    assert full.returncode == 2, full.stderr
+    lines = error_lines(full)
+    assert len(lines) == 1, full.stderr
+    assert "File too large" in lines[0] and str(out) in lines[0] and "rerun" in lines[0]
+    final = out / OUT_NAME
+    assert not final.exists() and not list(final.parent.glob(".*.tmp-*"))
+    done = list((final.parent / ".efficientnet_lite0.work").glob("*.npz"))
+    rerun = cli(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = verify_features(final)
+    assert summary["videos"] == 3 and summary["failures"] == 0
+    assert done, "the limit should leave some videos committed for the rerun to keep"
+
+
+# --- damaged feature files before `probe train` -----------------------------------------------
+
+
+def probe_train(features: Path, out: Path) -> subprocess.CompletedProcess:
+    return cli("probe", "train", "--features", features, "--model", "linear", "--epochs", "2",
+               "--out", out, timeout=120)  # fmt: skip
+
+
+def flip_feature_bytes(path: Path) -> None:
+    """Overwrite bytes in the middle of /clips/features' first chunk, on disk."""
+    with h5py.File(path, "r") as h5:
+        info = h5["clips/features"].id.get_chunk_info(0)
+    with path.open("r+b") as handle:
+        handle.seek(info.byte_offset + info.size // 2)
+        handle.write(bytes(64 * [0x7B]))
+
+
+def test_corrupted_feature_data_is_one_line_for_probe_train(mixed, tmp_path):
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(mixed["path"], damaged)
+    flip_feature_bytes(damaged)
+    with pytest.raises(FeatureFileError, match="corrupted data in /clips/features"):
+        verify_features(damaged)
+    with FeatureFile(damaged) as f, pytest.raises(FeatureFileError, match=str(damaged)):
+        f.video_features(0)
+    run = probe_train(damaged, tmp_path / "probe")
+    assert run.returncode == 2
+    lines = error_lines(run)
+    assert len(lines) == 1 and str(damaged) in lines[0] and "corrupted data" in lines[0]
+    assert "re-extract" in lines[0]
+
+
+def test_truncated_feature_file_is_one_line_for_probe_train(mixed, tmp_path):
+    cut = tmp_path / "cut.h5"
+    data = mixed["path"].read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FeatureFileError):
+        FeatureFile(cut)
+    run = probe_train(cut, tmp_path / "probe")
+    assert run.returncode == 2
+    lines = error_lines(run)
+    assert len(lines) == 1 and str(cut) in lines[0]

@@ -1,0 +1,338 @@
+"""The transferability matrix on real (synthetic, learnable) feature files: outputs, bold best,
+cache (a rerun trains nothing), fusion, parallel jobs, folder discovery, chunked streaming, and
+the `probe matrix`, `probe score` and `probe import-trailers12k` commands."""
+
+import csv
+import dataclasses
+import json
+import logging
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from probe.cli import main
+from probe.config import TrainConfig
+from probe.data import MemoryStore, StreamingStore, open_probe_data, random_windows, sliding_windows
+from probe.matrix import BACKBONE_COSTS, CSV_COLUMNS, discover_feature_files, run_matrix
+from probe.synthetic import write_synthetic_features
+from probe.train import train_probe
+from probe.transferability import score_feature_file
+from vtl.errors import UserError
+from vtl.features import FeatureFile, FeatureWriter
+
+torch.set_num_threads(1)
+
+FAST = TrainConfig(epochs=2, lr=3e-3, patience=2, scheduler_patience=1, threads=1)
+COMMON = dict(n_videos=40, clips=(3, 14), n_labels=3, n_splits=2, dataset_seed=11)
+MODELS = ["linear", "mlp"]
+SCORES = ["logme", "hscore", "knn"]
+
+
+def with_meta(path, **changes):
+    """Rewrite a feature file through the shared reader and writer with other root attributes."""
+    tmp = path.with_name(f"src-{path.name}")
+    path.rename(tmp)
+    with FeatureFile(tmp) as f:
+        meta = dataclasses.replace(f.meta, **changes)
+        with FeatureWriter(path, meta, f.label_names, f.splits.shape[1]) as w:
+            for i in range(f.n_videos):
+                w.add(f.video(i))
+    tmp.unlink()
+    return path
+
+
+def make_files(root):
+    """A family `fam` with an image and a video file (a fusion pair), and one more backbone."""
+    image = write_synthetic_features(root / "fam" / "efficientnet_lite0.h5", feature_dim=6,
+                                     backbone="efficientnet_lite0", backbone_seed=1, signal=0.4,
+                                     **COMMON)  # fmt: skip
+    video = write_synthetic_features(root / "fam" / "x3d_xs.h5", feature_dim=8, kind="video",
+                                     backbone="x3d_xs", backbone_seed=2, signal=0.8,
+                                     **COMMON)  # fmt: skip
+    other = write_synthetic_features(root / "mystery.h5", feature_dim=10, backbone="mystery",
+                                     backbone_seed=3, signal=1.2, **COMMON)  # fmt: skip
+    with_meta(image, family="fam", pretrain="in1k")
+    with_meta(video, family="fam", pretrain="k400")
+    with_meta(other, family="other", pretrain="in1k")
+    return image, video, other
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("matrix-features")
+    make_files(root)
+    # What a folder search must skip: a shard part file and an HDF5 file that is not ours.
+    write_synthetic_features(root / "fam" / "shard.part-0-of-2.h5", feature_dim=4, **COMMON)
+    with h5py.File(root / "other.h5", "w") as h5:
+        h5["x"] = np.zeros(3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def first(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    result = run_matrix([folder], out, MODELS, "all", [0], FAST, SCORES, progress=False)
+    return out, result
+
+
+def read_csv(path):
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def table(markdown):
+    """The first Markdown table as (header, rows of cells)."""
+    block = next(b for b in markdown.split("\n\n") if b.startswith("|"))
+    split = [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()]
+    return split[0], split[2:]
+
+
+def test_matrix_writes_four_outputs_with_the_right_rows(first):
+    out, result = first
+    for name in ("matrix.csv", "matrix.md", "matrix.png", "cost.png", "matrix.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "matrix.png").read_bytes()[:4] == b"\x89PNG"
+    rows = read_csv(out / "matrix.csv")
+    assert list(rows[0]) == CSV_COLUMNS
+    names = ["efficientnet_lite0", "x3d_xs", "efficientnet_lite0 + x3d_xs (late fusion)", "mystery"]
+    # 4 rows x 2 probes, plus 3 scores for each of the 3 single files; the part file and the
+    # foreign HDF5 file are not among them.
+    assert len(rows) == 4 * 2 + 3 * 3
+    assert [r.name for r in result.rows] == names
+    assert {r["row"] for r in rows} == set(names)
+    assert not any("shard" in r["files"] or "other.h5" in r["files"] for r in rows)
+    probes = [r for r in rows if r["type"] == "probe"]
+    assert {(r["row"], r["probe"]) for r in probes} == {(n, m) for n in names for m in MODELS}
+    for r in probes:
+        assert 0 <= float(r["uap_mean"]) <= 100 and float(r["uap_std"]) >= 0
+        assert r["runs"] == "2" and r["splits"] == "0 1" and r["seeds"] == "0"
+        assert r["score_mean"] == ""
+    scores = [r for r in rows if r["type"] == "score"]
+    assert {r["probe"] for r in scores} == set(SCORES) and all(r["uap_mean"] == "" for r in scores)
+    # Costs: from the table for known backbones, summed for the fusion, blank when unknown.
+    by_row = {r["row"]: r for r in probes}
+    assert float(by_row["x3d_xs"]["gflops_per_clip"]) == BACKBONE_COSTS["x3d_xs"][1]
+    fused = by_row[names[2]]
+    assert float(fused["gflops_per_clip"]) == pytest.approx(18.43 + 1.21)
+    assert float(fused["params_m"]) == pytest.approx(4.65 + 3.79)
+    assert fused["feature_dim"] == "14" and fused["pretrain"] == "in1k + k400"
+    assert by_row["mystery"]["gflops_per_clip"] == "" and by_row["mystery"]["params_m"] == ""
+    # Markdown: rows backbones, columns probes then scores, μAP mean ± std in percent.
+    header, body = table(result.markdown)
+    assert header[:5] == ["Backbone", "Pretrain", "Kind", "linear", "mlp"]
+    assert header[5:8] == ["LogME", "H-score", "kNN μAP"]
+    assert [b[0] for b in body] == names
+    linear = {r["row"]: r for r in probes if r["probe"] == "linear"}
+    for line in body:
+        r = linear[line[0]]
+        assert line[3].strip("*") == f"{float(r['uap_mean']):.2f} ± {float(r['uap_std']):.2f}"
+    assert body[2][5] == ""  # no score for a fusion row
+    summary = json.loads((out / "matrix.json").read_text())
+    assert len(summary["cells"]) == len(rows) and summary["splits"] == [0, 1]
+
+
+def test_best_of_each_column_is_bold(first):
+    _, result = first
+    header, body = table(result.markdown)
+    for j in range(3, 8):
+        column = [row[j] for row in body if row[j]]
+        values = [float(c.strip("*").split(" ± ")[0]) for c in column]
+        bold = [c.startswith("**") and c.endswith("**") for c in column]
+        assert any(bold), header[j]
+        assert all(b == (v == max(values)) for b, v in zip(bold, values, strict=True)), column
+
+
+def test_fusion_cell_equals_train_probe_on_both_files(folder, first):
+    _, result = first
+    image, video = folder / "fam" / "efficientnet_lite0.h5", folder / "fam" / "x3d_xs.h5"
+    cell = next(c for c in result.cells if c.row.fused and c.method == "linear")
+    uaps = [
+        train_probe(
+            [image, video], dataclasses.replace(FAST, model="linear", split=s), progress=False
+        )["metrics"]["test"]["uap"]  # fmt: skip
+        for s in (0, 1)
+    ]
+    assert cell.result["summary"]["test"]["uap"]["mean"] == pytest.approx(np.mean(uaps), abs=1e-9)
+
+
+def test_scores_and_rank_correlation(folder, first):
+    _, result = first
+    cell = next(c for c in result.cells if c.kind == "score" and c.method == "logme"
+                and c.row.name == "mystery")  # fmt: skip
+    values = [score_feature_file(folder / "mystery.h5", s, ["logme"])["logme"] for s in (0, 1)]
+    assert cell.result["score"]["mean"] == pytest.approx(np.mean(values))
+    assert len(result.correlations) == len(SCORES) * len(MODELS)
+    for c in result.correlations:
+        assert c["backbones"] == 3  # the fusion row is not a backbone of the ranking
+        if c["kendall_tau"] is not None:
+            assert -1 <= c["kendall_tau"] <= 1 and -1 <= c["spearman_rho"] <= 1
+    assert "Kendall τ" in result.markdown
+
+
+def test_second_run_trains_nothing_and_writes_the_same(folder, first):
+    out, _ = first
+    cells = sorted((out / "cells").glob("*.json"))
+    assert len(cells) == 17
+    stamps = [p.stat().st_mtime_ns for p in cells]
+    before = {n: (out / n).read_bytes() for n in ("matrix.csv", "matrix.md", "matrix.json")}
+    again = run_matrix([folder], out, MODELS, "all", [0], FAST, SCORES, progress=False)
+    assert again.trained == []
+    assert [p.stat().st_mtime_ns for p in cells] == stamps
+    for name, data in before.items():
+        assert (out / name).read_bytes() == data, name
+
+
+def test_changes_retrain_only_the_affected_cells(folder, first, tmp_path):
+    out, result = first
+    # Copy the cache, so the shared report stays as it was for the other tests.
+    work = tmp_path / "report"
+    (work / "cells").mkdir(parents=True)
+    for p in (out / "cells").glob("*.json"):
+        (work / "cells" / p.name).write_bytes(p.read_bytes())
+    # More epochs: every probe cell is new, no score cell is.
+    longer = dataclasses.replace(FAST, epochs=3)
+    changed = run_matrix([folder], work, MODELS, "all", [0], longer, SCORES, progress=False)
+    trained = {c.key for c in changed.cells if c.key in changed.trained}
+    assert trained == {c.key for c in changed.cells if c.kind == "probe"}
+    # A new probe column on the first settings: only its cells train.
+    more = run_matrix([folder], work, [*MODELS, "savg"], "all", [0], FAST, SCORES, progress=False)
+    assert {c.method for c in more.cells if c.key in more.trained} == {"savg"}
+    assert len(more.trained) == 4
+
+
+def test_jobs_2_equals_jobs_1(folder, tmp_path):
+    files = [folder / "mystery.h5"]
+    one = run_matrix(files, tmp_path / "one", MODELS, [0], [0], FAST, [], progress=False)
+    two = run_matrix(files, tmp_path / "two", MODELS, [0], [0], FAST, [], jobs=2, progress=False)
+    assert len(one.trained) == len(two.trained) == 2
+    for a, b in zip(one.cells, two.cells, strict=True):
+        assert a.key == b.key
+        assert a.result["summary"]["test"] == b.result["summary"]["test"]
+        assert a.result["summary"]["runs"] == b.result["summary"]["runs"]
+    assert one.markdown == two.markdown
+    # Two backbones cannot be ranked: the correlation is n/a, not an error.
+    assert "n/a" not in one.markdown  # no scores asked for, no correlation table
+    few = run_matrix(files, tmp_path / "one", MODELS, [0], [0], FAST, ["logme"], progress=False)
+    assert few.correlations[0]["kendall_tau"] is None and "n/a (fewer than 3" in few.markdown
+
+
+def test_discovery_skips_part_and_foreign_files(folder, tmp_path, caplog):
+    found = discover_feature_files([folder])
+    assert sorted(p.name for p in found) == ["efficientnet_lite0.h5", "mystery.h5", "x3d_xs.h5"]
+    assert "shard.part-0-of-2.h5" in caplog.text and "other.h5" in caplog.text
+    # A file named twice (directly and through its folder) counts once.
+    assert len(discover_feature_files([folder, folder / "mystery.h5"])) == 3
+    with pytest.raises(UserError, match="no feature files"):
+        discover_feature_files([tmp_path])
+    with pytest.raises(UserError, match="no such file or folder"):
+        discover_feature_files([tmp_path / "missing"])
+
+
+def test_chunked_streaming_equals_memory(folder):
+    data = open_probe_data([folder / "mystery.h5"])
+    try:
+        counts = data.clip_counts[0]
+        memory = MemoryStore(data.files[0], data.rows[0])
+        videos = np.arange(len(counts))
+        generator = torch.Generator().manual_seed(0)
+        cases = [sliding_windows(videos, counts, 5), random_windows(videos, counts, 5, generator)]
+        for chunk_rows, max_gap in [(1, 0), (7, 0), (16, 3), (10_000, 10_000)]:
+            stream = StreamingStore(data.files[0], data.rows[0], chunk_rows, max_gap)
+            for windows in cases:
+                x, mask = stream.windows(windows, 5)
+                y, mask_y = memory.windows(windows, 5)
+                assert torch.equal(x, y) and torch.equal(mask, mask_y)
+    finally:
+        data.close()
+
+
+def test_streaming_train_run_equals_memory(folder):
+    config = dataclasses.replace(FAST, model="linear")
+    in_memory = train_probe([folder / "mystery.h5"], config, progress=False)
+    streamed = train_probe(
+        [folder / "mystery.h5"], dataclasses.replace(config, memory_budget_gb=0.0), progress=False
+    )
+    assert in_memory["metrics"] == streamed["metrics"]
+
+
+# ------------------------------------------------------------------ command line
+
+
+def run_cli(args, capsys):
+    old = sys.argv
+    sys.argv = ["probe", *map(str, args)]
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main()
+    finally:
+        sys.argv = old
+    out = capsys.readouterr()
+    return stop.value.code, out.out, out.err
+
+
+def test_cli_matrix(folder, first, tmp_path, capsys, caplog):
+    out, _ = first
+    caplog.set_level(logging.INFO)
+    args = ["matrix", "--features", folder, "--models", "linear,mlp", "--seeds", "1",
+            "--epochs", "2", "--lr", "3e-3", "--patience", "2", "--scheduler-patience", "1",
+            "--threads", "1", "--quiet", "--out", out]  # fmt: skip
+    code, stdout, stderr = run_cli([*args, "--print"], capsys)
+    assert code == 0, stderr
+    # Same settings as the library run: everything comes from the cache.
+    assert "trained 0 cells, 17 from the cache" in caplog.text
+    assert stdout.strip().splitlines()[-1] == str(out / "matrix.md")
+    assert stdout.startswith((out / "matrix.md").read_text())
+    code, stdout, stderr = run_cli(["matrix", "--features", tmp_path, "--out", tmp_path / "r"],
+                                   capsys)  # fmt: skip
+    assert code == 2 and stdout == ""
+    assert stderr.strip().count("\n") == 0 and "no feature files" in stderr
+    code, _, stderr = run_cli([*args[:-1], tmp_path / "r", "--models", "nope"], capsys)
+    assert code == 2 and "--models" in stderr and stderr.strip().count("\n") == 0
+
+
+def test_cli_score(folder, tmp_path, capsys):
+    path = folder / "mystery.h5"
+    code, stdout, _ = run_cli(["score", "--features", path, "--methods", "logme,knn",
+                               "--out", tmp_path / "s.json"], capsys)  # fmt: skip
+    assert code == 0
+    expected = score_feature_file(path, 0, ["logme", "knn"])
+    assert json.loads((tmp_path / "s.json").read_text())["scores"] == expected
+    assert stdout.splitlines()[0].split() == ["logme", f"{expected['logme']:.6f}"]
+    code, _, stderr = run_cli(["score", "--features", path, "--split", "5"], capsys)
+    assert code == 2 and "split 5" in stderr and stderr.strip().count("\n") == 0
+    code, _, stderr = run_cli(["score", "--features", tmp_path / "no.h5"], capsys)
+    assert code == 2 and "not found" in stderr
+
+
+def test_cli_import_trailers12k(tmp_path, capsys):
+    store = zarr.open_group(str(tmp_path / "trailers_k_toy.zarr"), mode="w", zarr_format=3)
+    rng = np.random.default_rng(0)
+    rows = [["mid", "action", "drama", "split0", "split1", "split2"]]
+    for i in range(9):
+        store.create_array(f"tt{i:07d}", data=rng.normal(size=(2 + i % 3, 4)).astype(np.float16))
+        rows.append([f"tt{i:07d}", i % 2, (i + 1) % 2, i % 3, (i + 1) % 3, (i + 2) % 3])
+    labels = tmp_path / "mtgc.csv"
+    with labels.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    out, zarr_path = tmp_path / "toy.h5", tmp_path / "trailers_k_toy.zarr"
+    code, stdout, stderr = run_cli(["import-trailers12k", "--features", zarr_path,
+                                    "--labels", labels, "--out", out, "--backbone", "toy3d",
+                                    "--pretrain", "k400", "--family", "toy", "--quiet"],
+                                   capsys)  # fmt: skip
+    assert code == 0, stderr
+    assert stdout.strip() == f"wrote {out}"
+    with FeatureFile(out) as f:
+        assert (f.meta.backbone, f.meta.family, f.meta.pretrain, f.meta.kind) == (
+            "toy3d", "toy", "k400", "video")  # fmt: skip
+        assert f.n_videos == 9
+    code, _, stderr = run_cli(["import-trailers12k", "--features", tmp_path / "none.zarr",
+                               "--labels", labels, "--out", out], capsys)  # fmt: skip
+    assert code == 2 and stderr.strip().count("\n") == 0
+    code, _, stderr = run_cli(["import-trailers12k", "--features", zarr_path,
+                               "--labels", labels, "--out", out, "--kind", "audio"],
+                              capsys)  # fmt: skip
+    assert code == 2 and "--kind" in stderr
