@@ -65,9 +65,29 @@ class Child:
     command: list[str]
     seconds: float  # wall time, process start to exit
     peak_mib: float  # the child's peak RSS (largest of it and the descendants it waited for)
+    cpu_seconds: float  # user + system CPU time of it and the descendants it waited for
     rc: int
     out: str
     err: str
+
+
+# Runs the measured command and reports its rusage. A process started by this (large) benchmark
+# process would inherit its peak RSS: Linux keeps the RSS high-water mark of the image replaced
+# by exec (and fork/vfork share or copy the parent's pages), so ru_maxrss of a direct child is
+# never below the benchmark's own. This small launcher starts the command instead, so the
+# command's peak RSS is its own.
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+proc.returncode = os.waitstatus_to_exitcode(status)
+seconds = time.perf_counter() - started
+with open(sys.argv[1], "w") as handle:
+    cpu = usage.ru_utime + usage.ru_stime
+    json.dump({"seconds": seconds, "cpu": cpu, "maxrss_kib": usage.ru_maxrss,
+               "rc": proc.returncode}, handle)
+"""
 
 
 def run_child(command: list[str], threads: int | None = None, check: bool = True) -> Child:
@@ -75,19 +95,31 @@ def run_child(command: list[str], threads: int | None = None, check: bool = True
     env = dict(os.environ)
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.NamedTemporaryFile("r", suffix=".json") as report,
+    ):
+        subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, report.name, *command],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            check=True,
         )
-        # wait4 gives this child's own rusage (RUSAGE_CHILDREN would keep the largest so far).
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        usage = json.loads(Path(report.name).read_text())
         out.seek(0)
         err.seek(0)
         child = Child(
-            command, seconds, usage.ru_maxrss / 1024, proc.returncode, out.read(), err.read()
+            command,
+            usage["seconds"],
+            usage["maxrss_kib"] / 1024,
+            usage["cpu"],
+            usage["rc"],
+            out.read(),
+            err.read(),
         )
     if check and child.rc != 0:
         raise RuntimeError(
@@ -218,59 +250,67 @@ def bench_extract(work: Path, args) -> None:
             "cpu",
             "-q",
         ]
-        one_out, two_out = work / f"one-{segmentation}", work / f"two-{segmentation}"
-        one_cmd = [*script("extract"), *common, "-o", str(one_out)]
+        outs = {key: work / f"{key}-{segmentation}" for key in ("1x1", "1x2", "2x1")}
+        single = {key: [*script("extract"), *common, "-o", str(outs[key])] for key in outs}
+        children = {
+            "1x1": run_child(single["1x1"], threads=1),
+            "1x2": run_child(single["1x2"], threads=2),
+        }
         if args.launcher == "torchrun":
             two_cmd = [
                 str(BIN / "torchrun"),
                 "--standalone",
                 "--nproc-per-node=2",
                 "--no-python",
-                *script("extract"),
-                *common,
-                "-o",
-                str(two_out),
+                *single["2x1"],
             ]
-            one = run_child(one_cmd, threads=2)
-            two = run_child(two_cmd, threads=1)
+            children["2x1"] = run_child(two_cmd, threads=1)
         else:
-            one = run_child(one_cmd, threads=2)
-            two = run_shard_pair([*script("extract"), *common, "-o", str(two_out)])
-            two_cmd = two.command
+            children["2x1"] = run_shard_pair(single["2x1"])
+            two_cmd = children["2x1"].command
         files = {}
-        for name, out in (("one", one_out), ("two", two_out)):
+        for key, out in outs.items():
             found = [p for p in out.rglob("*.h5") if ".part-" not in p.name]
             if len(found) != 1:
                 raise RuntimeError(f"{out}: expected one merged feature file, found {found}")
-            files[name] = found[0]
-        leftovers = [p.name for p in two_out.rglob("*part-*")]
-        with FeatureFile(files["one"]) as f:
+            files[key] = found[0]
+        leftovers = [p.name for p in outs["2x1"].rglob("*part-*")]
+        with FeatureFile(files["1x2"]) as f:
             n_videos, n_clips = f.n_videos, f.n_clips
-        for label, child in (("1 process x 2 threads", one), ("2 processes x 1 thread", two)):
+        labels = {
+            "1x1": "1 process x 1 thread",
+            "1x2": "1 process x 2 threads",
+            "2x1": "2 processes x 1 thread",
+        }
+        base = children["1x2"].seconds
+        for key, child in children.items():
             rows.append(
                 [
-                    f"{segmentation}: {label}",
+                    f"{segmentation}: {labels[key]}",
+                    f"{n_clips}",
                     f"{child.seconds:.1f}",
                     f"{n_videos / child.seconds:.2f}",
                     f"{n_clips / child.seconds:.1f}",
-                    f"{one.seconds / child.seconds:.2f}x",
+                    f"{base / child.seconds:.2f}x",
+                    f"{child.cpu_seconds:.1f}",
                 ]
             )
-        same = compare_feature_files(files["one"], files["two"])
         checks.append(
-            f"{segmentation}: merged file vs single-process file: {same}; "
+            f"{segmentation}: merged 2-process file vs 1 process x 1 thread: "
+            f"{compare_feature_files(files['1x1'], files['2x1'])}; "
+            f"vs 1 process x 2 threads: {compare_feature_files(files['1x2'], files['2x1'])}; "
             f"part files left: {leftovers or 'none'}"
         )
-        commands += [show_command(one_cmd, work), show_command(two_cmd, work)]
+        commands += [show_command(single["1x2"], work), show_command(two_cmd, work)]
     table(
-        f"1. extraction throughput, {n_videos} demo videos, {n_clips} clips (fixed), "
-        f"{BACKBONE}, --image-frames 2",
-        ["run", "wall s", "videos/s", "clips/s", "speed-up"],
+        f"1. extraction throughput, {n_videos} demo videos, {BACKBONE}, --image-frames 2, CPU",
+        ["run", "clips", "wall s", "videos/s", "clips/s", "vs 1x2", "CPU s"],
         rows,
     )
     print(
         f"demo videos generated in {made:.1f} s; wall times include each process's start-up "
-        f"(`import extract.pipeline` alone: {importing.seconds:.1f} s)"
+        f"(`import extract.pipeline` alone: {importing.seconds:.1f} s); threads set with "
+        "OMP_NUM_THREADS"
     )
     for line in checks:
         print(line)
@@ -299,7 +339,8 @@ def run_shard_pair(command: list[str]) -> Child:
     for p, err in zip(procs, errors, strict=True):
         if p.returncode != 0:
             raise RuntimeError(f"shard exit {p.returncode}: {err[-3000:]}")
-    return Child([*command, "--shard", "{0,1}/2"], seconds, float("nan"), 0, "", "")
+    nan = float("nan")
+    return Child([*command, "--shard", "{0,1}/2"], seconds, nan, nan, 0, "", "")
 
 
 # ------------------------------------------------------------------ 2. merge speed
@@ -418,7 +459,7 @@ def bench_merge(work: Path, args) -> None:
             f"{n_videos} videos: parts written in {written:.1f} s; merged file check: "
             f"{check_merged(out, counts, pool)}"
         )
-        commands.append(show_command(command[:3], work).replace("\n", "; ") + " PARTS... OUT")
+        commands.append(f"{Path(sys.executable).name} -c 'merge_parts(PARTS, OUT)' (timed inside)")
         shutil.rmtree(folder)
     baseline = run_child([sys.executable, "-c", "import extract.merge"], threads=1)
     table(
@@ -490,7 +531,8 @@ def bench_memory(work: Path, args) -> None:
     for k in (1, 2):
         write_footage_video(folder / f"filler{k}.mp4", 1.5, seed=100 + k, pool=pool)
     frames = {}
-    for name, seconds in (("short", 10.0), ("long", 100.0)):
+    short = 5.0 if args.quick else 10.0
+    for name, seconds in (("short", short), ("long", 10 * short)):
         frames[name] = write_footage_video(folder / f"{name}.mp4", seconds, seed=7, pool=pool)
         write_manifest(
             folder / f"{name}.csv",

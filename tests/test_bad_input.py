@@ -277,7 +277,7 @@ def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path):
     source = VideoSource(encode(tmp_path / "vfr.mp4", frames, pts_ms=VFR_PTS))
     info = source.info
     assert info.variable_rate and info.n_frames == 48
-    assert info.fps == pytest.approx(48 / 2.38, rel=0.02)  # decord's average: frames / duration
+    assert 48 / 2.6 < info.fps < 48 / 2.3  # the average: frames / duration
     decoded = torch.cat([chunk for _, chunk in source.chunks()]).float().mean((1, 2, 3)).numpy()
     shown = np.rint(decoded / 5).astype(int)
     times = np.arange(48) / info.fps * 1000
@@ -321,8 +321,14 @@ def bad_manifests(demo_manifest: Path, folder: Path) -> dict[str, tuple[Path, st
     """name -> (manifest, row, column) of the first bad cell."""
     good = demo_manifest.read_text().splitlines()
     header, rows = good[0], good[1:4]
-    cells = rows[1].split(",")
     path_col = header.split(",").index("path")
+    absolute = []  # the bad manifests live elsewhere: point at the demo videos absolutely
+    for row in rows:
+        cells = row.split(",")
+        cells[path_col] = str(demo_manifest.parent / cells[path_col])
+        absolute.append(",".join(cells))
+    rows = absolute
+    cells = rows[1].split(",")
     label_col = 2
     cases = {}
 

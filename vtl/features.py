@@ -27,8 +27,10 @@ is always whole.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -180,7 +182,21 @@ class FeatureWriter:
         self._manifest_index.append(int(video.manifest_index))
 
     def close(self) -> Path:
-        """Write the index datasets and attributes, then move the file to its final path."""
+        """Write the index datasets and attributes, then move the file to its final path.
+
+        Raises:
+            OSError: naming the final path, when the disk is full (or a file-size limit is
+                reached); the temporary file is removed and nothing is left at the path.
+        """
+        try:
+            self._finish()
+        except Exception as error:
+            self.discard()
+            raise _no_room(error, self.path) or error
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def _finish(self) -> None:
         h5 = self._h5
         h5.create_dataset("videos/id", data=np.array(self._ids, dtype=object), dtype=_STR)
         h5.create_dataset("videos/offset", data=_offsets(self._clip_counts))
@@ -202,12 +218,18 @@ class FeatureWriter:
         h5.flush()
         os.fsync(h5.id.get_vfd_handle())
         h5.close()
-        os.replace(self._tmp, self.path)
-        return self.path
 
     def discard(self) -> None:
         """Drop the temporary file (an interrupted or failed write)."""
         if self._h5.id.valid:
+            # HDF5 flushes cached chunks on close; after a failed write (a full disk) that fails
+            # again and leaves the file open, and the library crashes at exit. The file is being
+            # deleted, so its descriptor is pointed at /dev/null first: the flush goes nowhere.
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, self._h5.id.get_vfd_handle())
+            finally:
+                os.close(null)
             self._h5.close()
         self._tmp.unlink(missing_ok=True)
 
@@ -219,6 +241,24 @@ class FeatureWriter:
             self.close()
         else:
             self.discard()
+            no_room = _no_room(exc, self.path) if isinstance(exc, Exception) else None
+            if no_room is not None:
+                raise no_room from None
+
+
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _no_room(error: BaseException, path: Path) -> OSError | None:
+    """An OSError(errno, strerror, path) when `error` is a write refused for lack of room; h5py
+    reports those as OSError or RuntimeError with HDF5's 'errno = N' in the message."""
+    number = getattr(error, "errno", None)
+    if number not in _NO_ROOM:
+        found = re.search(r"errno = (\d+)", str(error))
+        number = int(found.group(1)) if found else None
+    if number not in _NO_ROOM:
+        return None
+    return OSError(number, os.strerror(number), str(path))
 
 
 def write_failures(feature_path: str | Path, failures: list[dict]) -> Path | None:

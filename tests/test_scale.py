@@ -1,0 +1,181 @@
+"""Scale and survive: shards under torchrun and SLURM, resume after SIGKILL, clean SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from extract.pipeline import ExtractConfig, run_extraction
+from extract.shards import assign_shards, resolve_shard
+from vtl.errors import UserError
+from vtl.features import FeatureFile
+from vtl.manifest import read_manifest, write_manifest
+
+BIN = Path(sys.executable).parent
+FAST = ["--segmentation", "fixed", "--shot-frames", "40", "--image-frames", "1",
+        "--batch-size", "8", "--quiet"]  # fmt: skip
+FAST_CONFIG = ExtractConfig(segmentation="fixed", shot_frames=40, image_frames=1, batch_size=8)
+
+
+def copy_manifest(manifest: Path, out: Path, n: int) -> Path:
+    m = read_manifest(manifest)
+    splits = np.array([[0], [1], [2]] * n, np.uint8)[:n]
+    paths = [str(p) for p in m.paths[:n]]
+    return write_manifest(out / "m.csv", m.video_ids[:n], paths, m.label_names, m.labels[:n],
+                          splits)  # fmt: skip
+
+
+def dump(path: Path) -> dict:
+    with FeatureFile(path) as f:
+        names = ("clips/features", "clips/frames", "clips/shot", "shots/frames", "shots/offset",
+                 "videos/offset", "videos/n_frames", "videos/fps", "labels", "splits")  # fmt: skip
+        out = {name: f.dataset(name)[:] for name in names}
+        out["ids"] = np.array(f.video_ids)
+        return out
+
+
+def assert_same(a: Path, b: Path) -> None:
+    left, right = dump(a), dump(b)
+    for name in left:
+        np.testing.assert_array_equal(left[name], right[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def manifest(demo_manifest, tmp_path_factory) -> Path:
+    return copy_manifest(demo_manifest, tmp_path_factory.mktemp("scale"), n=6)
+
+
+@pytest.fixture(scope="module")
+def reference(manifest, tmp_path_factory) -> Path:
+    """An uninterrupted single-process run."""
+    out = tmp_path_factory.mktemp("reference")
+    return run_extraction(manifest, "efficientnet_lite0", out, FAST_CONFIG,
+                          progress=False).files["efficientnet_lite0"]  # fmt: skip
+
+
+def extract_command(manifest: Path, out: Path, *extra: str) -> list[str]:
+    return [str(BIN / "extract"), "run", "-m", str(manifest), "-b", "efficientnet_lite0",
+            "-o", str(out), *FAST, *extra]  # fmt: skip
+
+
+def wait_for_commits(folder: Path, count: int, process: subprocess.Popen, timeout=300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list(folder.glob("*.npz"))) >= count:
+            return
+        if process.poll() is not None:
+            pytest.fail(f"extraction ended before {count} commits: {process.stderr.read()}")
+        time.sleep(0.02)
+    pytest.fail("no progress")
+
+
+def test_resume_after_sigkill_gives_the_same_arrays(manifest, reference, tmp_path):
+    out = tmp_path / "out"
+    work = out / "efficientnet" / ".efficientnet_lite0.work"
+    process = subprocess.Popen(extract_command(manifest, out), stderr=subprocess.PIPE, text=True)
+    wait_for_commits(work, 2, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(list(work.glob("*.npz")))
+    assert 2 <= done_before < 6 and not (out / "efficientnet" / "efficientnet_lite0.h5").exists()
+
+    # a changed configuration is refused, not mixed in
+    changed = subprocess.run(extract_command(manifest, out, "--frames-per-clip", "16"),
+                             capture_output=True, text=True)  # fmt: skip
+    assert changed.returncode == 2 and "another configuration" in changed.stderr
+
+    rerun = subprocess.run(extract_command(manifest, out), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert not work.exists()
+    assert_same(reference, out / "efficientnet" / "efficientnet_lite0.h5")
+
+
+def test_sigterm_stops_after_the_current_video_and_says_how_to_resume(manifest, reference,
+                                                                     tmp_path):  # fmt: skip
+    out = tmp_path / "out"
+    work = out / "efficientnet" / ".efficientnet_lite0.work"
+    process = subprocess.Popen(extract_command(manifest, out), stderr=subprocess.PIPE, text=True)
+    wait_for_commits(work, 1, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "rerun the same command to resume" in stderr and "Traceback" not in stderr
+    assert 1 <= len(list(work.glob("*.npz"))) < 6
+    rerun = subprocess.run(extract_command(manifest, out), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_same(reference, out / "efficientnet" / "efficientnet_lite0.h5")
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_merge_to_the_single_process_file(manifest, tmp_path):
+    # torchrun gives each worker one thread; CPU kernels round differently with another thread
+    # count, so the single-process reference runs with one thread too.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run(extract_command(manifest, tmp_path / "single"), env=env)
+    assert single.returncode == 0
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node=2", "--no-python",
+         *extract_command(manifest, out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    merged = out / "efficientnet" / "efficientnet_lite0.h5"
+    assert merged.is_file() and not list(merged.parent.glob("*.part-*"))
+    assert_same(tmp_path / "single" / "efficientnet" / "efficientnet_lite0.h5", merged)
+
+
+def test_slurm_array_shards_merge_to_the_single_process_file(manifest, reference, tmp_path,
+                                                            monkeypatch):  # fmt: skip
+    out = tmp_path / "out"
+    for task in (7, 8, 9):  # an array 7-9: three shards, whatever the first task id
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+        monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "7")
+        monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+        result = run_extraction(manifest, "efficientnet_lite0", out, FAST_CONFIG, progress=False)
+        assert (
+            result.files["efficientnet_lite0"].name == f"efficientnet_lite0.part-{task - 7}-of-3.h5"
+        )
+    assert_same(reference, result.merged["efficientnet_lite0"])
+
+
+def test_shard_resolution_and_balance():
+    assert resolve_shard("1/4").index == 1
+    assert resolve_shard(None, {"RANK": "1", "WORLD_SIZE": "2"}).source == "torchrun"
+    slurm = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
+    assert (resolve_shard(None, slurm).index, resolve_shard(None, slurm).count) == (2, 4)
+    assert resolve_shard(None, {}).count == 1
+    for bad in ("4/4", "x", "1/0"):
+        with pytest.raises(UserError, match="shard"):
+            resolve_shard(bad)
+    # balanced by frames, not by count: one long video against many short ones
+    lengths = [1000, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100]
+    assignment = assign_shards(lengths, 2)
+    loads = [sum(n for n, s in zip(lengths, assignment, strict=True) if s == k) for k in (0, 1)]
+    assert sorted(loads) == [1000, 1000]
+    assert assign_shards(lengths, 2) == assignment  # deterministic
+
+
+def test_merge_refuses_parts_of_different_runs(manifest, tmp_path):
+    from extract.merge import merge_parts
+    from vtl.errors import FeatureFileError
+
+    a = run_extraction(manifest, "efficientnet_lite0", tmp_path / "a", FAST_CONFIG, shard="0/2",
+                       progress=False).files["efficientnet_lite0"]  # fmt: skip
+    other = ExtractConfig(**{**FAST_CONFIG.__dict__, "frames_per_clip": 16})
+    b = run_extraction(manifest, "efficientnet_lite0", tmp_path / "b", other, shard="1/2",
+                       progress=False).files["efficientnet_lite0"]  # fmt: skip
+    with pytest.raises(FeatureFileError, match=r"part-1-of-2.h5: frames_per_clip differs"):
+        merge_parts([a, b], tmp_path / "merged.h5")
+    with pytest.raises(FeatureFileError, match="not exactly shards"):
+        merge_parts([a], tmp_path / "merged.h5")
+    assert not (tmp_path / "merged.h5").exists()
+    shutil.rmtree(tmp_path / "a")
