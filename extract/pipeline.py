@@ -327,6 +327,8 @@ def run_extraction(
         if _already_written(output, fingerprint, manifest, mine):
             log.info("%s: already complete", output)
             result.files[key] = output
+            with FeatureFile(output) as done:
+                result.failures = done.meta.failures
             continue
         store = WorkStore(output.with_name(f".{output.stem}.work"), fingerprint)
         jobs.append(_Job(key, backbone, family, final, output, store))

@@ -26,8 +26,12 @@ def _key(video_id: str) -> str:
 
 def _write_atomic(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        write(handle)
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+    except OSError as error:  # e.g. a full disk: name the file, leave no partial one
+        tmp.unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror, str(path)) from None
     os.replace(tmp, path)
 
 

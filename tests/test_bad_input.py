@@ -228,12 +228,16 @@ def test_unusual_video_is_extracted(mixed, case):
         features = f.video_features(f.video_ids.index(case))
         assert len(features) >= 2 and np.all(np.isfinite(features))
         if case in ("yuv420p10le", "yuv444p"):
-            # The same pictures as `plain` (8-bit 4:2:0): nearly the same embeddings.
+            # The same pictures as `plain` (8-bit 4:2:0): nearly the same embeddings, nearer
+            # than those of another video.
+            def cosine(a, b):
+                return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
             plain = f.video_features(f.video_ids.index("plain"))
-            cosine = np.sum(features * plain, 1) / (
-                np.linalg.norm(features, axis=1) * np.linalg.norm(plain, axis=1)
-            )
-            assert features.shape == plain.shape and cosine.min() > 0.95
+            other = f.video_features(0)[: len(plain)]
+            assert features.shape == plain.shape
+            same = cosine(features, plain)
+            assert same.min() > 0.9 and same.min() > cosine(plain[: len(other)], other).max()
 
 
 @pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv444p"])
@@ -283,7 +287,8 @@ def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path):
     times = np.arange(48) / info.fps * 1000
     expected = np.searchsorted(VFR_PTS, times + 250 / info.fps, side="right") - 1
     np.testing.assert_array_equal(shown, expected)
-    assert shown[1] == shown[0] and shown[-1] - shown[-2] >= 2
+    steps = np.diff(shown)
+    assert steps[:10].min() == 0 and steps[-10:].max() >= 2  # repeats early, skips late
 
 
 def test_constant_rate_videos_are_read_frame_by_frame(demo_manifest):
@@ -346,7 +351,8 @@ def bad_manifests(demo_manifest: Path, folder: Path) -> dict[str, tuple[Path, st
           [rows[0], ",".join(label), rows[2]])  # fmt: skip
     split = cells.copy()
     split[-1] = "holdout"
-    write("unknown_split", "row 3", "column split0", [rows[0], ",".join(split), rows[2]])
+    last = header.split(",")[-1]
+    write("unknown_split", "row 3", f"column {last}", [rows[0], ",".join(split), rows[2]])
     write("duplicate_id", "row 4", "column video_id", [rows[0], rows[1], rows[1]])
     write("short_row", "row 3", "", [rows[0], ",".join(cells[:-1]), rows[2]])
     return cases

@@ -42,30 +42,10 @@ def run_app(app: typer.Typer) -> None:
 
 
 def no_room_message(error: OSError) -> str:
-    """One line for a write that failed for lack of room (ENOSPC, EFBIG, EDQUOT)."""
-    path = error.filename or _path_being_written(error.__traceback__)
-    where = f"cannot write {os.fspath(path)}" if path else "cannot write a file"
-    reason = os.strerror(error.errno)
+    """One line for a write that failed for lack of room (ENOSPC, EFBIG, EDQUOT). Our writers
+    raise it with the file's final path as `filename`."""
+    where = f"cannot write {os.fspath(error.filename)}" if error.filename else "cannot write"
     return (
-        f"{where}: {reason} (disk full or a file-size limit); free space and rerun the same "
-        "command to resume"
+        f"{where}: {os.strerror(error.errno)} (disk full or a file-size limit); free space and "
+        "rerun the same command to resume"
     )
-
-
-def _path_being_written(tb) -> str | None:
-    """The file a failed write was writing, when the OSError does not say (a write() on an open
-    file raises without a file name): the innermost frame's open file or path variable."""
-    found = None
-    while tb is not None:
-        names = tb.tb_frame.f_locals
-        for name in ("tmp", "_tmp", "path", "handle", "self"):
-            value = names.get(name)
-            if name == "self":
-                value = getattr(value, "_tmp", None)
-            elif name == "handle":
-                value = getattr(value, "name", None)
-            if isinstance(value, (str, os.PathLike)) and str(value):
-                found = value
-                break
-        tb = tb.tb_next
-    return found

@@ -192,7 +192,10 @@ class FeatureWriter:
             self._finish()
         except Exception as error:
             self.discard()
-            raise _no_room(error, self.path) or error
+            no_room = _no_room(error, self.path)
+            if no_room is None:
+                raise
+            raise no_room from None
         os.replace(self._tmp, self.path)
         return self.path
 
@@ -268,11 +271,14 @@ def write_failures(feature_path: str | Path, failures: list[dict]) -> Path | Non
     if not failures:
         path.unlink(missing_ok=True)
         return None
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["video_id", "path", "reason"])
-        writer.writeheader()
-        for failure in failures:
-            writer.writerow({k: failure.get(k, "") for k in ("video_id", "path", "reason")})
+    try:
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["video_id", "path", "reason"])
+            writer.writeheader()
+            for failure in failures:
+                writer.writerow({k: failure.get(k, "") for k in ("video_id", "path", "reason")})
+    except OSError as error:  # name the file (a failed write() does not)
+        raise OSError(error.errno, error.strerror, str(path)) from None
     return path
 
 
