@@ -1,14 +1,16 @@
 """Scale benchmark: 1 vs 2 extraction processes, merge speed, peak memory vs input size.
 
     .venv/bin/python bench/bench_scale.py [--videos 36] [--quick]
-        [--only extract|merge|memory|probe|matrix] [--launcher torchrun|shard] [--keep DIR]
+        [--only extract|merge|memory|probe|matrix] [--launcher torchrun|shard] [--transnetv2]
+        [--keep DIR]
 
 Prints one table per part:
 
 1. extract: throughput of one `extract run` (2 torch threads) vs the same command as 2 shards
    under `torchrun --standalone --nproc-per-node=2` (1 thread each; the last shard merges), on
-   generated demo videos, fixed segmentation and TransNetV2; checks that the merged file equals
-   the single-process one.
+   generated demo videos, fixed segmentation (and TransNetV2 with --transnetv2); checks that the
+   merged file equals the single-process one. Also 1 process x 1 thread: the same numbers as the
+   shards, so the merged file must be bit-identical to it.
 2. merge: `extract.merge.merge_parts` on 4 synthetic part files (Trailers12k-shaped: 12,000
    videos, ~100 clips each, 768-d float16), and on a quarter of that: clips/s, MB/s and the
    merging process's peak RSS (target: flat in the number of clips).
@@ -20,9 +22,10 @@ Prints one table per part:
    probes (same --threads 2 in all); checks that both give the same matrix.
 
 Everything whose memory or parallelism is measured runs in a fresh subprocess; peak RSS is the
-child's own `ru_maxrss` from `os.wait4`. Machines are shared: the load average is printed at
-the start and the end, and ratios within one run are what to compare. `--quick` (~3 min)
-shrinks every part; the default run takes ~10 min on 2 cores.
+child's own `ru_maxrss` from `os.wait4` in a small launcher process (see `_LAUNCHER`). Machines
+are shared: the load average is printed at the start and the end of each part, and ratios within
+one run are what to compare. `--quick` (~4 min) shrinks every part (5 s vs 50 s video, fixed
+segmentation only); the default run takes ~10-15 min on 2 cores, depending on their load.
 """
 
 from __future__ import annotations
@@ -233,7 +236,7 @@ def bench_extract(work: Path, args) -> None:
     manifest = make_demo_data(work / "demo", args.videos, seed=0, progress=False)
     made = time.perf_counter() - started
     importing = run_child([sys.executable, "-c", "import extract.pipeline"], threads=2)
-    segmentations = ["fixed"] if args.quick else ["fixed", "transnetv2"]
+    segmentations = ["fixed", "transnetv2"] if args.transnetv2 else ["fixed"]
     rows, commands, checks = [], [], []
     for segmentation in segmentations:
         common = [
@@ -823,6 +826,11 @@ def main() -> None:
         help="2 extraction processes: torchrun, or two --shard i/2 processes",
     )
     parser.add_argument("--probe-model", default="linear", help="model of part 4")
+    parser.add_argument(
+        "--transnetv2",
+        action="store_true",
+        help="part 1 also with TransNetV2 shots (slow on CPU: ~10 min more on 2 cores)",
+    )
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args()
     args.videos = args.videos or (12 if args.quick else 36)

@@ -189,3 +189,27 @@ def test_unavailable_device_is_a_user_error(option):
         pytest.skip("CUDA present")
     with pytest.raises(UserError, match="CUDA is not available"):
         resolve_device(option)
+
+
+def test_extract_shots_command_writes_json_and_h5(demo_manifest, lite0_features, tmp_path):
+    """`extract shots` alone finds the same TransNetV2 shots that `extract run` stored."""
+    import json
+
+    import h5py
+
+    manifest = subset_manifest(demo_manifest, tmp_path, n=3)
+    for name in ("shots.json", "shots.h5"):
+        run = subprocess.run(
+            [sys.executable, "-m", "extract.cli", "shots", "-m", str(manifest),
+             "-o", str(tmp_path / name), "--quiet"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+    data = json.loads((tmp_path / "shots.json").read_text())
+    assert data["shot_detector"].startswith("transnetv2")
+    with FeatureFile(lite0_features) as f, h5py.File(tmp_path / "shots.h5") as h5:
+        for i in range(3):
+            expected = f.video(i).shots.tolist()
+            assert data["videos"][f.video_ids[i]] == expected
+            a, b = h5["shots/offset"][i : i + 2]
+            assert h5["shots/frames"][a:b].tolist() == expected
