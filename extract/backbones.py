@@ -462,6 +462,7 @@ def sample_frame_indices(num_in: int, num_out: int) -> torch.Tensor:
     return positions.floor().long().clamp_(max=num_in - 1)
 
 
+PREPARE_FRAMES = 16  # frames resized at once by Backbone.prepare
 EXTREME_ASPECT = 4.0  # longer / shorter side beyond which `prepare` crops before resizing
 
 
@@ -543,6 +544,11 @@ class Backbone:
             raise ValueError(
                 f"prepare takes uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}"
             )
+        # A few frames at a time: resizing keeps float temporaries of the whole batch, and the
+        # pipeline hands over chunks of up to 128 frames (memory would follow the chunk).
+        return torch.cat([self._prepare(part) for part in frames.split(PREPARE_FRAMES)])
+
+    def _prepare(self, frames: torch.Tensor) -> torch.Tensor:
         images = frames.permute(0, 3, 1, 2)
         resize, size = self.spec.resize_size, self.spec.input_size
         height, width = images.shape[-2:]

@@ -108,9 +108,15 @@ def try_merge(final: Path, count: int) -> Path | None:
     try:
         handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
+        log.info(
+            "%s: another shard is merging the parts (if none is, a merge was killed: delete "
+            "%s and run `extract merge`)", final, lock,
+        )  # fmt: skip
         return None
     try:
         os.close(handle)
+        if not all(p.is_file() for p in parts):  # another shard merged them meanwhile
+            return None
         merged = merge_parts(parts, final, remove_parts=True)
         log.info("merged %d parts into %s", count, merged)
         return merged

@@ -206,7 +206,8 @@ class VideoProcessor:
             frames = frames.to(device, non_blocking=True)
             for key, backbone in self.preparers.items():
                 buffers[key].append(start, backbone.prepare(frames))
-            close(stream.push(resize_for_shots(frames)))
+            detector_input = resize_for_shots(frames) if self.shot_detector.needs_frames else frames
+            close(stream.push(detector_input))
         close(stream.finish())
         if len(pending):
             embed(pending)

