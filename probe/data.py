@@ -204,14 +204,18 @@ def split_indices(data: ProbeData, split: int) -> dict[str, np.ndarray]:
         )
     for name in ("val", "test"):
         absent = np.flatnonzero(data.labels[subsets[name]].sum(axis=0) == 0)
-        if absent.size:
+        labels = tuple(data.label_names[j] for j in absent)
+        # Said once per process: a grid or matrix meets the same split in every run.
+        if labels and (where, split, name, labels) not in _WARNED:
+            _WARNED.add((where, split, name, labels))
             log.warning(
                 "split %d: labels %s have no positive %s video; their AP counts as 0",
-                split,
-                [data.label_names[j] for j in absent],
-                name,
-            )
+                split, list(labels), name,
+            )  # fmt: skip
     return subsets
+
+
+_WARNED: set[tuple] = set()
 
 
 # --- windows
