@@ -185,40 +185,23 @@ def evaluate_checkpoint(
     Raises:
         UserError: a checkpoint or feature files that do not fit together.
     """
-
     if subset not in SUBSETS:
         raise UserError(f"--subset {subset!r}: choose one of {', '.join(SUBSETS)}")
-    ckpt, models = load_checkpoint(checkpoint)
-    config = _scoring_config(ckpt, split, memory_budget_gb)
-    data = open_probe_data([Path(p) for p in feature_paths])
-    try:
-        check_checkpoint_data(ckpt, data, Path(checkpoint))
-        if not 0 <= config.split < data.n_splits:
-            raise UserError(
-                f"{data.files[0].path}: split {config.split} does not exist "
-                f"(the file has splits 0..{data.n_splits - 1})"
-            )
-        videos = data.subset(config.split, subset)
-        if videos.size == 0:
-            raise UserError(f"{data.files[0].path}: split {config.split} has no {subset} videos")
-        logits, windows = fused_window_logits(models, ckpt["groups"], data, videos, config)
-        scores = video_scores(logits, windows, videos)
-        y_true = data.labels[videos]
-        aps = per_label_ap(y_true, scores)
-        return {
-            "metrics": {k: 100 * v for k, v in compute_metrics(y_true, scores).items()},
-            "per_label": {
-                label: (None if np.isnan(ap) else 100 * float(ap))
-                for label, ap in zip(data.label_names, aps, strict=True)
-            },
-            "split": config.split,
-            "subset": subset,
-            "videos": int(videos.size),
-            "video_ids": [data.video_ids[i] for i in videos],
-            "scores": scores,
-        }
-    finally:
-        data.close()
+    scored = _score(checkpoint, feature_paths, split, subset, memory_budget_gb)
+    y_true, scores = scored["labels"], scored["scores"]
+    aps = per_label_ap(y_true, scores)
+    return {
+        "metrics": {k: 100 * v for k, v in compute_metrics(y_true, scores).items()},
+        "per_label": {
+            label: (None if np.isnan(ap) else 100 * float(ap))
+            for label, ap in zip(scored["label_names"], aps, strict=True)
+        },
+        "split": scored["split"],
+        "subset": subset,
+        "videos": len(scored["video_ids"]),
+        "video_ids": scored["video_ids"],
+        "scores": scores,
+    }
 
 
 def predict(
@@ -235,9 +218,15 @@ def predict(
     Returns:
         (video ids, label names, scores (videos, labels) in [0, 1]).
     """
-
     if subset is not None and subset not in SUBSETS:
         raise UserError(f"--subset {subset!r}: choose one of {', '.join(SUBSETS)}")
+    scored = _score(checkpoint, feature_paths, split, subset, memory_budget_gb)
+    return scored["video_ids"], scored["label_names"], scored["scores"]
+
+
+def _score(checkpoint, feature_paths, split, subset, memory_budget_gb) -> dict:
+    """A checkpoint's video scores on the `subset` videos of a split (every video for None),
+    with their ids, true labels and the label names."""
     ckpt, models = load_checkpoint(checkpoint)
     config = _scoring_config(ckpt, split, memory_budget_gb)
     data = open_probe_data([Path(p) for p in feature_paths])
@@ -247,15 +236,23 @@ def predict(
             videos = np.arange(len(data.video_ids))
         else:
             if not 0 <= config.split < data.n_splits:
-                raise UserError(f"{data.files[0].path}: split {config.split} does not exist")
+                raise UserError(
+                    f"{data.files[0].path}: split {config.split} does not exist "
+                    f"(the file has splits 0..{data.n_splits - 1})"
+                )
             videos = data.subset(config.split, subset)
             if videos.size == 0:
                 raise UserError(
                     f"{data.files[0].path}: split {config.split} has no {subset} videos"
                 )
         logits, windows = fused_window_logits(models, ckpt["groups"], data, videos, config)
-        scores = video_scores(logits, windows, videos)
-        return [data.video_ids[i] for i in videos], list(data.label_names), scores
+        return {
+            "split": config.split,
+            "video_ids": [data.video_ids[i] for i in videos],
+            "label_names": list(data.label_names),
+            "labels": data.labels[videos],
+            "scores": video_scores(logits, windows, videos),
+        }
     finally:
         data.close()
 

@@ -15,7 +15,7 @@ import torch
 from extract.backbones import create_backbone, sample_frame_indices
 from extract.clips import sample_shot_clips
 from extract.pipeline import ExtractConfig, feature_path, run_extraction
-from vtl.features import FeatureFile, verify_features
+from vtl.features import DATASETS, FeatureFile, verify_features
 from vtl.manifest import read_manifest, write_manifest
 
 FAST = dict(segmentation="fixed", shot_frames=40, image_frames=1, batch_size=8)
@@ -32,11 +32,9 @@ def subset_manifest(manifest: Path, out: Path, n: int = 3, extra: list[tuple[str
 
 
 def arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset of a feature file, and its failures, for exact comparison."""
     with FeatureFile(path) as f:
-        names = ("clips/features", "clips/frames", "clips/shot", "shots/frames", "shots/offset",
-                 "videos/offset", "videos/n_frames", "videos/fps", "labels", "splits")  # fmt: skip
-        out = {name: f.dataset(name)[:] for name in names}
-        out["videos/id"] = np.array(f.video_ids)
+        out = {name: f.dataset(name)[:] for name in DATASETS}
         out["failures"] = np.array([x["video_id"] for x in f.meta.failures])
         return out
 

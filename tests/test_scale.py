@@ -16,7 +16,7 @@ import pytest
 from extract.pipeline import ExtractConfig, run_extraction
 from extract.shards import assign_shards, resolve_shard
 from vtl.errors import UserError
-from vtl.features import FeatureFile
+from vtl.features import DATASETS, FeatureFile
 from vtl.manifest import read_manifest, write_manifest
 
 BIN = Path(sys.executable).parent
@@ -33,12 +33,11 @@ def copy_manifest(manifest: Path, out: Path, n: int) -> Path:
                           splits)  # fmt: skip
 
 
-def dump(path: Path) -> dict:
+def dump(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset of a feature file, and its failures, for exact comparison."""
     with FeatureFile(path) as f:
-        names = ("clips/features", "clips/frames", "clips/shot", "shots/frames", "shots/offset",
-                 "videos/offset", "videos/n_frames", "videos/fps", "labels", "splits")  # fmt: skip
-        out = {name: f.dataset(name)[:] for name in names}
-        out["ids"] = np.array(f.video_ids)
+        out = {name: f.dataset(name)[:] for name in DATASETS}
+        out["failures"] = np.array([x["video_id"] for x in f.meta.failures])
         return out
 
 

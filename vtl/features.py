@@ -41,6 +41,12 @@ from vtl import __version__
 from vtl.errors import FeatureFileError
 
 FORMAT = "vtl-features"
+# Every dataset of the layout above (a part file adds /videos/manifest_index).
+DATASETS = (
+    "videos/id", "videos/offset", "videos/n_frames", "videos/fps",
+    "clips/features", "clips/frames", "clips/shot",
+    "shots/offset", "shots/frames", "labels", "splits",
+)  # fmt: skip
 VERSION = 1
 _CHUNK_ROWS = 1024
 _STR = h5py.string_dtype()
@@ -333,19 +339,7 @@ class FeatureFile:
                 f"{where}: feature format version {version}, this software reads {VERSION}; "
                 "re-extract or install the matching version"
             )
-        for name in (
-            "videos/id",
-            "videos/offset",
-            "videos/n_frames",
-            "videos/fps",
-            "clips/features",
-            "clips/frames",
-            "clips/shot",
-            "shots/offset",
-            "shots/frames",
-            "labels",
-            "splits",
-        ):
+        for name in DATASETS:
             if name not in h5:
                 raise FeatureFileError(f"{where}: dataset /{name} is missing")
         self.meta = FeatureMeta.from_attrs(h5.attrs, where)
