@@ -78,7 +78,7 @@ def main() -> None:
     _, seconds = timed(decode)
     n_frames = sum(len(f) for f in frames_by_video)
     size = tuple(frames_by_video[0].shape[1:3])
-    rows = [("decode (decord, native size)", n_frames / seconds, f"{size[1]}x{size[0]}")]
+    rows = [("decode (PyAV, native size)", n_frames / seconds, f"{size[1]}x{size[0]}")]
 
     # 2. shot detection
     small = [resize_for_shots(f.to(device)) for f in frames_by_video]

@@ -14,8 +14,12 @@ Prints one table per part:
 2. merge: `extract.merge.merge_parts` on 4 synthetic part files (Trailers12k-shaped: 12,000
    videos, ~100 clips each, 768-d float16), and on a quarter of that: clips/s, MB/s and the
    merging process's peak RSS (target: flat in the number of clips).
-3. memory: peak RSS of `extract run` on a 10 s video vs a 100 s one (the first 10 s continued,
-   real footage with cuts, 320x180 H.264); target: flat (frames are streamed in bounded chunks).
+3. memory: peak RSS of `extract run` on a 30 s video vs a 300 s one (the first 30 s continued,
+   real footage with cuts, 320x180 H.264); target: flat. What extraction holds is bounded by
+   constants, not by the video: decoded chunks queued, the open shot's prepared frames, a batch
+   of 16 clips (16 s of video) and TransNetV2's group of 8 windows (400 frames, 17 s). The short
+   video is longer than those so that both runs reach that steady state: a 10 s video never fills
+   a batch and would show the steady state's cost as growth.
 4. probe: peak RSS of `probe train` on a synthetic feature file vs one 4x larger, streaming
    (`--memory-budget-gb 0`, target: flat) and in memory (the default, grows by design).
 5. matrix: wall time of `probe matrix --jobs 1` vs `--jobs 2` on 4 synthetic feature files x 2
@@ -24,7 +28,7 @@ Prints one table per part:
 Everything whose memory or parallelism is measured runs in a fresh subprocess; peak RSS is the
 child's own `ru_maxrss` from `os.wait4` in a small launcher process (see `_LAUNCHER`). Machines
 are shared: the load average is printed at the start and the end of each part, and ratios within
-one run are what to compare. `--quick` (~4 min) shrinks every part (5 s vs 50 s video, fixed
+one run are what to compare. `--quick` (~4 min) shrinks every part (20 s vs 200 s video, fixed
 segmentation only); the default run takes ~10-15 min on 2 cores, depending on their load.
 """
 
@@ -534,7 +538,7 @@ def bench_memory(work: Path, args) -> None:
     for k in (1, 2):
         write_footage_video(folder / f"filler{k}.mp4", 1.5, seed=100 + k, pool=pool)
     frames = {}
-    short = 5.0 if args.quick else 10.0
+    short = 20.0 if args.quick else 30.0
     for name, seconds in (("short", short), ("long", 10 * short)):
         frames[name] = write_footage_video(folder / f"{name}.mp4", seconds, seed=7, pool=pool)
         write_manifest(

@@ -586,14 +586,19 @@ class Backbone:
         self._check_prepared(clips, 5, "embed")
         clips = clips.to(self.device, non_blocking=True)
         batch, frames = clips.shape[:2]
+        index = self.clip_frames(frames).to(self.device)
         if self.spec.kind == "image":
-            index = sample_frame_indices(frames, self.image_frames or frames).to(self.device)
             chosen = clips.index_select(1, index)
             features = self._forward(self._normalize(chosen.flatten(0, 1)))
             return features.view(batch, len(index), -1).mean(dim=1).cpu()
-        index = sample_frame_indices(frames, self.spec.num_frames).to(self.device)
         x = self._normalize(clips.index_select(1, index)).permute(0, 2, 1, 3, 4)  # B, 3, T, S, S
         return self._forward(x).cpu()
+
+    def clip_frames(self, frames: int) -> torch.Tensor:
+        """Positions of the frames `embed` uses in a clip of `frames` (the identity when
+        `frames` is already that count, so clips can be cut down to them beforehand)."""
+        used = (self.image_frames or frames) if self.spec.kind == "image" else self.spec.num_frames
+        return sample_frame_indices(frames, used)
 
     @torch.inference_mode()
     def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:

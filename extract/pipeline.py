@@ -47,6 +47,8 @@ from vtl.manifest import Manifest, read_manifest
 
 log = logging.getLogger("extract")
 
+DECODE_AHEAD = 3  # decoded chunks queued for the models (decoding is far faster than they are)
+
 
 @dataclass
 class ExtractConfig:
@@ -135,6 +137,9 @@ class FrameBuffer:
         self._starts.append(start)
         self._chunks.append(frames)
 
+    def __len__(self) -> int:
+        return sum(len(chunk) for chunk in self._chunks)
+
     def gather(self, indices: np.ndarray) -> torch.Tensor:
         """Frames at the given source indices, stacked in that order."""
         flat = indices.reshape(-1)
@@ -165,25 +170,36 @@ class VideoProcessor:
         self.preparers = {}
         for backbone in backbones:
             self.preparers.setdefault(backbone.prepare_key, backbone)
+        # The most prepared frames buffered and clips waiting at once in the last run: what
+        # bounds this stage's memory (the open shot, a batch), whatever the video's length.
+        self.peak_frames = self.peak_clips = 0
 
     def run(self, fps: float, chunks: Iterator[tuple[int, torch.Tensor]], device) -> dict:
-        """Process a whole video; returns backbone name -> arrays for the work store."""
+        """Process a whole video; returns backbone name -> arrays for the work store.
+
+        When a shot closes, the frames its clips use are cut out of the buffers at once, so the
+        buffers hold only the open shot; the cut clips wait until a batch is full."""
         cfg = self.config
         stream = self.shot_detector.stream()
+        self.peak_frames = self.peak_clips = 0
         buffers = {key: FrameBuffer() for key in self.preparers}
         shots: list[tuple[int, int]] = []
         clip_indices: list[np.ndarray] = []  # (C, T) source frames, per closed shot
         clip_shot: list[np.ndarray] = []
         features: dict[str, list[np.ndarray]] = {b.spec.name: [] for b in self.backbones}
-        pending = np.zeros((0, cfg.frames_per_clip), np.int64)  # clips not embedded yet
+        # backbone name -> prepared clips [k, 3, S, S] (only the frames it uses) not embedded yet
+        pending: dict[str, list[torch.Tensor]] = {b.spec.name: [] for b in self.backbones}
+        lead = self.backbones[0].spec.name  # every backbone has the same clips pending
+        used = {b.spec.name: b.clip_frames(cfg.frames_per_clip).numpy() for b in self.backbones}
 
-        def embed(batch: np.ndarray) -> None:
+        def embed(count: int) -> None:
             for backbone in self.backbones:
-                clips = buffers[backbone.prepare_key].gather(batch)
-                features[backbone.spec.name].append(backbone.embed(clips).numpy())
+                clips = pending[backbone.spec.name]
+                batch = torch.stack(clips[:count])
+                del clips[:count]
+                features[backbone.spec.name].append(backbone.embed(batch).numpy())
 
         def close(new_shots: list[tuple[int, int]]) -> None:
-            nonlocal pending
             for first, last in new_shots:
                 plan = sample_shot_clips(
                     first, last, fps, cfg.frames_per_clip, cfg.clip_fps, cfg.min_tail
@@ -191,26 +207,27 @@ class VideoProcessor:
                 clip_indices.append(plan)
                 clip_shot.append(np.full(len(plan), len(shots), np.int32))
                 shots.append((first, last))
-                pending = np.concatenate([pending, plan])
-            while len(pending) >= cfg.batch_size:
-                embed(pending[: cfg.batch_size])
-                pending = pending[cfg.batch_size :]
-            # Frames before the next shot and before every pending clip are never needed again.
-            keep_from = shots[-1][1] + 1 if shots else 0
-            if len(pending):
-                keep_from = min(keep_from, int(pending.min()))
-            for buffer in buffers.values():
-                buffer.drop_before(keep_from)
+                for backbone in self.backbones:
+                    frames = buffers[backbone.prepare_key].gather(plan[:, used[backbone.spec.name]])
+                    pending[backbone.spec.name].extend(frames.unbind(0))
+            self.peak_clips = max(self.peak_clips, len(pending[lead]))
+            while len(pending[lead]) >= cfg.batch_size:
+                embed(cfg.batch_size)
+            # Frames before the next shot are never needed again.
+            if shots:
+                for buffer in buffers.values():
+                    buffer.drop_before(shots[-1][1] + 1)
 
         for start, frames in chunks:
             frames = frames.to(device, non_blocking=True)
             for key, backbone in self.preparers.items():
                 buffers[key].append(start, backbone.prepare(frames))
+            self.peak_frames = max(self.peak_frames, *(len(b) for b in buffers.values()))
             detector_input = resize_for_shots(frames) if self.shot_detector.needs_frames else frames
             close(stream.push(detector_input))
         close(stream.finish())
-        if len(pending):
-            embed(pending)
+        if pending[lead]:
+            embed(len(pending[lead]))
 
         indices = np.concatenate(clip_indices)
         common = {
@@ -468,7 +485,7 @@ def _extract_videos(
     progress: bool,
 ) -> None:
     todo = [i for i in mine if not all(j.store.is_done(manifest.video_ids[i]) for j in jobs)]
-    messages: queue.Queue = queue.Queue(maxsize=4)
+    messages: queue.Queue = queue.Queue(maxsize=DECODE_AHEAD)
     stop = threading.Event()
     min_seconds = config.frames_per_clip / config.clip_fps
     producer = threading.Thread(

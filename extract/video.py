@@ -1,14 +1,20 @@
 """Decoding: open a video once and read its frames in order, in bounded chunks.
 
-decord decodes at the native size (its own resizer breaks `get_batch` for small sizes); every
+Frames are decoded with PyAV at the native size, in order, and converted to RGB by one reused
+swscale context (pixel-identical to decord's frames; tests/test_extract.py compares them). Every
 consumer resizes in torch from the same decoded frames.
 
-Two cases need more than decord's frame-by-index view (README, "Bad input"):
+Why not decord here: decord 0.6's threaded decoder pushes one more packet each time its worker
+has no frame ready yet, and the backlog of decoded frames it queues never shrinks before the end
+of the file. When the models keep the CPU busy the worker falls behind and the queue grows with
+the video: 1,400 queued frames (242 MB at 320x180) 100 s into a video, measured with memray
+(bench/bench_scale.py, part 3). decord remains the random-access reader of the demo generator
+and the tests' independent reference.
 
-- Rotation metadata (a display matrix, as phones write): frames come out upright. decord 0.6
-  mishandles +-90 degree matrices (wrong shapes, failing `get_batch`), so a rotated video is
-  decoded with PyAV instead and each frame is turned with `torch.rot90`, as ffmpeg's own
-  autorotation would show it.
+Two cases need more than reading frames in order (README, "Bad input"):
+
+- Rotation metadata (a display matrix, as phones write): frames come out upright, each turned
+  with `np.rot90` as ffmpeg's own autorotation would show it.
 - Variable frame rate: frames are sampled on a constant-rate timeline at the video's average
   frame rate, each point of it showing the frame on screen at that time (timestamp-based), so
   clips span the intended seconds. Frame numbers (`/clips/frames`, `/videos/n_frames`) then
@@ -23,18 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import decord
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 
 from vtl.errors import UserError
 
-# decord logs every ffmpeg complaint to stderr; we report failures ourselves, one line each.
-decord.logging.set_level(decord.logging.QUIET)
-
 # Bytes of decoded frames per chunk: a 1080p video gets small chunks, a 320x180 one large ones.
-CHUNK_BYTES = 48 * 1024 * 1024
-MAX_CHUNK_FRAMES = 128
+# Small chunks keep memory low: the pipeline frees frames a chunk at a time.
+CHUNK_BYTES = 16 * 1024 * 1024
+MAX_CHUNK_FRAMES = 32
+# libavcodec threads per video (frame and slice threading); decoding is not the bottleneck next
+# to the models, and more threads would take cores from them.
+DECODE_THREADS = 2
 # A frame start this far (in frame periods) past a timeline point still counts as on screen:
 # timestamps are rounded to the stream's time base.
 _TIMESTAMP_SLACK = 0.25
@@ -67,73 +74,53 @@ def _check_file(path: Path) -> None:
 
 
 def _reason(message: str) -> str:
-    """decord's and ffmpeg's messages, turned into a short reason."""
+    """ffmpeg's messages, turned into a short reason."""
     if "cannot find video stream" in message or "no video stream" in message:
         return "no video stream (an audio-only file, or not a video)"
     if "Error reading" in message or "Invalid data" in message or "moov atom" in message:
         return "not a decodable video file (corrupt, truncated or another format)"
-    if "av_read_frame failed" in message or "End of file" in message:
+    if "End of file" in message:
         return "the data ends or breaks before the last frame (truncated or corrupt file)"
     first = message.strip().splitlines()[0] if message.strip() else "unknown decoder error"
-    return first.split("ERROR ")[-1].split("Error: ")[-1][:160]
+    return first.split("Error: ")[-1][:160]
 
 
-def read_rotation(path: str | Path) -> int:
-    """Degrees (a multiple of 90, counter-clockwise) to turn the frames by to show them upright,
-    from the stream's display matrix (0 when there is none).
-
-    Opens the file with PyAV and decodes its first frame, so it also rejects, with a short
-    reason, a file that is not a video at all; decord would log its own lines about those.
-    """
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError("no video stream (an audio-only file, or not a video)")
-            for frame in container.decode(video=0):
-                return int(round(frame.rotation / 90.0)) * 90 % 360
-    except av.FFmpegError as error:
-        raise VideoError(_reason(str(error))) from None
-    raise VideoError("the video stream has no decodable frames")
-
-
-class _DecordFrames:
-    """Frames by index with decord (every video without rotation metadata)."""
+class _Frames:
+    """A video's frames with PyAV: timestamps from its packets, frames decoded in order (one
+    colour converter reused for every frame) and turned upright by the display matrix."""
 
     def __init__(self, path: Path):
-        try:
-            self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-        except (RuntimeError, decord.DECORDError) as error:
-            raise VideoError(_reason(str(error))) from None
-        self.n_frames = len(self._reader)
-        self.fps = float(self._reader.get_avg_fps()) if self.n_frames else 0.0
-
-    def starts(self) -> np.ndarray:
-        return self._reader.get_frame_timestamp(np.arange(self.n_frames))[:, 0].astype(np.float64)
-
-    def get(self, indices: np.ndarray) -> np.ndarray:
-        try:
-            return self._reader.get_batch(list(indices)).asnumpy()
-        except (RuntimeError, decord.DECORDError) as error:
-            raise VideoError(_reason(str(error))) from None
-
-
-class _PyAVFrames:
-    """Frames in order with PyAV, turned upright (videos with rotation metadata)."""
-
-    def __init__(self, path: Path, rotation: int):
-        self.path, self.rotation = path, rotation
+        self.path = path
         try:
             with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise VideoError("no video stream (an audio-only file, or not a video)")
                 stream = container.streams.video[0]
-                base = float(stream.time_base)
-                pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None)
+                declared = stream.frames  # from the container's index; 0 when it has none
+                base = float(stream.time_base) if stream.time_base else 0.0
+                # (timestamp, shown) per packet; an edit list marks the packets not shown
+                packets = [
+                    (p.pts if p.pts is not None else p.dts, not p.is_discard)
+                    for p in container.demux(stream)
+                    if p.size
+                ]
                 rate = stream.average_rate
-        except (av.FFmpegError, IndexError) as error:
+        except av.FFmpegError as error:
             raise VideoError(_reason(str(error))) from None
-        self.n_frames = len(pts)
-        self._starts = np.array(pts, np.float64) * base
+        if declared > len(packets):
+            raise VideoError(
+                f"the data ends after {len(packets)} of its {declared} frames "
+                "(truncated or corrupt file)"
+            )
+        stamps = [stamp for stamp, shown in packets if shown]
+        self.n_frames = len(stamps)
         self.fps = float(rate) if rate else 0.0
-        self._frames: Iterator | None = None
+        if base and None not in stamps:
+            self._starts = np.sort(np.array(stamps, np.float64)) * base
+        else:  # no timestamps to go by: a constant rate
+            self._starts = np.arange(self.n_frames) / (self.fps or 1.0)
+        self.rotation = 0
+        self._frames: Iterator[np.ndarray] | None = None
         self._next = 0  # index of the frame `_frames` yields next
         self._last: np.ndarray | None = None
 
@@ -141,9 +128,14 @@ class _PyAVFrames:
         return self._starts
 
     def _decoded(self) -> Iterator[np.ndarray]:
+        converter = VideoReformatter()
         with av.open(str(self.path)) as container:
-            for frame in container.decode(video=0):
-                yield frame.to_ndarray(format="rgb24")
+            stream = container.streams.video[0]
+            stream.thread_type, stream.thread_count = "AUTO", DECODE_THREADS
+            for frame in container.decode(stream):
+                if self._next == 0:
+                    self.rotation = int(round(frame.rotation / 90.0)) * 90 % 360
+                yield converter.reformat(frame, format="rgb24").to_ndarray()
 
     def get(self, indices: np.ndarray) -> np.ndarray:
         """Frames at non-decreasing indices (repeats allowed), decoding forward only."""
@@ -157,17 +149,14 @@ class _PyAVFrames:
                     self._next += 1
                 out.append(self._last)
         except StopIteration:
-            raise VideoError(f"the decoder stopped after {self._next} frames") from None
+            raise VideoError(
+                f"the decoder stopped after {self._next} of {self.n_frames} frames "
+                "(truncated or corrupt file)"
+            ) from None
         except av.FFmpegError as error:
             raise VideoError(_reason(str(error))) from None
         k = self.rotation // 90
         return np.ascontiguousarray(np.rot90(np.stack(out), k=k, axes=(1, 2)))
-
-
-def _open(path: Path) -> _DecordFrames | _PyAVFrames:
-    _check_file(path)
-    rotation = read_rotation(path)
-    return _PyAVFrames(path, rotation) if rotation else _DecordFrames(path)
 
 
 def timeline(starts: np.ndarray, fps: float) -> np.ndarray | None:
@@ -191,7 +180,8 @@ class VideoSource:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._frames = _open(self.path)
+        _check_file(self.path)
+        self._frames = _Frames(self.path)
         n_frames, fps = self._frames.n_frames, self._frames.fps
         if n_frames == 0:
             raise VideoError("the video stream has no frames")
@@ -206,7 +196,7 @@ class VideoSource:
             fps,
             int(height),
             int(width),
-            rotation=getattr(self._frames, "rotation", 0),
+            rotation=self._frames.rotation,
             variable_rate=self._shown is not None,
         )
 

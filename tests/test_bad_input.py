@@ -291,6 +291,16 @@ def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path):
     assert steps[:10].min() == 0 and steps[-10:].max() >= 2  # repeats early, skips late
 
 
+def test_edit_list_hides_the_frames_before_its_start(tmp_path):
+    """Frames stamped before 0 (as cutting without re-encoding leaves them) sit outside the
+    MP4's edit list: they are neither counted nor decoded, and the others all are."""
+    frames = [np.full((48, 64, 3), 5 * i, np.uint8) for i in range(48)]  # frame i has value 5i
+    source = VideoSource(encode(tmp_path / "edit.mp4", frames, pts_ms=(np.arange(48) - 5) * 40))
+    assert source.info.n_frames == 43 and not source.info.variable_rate
+    decoded = torch.cat([chunk for _, chunk in source.chunks()]).float().mean((1, 2, 3)).numpy()
+    np.testing.assert_array_equal(np.rint(decoded / 5).astype(int), np.arange(5, 48))
+
+
 def test_constant_rate_videos_are_read_frame_by_frame(demo_manifest):
     source = VideoSource(read_manifest(demo_manifest).paths[0])
     assert not source.info.variable_rate and source.info.rotation == 0

@@ -14,7 +14,9 @@ import torch
 
 from extract.backbones import create_backbone, sample_frame_indices
 from extract.clips import sample_shot_clips
-from extract.pipeline import ExtractConfig, feature_path, run_extraction
+from extract.pipeline import ExtractConfig, VideoProcessor, feature_path, run_extraction
+from extract.shots import make_shot_detector
+from extract.video import VideoSource
 from vtl.features import DATASETS, FeatureFile, verify_features
 from vtl.manifest import read_manifest, write_manifest
 
@@ -211,3 +213,37 @@ def test_extract_shots_command_writes_json_and_h5(demo_manifest, lite0_features,
             assert data["videos"][f.video_ids[i]] == expected
             a, b = h5["shots/offset"][i : i + 2]
             assert h5["shots/frames"][a:b].tolist() == expected
+
+
+def test_decoded_frames_equal_decord(demo_manifest):
+    """Our in-order PyAV decoding gives decord's frames, pixel for pixel, and its frame count."""
+    for path in read_manifest(demo_manifest).paths[:2]:
+        source = VideoSource(path)
+        starts, chunks = zip(*source.chunks(), strict=True)
+        ours = torch.cat(chunks).numpy()
+        reader = decord.VideoReader(str(path), num_threads=1)
+        assert source.info.n_frames == len(reader) == len(ours)
+        assert source.info.fps == pytest.approx(reader.get_avg_fps())
+        assert list(starts) == list(range(0, len(ours), source.chunk_frames()))
+        np.testing.assert_array_equal(ours, reader.get_batch(list(range(len(reader)))).asnumpy())
+
+
+def test_buffered_frames_follow_the_shot_not_the_video():
+    """The prepared frames held and the clips waiting peak at the same counts on a 10x longer
+    video: the open shot (plus a chunk) and a batch (plus one shot's clips)."""
+    backbone = create_backbone("efficientnet_lite0", image_frames=1)
+    config = ExtractConfig(segmentation="fixed", shot_frames=48, batch_size=4, image_frames=1)
+    processor = VideoProcessor([backbone], make_shot_detector("fixed", shot_frames=48), config)
+    rng = np.random.default_rng(0)
+    peaks = []
+    for n_frames in (240, 2400):
+        chunks = (
+            (start, torch.from_numpy(rng.integers(0, 256, (min(32, n_frames - start), 24, 32, 3),
+                                                  dtype=np.uint8)))
+            for start in range(0, n_frames, 32)
+        )  # fmt: skip
+        arrays = processor.run(24.0, chunks, torch.device("cpu"))
+        assert len(arrays["efficientnet_lite0"]["features"]) == n_frames // 24
+        peaks.append((processor.peak_frames, processor.peak_clips))
+    assert peaks[0] == peaks[1]
+    assert peaks[1][0] <= 48 + 32 and peaks[1][1] <= 4 + 2
