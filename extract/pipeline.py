@@ -38,7 +38,7 @@ from extract.merge import try_merge
 from extract.shards import Shard, assign_shards, resolve_shard
 from extract.shots import make_shot_detector, resize_for_shots
 from extract.store import WorkStore
-from extract.video import VideoError, VideoSource, probe_video
+from extract.video import VideoError, VideoSource, header_frames
 from extract.weights import require_weights
 from vtl import __version__
 from vtl.errors import FeatureFileError, UserError
@@ -389,12 +389,7 @@ def _local_device(device: str) -> str:
 def _shard_videos(manifest: Manifest, shard: Shard) -> list[int]:
     if shard.count == 1:
         return list(range(len(manifest)))
-    lengths = []
-    for path in manifest.paths:
-        try:
-            lengths.append(probe_video(path).n_frames)
-        except VideoError:
-            lengths.append(0)  # it fails fast wherever it goes
+    lengths = [header_frames(path) for path in manifest.paths]
     assignment = assign_shards(lengths, shard.count)
     return [i for i, s in enumerate(assignment) if s == shard.index]
 

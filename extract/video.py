@@ -170,9 +170,20 @@ def timeline(starts: np.ndarray, fps: float) -> np.ndarray | None:
     return None if np.array_equal(shown, np.arange(n)) else shown
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Read a video's metadata (frame count, fps, size) without decoding the whole video."""
-    return VideoSource(path).info
+def header_frames(path: str | Path) -> int:
+    """A video's frame count as its container header gives it (MP4: exact), else duration x
+    rate, else 0; no demuxing or decoding, so that balancing shards reads little of each file."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or 0
+            if stream.frames:
+                return int(stream.frames)
+            if stream.duration and stream.time_base:
+                return int(stream.duration * stream.time_base * rate)
+            return int((container.duration or 0) / av.time_base * rate)
+    except (av.FFmpegError, IndexError, OSError):
+        return 0  # it fails fast wherever it goes
 
 
 class VideoSource:

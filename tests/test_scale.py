@@ -15,6 +15,7 @@ import pytest
 
 from extract.pipeline import ExtractConfig, run_extraction
 from extract.shards import assign_shards, resolve_shard
+from extract.video import VideoSource, header_frames
 from vtl.errors import UserError
 from vtl.features import DATASETS, FeatureFile
 from vtl.manifest import read_manifest, write_manifest
@@ -164,6 +165,15 @@ def test_shard_resolution_and_balance():
     loads = [sum(n for n, s in zip(lengths, assignment, strict=True) if s == k) for k in (0, 1)]
     assert sorted(loads) == [1000, 1000]
     assert assign_shards(lengths, 2) == assignment  # deterministic
+
+
+def test_shards_balance_on_header_frame_counts(demo_manifest, tmp_path):
+    """Shards are balanced on frame counts read from each file's header, without decoding: on
+    MP4 they are the exact counts; a file that is no video weighs 0 (it fails fast anywhere)."""
+    for path in read_manifest(demo_manifest).paths[:4]:
+        assert header_frames(path) == VideoSource(path).info.n_frames > 0
+    (tmp_path / "notes.mp4").write_text("not a video")
+    assert header_frames(tmp_path / "notes.mp4") == header_frames(tmp_path / "missing.mp4") == 0
 
 
 def test_merge_refuses_parts_of_different_runs(manifest, tmp_path):
