@@ -17,9 +17,10 @@ Prints one table per part:
 3. memory: peak RSS of `extract run` on a 30 s video vs a 300 s one (the first 30 s continued,
    real footage with cuts, 320x180 H.264); target: flat. What extraction holds is bounded by
    constants, not by the video: decoded chunks queued, the open shot's prepared frames, a batch
-   of 16 clips (16 s of video) and TransNetV2's group of 8 windows (400 frames, 17 s). The short
-   video is longer than those so that both runs reach that steady state: a 10 s video never fills
-   a batch and would show the steady state's cost as growth.
+   of 16 clips (16 s of video) and TransNetV2's windows (100 frames; on CUDA, groups of 8 of
+   them: 450 frames, 19 s). The short video is longer than those so that both runs reach that
+   steady state: a 10 s video never fills a batch and would show the steady state's cost as
+   growth.
 4. probe: peak RSS of `probe train` on a synthetic feature file vs one 4x larger, streaming
    (`--memory-budget-gb 0`, target: flat) and in memory (the default, grows by design).
 5. matrix: wall time of `probe matrix --jobs 1` vs `--jobs 2` on 4 synthetic feature files x 2

@@ -163,6 +163,7 @@ def test_invalid_inputs(detector: TransNetV2Shots, frames: torch.Tensor) -> None
         TransNetV2Shots(threshold=1.5)
     with pytest.raises(ValueError, match="batch_windows"):
         TransNetV2Shots(batch_windows=0)
+    assert TransNetV2Shots(device="cpu").batch_windows == 1  # batching is slower on the CPU
 
 
 @pytest.mark.parametrize(
