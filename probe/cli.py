@@ -17,6 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import json  # noqa: E402
 import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
@@ -38,6 +39,21 @@ app = typer.Typer(
 )
 
 _DEFAULT = TrainConfig()
+
+# Training options that `train` and `matrix` share (defaults: TrainConfig's).
+LrOption = Annotated[float, typer.Option(help="AdamW learning rate.")]
+EpochsOption = Annotated[int, typer.Option(help="Maximum epochs.")]
+BatchSizeOption = Annotated[int, typer.Option(help="Videos per training batch.")]
+PatienceOption = Annotated[int, typer.Option(help="Early stopping patience (epochs).")]
+SchedulerPatienceOption = Annotated[int, typer.Option(help="ReduceLROnPlateau patience (epochs).")]
+WindowOption = Annotated[int, typer.Option(help="Clips per training sample / eval window.")]
+DeviceOption = Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1.")]
+MemoryBudgetOption = Annotated[
+    float, typer.Option(help="Hold features in memory up to this size, else stream.")
+]
+MaskPaddingOption = Annotated[
+    bool, typer.Option(help="Mask zero padding (--no-mask-padding: as the reference).")
+]
 _HEADER = {"uap": "uAP", "map": "mAP", "wap": "wAP", "sap": "sAP"}
 
 
@@ -55,21 +71,15 @@ def train(
     fusion: str = typer.Option(
         _DEFAULT.fusion, help="Several files: late (model per file, logits averaged) or concat."
     ),
-    lr: float = typer.Option(_DEFAULT.lr, help="AdamW learning rate."),
-    epochs: int = typer.Option(_DEFAULT.epochs, help="Maximum epochs."),
-    batch_size: int = typer.Option(_DEFAULT.batch_size, help="Videos per training batch."),
-    patience: int = typer.Option(_DEFAULT.patience, help="Early stopping patience (epochs)."),
-    scheduler_patience: int = typer.Option(
-        _DEFAULT.scheduler_patience, help="ReduceLROnPlateau patience (epochs)."
-    ),
-    window: int = typer.Option(_DEFAULT.window, help="Clips per training sample / eval window."),
-    device: str = typer.Option(_DEFAULT.device, help="torch device: cpu, cuda, cuda:1."),
-    memory_budget_gb: float = typer.Option(
-        _DEFAULT.memory_budget_gb, help="Hold features in memory up to this size, else stream."
-    ),
-    mask_padding: bool = typer.Option(
-        _DEFAULT.mask_padding, help="Mask zero padding (--no-mask-padding: as the reference)."
-    ),
+    lr: LrOption = _DEFAULT.lr,
+    epochs: EpochsOption = _DEFAULT.epochs,
+    batch_size: BatchSizeOption = _DEFAULT.batch_size,
+    patience: PatienceOption = _DEFAULT.patience,
+    scheduler_patience: SchedulerPatienceOption = _DEFAULT.scheduler_patience,
+    window: WindowOption = _DEFAULT.window,
+    device: DeviceOption = _DEFAULT.device,
+    memory_budget_gb: MemoryBudgetOption = _DEFAULT.memory_budget_gb,
+    mask_padding: MaskPaddingOption = _DEFAULT.mask_padding,
     threads: int = typer.Option(_DEFAULT.threads, help="torch threads (0: torch's default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -197,21 +207,15 @@ def matrix(
     ),
     score_max_videos: int = typer.Option(None, help="Score at most this many train videos."),
     jobs: int = typer.Option(1, help="Cells trained side by side, in worker processes."),
-    lr: float = typer.Option(_DEFAULT.lr, help="AdamW learning rate."),
-    epochs: int = typer.Option(_DEFAULT.epochs, help="Maximum epochs."),
-    batch_size: int = typer.Option(_DEFAULT.batch_size, help="Videos per training batch."),
-    patience: int = typer.Option(_DEFAULT.patience, help="Early stopping patience (epochs)."),
-    scheduler_patience: int = typer.Option(
-        _DEFAULT.scheduler_patience, help="ReduceLROnPlateau patience (epochs)."
-    ),
-    window: int = typer.Option(_DEFAULT.window, help="Clips per training sample / eval window."),
-    device: str = typer.Option(_DEFAULT.device, help="torch device: cpu, cuda, cuda:1."),
-    memory_budget_gb: float = typer.Option(
-        _DEFAULT.memory_budget_gb, help="Hold features in memory up to this size, else stream."
-    ),
-    mask_padding: bool = typer.Option(
-        _DEFAULT.mask_padding, help="Mask zero padding (--no-mask-padding: as the reference)."
-    ),
+    lr: LrOption = _DEFAULT.lr,
+    epochs: EpochsOption = _DEFAULT.epochs,
+    batch_size: BatchSizeOption = _DEFAULT.batch_size,
+    patience: PatienceOption = _DEFAULT.patience,
+    scheduler_patience: SchedulerPatienceOption = _DEFAULT.scheduler_patience,
+    window: WindowOption = _DEFAULT.window,
+    device: DeviceOption = _DEFAULT.device,
+    memory_budget_gb: MemoryBudgetOption = _DEFAULT.memory_budget_gb,
+    mask_padding: MaskPaddingOption = _DEFAULT.mask_padding,
     threads: int = typer.Option(
         _DEFAULT.threads, help="torch threads in all, shared by the jobs (0: torch's default)."
     ),

@@ -140,22 +140,17 @@ def _align(first: FeatureFile, other: FeatureFile) -> np.ndarray:
         raise FeatureFileError(
             f"{a} and {b} disagree on labels: {first.label_names} vs {other.label_names}"
         )
-    bad = np.flatnonzero((first.labels != other.labels[rows]).any(axis=1))
-    if bad.size:
-        raise FeatureFileError(
-            f"{a} and {b} disagree on the labels of video {first.video_ids[bad[0]]!r} "
-            f"(and {bad.size - 1} more)"
-        )
     if first.splits.shape[1] != other.splits.shape[1]:
         raise FeatureFileError(
             f"{a} and {b} disagree on splits: {first.splits.shape[1]} vs {other.splits.shape[1]}"
         )
-    bad = np.flatnonzero((first.splits != other.splits[rows]).any(axis=1))
-    if bad.size:
-        raise FeatureFileError(
-            f"{a} and {b} disagree on the splits of video {first.video_ids[bad[0]]!r} "
-            f"(and {bad.size - 1} more)"
-        )
+    for what in ("labels", "splits"):
+        bad = np.flatnonzero((getattr(first, what) != getattr(other, what)[rows]).any(axis=1))
+        if bad.size:
+            raise FeatureFileError(
+                f"{a} and {b} disagree on the {what} of video {first.video_ids[bad[0]]!r} "
+                f"(and {bad.size - 1} more)"
+            )
     return rows
 
 

@@ -32,3 +32,46 @@ def lite0_features(demo_manifest, tmp_path_factory) -> Path:
     config = ExtractConfig(image_frames=2, batch_size=8)
     result = run_extraction(demo_manifest, "efficientnet_lite0", out, config, progress=False)
     return result.files["efficientnet_lite0"]
+
+
+@pytest.fixture
+def probe_cli(capsys):
+    """Run the `probe` console script in-process: args -> (exit code, stdout, stderr)."""
+    import sys
+
+    from probe.cli import main
+
+    def run(args):
+        old = sys.argv
+        sys.argv = ["probe", *map(str, args)]
+        try:
+            with pytest.raises(SystemExit) as stop:
+                main()
+        finally:
+            sys.argv = old
+        out = capsys.readouterr()
+        return stop.value.code, out.out, out.err
+
+    return run
+
+
+@pytest.fixture
+def assert_same_features():
+    """Assert that two feature files hold equal datasets and the same failed videos."""
+    import numpy as np
+
+    from vtl.features import DATASETS, FeatureFile
+
+    def arrays(path: Path) -> dict[str, np.ndarray]:
+        with FeatureFile(path) as f:
+            out = {name: f.dataset(name)[:] for name in DATASETS}
+            out["failures"] = np.array([x["video_id"] for x in f.meta.failures])
+            return out
+
+    def check(a: Path, b: Path) -> None:
+        left, right = arrays(a), arrays(b)
+        assert left.keys() == right.keys()
+        for name in left:
+            np.testing.assert_array_equal(left[name], right[name], err_msg=name)
+
+    return check

@@ -17,7 +17,7 @@ from extract.clips import sample_shot_clips
 from extract.pipeline import ExtractConfig, VideoProcessor, feature_path, run_extraction
 from extract.shots import make_shot_detector
 from extract.video import VideoSource
-from vtl.features import DATASETS, FeatureFile, verify_features
+from vtl.features import FeatureFile, verify_features
 from vtl.manifest import read_manifest, write_manifest
 
 FAST = dict(segmentation="fixed", shot_frames=40, image_frames=1, batch_size=8)
@@ -31,21 +31,6 @@ def subset_manifest(manifest: Path, out: Path, n: int = 3, extra: list[tuple[str
     labels = np.concatenate([m.labels[:n], np.zeros((len(extra), len(m.label_names)), np.uint8)])
     splits = np.array([[0], [1], [2]] * ((len(ids) + 2) // 3), np.uint8)[: len(ids)]
     return write_manifest(out / "subset.csv", ids, paths, m.label_names, labels, splits)
-
-
-def arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every dataset of a feature file, and its failures, for exact comparison."""
-    with FeatureFile(path) as f:
-        out = {name: f.dataset(name)[:] for name in DATASETS}
-        out["failures"] = np.array([x["video_id"] for x in f.meta.failures])
-        return out
-
-
-def assert_same_arrays(a: Path, b: Path) -> None:
-    left, right = arrays(a), arrays(b)
-    assert left.keys() == right.keys()
-    for name in left:
-        np.testing.assert_array_equal(left[name], right[name], err_msg=name)
 
 
 def test_demo_features_are_valid(lite0_features, demo_manifest):
@@ -87,14 +72,16 @@ def test_clip_embedding_equals_mean_of_frame_embeddings(lite0_features, demo_man
     assert checked >= 3
 
 
-def test_one_decode_many_backbones_equals_separate_runs(demo_manifest, tmp_path):
+def test_one_decode_many_backbones_equals_separate_runs(
+    demo_manifest, tmp_path, assert_same_features
+):
     manifest = subset_manifest(demo_manifest, tmp_path)
     config = ExtractConfig(**FAST)
     both = run_extraction(manifest, "efficientnet_lite0,efficientnet_lite1", tmp_path / "both",
                           config, progress=False)  # fmt: skip
     for name in ("efficientnet_lite0", "efficientnet_lite1"):
         alone = run_extraction(manifest, name, tmp_path / name, config, progress=False)
-        assert_same_arrays(both.files[name], alone.files[name])
+        assert_same_features(both.files[name], alone.files[name])
     assert both.files["efficientnet_lite1"].name == "efficientnet_lite1.h5"
 
 
@@ -133,7 +120,7 @@ def test_bad_videos_are_listed_and_the_rest_kept(demo_manifest, tmp_path):
     verify_features(path)
 
 
-def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path):
+def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path, assert_same_features):
     manifest = subset_manifest(demo_manifest, tmp_path, n=5)
     config = ExtractConfig(**FAST)
     single = run_extraction(manifest, "efficientnet_lite0", tmp_path / "one", config,
@@ -146,7 +133,7 @@ def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path):
     merged = second.merged["efficientnet_lite0"]
     assert merged == tmp_path / "sharded" / "efficientnet" / "efficientnet_lite0.h5"
     assert not list(merged.parent.glob("*.part-*"))
-    assert_same_arrays(single, merged)
+    assert_same_features(single, merged)
 
 
 def test_missing_weights_fail_fast_with_the_file_to_place(demo_manifest, tmp_path):

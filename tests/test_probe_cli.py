@@ -1,14 +1,12 @@
 """`probe` on the command line: train/eval/predict, and bad input as one line with exit code 2."""
 
 import json
-import sys
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
-from probe.cli import main
 from probe.config import TrainConfig
 from probe.synthetic import write_synthetic_features
 from probe.train import train_probe
@@ -31,19 +29,6 @@ def good(tmp_path_factory):
     return a, b
 
 
-def run_cli(args, capsys):
-    """Run the console script in-process: (exit code, stdout, stderr)."""
-    old = sys.argv
-    sys.argv = ["probe", *map(str, args)]
-    try:
-        with pytest.raises(SystemExit) as stop:
-            main()
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return stop.value.code, out.out, out.err
-
-
 def rewrite(src, dst, edit):
     """Copy a feature file through the shared reader and writer, editing each video on the way."""
     with FeatureFile(src) as f:
@@ -55,9 +40,9 @@ def rewrite(src, dst, edit):
     return dst
 
 
-def test_train_eval_predict(good, tmp_path, capsys):
+def test_train_eval_predict(good, tmp_path, probe_cli):
     out = tmp_path / "run"
-    code, stdout, _ = run_cli(
+    code, stdout, _ = probe_cli(
         [
             "train",
             "--features",
@@ -70,7 +55,6 @@ def test_train_eval_predict(good, tmp_path, capsys):
             out,
             *QUICK,
         ],
-        capsys,
     )
     assert code == 0 and "uAP" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -82,7 +66,7 @@ def test_train_eval_predict(good, tmp_path, capsys):
         "label2",
     }
 
-    code, stdout, _ = run_cli(
+    code, stdout, _ = probe_cli(
         [
             "eval",
             "--checkpoint",
@@ -92,12 +76,11 @@ def test_train_eval_predict(good, tmp_path, capsys):
             "--features",
             good[1],
         ],
-        capsys,
     )
     assert code == 0 and f"{metrics['metrics']['test']['uap']:.2f}" in stdout
 
     preds = tmp_path / "preds.csv"
-    code, stdout, _ = run_cli(
+    code, stdout, _ = probe_cli(
         [
             "predict",
             "--checkpoint",
@@ -109,13 +92,12 @@ def test_train_eval_predict(good, tmp_path, capsys):
             "--out",
             preds,
         ],
-        capsys,
     )
     assert code == 0 and len(preds.read_text().splitlines()) == 61
 
 
-def test_grid_over_all_splits_and_seeds(good, tmp_path, capsys):
-    code, stdout, _ = run_cli(
+def test_grid_over_all_splits_and_seeds(good, tmp_path, probe_cli):
+    code, stdout, _ = probe_cli(
         [
             "train",
             "--features",
@@ -130,7 +112,6 @@ def test_grid_over_all_splits_and_seeds(good, tmp_path, capsys):
             "2",
             *QUICK,
         ],
-        capsys,
     )
     assert code == 0 and "±" in stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -191,12 +172,12 @@ def _with(video, **changes):
     return video
 
 
-def test_bad_input_is_one_line_naming_the_file(good, tmp_path, capsys):
+def test_bad_input_is_one_line_naming_the_file(good, tmp_path, probe_cli):
     for name, paths, message in bad_files(good, tmp_path):
         args = ["train", "--model", "linear", "--out", tmp_path / name, *QUICK]
         for p in paths:
             args += ["--features", p]
-        code, stdout, stderr = run_cli(args, capsys)
+        code, stdout, stderr = probe_cli(args)
         assert code == 2, (name, stderr)
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, stderr)
@@ -216,20 +197,18 @@ def test_bad_input_is_one_line_naming_the_file(good, tmp_path, capsys):
         (["--splits", "x,y"], "--splits 'x,y'"),
     ],
 )
-def test_bad_options_are_one_line(good, tmp_path, capsys, args, message):
-    code, _, stderr = run_cli(
-        ["train", "--features", good[0], "--out", tmp_path, *QUICK, *args], capsys
-    )
+def test_bad_options_are_one_line(good, tmp_path, probe_cli, args, message):
+    code, _, stderr = probe_cli(["train", "--features", good[0], "--out", tmp_path, *QUICK, *args])
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
 
 
-def test_checkpoint_and_features_must_match(good, tmp_path, capsys):
+def test_checkpoint_and_features_must_match(good, tmp_path, probe_cli):
     train_probe(
         [good[0]], TrainConfig(model="linear", epochs=1, threads=1), tmp_path, progress=False
     )
-    code, _, stderr = run_cli(
-        ["eval", "--checkpoint", tmp_path / "checkpoint.pt", "--features", good[1]], capsys
+    code, _, stderr = probe_cli(
+        ["eval", "--checkpoint", tmp_path / "checkpoint.pt", "--features", good[1]]
     )
     assert code == 2 and "12-d features" in stderr
-    code, _, stderr = run_cli(["eval", "--checkpoint", good[0], "--features", good[0]], capsys)
+    code, _, stderr = probe_cli(["eval", "--checkpoint", good[0], "--features", good[0]])
     assert code == 2 and "not a probe checkpoint" in stderr

@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import json
 import logging
-import sys
 
 import h5py
 import numpy as np
@@ -14,7 +13,6 @@ import pytest
 import torch
 import zarr
 
-from probe.cli import main
 from probe.config import TrainConfig
 from probe.data import MemoryStore, StreamingStore, open_probe_data, random_windows, sliding_windows
 from probe.matrix import BACKBONE_COSTS, CSV_COLUMNS, discover_feature_files, run_matrix
@@ -262,53 +260,40 @@ def test_streaming_train_run_equals_memory(folder):
 # ------------------------------------------------------------------ command line
 
 
-def run_cli(args, capsys):
-    old = sys.argv
-    sys.argv = ["probe", *map(str, args)]
-    try:
-        with pytest.raises(SystemExit) as stop:
-            main()
-    finally:
-        sys.argv = old
-    out = capsys.readouterr()
-    return stop.value.code, out.out, out.err
-
-
-def test_cli_matrix(folder, first, tmp_path, capsys, caplog):
+def test_cli_matrix(folder, first, tmp_path, probe_cli, caplog):
     out, _ = first
     caplog.set_level(logging.INFO)
     args = ["matrix", "--features", folder, "--models", "linear,mlp", "--seeds", "1",
             "--epochs", "2", "--lr", "3e-3", "--patience", "2", "--scheduler-patience", "1",
             "--threads", "1", "--quiet", "--out", out]  # fmt: skip
-    code, stdout, stderr = run_cli([*args, "--print"], capsys)
+    code, stdout, stderr = probe_cli([*args, "--print"])
     assert code == 0, stderr
     # Same settings as the library run: everything comes from the cache.
     assert "trained 0 cells, 17 from the cache" in caplog.text
     assert stdout.strip().splitlines()[-1] == str(out / "matrix.md")
     assert stdout.startswith((out / "matrix.md").read_text())
-    code, stdout, stderr = run_cli(["matrix", "--features", tmp_path, "--out", tmp_path / "r"],
-                                   capsys)  # fmt: skip
+    code, stdout, stderr = probe_cli(["matrix", "--features", tmp_path, "--out", tmp_path / "r"])
     assert code == 2 and stdout == ""
     assert stderr.strip().count("\n") == 0 and "no feature files" in stderr
-    code, _, stderr = run_cli([*args[:-1], tmp_path / "r", "--models", "nope"], capsys)
+    code, _, stderr = probe_cli([*args[:-1], tmp_path / "r", "--models", "nope"])
     assert code == 2 and "--models" in stderr and stderr.strip().count("\n") == 0
 
 
-def test_cli_score(folder, tmp_path, capsys):
+def test_cli_score(folder, tmp_path, probe_cli):
     path = folder / "mystery.h5"
-    code, stdout, _ = run_cli(["score", "--features", path, "--methods", "logme,knn",
-                               "--out", tmp_path / "s.json"], capsys)  # fmt: skip
+    code, stdout, _ = probe_cli(["score", "--features", path, "--methods", "logme,knn",
+                                 "--out", tmp_path / "s.json"])  # fmt: skip
     assert code == 0
     expected = score_feature_file(path, 0, ["logme", "knn"])
     assert json.loads((tmp_path / "s.json").read_text())["scores"] == expected
     assert stdout.splitlines()[0].split() == ["logme", f"{expected['logme']:.6f}"]
-    code, _, stderr = run_cli(["score", "--features", path, "--split", "5"], capsys)
+    code, _, stderr = probe_cli(["score", "--features", path, "--split", "5"])
     assert code == 2 and "split 5" in stderr and stderr.strip().count("\n") == 0
-    code, _, stderr = run_cli(["score", "--features", tmp_path / "no.h5"], capsys)
+    code, _, stderr = probe_cli(["score", "--features", tmp_path / "no.h5"])
     assert code == 2 and "not found" in stderr
 
 
-def test_cli_import_trailers12k(tmp_path, capsys):
+def test_cli_import_trailers12k(tmp_path, probe_cli):
     store = zarr.open_group(str(tmp_path / "trailers_k_toy.zarr"), mode="w", zarr_format=3)
     rng = np.random.default_rng(0)
     rows = [["mid", "action", "drama", "split0", "split1", "split2"]]
@@ -319,20 +304,19 @@ def test_cli_import_trailers12k(tmp_path, capsys):
     with labels.open("w", newline="") as handle:
         csv.writer(handle).writerows(rows)
     out, zarr_path = tmp_path / "toy.h5", tmp_path / "trailers_k_toy.zarr"
-    code, stdout, stderr = run_cli(["import-trailers12k", "--features", zarr_path,
-                                    "--labels", labels, "--out", out, "--backbone", "toy3d",
-                                    "--pretrain", "k400", "--family", "toy", "--quiet"],
-                                   capsys)  # fmt: skip
+    code, stdout, stderr = probe_cli(["import-trailers12k", "--features", zarr_path,
+                                      "--labels", labels, "--out", out, "--backbone", "toy3d",
+                                      "--pretrain", "k400", "--family", "toy",
+                                      "--quiet"])  # fmt: skip
     assert code == 0, stderr
     assert stdout.strip() == f"wrote {out}"
     with FeatureFile(out) as f:
         assert (f.meta.backbone, f.meta.family, f.meta.pretrain, f.meta.kind) == (
             "toy3d", "toy", "k400", "video")  # fmt: skip
         assert f.n_videos == 9
-    code, _, stderr = run_cli(["import-trailers12k", "--features", tmp_path / "none.zarr",
-                               "--labels", labels, "--out", out], capsys)  # fmt: skip
+    code, _, stderr = probe_cli(["import-trailers12k", "--features", tmp_path / "none.zarr",
+                                 "--labels", labels, "--out", out])  # fmt: skip
     assert code == 2 and stderr.strip().count("\n") == 0
-    code, _, stderr = run_cli(["import-trailers12k", "--features", zarr_path,
-                               "--labels", labels, "--out", out, "--kind", "audio"],
-                              capsys)  # fmt: skip
+    code, _, stderr = probe_cli(["import-trailers12k", "--features", zarr_path,
+                                 "--labels", labels, "--out", out, "--kind", "audio"])  # fmt: skip
     assert code == 2 and "--kind" in stderr

@@ -17,7 +17,6 @@ from extract.pipeline import ExtractConfig, run_extraction
 from extract.shards import assign_shards, resolve_shard
 from extract.video import VideoSource, header_frames
 from vtl.errors import UserError
-from vtl.features import DATASETS, FeatureFile
 from vtl.manifest import read_manifest, write_manifest
 
 BIN = Path(sys.executable).parent
@@ -32,20 +31,6 @@ def copy_manifest(manifest: Path, out: Path, n: int) -> Path:
     paths = [str(p) for p in m.paths[:n]]
     return write_manifest(out / "m.csv", m.video_ids[:n], paths, m.label_names, m.labels[:n],
                           splits)  # fmt: skip
-
-
-def dump(path: Path) -> dict[str, np.ndarray]:
-    """Every dataset of a feature file, and its failures, for exact comparison."""
-    with FeatureFile(path) as f:
-        out = {name: f.dataset(name)[:] for name in DATASETS}
-        out["failures"] = np.array([x["video_id"] for x in f.meta.failures])
-        return out
-
-
-def assert_same(a: Path, b: Path) -> None:
-    left, right = dump(a), dump(b)
-    for name in left:
-        np.testing.assert_array_equal(left[name], right[name], err_msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +64,9 @@ def wait_for_commits(folder: Path, count: int, process: subprocess.Popen, timeou
     pytest.fail("no progress")
 
 
-def test_resume_after_sigkill_gives_the_same_arrays(manifest, reference, tmp_path):
+def test_resume_after_sigkill_gives_the_same_arrays(
+    manifest, reference, tmp_path, assert_same_features
+):
     out = tmp_path / "out"
     work = out / "efficientnet" / ".efficientnet_lite0.work"
     process = subprocess.Popen(extract_command(manifest, out), stderr=subprocess.PIPE, text=True)
@@ -97,11 +84,12 @@ def test_resume_after_sigkill_gives_the_same_arrays(manifest, reference, tmp_pat
     rerun = subprocess.run(extract_command(manifest, out), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert not work.exists()
-    assert_same(reference, out / "efficientnet" / "efficientnet_lite0.h5")
+    assert_same_features(reference, out / "efficientnet" / "efficientnet_lite0.h5")
 
 
-def test_sigterm_stops_after_the_current_video_and_says_how_to_resume(manifest, reference,
-                                                                     tmp_path):  # fmt: skip
+def test_sigterm_stops_after_the_current_video_and_says_how_to_resume(
+    manifest, reference, tmp_path, assert_same_features
+):
     out = tmp_path / "out"
     work = out / "efficientnet" / ".efficientnet_lite0.work"
     process = subprocess.Popen(extract_command(manifest, out), stderr=subprocess.PIPE, text=True)
@@ -113,11 +101,13 @@ def test_sigterm_stops_after_the_current_video_and_says_how_to_resume(manifest, 
     assert 1 <= len(list(work.glob("*.npz"))) < 6
     rerun = subprocess.run(extract_command(manifest, out), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert_same(reference, out / "efficientnet" / "efficientnet_lite0.h5")
+    assert_same_features(reference, out / "efficientnet" / "efficientnet_lite0.h5")
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_merge_to_the_single_process_file(manifest, tmp_path):
+def test_torchrun_two_processes_merge_to_the_single_process_file(
+    manifest, tmp_path, assert_same_features
+):
     # torchrun gives each worker one thread; CPU kernels round differently with another thread
     # count, so the single-process reference runs with one thread too.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -132,10 +122,12 @@ def test_torchrun_two_processes_merge_to_the_single_process_file(manifest, tmp_p
     assert run.returncode == 0, run.stderr[-3000:]
     merged = out / "efficientnet" / "efficientnet_lite0.h5"
     assert merged.is_file() and not list(merged.parent.glob("*.part-*"))
-    assert_same(tmp_path / "single" / "efficientnet" / "efficientnet_lite0.h5", merged)
+    assert_same_features(tmp_path / "single" / "efficientnet" / "efficientnet_lite0.h5", merged)
 
 
-def test_slurm_array_shards_merge_to_the_single_process_file(manifest, tmp_path, monkeypatch):
+def test_slurm_array_shards_merge_to_the_single_process_file(
+    manifest, tmp_path, monkeypatch, assert_same_features
+):
     single = run_extraction(manifest, "efficientnet_lite0", tmp_path / "single", FAST_CONFIG,
                             progress=False).files["efficientnet_lite0"]  # fmt: skip
     out = tmp_path / "out"
@@ -147,7 +139,7 @@ def test_slurm_array_shards_merge_to_the_single_process_file(manifest, tmp_path,
         assert (
             result.files["efficientnet_lite0"].name == f"efficientnet_lite0.part-{task - 7}-of-3.h5"
         )
-    assert_same(single, result.merged["efficientnet_lite0"])
+    assert_same_features(single, result.merged["efficientnet_lite0"])
 
 
 def test_shard_resolution_and_balance():
