@@ -36,6 +36,8 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from extract.memory import largest_activation_bytes, micro_batch
+from extract.video import VideoError
 from extract.weights import (
     WeightsMissingError,
     WeightsSource,
@@ -495,8 +497,17 @@ def _resize_kept_region(images: torch.Tensor, resize: int, size: int) -> torch.T
     return part[..., offset : offset + kept, :]
 
 
+class EmbeddingError(VideoError):
+    """A video whose embeddings cannot be stored (non-finite values): that video fails."""
+
+
 class Backbone:
-    """A frozen backbone in eval mode with its preprocessing: `prepare` frames, `embed` clips."""
+    """A frozen backbone in eval mode with its preprocessing: `prepare` frames, `embed` clips.
+
+    Forward passes take `micro_batch` frames (image backbones) or clips (video backbones) at a
+    time (`extract.memory`), and every pass's output is checked: non-finite values under AMP are
+    recomputed in float32, and still non-finite ones raise `EmbeddingError`.
+    """
 
     def __init__(
         self,
@@ -515,6 +526,7 @@ class Backbone:
         self.weights_info = weights_info
         self.device = device
         self.image_frames = image_frames
+        self.micro_batch = micro_batch(_model_stats(spec.name)[2], device)
         on_cuda = device.type == "cuda"
         self.amp = amp and on_cuda
         self.amp_dtype = (
@@ -563,11 +575,33 @@ class Backbone:
         # uint8 [..., 3, S, S] -> float [..., 3, S, S], exactly as torchvision's presets do.
         return (images.float() / 255.0 - self._mean) / self._std
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, amp: bool) -> torch.Tensor:
         if self.memory_format is not None:
             x = x.contiguous(memory_format=self.memory_format)
-        with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp):
+        with torch.autocast("cuda", dtype=self.amp_dtype, enabled=amp):
             return self.model(x).float()
+
+    def _passes(
+        self, inputs: torch.Tensor, make: Callable, interrupt: Callable | None = None
+    ) -> torch.Tensor:
+        """`model(make(part))` over `micro_batch`-sized parts of `inputs`, checked, on the CPU.
+        `interrupt` runs before each pass (it may raise to stop the work)."""
+        out = []
+        for a in range(0, len(inputs), self.micro_batch):
+            if interrupt is not None:
+                interrupt()
+            part = inputs[a : a + self.micro_batch]
+            y = self._forward(make(part), self.amp)
+            if not bool(torch.isfinite(y).all()):
+                if self.amp:  # float16/bfloat16 overflow: recompute this pass in float32
+                    y = self._forward(make(part), False)
+                if not bool(torch.isfinite(y).all()):
+                    raise EmbeddingError(
+                        f"{self.spec.name} gives non-finite embedding values"
+                        + (" (in float32 too)" if self.amp else "")
+                    )
+            out.append(y.cpu())
+        return torch.cat(out) if out else torch.zeros(0, self.spec.feature_dim)
 
     def _check_prepared(self, x: torch.Tensor, ndim: int, what: str) -> None:
         size = self.spec.input_size
@@ -578,21 +612,37 @@ class Backbone:
             )
 
     @torch.inference_mode()
-    def embed(self, clips: torch.Tensor) -> torch.Tensor:
+    def embed(self, clips: torch.Tensor, interrupt: Callable | None = None) -> torch.Tensor:
         """uint8 [B, T, 3, S, S] prepared clips -> float32 [B, feature_dim] on the CPU.
 
         Image backbones embed all T frames (or `image_frames` evenly spaced ones) and average
         per clip; video backbones resample T evenly to `spec.num_frames` and embed the clip."""
         self._check_prepared(clips, 5, "embed")
-        clips = clips.to(self.device, non_blocking=True)
-        batch, frames = clips.shape[:2]
-        index = self.clip_frames(frames).to(self.device)
+        index = self.clip_frames(clips.shape[1]).to(clips.device)
+        return self.embed_used(list(clips.index_select(1, index).unbind(0)), interrupt)
+
+    @torch.inference_mode()
+    def embed_used(
+        self, clips: list[torch.Tensor], interrupt: Callable | None = None
+    ) -> torch.Tensor:
+        """Clips already cut down to the frames this backbone uses (`clip_frames`), each uint8
+        [T_i, 3, S, S] -> float32 [len(clips), feature_dim] on the CPU. Image clips may differ
+        in length (variants with other frames per clip share a batch); video clips may not."""
+        if not clips:
+            return torch.zeros(0, self.spec.feature_dim)
+        lengths = [len(clip) for clip in clips]
         if self.spec.kind == "image":
-            chosen = clips.index_select(1, index)
-            features = self._forward(self._normalize(chosen.flatten(0, 1)))
-            return features.view(batch, len(index), -1).mean(dim=1).cpu()
-        x = self._normalize(clips.index_select(1, index)).permute(0, 2, 1, 3, 4)  # B, 3, T, S, S
-        return self._forward(x).cpu()
+            frames = torch.cat(clips).to(self.device, non_blocking=True)
+            features = self._passes(frames, self._normalize, interrupt)
+            if len(set(lengths)) == 1:
+                return features.view(len(clips), lengths[0], -1).mean(dim=1)
+            return torch.stack([part.mean(dim=0) for part in features.split(lengths)])
+        stacked = torch.stack(clips).to(self.device, non_blocking=True)
+
+        def make(part: torch.Tensor) -> torch.Tensor:
+            return self._normalize(part).permute(0, 2, 1, 3, 4)  # B, 3, T, S, S
+
+        return self._passes(stacked, make, interrupt)
 
     def clip_frames(self, frames: int) -> torch.Tensor:
         """Positions of the frames `embed` uses in a clip of `frames` (the identity when
@@ -606,7 +656,7 @@ class Backbone:
         if self.spec.kind != "image":
             raise TypeError(f"{self.spec.name} is a video backbone: use embed(clips)")
         self._check_prepared(frames, 4, "embed_frames")
-        return self._forward(self._normalize(frames.to(self.device))).cpu()
+        return self._passes(frames.to(self.device), self._normalize)
 
     @torch.inference_mode()
     def classify(self, embeddings: torch.Tensor) -> torch.Tensor:
@@ -652,9 +702,10 @@ def create_backbone(
 
 
 @functools.cache
-def _model_stats(name: str) -> tuple[int, int]:
+def _model_stats(name: str) -> tuple[int, int, int]:
     # (parameters of the whole model, FLOPs of one embedding forward at batch 1: one frame for
-    # image backbones, one resampled clip for video ones). Meta tensors: shapes only, no compute.
+    # image backbones, one resampled clip for video ones, and the largest activation of that
+    # forward in bytes). Meta tensors: shapes only, no compute.
     spec = REGISTRY[name]
     model = build_model(spec, "meta")
     params = sum(p.numel() for p in model.parameters())
@@ -664,7 +715,7 @@ def _model_stats(name: str) -> tuple[int, int]:
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(x)
-    return params, counter.get_total_flops()
+    return params, counter.get_total_flops(), largest_activation_bytes(model, x)
 
 
 def count_params(spec: BackboneSpec | str) -> int:

@@ -37,6 +37,11 @@ def run(
     batch_size: int = typer.Option(16, help="Clips per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     amp: bool = typer.Option(True, help="Mixed precision on CUDA."),
+    video_timeout: float = typer.Option(
+        None,
+        help="Seconds a video may spend decoding before it fails "
+        "(default: 120 s + 0.1 s per frame).",
+    ),
     weights: list[str] = typer.Option(
         None, help="Checkpoint PATH, or NAME=PATH per backbone (repeatable)."
     ),
@@ -62,6 +67,7 @@ def run(
         batch_size=batch_size,
         device=device,
         amp=amp,
+        video_timeout=video_timeout,
     )
     result = run_extraction(
         manifest, backbone, out, config, weights=_weights_option(weights), cache_dir=cache_dir,

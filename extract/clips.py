@@ -63,6 +63,12 @@ def _check_sampling(
     return fps, frames_per_clip, clip_fps, min_tail
 
 
+def _offsets(k: np.ndarray, fps: float, clip_fps: float) -> np.ndarray:
+    """Source frame offset from the shot start of clip frames `k` (see the module docstring)."""
+    # (k * fps) / clip_fps, not k * (fps / clip_fps): exact products make ties exact halves.
+    return np.floor(k.astype(np.float64) * fps / clip_fps + 0.5).astype(np.int64)
+
+
 def _sample_shot(
     first: int, last: int, fps: float, frames_per_clip: int, clip_fps: float, min_tail: int
 ) -> np.ndarray:
@@ -70,9 +76,7 @@ def _sample_shot(
     # Offsets grow with k, so all k up to the one past the shot's end are enough; +2 covers
     # float error in the bound.
     n = int(math.floor((span + 0.5) * clip_fps / fps)) + 2
-    k = np.arange(n, dtype=np.float64)
-    # (k * fps) / clip_fps, not k * (fps / clip_fps): exact products make ties exact halves.
-    offsets = np.floor(k * fps / clip_fps + 0.5).astype(np.int64)
+    offsets = _offsets(np.arange(n), fps, clip_fps)
     sampled = first + offsets[offsets <= span]  # never empty: offset 0 is the shot's first frame
     n_full, tail = divmod(len(sampled), frames_per_clip)
     if tail and (n_full == 0 or tail >= min_tail):
@@ -139,3 +143,85 @@ def sample_clips(
             shot=np.zeros(0, dtype=np.int32),
         )
     return ClipPlan(indices=np.concatenate(per_shot), shot=np.concatenate(shot_of_clip))
+
+
+class ClipCutter:
+    """The clips of one video, cut while it is still being decoded.
+
+    Clips are anchored at their shot's first frame, so a clip of a shot that is still open is
+    final as soon as its last frame is known to belong to the shot: it is cut then, and only the
+    shot's last clips wait for the shot to close. Over a whole video the clips equal
+    `sample_clips` of its shots, in the same order.
+
+    Feed it `update(closed, open_shot)` after each chunk: the shots that closed (in order) and the
+    open shot as ``(first, last frame known to be in it)`` or None.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        frames_per_clip: int = 24,
+        clip_fps: float = 24.0,
+        min_tail: int | None = None,
+    ) -> None:
+        self.fps, self.frames_per_clip, self.clip_fps, self.min_tail = _check_sampling(
+            fps, frames_per_clip, clip_fps, min_tail
+        )
+        self.shots: list[tuple[int, int]] = []
+        self.clips: list[np.ndarray] = []  # (frames_per_clip,) source indices, in order
+        self.clip_shot: list[int] = []
+        self._open: int | None = None  # first frame of the open shot
+        self._known = -1  # last frame known to be in the open shot
+        self._cut = 0  # clips of the open shot cut so far
+
+    def _clip(self, first: int, j: int) -> np.ndarray:
+        t = self.frames_per_clip
+        return first + _offsets(np.arange(j * t, (j + 1) * t), self.fps, self.clip_fps)
+
+    def update(
+        self, closed: list[tuple[int, int]], open_shot: tuple[int, int] | None
+    ) -> list[np.ndarray]:
+        """Record closed shots and the open one; return the clips that became final."""
+        new: list[np.ndarray] = []
+        for first, last in closed:
+            plan = _sample_shot(
+                first, last, self.fps, self.frames_per_clip, self.clip_fps, self.min_tail
+            )
+            done = self._cut if first == self._open else 0
+            self._take(new, list(plan[done:]))
+            self.shots.append((first, last))
+            self._open, self._cut = None, 0
+        if open_shot is not None:
+            first, known = open_shot
+            if first != self._open:
+                self._open, self._cut = first, 0
+            self._known = known
+            while True:  # every full clip whose last frame is known to be in the shot
+                clip = self._clip(first, self._cut)
+                if clip[-1] > known:
+                    break
+                self._take(new, [clip])
+                self._cut += 1
+        return new
+
+    def _take(self, new: list[np.ndarray], clips: list[np.ndarray]) -> None:
+        new.extend(clips)
+        self.clips.extend(clips)
+        self.clip_shot.extend([len(self.shots)] * len(clips))
+
+    def next_frame(self, pending_from: int) -> int:
+        """The first source frame a clip still to be cut may use: the open shot's next clip, or
+        the next shot, which may start right after the open shot's last known frame; with no open
+        shot, `pending_from` (the first frame a shot still to come may include)."""
+        if self._open is not None:
+            return min(int(self._clip(self._open, self._cut)[0]), self._known + 1)
+        return pending_from
+
+    def plan(self) -> ClipPlan:
+        """Every clip cut so far, as `sample_clips` would give them."""
+        if not self.clips:
+            return ClipPlan(
+                indices=np.zeros((0, self.frames_per_clip), dtype=np.int64),
+                shot=np.zeros(0, dtype=np.int32),
+            )
+        return ClipPlan(indices=np.stack(self.clips), shot=np.array(self.clip_shot, np.int32))

@@ -1,58 +1,73 @@
-"""The extraction run: decode each video once, feed shot detection and every backbone from the
-same frames, commit each video as it finishes, and assemble one feature file per backbone.
+"""The extraction run: decode each video once, feed shot detection and every output from the same
+frames, commit each video as it finishes, and assemble one feature file per output.
 
-Flow of one video (memory bounded by the longest shot, not by the video):
+    decoder process --chunks--> VideoProcessor (shots, clips, backbones; extract.processor)
+                                      --> per-video commit (work store) --> feature files
 
-    decoder thread --chunks--> shot stream (48x27) --closed shots--> clip plan
-                          \\--> prepared frames per input size --> clips --> backbones --> store
+An output is a backbone and a way of cutting clips; `run_extraction` builds one cutting (its
+`ExtractConfig`) for each requested backbone, `extract_targets` several cuttings at once (the
+variants of a study), still from one decode of each video.
+
+Fault isolation: anything that goes wrong with one video (any exception while it is opened,
+decoded, prepared, shot-detected or embedded; its decoder crashing or passing its time limit)
+is that video's failure, recorded with its reason, and the run goes on (`extract.decoder`). A
+stop request always stops (`extract.stop`). Everything that can be checked is checked before
+any model loads or video opens.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
+import math
 import os
-import queue
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from extract.backbones import (
     FAMILIES,
     REGISTRY,
     Backbone,
     BackboneSpec,
+    count_params,
     create_backbone,
     expand_backbones,
     get_spec,
+    gflops_per_clip,
 )
-from extract.clips import sample_shot_clips
+from extract.decoder import Decoder, Failure, StopRequested, failure_reason
+from extract.memory import tune_allocator
 from extract.merge import try_merge
+from extract.processor import Cutting, Output, VideoProcessor
 from extract.shards import Shard, assign_shards, resolve_shard
-from extract.shots import make_shot_detector, resize_for_shots
+from extract.shots import SHOT_DETECTORS, make_shot_detector, shot_detector_name
+from extract.stop import RESUME_HINT, StopGuard
 from extract.store import WorkStore
-from extract.video import VideoError, VideoSource, header_frames
-from extract.weights import require_weights
+from extract.video import VideoInfo, header_frames
+from extract.weights import require_weights, sha256_file
 from vtl import __version__
 from vtl.errors import FeatureFileError, UserError
 from vtl.features import FeatureFile, FeatureMeta, FeatureWriter, VideoFeatures, write_failures
 from vtl.manifest import Manifest, read_manifest
+from vtl.paths import check_output_dir
+from vtl.progress import progress_bar
 
 log = logging.getLogger("extract")
 
-DECODE_AHEAD = 3  # decoded chunks queued for the models (decoding is far faster than they are)
+# --video-timeout's default: the seconds a video may spend waiting on its decoder. Generous: a
+# software 4K HEVC decode runs at 10+ frames/s, a 320x180 one at 2,000.
+TIMEOUT_FLOOR = 120.0
+TIMEOUT_PER_FRAME = 0.1
+TIMEOUT_PER_MB = 0.1  # before its frames are counted, per MB of the file
 
 
 @dataclass
 class ExtractConfig:
-    """Everything that decides the numbers in a feature file (defaults: the reference work's)."""
+    """Everything that decides the numbers in a feature file (defaults: the reference work's),
+    and `video_timeout`, which does not."""
 
     segmentation: str = "transnetv2"  # or "fixed"
     threshold: float = 0.5  # TransNetV2 transition probability
@@ -61,28 +76,92 @@ class ExtractConfig:
     clip_fps: float = 24.0
     min_tail: int | None = None  # frames a shot's last partial clip needs to be kept
     image_frames: int | None = None  # image backbones: embed this many frames per clip (CPU option)
-    batch_size: int = 16  # clips per forward
+    batch_size: int = 16  # clips per embedding call
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # autocast on CUDA
     channels_last: bool = True  # on CUDA
+    video_timeout: float | None = None  # seconds of decoding per video; None: from its length
+
+    def validate(self) -> ExtractConfig:
+        """Check every field, as `extract run` options; return self.
+
+        Raises:
+            UserError: naming the option and the bad value.
+        """
+        if self.segmentation not in SHOT_DETECTORS:
+            raise UserError(
+                f"--segmentation {self.segmentation!r}: choose one of {', '.join(SHOT_DETECTORS)}"
+            )
+        if not 0.0 <= _number(self.threshold, "--threshold") <= 1.0:
+            raise UserError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        for name in ("shot_frames", "batch_size"):
+            _count(getattr(self, name), name)
+        if self.image_frames is not None:
+            _count(self.image_frames, "image_frames")
+        _count(self.frames_per_clip, "frames_per_clip")
+        if not _number(self.clip_fps, "--clip-fps") > 0:
+            raise UserError(f"--clip-fps must be a positive frame rate, got {self.clip_fps}")
+        if self.min_tail is not None and (
+            isinstance(self.min_tail, bool)
+            or not isinstance(self.min_tail, int)
+            or not 0 <= self.min_tail <= self.frames_per_clip
+        ):
+            raise UserError(
+                f"--min-tail must be a whole number between 0 and --frames-per-clip "
+                f"({self.frames_per_clip}), got {self.min_tail!r}"
+            )
+        timeout = self.video_timeout
+        if timeout is not None and not _number(timeout, "--video-timeout") > 0:
+            raise UserError(
+                f"--video-timeout must be a positive number of seconds, got {self.video_timeout}"
+            )
+        resolve_device(self.device, check=False)
+        return self
+
+    def cutting(self) -> Cutting:
+        return Cutting(
+            segmentation=self.segmentation,
+            threshold=float(self.threshold),
+            shot_frames=int(self.shot_frames),
+            frames_per_clip=int(self.frames_per_clip),
+            clip_fps=float(self.clip_fps),
+            min_tail=self.min_tail,
+        )
 
     def fingerprint(self, device: torch.device) -> dict:
-        values = asdict(self)
+        """The configuration a feature file records: what decides its numbers."""
+        values = {k: v for k, v in asdict(self).items() if k != "video_timeout"}
         values["device"] = device.type  # shards on cuda:0 and cuda:1 compute the same numbers
         values["amp"] = self.amp and device.type == "cuda"
         values["channels_last"] = self.channels_last and device.type == "cuda"
         return values
 
 
+CUTTING_FIELDS = tuple(f.name for f in fields(Cutting))
+
+
+def _number(value, option: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UserError(f"{option} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _count(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+    return value
+
+
 @dataclass
 class ExtractResult:
-    files: dict[str, Path] = field(default_factory=dict)  # backbone -> file written (final or part)
-    merged: dict[str, Path] = field(default_factory=dict)  # backbone -> merged file, when merged
+    files: dict[str, Path] = field(default_factory=dict)  # output key -> file (final or part)
+    merged: dict[str, Path] = field(default_factory=dict)  # output key -> merged file
     failures: list[dict] = field(default_factory=list)
     interrupted: bool = False
     videos_done: int = 0
     clips: int = 0
     seconds: float = 0.0
+    decoded: int = 0  # videos decoded in this run (each once, whatever the outputs)
 
 
 def output_plan(backbones: str | list[str]) -> list[tuple[BackboneSpec, str]]:
@@ -113,172 +192,39 @@ def feature_path(out_dir: Path, spec: BackboneSpec, family: str | None = None) -
     return Path(out_dir) / family / f"{spec.pretrain if unique else spec.name}.h5"
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str, check: bool = True) -> torch.device:
+    """The torch device for `--device` (auto: CUDA when there is one)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"--device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    if check and resolved.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {device}: CUDA is not available here; use --device cpu or auto")
     return resolved
-
-
-# --------------------------------------------------------------------------------------------
-# Frames of the current shot, per input size
-
-
-class FrameBuffer:
-    """Prepared frames of one video kept while clips may still need them, as (start, chunk)."""
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._chunks: list[torch.Tensor] = []
-
-    def append(self, start: int, frames: torch.Tensor) -> None:
-        self._starts.append(start)
-        self._chunks.append(frames)
-
-    def __len__(self) -> int:
-        return sum(len(chunk) for chunk in self._chunks)
-
-    def gather(self, indices: np.ndarray) -> torch.Tensor:
-        """Frames at the given source indices, stacked in that order."""
-        flat = indices.reshape(-1)
-        picked = []
-        for index in flat:
-            c = bisect.bisect_right(self._starts, int(index)) - 1
-            picked.append(self._chunks[c][int(index) - self._starts[c]])
-        return torch.stack(picked).reshape(*indices.shape, *picked[0].shape)
-
-    def drop_before(self, index: int) -> None:
-        """Forget chunks that hold only frames before `index`."""
-        while len(self._starts) > 1 and self._starts[1] <= index:
-            self._starts.pop(0)
-            self._chunks.pop(0)
-        if self._chunks and self._starts[0] + len(self._chunks[0]) <= index:
-            self._starts.pop(0)
-            self._chunks.pop(0)
-
-
-class VideoProcessor:
-    """Turns one video's decoded chunks into per-backbone clip features."""
-
-    def __init__(self, backbones: list[Backbone], shot_detector, config: ExtractConfig):
-        self.backbones = backbones
-        self.shot_detector = shot_detector
-        self.config = config
-        # Backbones with the same input size share prepared frames: prepare each chunk once.
-        self.preparers = {}
-        for backbone in backbones:
-            self.preparers.setdefault(backbone.prepare_key, backbone)
-        # The most prepared frames buffered and clips waiting at once in the last run: what
-        # bounds this stage's memory (the open shot, a batch), whatever the video's length.
-        self.peak_frames = self.peak_clips = 0
-
-    def run(self, fps: float, chunks: Iterator[tuple[int, torch.Tensor]], device) -> dict:
-        """Process a whole video; returns backbone name -> arrays for the work store.
-
-        When a shot closes, the frames its clips use are cut out of the buffers at once, so the
-        buffers hold only the open shot; the cut clips wait until a batch is full."""
-        cfg = self.config
-        stream = self.shot_detector.stream()
-        self.peak_frames = self.peak_clips = 0
-        buffers = {key: FrameBuffer() for key in self.preparers}
-        shots: list[tuple[int, int]] = []
-        clip_indices: list[np.ndarray] = []  # (C, T) source frames, per closed shot
-        clip_shot: list[np.ndarray] = []
-        features: dict[str, list[np.ndarray]] = {b.spec.name: [] for b in self.backbones}
-        # backbone name -> prepared clips [k, 3, S, S] (only the frames it uses) not embedded yet
-        pending: dict[str, list[torch.Tensor]] = {b.spec.name: [] for b in self.backbones}
-        lead = self.backbones[0].spec.name  # every backbone has the same clips pending
-        used = {b.spec.name: b.clip_frames(cfg.frames_per_clip).numpy() for b in self.backbones}
-
-        def embed(count: int) -> None:
-            for backbone in self.backbones:
-                clips = pending[backbone.spec.name]
-                batch = torch.stack(clips[:count])
-                del clips[:count]
-                features[backbone.spec.name].append(backbone.embed(batch).numpy())
-
-        def close(new_shots: list[tuple[int, int]]) -> None:
-            for first, last in new_shots:
-                plan = sample_shot_clips(
-                    first, last, fps, cfg.frames_per_clip, cfg.clip_fps, cfg.min_tail
-                )
-                clip_indices.append(plan)
-                clip_shot.append(np.full(len(plan), len(shots), np.int32))
-                shots.append((first, last))
-                for backbone in self.backbones:
-                    frames = buffers[backbone.prepare_key].gather(plan[:, used[backbone.spec.name]])
-                    pending[backbone.spec.name].extend(frames.unbind(0))
-            self.peak_clips = max(self.peak_clips, len(pending[lead]))
-            while len(pending[lead]) >= cfg.batch_size:
-                embed(cfg.batch_size)
-            # Frames before the next shot are never needed again.
-            if shots:
-                for buffer in buffers.values():
-                    buffer.drop_before(shots[-1][1] + 1)
-
-        for start, frames in chunks:
-            frames = frames.to(device, non_blocking=True)
-            for key, backbone in self.preparers.items():
-                buffers[key].append(start, backbone.prepare(frames))
-            self.peak_frames = max(self.peak_frames, *(len(b) for b in buffers.values()))
-            detector_input = resize_for_shots(frames) if self.shot_detector.needs_frames else frames
-            close(stream.push(detector_input))
-        close(stream.finish())
-        if pending[lead]:
-            embed(len(pending[lead]))
-
-        indices = np.concatenate(clip_indices)
-        common = {
-            "frames": np.stack([indices.min(axis=1), indices.max(axis=1)], axis=1),
-            "shot": np.concatenate(clip_shot),
-            "shots": np.array(shots, np.int64).reshape(-1, 2),
-        }
-        return {
-            name: {"features": np.concatenate(parts).astype(np.float16), **common}
-            for name, parts in features.items()
-        }
 
 
 # --------------------------------------------------------------------------------------------
 # The run
 
 
-class _Interrupt:
-    """SIGTERM / SIGINT: finish the video in hand, commit it, then stop."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict = {}
-
-    def __enter__(self) -> _Interrupt:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.requested = True
-        log.warning("%s: finishing the current video, then stopping", signal.Signals(signum).name)
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 @dataclass
 class _Job:
     """One feature file being built in this run."""
 
-    key: str  # the backbone's name (name@family if one run writes it to two families)
-    backbone: Backbone
+    key: str  # the backbone's name (name@family if one run writes it to two families; with
+    # several targets, prefixed by the target's folder)
+    spec: BackboneSpec
     family: str  # the folder and the `family` attribute of the file
+    config: ExtractConfig  # its target's: how it cuts clips
     final: Path  # the merged / single-process file
     output: Path  # what this process writes: the final file or its shard's part
-    store: WorkStore
+    fingerprint: dict
+    store: WorkStore | None = None
+    backbone: Backbone | None = None
 
 
 def run_extraction(
@@ -297,86 +243,110 @@ def run_extraction(
     Writes `feature_path(out_dir, spec, family)` per backbone (a part file per shard; the last
     shard to finish merges the parts when `merge`). Resumable: rerunning the same command continues
     where a killed run stopped. Videos that cannot be used are listed as failures, not fatal.
+    Output keys in the result are backbone names (`name@family` when one name goes to two
+    families).
     """
+    return extract_targets(
+        manifest_path, backbones, [(config or ExtractConfig(), Path(out_dir))], weights,
+        cache_dir, shard, merge, progress,
+    )  # fmt: skip
+
+
+def extract_targets(
+    manifest_path: str | Path,
+    backbones: str | list[str],
+    targets: list[tuple[ExtractConfig, Path]],
+    weights: str | Path | dict | None = None,
+    cache_dir: Path | None = None,
+    shard: Shard | str | None = None,
+    merge: bool = True,
+    progress: bool = True,
+) -> ExtractResult:
+    """`run_extraction` for several (config, output folder) targets at once, from one decode of
+    each video. The configs may differ only in how they cut clips (`CUTTING_FIELDS`); with more
+    than one target, output keys are `<output folder>/<backbone>`."""
     started = time.perf_counter()
-    config = config or ExtractConfig()
-    out_dir = Path(out_dir)
+    configs = [config.validate() for config, _ in targets]
+    base = configs[0]
+    for config in configs[1:]:
+        shared = {k: v for k, v in asdict(config).items() if k not in CUTTING_FIELDS}
+        if shared != {k: v for k, v in asdict(base).items() if k not in CUTTING_FIELDS}:
+            raise UserError("targets of one extraction may differ only in how they cut clips")
+    for _, out_dir in targets:
+        check_output_dir(out_dir)
     manifest = read_manifest(manifest_path)
     plan = output_plan(backbones)
     specs = list(dict.fromkeys(spec for spec, _ in plan))
-    device = resolve_device(_local_device(config.device))
+    device = resolve_device(_local_device(base.device))
     weight_files = require_weights(specs, weights=weights, cache_dir=cache_dir)
     shard = shard if isinstance(shard, Shard) else resolve_shard(shard)
     mine = _shard_videos(manifest, shard)
 
-    shot_detector = make_shot_detector(
-        config.segmentation,
-        device=device,
-        threshold=config.threshold,
-        shot_frames=config.shot_frames,
-    )
-    models = {
-        spec.name: create_backbone(
-            spec,
-            weights=weight_files[spec.name],
-            device=device,
-            image_frames=config.image_frames,
-            amp=config.amp,
-            channels_last=config.channels_last,
-        )
-        for spec in specs
-    }
     result = ExtractResult()
-    jobs: list[_Job] = []
-    keys = [spec.name if sum(s is spec for s, _ in plan) == 1 else f"{spec.name}@{family}"
-            for spec, family in plan]  # fmt: skip
-    for key, (spec, family) in zip(keys, plan, strict=True):
-        backbone = models[spec.name]
-        final = feature_path(out_dir, spec, family)
-        output = final if shard.count == 1 else final.with_name(f"{final.stem}.{shard.tag}.h5")
-        fingerprint = {
-            "backbone": spec.name,
-            "family": family,
-            "weights": backbone.weights_info,
-            "shot_detector": shot_detector.name,
-            "config": config.fingerprint(device),
-            "software_version": __version__,
-        }
-        if _already_written(output, fingerprint, manifest, mine):
-            log.info("%s: already complete", output)
-            result.files[key] = output
-            with FeatureFile(output) as done:
+    jobs = _plan_jobs(targets, plan, weight_files, device, shard)
+    todo_jobs = []
+    for job in jobs:
+        if _already_written(job.output, job.fingerprint, manifest, mine):
+            log.info("%s: already complete", job.output)
+            result.files[job.key] = job.output
+            with FeatureFile(job.output) as done:
                 result.failures = done.meta.failures
             continue
-        store = WorkStore(output.with_name(f".{output.stem}.work"), fingerprint)
-        jobs.append(_Job(key, backbone, family, final, output, store))
+        job.store = WorkStore(job.output.with_name(f".{job.output.stem}.work"), job.fingerprint)
+        todo_jobs.append(job)
 
-    with _Interrupt() as interrupt:
-        if jobs:
-            _extract_videos(
-                manifest, mine, jobs, shot_detector, config, device, interrupt, result, progress
-            )
-    if interrupt.requested:
+    with StopGuard() as guard:
+        try:
+            if todo_jobs:
+                _extract_videos(manifest, mine, todo_jobs, base, device, weight_files,
+                                cache_dir, guard, result, progress)  # fmt: skip
+        except KeyboardInterrupt:
+            guard.requested = True
+    if guard.requested:
         result.interrupted = True
         log.warning(
-            "stopped with %d of %d videos committed; rerun the same command to resume",
-            sum(jobs[0].store.is_done(manifest.video_ids[i]) for i in mine),
+            "stopped with %d of %d videos committed; %s",
+            sum(todo_jobs[0].store.is_done(manifest.video_ids[i]) for i in mine),
             len(mine),
+            RESUME_HINT,
         )
         return result
 
-    for job in jobs:
-        result.files[job.key], result.failures = _assemble(
-            manifest, mine, job, shot_detector, config, device, shard
-        )
+    for job in todo_jobs:
+        result.files[job.key], result.failures = _assemble(manifest, mine, job, device, shard)
         job.store.remove()
     if shard.count > 1 and merge:
-        for key, (spec, family) in zip(keys, plan, strict=True):
-            merged = try_merge(feature_path(out_dir, spec, family), shard.count)
+        for job in jobs:
+            merged = try_merge(job.final, shard.count)
             if merged:
-                result.merged[key] = merged
+                result.merged[job.key] = merged
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _plan_jobs(targets, plan, weight_files, device, shard) -> list[_Job]:
+    """A job per (target, backbone): its paths and fingerprint (no model is loaded)."""
+    jobs = []
+    for config, out_dir in targets:
+        for spec, family in plan:
+            key = spec.name if sum(s is spec for s, _ in plan) == 1 else f"{spec.name}@{family}"
+            if len(targets) > 1:
+                key = f"{out_dir}/{key}"
+            final = feature_path(out_dir, spec, family)
+            output = final if shard.count == 1 else final.with_name(f"{final.stem}.{shard.tag}.h5")
+            path = weight_files[spec.name]
+            fingerprint = {
+                "backbone": spec.name,
+                "family": family,
+                "weights": {"name": path.name, "sha256": sha256_file(path)},
+                "shot_detector": shot_detector_name(
+                    config.segmentation, config.threshold, config.shot_frames
+                ),
+                "config": config.fingerprint(device),
+                "software_version": __version__,
+            }
+            jobs.append(_Job(key, spec, family, config, final, output, fingerprint))
+    return jobs
 
 
 def _local_device(device: str) -> str:
@@ -396,7 +366,7 @@ def _shard_videos(manifest: Manifest, shard: Shard) -> list[int]:
 
 def _already_written(path: Path, fingerprint: dict, manifest: Manifest, mine: list[int]) -> bool:
     """True when `path` is this very run's finished output; refuses a different file there."""
-    if not path.is_file():
+    if not path.exists():
         return False
     try:
         with FeatureFile(path) as existing:
@@ -419,117 +389,106 @@ def _already_written(path: Path, fingerprint: dict, manifest: Manifest, mine: li
     )
 
 
-def _decode(
-    manifest: Manifest,
-    order: list[int],
-    min_seconds: float,
-    out: queue.Queue,
-    stop: threading.Event,
-) -> None:
-    """Producer thread: decode videos in order into a bounded queue, so that decoding the next
-    chunk overlaps with the models working on this one. Messages: ("video", i, info),
-    ("chunk", start, frames), ("end", i, None), ("failed", i, reason), ("done", None, None)."""
-    pin = torch.cuda.is_available()
-    for i in order:
-        if stop.is_set():
-            break
+def video_timeout_for(config: ExtractConfig, manifest: Manifest):
+    """The Decoder's time limit for each video: `--video-timeout`, or from the video's frames
+    (its size in MB before they are counted)."""
+
+    def limit(index: int, info: VideoInfo | None) -> float:
+        if config.video_timeout is not None:
+            return float(config.video_timeout)
+        if info is not None:
+            return TIMEOUT_FLOOR + TIMEOUT_PER_FRAME * info.n_frames
         try:
-            source = VideoSource(manifest.paths[i])
-            if source.info.seconds < min_seconds:
-                raise VideoError(
-                    f"shorter than one clip ({source.info.n_frames} frames at "
-                    f"{source.info.fps:g} fps < {min_seconds:g} s)"
-                )
-            out.put(("video", i, source.info))
-            for start, frames in source.chunks():
-                if stop.is_set():
-                    break
-                out.put(("chunk", start, frames.pin_memory() if pin else frames))
-            out.put(("end", i, None))
-        except VideoError as error:
-            out.put(("failed", i, str(error)))
-    out.put(("done", None, None))
+            size_mb = manifest.paths[index].stat().st_size / 2**20
+        except OSError:
+            size_mb = 0.0
+        return TIMEOUT_FLOOR + TIMEOUT_PER_MB * size_mb
 
-
-class _VideoFailed(Exception):
-    """Decoding broke in the middle of a video."""
-
-
-def _chunks_of_video(messages: queue.Queue) -> Iterator[tuple[int, torch.Tensor]]:
-    while True:
-        kind, first, payload = messages.get()
-        if kind == "chunk":
-            yield first, payload
-        elif kind == "end":
-            return
-        elif kind == "failed":
-            raise _VideoFailed(payload)
-        else:
-            raise RuntimeError(f"unexpected message {kind!r} inside a video")
+    return limit
 
 
 def _extract_videos(
     manifest: Manifest,
     mine: list[int],
     jobs: list[_Job],
-    shot_detector,
     config: ExtractConfig,
     device: torch.device,
-    interrupt: _Interrupt,
+    weight_files: dict[str, Path],
+    cache_dir: Path | None,
+    guard: StopGuard,
     result: ExtractResult,
     progress: bool,
 ) -> None:
     todo = [i for i in mine if not all(j.store.is_done(manifest.video_ids[i]) for j in jobs)]
-    messages: queue.Queue = queue.Queue(maxsize=DECODE_AHEAD)
-    stop = threading.Event()
-    min_seconds = config.frames_per_clip / config.clip_fps
-    producer = threading.Thread(
-        target=_decode, args=(manifest, todo, min_seconds, messages, stop), daemon=True
-    )
-    producer.start()
-    bar = tqdm(
-        total=len(mine),
-        initial=len(mine) - len(todo),
-        unit="video",
-        desc="extract",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
+    if not todo:
+        return
+    tune_allocator()
+    cuttings = list(dict.fromkeys(job.config.cutting() for job in jobs))
+    detectors = {}
+    for cutting in cuttings:
+        if cutting.shot_key not in detectors:
+            detectors[cutting.shot_key] = make_shot_detector(
+                cutting.segmentation, device, cutting.threshold, cutting.shot_frames
+            )
+    models = {}
+    for job in jobs:
+        if job.spec.name not in models:
+            models[job.spec.name] = create_backbone(
+                job.spec, weights=weight_files[job.spec.name], device=device,
+                image_frames=config.image_frames, amp=config.amp,
+                channels_last=config.channels_last,
+            )  # fmt: skip
+        job.backbone = models[job.spec.name]
+
+    def interrupt() -> None:
+        if guard.requested:
+            raise StopRequested
+
+    min_seconds = min(c.frames_per_clip / c.clip_fps for c in cuttings)
+    bar = progress_bar(len(mine), "extract", "video", not progress, len(mine) - len(todo))
     clock = time.perf_counter()
+    decoder = Decoder(
+        [(i, manifest.paths[i]) for i in todo],
+        min_seconds,
+        timeout=video_timeout_for(config, manifest),
+        stop=guard.check,
+        pin_memory=device.type == "cuda",
+    )
     try:
-        while not interrupt.requested:
-            kind, i, payload = messages.get()
-            if kind == "done":
-                break
+        for item in decoder:
+            if isinstance(item, Failure):
+                _record_failure(manifest, item.index, item.reason, jobs, result)
+                bar.update(1)
+                continue
+            i, info = item.index, item.info
             video_id = manifest.video_ids[i]
-            if kind == "failed":
-                _record_failure(manifest, i, payload, jobs, result)
-                bar.update(1)
-                continue
-            info = payload
             needed = [job for job in jobs if not job.store.is_done(video_id)]
-            unique = list({id(j.backbone): j.backbone for j in needed}.values())
-            processor = VideoProcessor(unique, shot_detector, config)
+            outputs = [Output(j.key, j.config.cutting(), j.backbone) for j in needed]
+            keys = {o.cutting.shot_key for o in outputs}
+            processor = VideoProcessor(
+                outputs, {k: detectors[k] for k in keys}, config.batch_size, interrupt
+            )
             try:
-                arrays = processor.run(info.fps, _chunks_of_video(messages), device)
-            except _VideoFailed as failed:
-                _record_failure(manifest, i, str(failed), jobs, result)
+                arrays, _ = processor.run(info.fps, item.chunks(), device)
+            except StopRequested:
+                raise
+            except Exception as error:  # any failure of any kind is this video's
+                _record_failure(manifest, i, failure_reason(error), jobs, result)
+                item.discard()
                 bar.update(1)
                 continue
-            extra = {"n_frames": np.array(info.n_frames), "fps": np.array(info.fps)}
+            scalars = {"n_frames": np.array(info.n_frames), "fps": np.array(info.fps)}
             for job in needed:
-                job.store.commit(video_id, {**arrays[job.backbone.spec.name], **extra})
+                job.store.commit(video_id, {**arrays[job.key], **scalars})
             result.videos_done += 1
-            result.clips += len(next(iter(arrays.values()))["features"])
+            result.clips += len(arrays[needed[0].key]["features"])
             bar.update(1)
             bar.set_postfix(clips_per_s=f"{result.clips / (time.perf_counter() - clock):.1f}")
+    except StopRequested:
+        guard.requested = True
     finally:
-        stop.set()
-        while producer.is_alive():  # drain so a producer blocked on put() sees the stop
-            try:
-                messages.get(timeout=0.05)
-            except queue.Empty:
-                pass
+        result.decoded += decoder.opened
+        decoder.close()
         bar.close()
 
 
@@ -548,17 +507,20 @@ def _record_failure(manifest: Manifest, i: int, reason: str, jobs: list[_Job], r
 
 
 def _assemble(
-    manifest: Manifest,
-    mine: list[int],
-    job: _Job,
-    shot_detector,
-    config: ExtractConfig,
-    device: torch.device,
-    shard: Shard,
+    manifest: Manifest, mine: list[int], job: _Job, device: torch.device, shard: Shard
 ) -> tuple[Path, list]:
     """Write the job's feature file from its committed videos, in manifest order."""
-    spec, store = job.backbone.spec, job.store
+    spec, store, config = job.spec, job.store, job.config
     failures: list[dict] = []
+    # The frames an image backbone embeds per clip (a video backbone's figure is per clip).
+    embedded = config.image_frames or config.frames_per_clip
+    cost = {
+        "params_m": round(count_params(spec) / 1e6, 4),
+        "gflops_per_clip": round(gflops_per_clip(spec, embedded), 4),
+        "embed_seconds": 0.0,
+        "videos": 0,
+        "clips": 0,
+    }
     meta = FeatureMeta(
         backbone=spec.name,
         family=job.family,
@@ -568,11 +530,12 @@ def _assemble(
         frames_per_clip=config.frames_per_clip,
         clip_fps=config.clip_fps,
         input_size=spec.input_size,
-        weights=job.backbone.weights_info,
-        shot_detector=shot_detector.name,
-        config=config.fingerprint(device),
+        weights=job.fingerprint["weights"],
+        shot_detector=job.fingerprint["shot_detector"],
+        config=job.fingerprint["config"],
         software_version=__version__,
         failures=failures,
+        cost=cost,
     )
     part = (shard.index, shard.count) if shard.count > 1 else None
     with FeatureWriter(job.output, meta, manifest.label_names, manifest.splits.shape[1], part) as w:
@@ -582,6 +545,9 @@ def _assemble(
             if arrays is None:
                 failures.append(store.failure(video_id))
                 continue
+            cost["embed_seconds"] += float(arrays.get("embed_seconds", 0.0))
+            cost["videos"] += 1
+            cost["clips"] += len(arrays["features"])
             w.add(
                 VideoFeatures(
                     video_id=video_id,
@@ -596,6 +562,7 @@ def _assemble(
                     manifest_index=i,
                 )
             )
-        # The writer serialises meta (and so `failures`, filled above) when the block closes.
+        cost["embed_seconds"] = round(cost["embed_seconds"], 3)
+        # The writer serialises meta (and so `failures` and `cost`, filled above) on close.
     write_failures(job.output, failures)
     return job.output, failures

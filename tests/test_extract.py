@@ -14,7 +14,8 @@ import torch
 
 from extract.backbones import create_backbone, sample_frame_indices
 from extract.clips import sample_shot_clips
-from extract.pipeline import ExtractConfig, VideoProcessor, feature_path, run_extraction
+from extract.pipeline import ExtractConfig, feature_path, run_extraction
+from extract.processor import Cutting, Output, VideoProcessor
 from extract.shots import make_shot_detector
 from extract.video import VideoSource
 from vtl.features import FeatureFile, verify_features
@@ -207,7 +208,7 @@ def test_decoded_frames_equal_decord(demo_manifest):
     for path in read_manifest(demo_manifest).paths[:2]:
         source = VideoSource(path)
         starts, chunks = zip(*source.chunks(), strict=True)
-        ours = torch.cat(chunks).numpy()
+        ours = np.concatenate(chunks)
         reader = decord.VideoReader(str(path), num_threads=1)
         assert source.info.n_frames == len(reader) == len(ours)
         assert source.info.fps == pytest.approx(reader.get_avg_fps())
@@ -215,12 +216,14 @@ def test_decoded_frames_equal_decord(demo_manifest):
         np.testing.assert_array_equal(ours, reader.get_batch(list(range(len(reader)))).asnumpy())
 
 
-def test_buffered_frames_follow_the_shot_not_the_video():
-    """The prepared frames held and the clips waiting peak at the same counts on a 10x longer
-    video: the open shot (plus a chunk) and a batch (plus one shot's clips)."""
-    backbone = create_backbone("efficientnet_lite0", image_frames=1)
-    config = ExtractConfig(segmentation="fixed", shot_frames=48, batch_size=4, image_frames=1)
-    processor = VideoProcessor([backbone], make_shot_detector("fixed", shot_frames=48), config)
+def test_held_frames_follow_the_clip_not_the_shot():
+    """A video that is one shot from start to end, 240 or 2,400 frames: clips are cut while the
+    shot is still open, so the frames held and the clips waiting peak at the same small counts
+    (about a chunk and a clip, and a batch), and only the frames that clips use are prepared."""
+    backbone = create_backbone("efficientnet_lite0", image_frames=2)
+    cutting = Cutting(segmentation="fixed", shot_frames=10**6)  # one shot, however long
+    detectors = {cutting.shot_key: make_shot_detector("fixed", shot_frames=10**6)}
+    processor = VideoProcessor([Output("lite0", cutting, backbone)], detectors, batch_size=4)
     rng = np.random.default_rng(0)
     peaks = []
     for n_frames in (240, 2400):
@@ -229,8 +232,70 @@ def test_buffered_frames_follow_the_shot_not_the_video():
                                                   dtype=np.uint8)))
             for start in range(0, n_frames, 32)
         )  # fmt: skip
-        arrays = processor.run(24.0, chunks, torch.device("cpu"))
-        assert len(arrays["efficientnet_lite0"]["features"]) == n_frames // 24
+        arrays, shots = processor.run(24.0, chunks, torch.device("cpu"))
+        assert len(arrays["lite0"]["features"]) == n_frames // 24
+        assert shots[cutting.shot_key].tolist() == [[0, n_frames - 1]]
+        assert processor.prepared == 2 * (n_frames // 24)  # 2 of every 24 frames
         peaks.append((processor.peak_frames, processor.peak_clips))
     assert peaks[0] == peaks[1]
-    assert peaks[1][0] <= 48 + 32 and peaks[1][1] <= 4 + 2
+    assert peaks[1][0] <= 2 * 32 + 4 * 2 and peaks[1][1] <= 4  # 2 chunks, a batch of clips
+
+
+# Arrays the extraction wrote before the streaming rework (commit 1a7edb0), for the first 3 videos
+# of the 6-video demo collection: recipe in tests/data/README.md.
+REFERENCE = Path(__file__).parent / "data" / "reference_1a7edb0.npz"
+COMPARED = ("clips/frames", "clips/shot", "shots/frames", "shots/offset", "videos/offset",
+            "videos/n_frames")  # fmt: skip
+
+
+def _assert_as_before(path: Path, name: str) -> None:
+    reference = np.load(REFERENCE)
+    with FeatureFile(path) as f:
+        rows = int(f.offsets[3])
+        assert f.video_ids[:3] == reference[f"{name}/videos/id"].tolist()
+        for dataset in COMPARED:
+            expected = reference[f"{name}/{dataset}"]
+            got = f.dataset(dataset)[:]
+            if dataset.startswith("clips/"):
+                got = got[:rows]
+            elif dataset.endswith("offset"):
+                got = got[:4]
+            elif dataset == "shots/frames":
+                got = got[: int(f.shot_offsets[3])]
+            else:
+                got = got[:3]
+            np.testing.assert_array_equal(got, expected, err_msg=f"{name} {dataset}")
+        features = f.dataset("clips/features")[:rows].astype(np.float32)
+    expected = reference[f"{name}/clips/features"].astype(np.float32)
+    # float16 rounding of float32 results that may differ by ~1e-7 absolute (another thread
+    # count sums in another order): one unit in the last place (1/1024 relative), or a few units
+    # of float16's subnormal range (2^-24 each) for values below 6e-5.
+    np.testing.assert_allclose(features, expected, rtol=2**-10, atol=2**-20, err_msg=name)
+
+
+def test_features_equal_the_previous_pipeline(lite0_features, demo_manifest, tmp_path):
+    """The streaming pipeline (clips cut in open shots, frames prepared on demand, micro-batched
+    forward passes) gives the numbers of the pipeline before it: the same clips, frames and
+    shots, and the same features to float16 rounding, for an image backbone on every frame and on
+    2 frames per clip with TransNetV2 shots, and a video backbone with fixed segments."""
+    from extract.backbones import build_model, get_spec
+    from extract.weights import expected_path
+
+    _assert_as_before(lite0_features, "lite0_transnetv2_image2")
+    m = read_manifest(demo_manifest)
+    three = write_manifest(tmp_path / "three.csv", m.video_ids[:3], [str(p) for p in m.paths[:3]],
+                           m.label_names, m.labels[:3], np.array([[0], [1], [2]], np.uint8))  # fmt: skip
+    every = run_extraction(three, "efficientnet_lite0", tmp_path / "every", ExtractConfig(),
+                           progress=False)  # fmt: skip
+    _assert_as_before(every.files["efficientnet_lite0"], "lite0_transnetv2_every_frame")
+    cache = tmp_path / "cache"  # x3d_xs with seeded random weights, as the reference run had
+    spec = get_spec("x3d_xs")
+    weights = expected_path(spec, cache)
+    weights.parent.mkdir(parents=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        torch.save(build_model(spec).state_dict(), weights)
+    fixed = ExtractConfig(segmentation="fixed", shot_frames=40, batch_size=8)
+    video = run_extraction(three, "x3d_xs", tmp_path / "x3d", fixed, cache_dir=cache,
+                           progress=False)  # fmt: skip
+    _assert_as_before(video.files["x3d_xs"], "x3d_xs_fixed")

@@ -69,8 +69,12 @@ class FeatureMeta:
     config: dict = field(default_factory=dict)
     software_version: str = __version__
     failures: list = field(default_factory=list)  # [{"video_id", "path", "reason"}]
+    # What the features cost to make: params_m, gflops_per_clip (as extracted: an image
+    # backbone's FLOPs times the frames it embeds per clip), embed_seconds, videos, clips.
+    cost: dict = field(default_factory=dict)
 
-    _JSON = ("weights", "config", "failures")
+    _JSON = ("weights", "config", "failures", "cost")
+    _OPTIONAL = ("cost",)  # absent from files of earlier versions of this software
 
     def to_attrs(self) -> dict:
         attrs = asdict(self)
@@ -82,6 +86,8 @@ class FeatureMeta:
     def from_attrs(cls, attrs, where: str) -> FeatureMeta:
         values = {}
         for name in cls.__dataclass_fields__:
+            if name not in attrs and name in cls._OPTIONAL:
+                continue
             if name not in attrs:
                 raise FeatureFileError(f"{where}: root attribute {name!r} is missing")
             value = attrs[name]
