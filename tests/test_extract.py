@@ -283,8 +283,10 @@ def test_features_equal_the_previous_pipeline(lite0_features, demo_manifest, tmp
 
     _assert_as_before(lite0_features, "lite0_transnetv2_image2")
     m = read_manifest(demo_manifest)
-    three = write_manifest(tmp_path / "three.csv", m.video_ids[:3], [str(p) for p in m.paths[:3]],
-                           m.label_names, m.labels[:3], np.array([[0], [1], [2]], np.uint8))  # fmt: skip
+    paths = [str(p) for p in m.paths[:3]]
+    splits = np.array([[0], [1], [2]], np.uint8)
+    three = write_manifest(tmp_path / "three.csv", m.video_ids[:3], paths, m.label_names,
+                           m.labels[:3], splits)  # fmt: skip
     every = run_extraction(three, "efficientnet_lite0", tmp_path / "every", ExtractConfig(),
                            progress=False)  # fmt: skip
     _assert_as_before(every.files["efficientnet_lite0"], "lite0_transnetv2_every_frame")
