@@ -14,7 +14,7 @@ EXTRACT_ARGS ?=
 # the reference default (every frame of the clip) is what `make extract` uses.
 DEMO_EXTRACT_ARGS ?= --image-frames 4
 
-.PHONY: setup test demo demo-data demo-features extract matrix lint bench clean
+.PHONY: setup test test-all test-gpu demo demo-data demo-features extract matrix lint bench clean
 
 setup: $(STAMP)
 
@@ -24,15 +24,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The suite CI runs (under 15 minutes on 2 cores): everything but the tests marked slow.
 test: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Every test, the slow ones too (the whole TransNetV2 test video against the package, torchrun).
+test-all: setup
 	$(BIN)/python -m pytest -q
+
+# The GPU tests alone (skipped where CUDA is absent).
+test-gpu: setup
+	$(BIN)/python -m pytest -q -m gpu -rs
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Long targets show one progress line or bar per stage (a bar on a terminal, a line every 30 s
+# in a log file).
 $(DATA)/demo/manifest.csv: | setup
-	$(BIN)/extract demo-data $(DATA)/demo --quiet
+	$(BIN)/extract demo-data $(DATA)/demo
 
 demo-data: $(DATA)/demo/manifest.csv
 
@@ -46,13 +57,13 @@ DEMO_FEATURES := $(DATA)/demo-features
 demo-features: setup $(DATA)/demo/manifest.csv
 	$(BIN)/extract run --manifest $(DATA)/demo/manifest.csv \
 		--backbone "$$($(BIN)/extract backbones --present --names)" \
-		--out $(DEMO_FEATURES) $(DEMO_EXTRACT_ARGS) --quiet
+		--out $(DEMO_FEATURES) $(DEMO_EXTRACT_ARGS)
 	$(BIN)/extract verify $$(find $(DEMO_FEATURES) -name '*.h5' ! -name '*.part-*' | sort)
 
 # Backbones x probes on the demo features, every split; finished cells are cached.
 MATRIX_ARGS ?= --models linear,mlp,divita --splits all --seeds 1
 matrix: demo-features
-	$(BIN)/probe matrix --features $(DEMO_FEATURES) --out reports/demo $(MATRIX_ARGS) --quiet
+	$(BIN)/probe matrix --features $(DEMO_FEATURES) --out reports/demo $(MATRIX_ARGS)
 
 demo: matrix
 	@echo

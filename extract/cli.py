@@ -124,7 +124,9 @@ def merge(
 ) -> int:
     """Merge shard part files into one file, in manifest order."""
     from extract.merge import merge_parts
+    from vtl.paths import check_output_file
 
+    check_output_file(out)
     print(merge_parts(parts, out, remove_parts=remove_parts))
     return 0
 
@@ -191,8 +193,15 @@ def demo_data(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> int:
     """Generate the offline demo collection (real footage from PyPI packages) and its manifest."""
-    from extract.demo_data import make_demo_data
+    from extract.demo_data import MIN_VIDEOS, make_demo_data
+    from vtl.errors import UserError
+    from vtl.paths import check_output_dir
 
+    if videos < MIN_VIDEOS:
+        raise UserError(f"--videos must be at least {MIN_VIDEOS}, got {videos}")
+    if seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {seed}")
+    check_output_dir(out, "OUT")
     print(make_demo_data(out, n_videos=videos, seed=seed, progress=not quiet))
     return 0
 

@@ -38,9 +38,9 @@ import decord
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from vtl.manifest import write_manifest
+from vtl.progress import progress_bar
 
 # --- What the collection is made of ---------------------------------------------------------
 
@@ -628,8 +628,10 @@ def make_demo_data(
     # The manifest is removed first and written last: its presence means the set is complete.
     manifest_path = out_dir / "manifest.csv"
     manifest_path.unlink(missing_ok=True)
-    for plan in tqdm(plans, desc="demo videos", unit="video", disable=not progress):
-        encode_video(render_video(plan, pool), plan.fps, videos / f"{plan.video_id}.mp4")
+    with progress_bar(len(plans), "demo videos", "video", not progress) as bar:
+        for plan in plans:
+            encode_video(render_video(plan, pool), plan.fps, videos / f"{plan.video_id}.mp4")
+            bar.update(1)
     _write_shots_csv(out_dir / "shots.csv", plans, pool)
     write_manifest(
         manifest_path,
@@ -640,7 +642,7 @@ def make_demo_data(
         splits,
     )
     if progress:
-        tqdm.write(
+        print(
             f"demo data: {n_videos} videos in {time.perf_counter() - started:.1f} s -> "
             f"{manifest_path}",
             file=sys.stderr,

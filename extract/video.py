@@ -48,6 +48,9 @@ DECODE_THREADS = 2
 # A frame start this far (in frame periods) past a timeline point still counts as on screen:
 # timestamps are rounded to the stream's time base.
 _TIMESTAMP_SLACK = 0.25
+# Frame rates a real video has (a time-lapse at one frame a minute, a 1,000 fps camera); beyond
+# them the container's rate is damaged.
+MIN_FPS, MAX_FPS = 1 / 60, 1000.0
 
 
 class VideoError(UserError):
@@ -76,12 +79,20 @@ def _check_file(path: Path) -> None:
         raise VideoError("empty file (0 bytes)")
 
 
+def _open(path: Path):
+    # Damaged files carry damaged metadata too: undecodable text is replaced, not fatal.
+    return av.open(str(path), metadata_errors="replace")
+
+
 def _reason(message: str) -> str:
     """ffmpeg's messages, turned into a short reason."""
     if "cannot find video stream" in message or "no video stream" in message:
         return "no video stream (an audio-only file, or not a video)"
-    if "Error reading" in message or "Invalid data" in message or "moov atom" in message:
+    corrupt = ("Error reading", "Invalid data", "moov atom", "Invalid argument")
+    if any(text in message for text in corrupt):
         return "not a decodable video file (corrupt, truncated or another format)"
+    if "Input/output error" in message:
+        return "input/output error while reading (a damaged file, or a failing disk)"
     if "End of file" in message:
         return "the data ends or breaks before the last frame (truncated or corrupt file)"
     first = message.strip().splitlines()[0] if message.strip() else "unknown decoder error"
@@ -95,7 +106,7 @@ class _Frames:
     def __init__(self, path: Path):
         self.path = path
         try:
-            with av.open(str(path)) as container:
+            with _open(path) as container:
                 if not container.streams.video:
                     raise VideoError("no video stream (an audio-only file, or not a video)")
                 stream = container.streams.video[0]
@@ -133,7 +144,7 @@ class _Frames:
     def _decoded(self) -> Iterator[np.ndarray]:
         converter = VideoReformatter()
         size = None  # the first frame's (width, height): every frame comes out at it
-        with av.open(str(self.path)) as container:
+        with _open(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type, stream.thread_count = "AUTO", DECODE_THREADS
             for frame in container.decode(stream):
@@ -166,7 +177,13 @@ class _Frames:
                 "(truncated or corrupt file)"
             ) from None
         except av.FFmpegError as error:
-            raise VideoError(_reason(str(error))) from None
+            if self._next == 0:  # nothing decodes at all
+                raise VideoError(_reason(str(error))) from None
+            detail = " ".join(str(error).split()).split("] ")[-1][:120]
+            raise VideoError(
+                f"the stream breaks after {self._next} of {self.n_frames} frames (corrupt data: "
+                f"{detail})"
+            ) from None
         k = self.rotation // 90
         return np.ascontiguousarray(np.rot90(np.stack(out), k=k, axes=(1, 2)))
 
@@ -186,7 +203,7 @@ def header_frames(path: str | Path) -> int:
     """A video's frame count as its container header gives it (MP4: exact), else duration x
     rate, else 0; no demuxing or decoding, so that balancing shards reads little of each file."""
     try:
-        with av.open(str(path)) as container:
+        with _open(path) as container:
             stream = container.streams.video[0]
             rate = stream.average_rate or 0
             if stream.frames:
@@ -210,6 +227,8 @@ class VideoSource:
             raise VideoError("the video stream has no frames")
         if not np.isfinite(fps) or fps <= 0:
             raise VideoError(f"unusable frame rate {fps!r}")
+        if not MIN_FPS <= fps <= MAX_FPS:
+            raise VideoError(f"implausible frame rate {fps:g} fps (a damaged header)")
         starts = self._frames.starts()
         self._shown = timeline(starts, fps) if np.all(np.diff(starts) > 0) else None
         height, width = self._frames.get(np.array([0])).shape[1:3]
@@ -233,10 +252,7 @@ class VideoSource:
         for start in range(0, self.info.n_frames, step):
             stop = min(self.info.n_frames, start + step)
             indices = np.arange(start, stop) if self._shown is None else self._shown[start:stop]
-            try:
-                batch = self._frames.get(indices)
-            except VideoError as error:
-                raise VideoError(f"decoding failed at frame {start}: {error}") from None
+            batch = self._frames.get(indices)
             if batch.shape[0] != stop - start:
                 raise VideoError(f"decoder returned {batch.shape[0]} frames for {stop - start}")
             yield start, np.ascontiguousarray(batch)

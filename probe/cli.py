@@ -31,6 +31,7 @@ from probe.train import run_grid, train_probe  # noqa: E402
 from probe.transferability import METHODS, score_feature_file  # noqa: E402
 from vtl.cli import run_app  # noqa: E402
 from vtl.errors import UserError  # noqa: E402
+from vtl.paths import check_output_file  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -160,6 +161,8 @@ def eval_(
     memory_budget_gb: float = typer.Option(None, help="Override the checkpoint's budget."),
 ) -> None:
     """Score a checkpoint on a split of feature files with the reference metrics."""
+    if out is not None:
+        check_output_file(out)
     result = evaluate_checkpoint(checkpoint, features, split, subset, memory_budget_gb)
     result.pop("scores")
     result.pop("video_ids")
@@ -180,6 +183,7 @@ def predict_(
     memory_budget_gb: float = typer.Option(None, help="Override the checkpoint's budget."),
 ) -> None:
     """Write a checkpoint's per-label scores for the videos of feature files."""
+    check_output_file(out)
     ids, labels, scores = predict(checkpoint, features, split, subset, memory_budget_gb)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_predictions(out, ids, labels, scores)
@@ -286,6 +290,8 @@ def score(
     names = _names(methods)
     if not names:
         raise UserError(f"--methods: choose among {', '.join(METHODS)}")
+    if out is not None:
+        check_output_file(out)
     results = score_feature_file(features, split, names, max_videos=max_videos, knn_k=knn_k)
     for name, value in results.items():
         typer.echo(f"{name:>7}  {value:.6f}")
@@ -312,6 +318,7 @@ def import_trailers12k_(
     """Convert the reference work's published Trailers12k features into a vtl feature file."""
     if kind not in ("image", "video"):
         raise UserError(f"--kind {kind!r}: choose image or video")
+    check_output_file(out)
     path = import_trailers12k(
         features,
         labels,

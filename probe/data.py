@@ -283,6 +283,7 @@ class MemoryStore(ClipStore):
         flat = np.empty(dataset.shape, np.float16)
         for a in range(0, len(flat), _READ_ROWS):
             flat[a : a + _READ_ROWS] = dataset[a : a + _READ_ROWS]
+        f.check_finite(flat)  # a NaN would only surface later, as a NaN loss
         self.flat = torch.from_numpy(flat)
         self.first_row = f.offsets[:-1][rows].astype(np.int64)  # aligned video -> file row
 
@@ -313,6 +314,7 @@ class StreamingStore(ClipStore):
     ):
         if chunk_rows < 1 or max_gap < 0:
             raise ValueError(f"need chunk_rows >= 1 and max_gap >= 0, got {chunk_rows}, {max_gap}")
+        f.check_finite()  # one pass before training, not a NaN loss epochs later
         self.feature_dim = f.feature_dim
         self.dataset = f.dataset("clips/features")
         self.first_row = f.offsets[:-1][rows].astype(np.int64)

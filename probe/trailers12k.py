@@ -21,16 +21,15 @@ import hashlib
 import json
 import logging
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import zarr
-from tqdm import tqdm
 
 from vtl.errors import UserError
 from vtl.features import FeatureMeta, FeatureWriter, VideoFeatures, write_failures
+from vtl.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -228,25 +227,20 @@ def import_trailers12k(
     writer = FeatureWriter(out, meta, table.label_names, table.splits.shape[1])
     written = 0
     try:
-        rows = tqdm(
-            list(enumerate(table.mids)),
-            desc="import",
-            unit="trailer",
-            disable=not progress,
-            file=sys.stderr,
-        )
-        for v, mid in rows:
-            if mid not in present:
-                failures.append(_failure(features, mid, "not in the features store"))
-                continue
-            array = np.asarray(group[mid][...])  # one trailer in memory at a time
-            digests[mid] = _array_digest(mid, array)
-            reason = _unusable(array, dim)
-            if reason:
-                failures.append(_failure(features, mid, reason))
-                continue
-            writer.add(_video(mid, array, table.labels[v], table.splits[v]))
-            written += 1
+        with progress_bar(len(table.mids), "import", "trailer", not progress) as bar:
+            for v, mid in enumerate(table.mids):
+                bar.update(1)
+                if mid not in present:
+                    failures.append(_failure(features, mid, "not in the features store"))
+                    continue
+                array = np.asarray(group[mid][...])  # one trailer in memory at a time
+                digests[mid] = _array_digest(mid, array)
+                reason = _unusable(array, dim)
+                if reason:
+                    failures.append(_failure(features, mid, reason))
+                    continue
+                writer.add(_video(mid, array, table.labels[v], table.splits[v]))
+                written += 1
         if written == 0:
             raise UserError(
                 f"{features}: none of the {len(table.mids)} trailers of {table.path} could be "

@@ -17,14 +17,12 @@ import copy
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from probe.config import TrainConfig
 from probe.data import (
@@ -47,8 +45,22 @@ from probe.evaluate import (
 from probe.metrics import METRIC_NAMES, chance_metrics, compute_metrics, per_label_ap
 from probe.models import build_probe
 from vtl import __version__
+from vtl.errors import UserError
+from vtl.paths import check_output_dir
+from vtl.progress import progress_bar
 
 log = logging.getLogger(__name__)
+
+
+class TrainingError(UserError):
+    """Training that cannot go on (a non-finite loss): one line naming the epoch and the files."""
+
+
+def _diverged(which: str, value: float, epoch: int, desc: str, where: str, config) -> str:
+    return (
+        f"{where}: the {which} loss of {desc} became {value} at epoch {epoch + 1}; check the "
+        f"features with `extract verify` (extreme values) or lower --lr ({config.lr:g})"
+    )
 
 
 def fit(
@@ -60,10 +72,15 @@ def fit(
     config: TrainConfig,
     progress: bool = True,
     desc: str = "train",
+    where: str = "",
 ) -> dict:
     """Train `model` in place and restore its best epoch (lowest validation loss).
 
     Returns the training history: best epoch, its validation loss, per-epoch losses and times.
+
+    Raises:
+        TrainingError: a training or validation loss that is not finite (`where` names the
+            feature files in the message).
     """
     device, width = config.device, config.window
     model.to(device)
@@ -86,8 +103,8 @@ def fit(
         "train_cpu_seconds": [],  # process CPU time: the cost on a machine shared with others
         "val_seconds": [],
     }
-    bar = tqdm(range(config.epochs), desc=desc, unit="epoch", disable=not progress, file=sys.stderr)
-    for epoch in bar:
+    bar = progress_bar(config.epochs, desc, "epoch", not progress)
+    for epoch in range(config.epochs):
         started, started_cpu = time.perf_counter(), time.process_time()
         model.train()
         order = train[torch.randperm(len(train), generator=generator).numpy()]
@@ -98,20 +115,28 @@ def fit(
             x, mask = store.windows(windows, width)
             logits = model(x.to(device), _model_mask(mask, config.mask_padding, device))
             loss = loss_fn(logits, targets[videos].to(device))
+            value = loss.item()
+            if not math.isfinite(value):
+                bar.close()
+                raise TrainingError(_diverged("training", value, epoch, desc, where, config))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(videos)
+            total += value * len(videos)
             seen += len(videos)
         trained, trained_cpu = time.perf_counter(), time.process_time()
         logits = window_logits(model, store, val_windows, width, config.mask_padding, device)
         val_loss = float(loss_fn(logits.to(device), val_targets))
+        if not math.isfinite(val_loss):
+            bar.close()
+            raise TrainingError(_diverged("validation", val_loss, epoch, desc, where, config))
         scheduler.step(val_loss)
         history["train_loss"].append(total / seen)
         history["val_loss"].append(val_loss)
         history["train_seconds"].append(trained - started)
         history["train_cpu_seconds"].append(trained_cpu - started_cpu)
         history["val_seconds"].append(time.perf_counter() - trained)
+        bar.update(1)
         bar.set_postfix(loss=f"{total / seen:.4f}", val=f"{val_loss:.4f}")
         # Strict improvement, as Lightning's ModelCheckpoint/EarlyStopping in mode "min".
         if val_loss < best_loss:
@@ -146,6 +171,8 @@ def train_probe(
         UserError: bad configuration or feature files (one line naming the file).
     """
     config.validate()
+    if out_dir is not None:
+        check_output_dir(out_dir)
     feature_paths = [Path(p) for p in feature_paths]
     threads = torch.get_num_threads()
     if config.threads:
@@ -205,6 +232,7 @@ def _train_group(data, group, subsets, eval_windows, config, progress):
             config,
             progress,
             desc=f"{config.model} {name}",
+            where=", ".join(str(data.files[j].path) for j in group),
         )
     started = time.perf_counter()
     # Score val and test while this file's features are loaded: late fusion holds one at a time.
@@ -295,6 +323,8 @@ def run_grid(
     Cells go to `out_dir/split{K}-seed{S}/`, the summary to `out_dir/summary.json`. The std is
     the sample std (ddof=1), 0 for a single run, as the reference's `compute_mean_std`.
     """
+    if out_dir is not None:
+        check_output_dir(out_dir)
     runs = []
     for split in splits:
         for seed in seeds:

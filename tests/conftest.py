@@ -15,6 +15,31 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 DEMO_VIDEOS = 6
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` run only where CUDA is (here they are reported as skipped)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (marked gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_caches(tmp_path_factory):
+    """Probe run caches and crash logs of the tests go to a temporary folder, not the user's."""
+    folder = tmp_path_factory.mktemp("vtl-cache")
+    saved = {k: os.environ.get(k) for k in ("VTL_CACHE_DIR", "VTL_LOG_DIR")}
+    os.environ["VTL_CACHE_DIR"] = str(folder / "cache")
+    os.environ["VTL_LOG_DIR"] = str(folder / "logs")
+    yield folder
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def demo_manifest(tmp_path_factory) -> Path:
     """A 6-video demo collection (the smallest the generator makes) and its manifest."""

@@ -46,11 +46,13 @@ def pattern(i: int, height: int, width: int) -> np.ndarray:
     return np.stack([red, green, blue], axis=-1).clip(0, 255).astype(np.uint8)
 
 
-def encode(path: Path, frames, fps=24, pix_fmt="yuv420p", rotation=None, pts_ms=None, **opts):
-    """Write rgb24 frames to an H.264 MP4. `pts_ms`: per-frame times (variable frame rate)."""
+def encode(path: Path, frames, fps=24, pix_fmt="yuv420p", rotation=None, pts_ms=None,
+           format=None, **opts):  # fmt: skip
+    """Write rgb24 frames with H.264 (MP4 unless `format`). `pts_ms`: per-frame times (variable
+    frame rate)."""
     frames = list(frames)
     height, width = frames[0].shape[:2]
-    with av.open(str(path), "w", options=opts) as container:
+    with av.open(str(path), "w", format=format, options=opts) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if pts_ms is not None:  # both time bases before the first encode
@@ -71,6 +73,16 @@ def encode(path: Path, frames, fps=24, pix_fmt="yuv420p", rotation=None, pts_ms=
 def pattern_video(path: Path, n=48, size=(64, 48), **kwargs) -> Path:
     width, height = size
     return encode(path, (pattern(i, height, width) for i in range(n)), **kwargs)
+
+
+def size_change_video(path: Path, n=48) -> Path:
+    """Two MPEG-TS segments joined, 64x48 then 32x24, as stream downloaders write them."""
+    first = encode(path.with_suffix(".a.ts"), [pattern(i, 48, 64) for i in range(n)],
+                   format="mpegts")  # fmt: skip
+    second = encode(path.with_suffix(".b.ts"), [pattern(n + i, 24, 32) for i in range(n)],
+                    format="mpegts")  # fmt: skip
+    path.write_bytes(first.read_bytes() + second.read_bytes())
+    return path
 
 
 def audio_only(path: Path) -> Path:
@@ -122,6 +134,7 @@ def unusual_videos(folder: Path) -> dict[str, Path]:
         "variable_rate": pattern_video(folder / "vfr.mp4", pts_ms=VFR_PTS),
         "yuv420p10le": pattern_video(folder / "p10.mp4", pix_fmt="yuv420p10le"),
         "yuv444p": pattern_video(folder / "p444.mp4", pix_fmt="yuv444p"),
+        "size_change": size_change_video(folder / "joined.ts"),
     }
 
 
@@ -220,8 +233,10 @@ def test_allow_failures_exits_zero(demo_manifest, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "case", ["odd_17x9", "wide_4000x20", "rotated_90", "variable_rate", "yuv420p10le", "yuv444p"]
-)
+    "case",
+    ["odd_17x9", "wide_4000x20", "rotated_90", "variable_rate", "yuv420p10le", "yuv444p",
+     "size_change"],
+)  # fmt: skip
 def test_unusual_video_is_extracted(mixed, case):
     with FeatureFile(mixed["path"]) as f:
         assert case in f.video_ids, mixed["run"].stderr
@@ -246,6 +261,20 @@ def test_pixel_formats_decode_to_the_same_picture(tmp_path, pix_fmt):
     _, frames = next(VideoSource(video).chunks())
     expected = np.stack([pattern(i, 48, 64) for i in range(8)])
     assert np.abs(frames.astype(int) - expected).mean() < 6
+
+
+def test_frames_of_another_size_are_scaled_to_the_first_size(tmp_path):
+    """Segments of other sizes joined: every frame comes out at the first frame's size, the
+    later ones scaled (bicubic, as ffmpeg's scale filter) from their own picture."""
+    source = VideoSource(size_change_video(tmp_path / "joined.ts", n=24))
+    assert (source.info.width, source.info.height, source.info.n_frames) == (64, 48, 48)
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    assert frames.shape == (48, 48, 64, 3)
+    first = np.stack([pattern(i, 48, 64) for i in range(24)])
+    assert np.abs(frames[:24].astype(int) - first).mean() < 6
+    small = torch.from_numpy(np.stack([pattern(24 + i, 24, 32) for i in range(24)]))
+    scaled = TF.resize(small.permute(0, 3, 1, 2), [48, 64], antialias=True).permute(0, 2, 3, 1)
+    assert np.abs(frames[24:].astype(int) - scaled.numpy()).mean() < 10
 
 
 @pytest.mark.parametrize("size", [(17, 9), (4000, 20)])
@@ -449,3 +478,174 @@ def test_truncated_feature_file_is_one_line_for_probe_train(mixed, tmp_path):
     assert run.returncode == 2
     lines = error_lines(run)
     assert len(lines) == 1 and str(cut) in lines[0]
+
+
+# --- options and output paths, refused before any work -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes, option",
+    [
+        ({"batch_size": 0}, "--batch-size"),
+        ({"clip_fps": 0.0}, "--clip-fps"),
+        ({"frames_per_clip": 0}, "--frames-per-clip"),
+        ({"image_frames": 0}, "--image-frames"),
+        ({"threshold": 2.0}, "--threshold"),
+        ({"min_tail": 99}, "--min-tail"),
+        ({"video_timeout": -1.0}, "--video-timeout"),
+        ({"segmentation": "scenes"}, "--segmentation"),
+        ({"device": "tpu"}, "--device"),
+    ],
+)
+def test_bad_extract_options_are_refused_at_the_boundary(changes, option):
+    from extract.pipeline import ExtractConfig
+    from vtl.errors import UserError
+
+    with pytest.raises(UserError, match=option):
+        ExtractConfig(**changes).validate()
+
+
+def test_bad_option_is_one_line_before_any_model_loads(demo_manifest, tmp_path):
+    out = tmp_path / "out"
+    run = cli("extract", "run", "-m", demo_manifest, "-b", "efficientnet_lite0", "-o", out,
+              "--clip-fps", "0", timeout=120)  # fmt: skip
+    assert run.returncode == 2
+    lines = error_lines(run)
+    assert len(lines) == 1 and "--clip-fps" in lines[0], run.stderr
+    assert not out.exists()
+
+
+def test_out_naming_a_file_is_one_line(demo_manifest, lite0_features, tmp_path):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("a file, not a folder")
+    runs = {
+        "extract run": cli(
+            "extract",
+            "run",
+            "-m",
+            demo_manifest,
+            "-b",
+            "efficientnet_lite0",
+            "-o",
+            taken,
+            *FAST_OPTIONS,
+            timeout=120,
+        ),  # fmt: skip
+        "probe train": cli(
+            "probe", "train", "--features", lite0_features, "--out", taken, timeout=120
+        ),  # fmt: skip
+        "probe matrix": cli(
+            "probe", "matrix", "--features", lite0_features, "--out", taken, timeout=120
+        ),  # fmt: skip
+        "below a file": cli(
+            "probe", "train", "--features", lite0_features, "--out", taken / "run", timeout=120
+        ),  # fmt: skip
+    }
+    for name, run in runs.items():
+        assert run.returncode == 2, (name, run.stderr)
+        lines = error_lines(run)
+        assert len(lines) == 1 and str(taken) in lines[0] and "--out" in lines[0], (name, lines)
+        assert "is a file" in lines[0], lines
+    assert taken.read_text() == "a file, not a folder"
+
+
+def test_unexpected_error_is_one_line_and_a_log_with_the_traceback(tmp_path, monkeypatch, capsys):
+    """The last line of defence of every command (`vtl.cli.run_app`) on an app that fails the
+    way no code path anticipated."""
+    import typer
+
+    from vtl.cli import EXIT_SOFTWARE, run_app
+
+    app = typer.Typer(add_completion=False)
+
+    @app.command()
+    def boom() -> None:
+        {}["missing"]
+
+    @app.command()
+    def other() -> None:
+        pass
+
+    monkeypatch.setenv("VTL_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setattr(sys, "argv", ["extract", "boom"])
+    with pytest.raises(SystemExit) as stop:
+        run_app(app)
+    assert stop.value.code == EXIT_SOFTWARE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: `extract boom` failed unexpectedly")
+    assert "KeyError: 'missing'" in err[0] and "test_bad_input.py" in err[0]
+    logs = list((tmp_path / "logs").glob("extract-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in err[0]
+    assert "Traceback" in logs[0].read_text() and "boom" in logs[0].read_text()
+
+
+# --- non-finite values ---------------------------------------------------------------------------
+
+
+def with_nan(source: Path, path: Path, video: int) -> Path:
+    shutil.copy(source, path)
+    with h5py.File(path, "r+") as h5:
+        row = int(h5["videos/offset"][video]) + 1
+        h5["clips/features"][row, 3] = np.nan
+    return path
+
+
+def test_non_finite_features_are_refused_naming_the_video(lite0_features, tmp_path):
+    path = with_nan(lite0_features, tmp_path / "nan.h5", video=2)
+    with FeatureFile(path) as f:
+        name = f.video_ids[2]
+    for run in (cli("extract", "verify", path, timeout=120),
+                probe_train(path, tmp_path / "probe")):  # fmt: skip
+        assert run.returncode == 2
+        lines = error_lines(run)
+        assert len(lines) == 1 and str(path) in lines[0], run.stderr
+        assert "non-finite" in lines[0] and repr(name) in lines[0]
+    assert not (tmp_path / "probe").exists()
+
+
+def test_a_diverging_training_stops_with_one_line(lite0_features, tmp_path):
+    run = cli("probe", "train", "--features", lite0_features, "--model", "linear", "--lr", "1e30",
+              "--epochs", "20", "--out", tmp_path / "probe", timeout=120)  # fmt: skip
+    assert run.returncode == 2
+    lines = error_lines(run)
+    assert len(lines) == 1 and str(lite0_features) in lines[0], run.stderr
+    assert "loss" in lines[0] and "at epoch" in lines[0] and "--lr" in lines[0]
+
+
+def test_non_finite_embeddings_fail_their_videos(demo_manifest, tmp_path):
+    """A checkpoint whose embeddings are NaN (a negative batch-norm variance): every video fails
+    with that reason, and nothing non-finite is written."""
+    from extract.backbones import get_spec
+    from extract.pipeline import ExtractConfig, run_extraction
+    from extract.weights import locate_weights
+
+    state = torch.load(locate_weights(get_spec("efficientnet_lite0")), map_location="cpu")
+    key = next(k for k in state if k.endswith("running_var"))
+    state[key] = -torch.ones_like(state[key])
+    broken = tmp_path / "broken.pth"
+    torch.save(state, broken)
+    manifest = manifest_of(demo_manifest, tmp_path, {}, n_demo=2)
+    config = ExtractConfig(segmentation="fixed", shot_frames=40, image_frames=1, batch_size=8)
+    result = run_extraction(manifest, "efficientnet_lite0", tmp_path / "out", config,
+                            weights=broken, progress=False)  # fmt: skip
+    assert len(result.failures) == 2
+    assert all("non-finite embedding values" in f["reason"] for f in result.failures)
+
+
+def test_embeddings_beyond_float16_fail_their_videos(demo_manifest, tmp_path):
+    from extract.backbones import build_model, get_spec
+    from extract.pipeline import ExtractConfig, run_extraction
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model(get_spec("resnet18"))
+    state = model.state_dict()
+    state["layer4.1.bn2.weight"] *= 1e6  # finite in float32, far beyond float16's 65504
+    checkpoint = tmp_path / "resnet18.pth"
+    torch.save(state, checkpoint)
+    manifest = manifest_of(demo_manifest, tmp_path, {}, n_demo=2)
+    config = ExtractConfig(segmentation="fixed", shot_frames=40, batch_size=8)
+    result = run_extraction(manifest, "resnet18", tmp_path / "out", config, weights=checkpoint,
+                            progress=False)  # fmt: skip
+    assert len(result.failures) == 2
+    assert all("beyond float16's range" in f["reason"] for f in result.failures)

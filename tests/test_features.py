@@ -113,7 +113,7 @@ def corrupt(path, how):
     "how, message",
     [
         ("offsets", "videos/offset"),
-        ("nan", "non-finite features"),
+        ("nan", "non-finite feature values .NaN or infinity. in video .v"),
         ("frames", "past its video's end"),
         ("shot", "shot index"),
         ("labels", "/labels"),

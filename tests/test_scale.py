@@ -17,6 +17,7 @@ from extract.pipeline import ExtractConfig, run_extraction
 from extract.shards import assign_shards, resolve_shard
 from extract.video import VideoSource, header_frames
 from vtl.errors import UserError
+from vtl.features import FeatureFile
 from vtl.manifest import read_manifest, write_manifest
 
 BIN = Path(sys.executable).parent
@@ -102,6 +103,80 @@ def test_sigterm_stops_after_the_current_video_and_says_how_to_resume(
     rerun = subprocess.run(extract_command(manifest, out), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert_same_features(reference, out / "efficientnet" / "efficientnet_lite0.h5")
+
+
+def decoder_process(parent: int, timeout: float = 120) -> int:
+    """The pid of the decoder process that extraction process `parent` started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == parent and b"extract.decoder" in cmdline:
+                return int(stat.parent.name)
+        time.sleep(0.05)
+    pytest.fail("no decoder process")
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def test_sigterm_while_decoding_is_stuck_ends_within_30_s(manifest, tmp_path):
+    """The decoder stops making progress (SIGSTOP: as stuck as a codec spinning or a read that
+    never returns); SIGTERM still ends the run within 30 s, with the resume hint, and takes the
+    decoder process with it."""
+    out = tmp_path / "out"
+    process = subprocess.Popen(extract_command(manifest, out), stderr=subprocess.PIPE, text=True)
+    decoder = decoder_process(process.pid)
+    wait_for_commits(out / "efficientnet" / ".efficientnet_lite0.work", 1, process)
+    os.kill(decoder, signal.SIGSTOP)
+    time.sleep(2)  # the frames already sent run out: the run now waits on a stuck decoder
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - started < 30
+    assert process.returncode == 130
+    assert "rerun the same command to resume" in stderr and "Traceback" not in stderr
+    deadline = time.monotonic() + 10
+    while not gone(decoder) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(decoder)
+
+
+def test_a_crashed_or_stalled_decoder_fails_one_video_and_the_run_goes_on(
+    manifest, reference, tmp_path
+):
+    """The decoder process crashes (SIGSEGV) in one video and stalls in another (SIGSTOP, past
+    --video-timeout): each is that video's failure with its reason, a new decoder process takes
+    the videos after it, and the others are extracted as in an undisturbed run."""
+    out = tmp_path / "out"
+    work = out / "efficientnet" / ".efficientnet_lite0.work"
+    process = subprocess.Popen(extract_command(manifest, out, "--video-timeout", "3"),
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for_commits(work, 1, process)
+    os.kill(decoder_process(process.pid), signal.SIGSEGV)
+    wait_for_commits(work, 3, process)
+    os.kill(decoder_process(process.pid), signal.SIGSTOP)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1, stderr  # some videos failed
+    assert "Traceback" not in stderr
+    path = out / "efficientnet" / "efficientnet_lite0.h5"
+    with FeatureFile(path) as f, FeatureFile(reference) as ref:
+        reasons = [x["reason"] for x in f.meta.failures]
+        assert len(reasons) == 2 and f.n_videos == 4, reasons
+        assert any("killed by SIGSEGV" in r for r in reasons)
+        assert any("timed out" in r and "--video-timeout" in r for r in reasons)
+        for i, video_id in enumerate(f.video_ids):
+            j = ref.video_ids.index(video_id)
+            np.testing.assert_array_equal(f.video(i).features, ref.video(j).features)
 
 
 @pytest.mark.slow

@@ -1,35 +1,56 @@
-"""What both console scripts share: one-line user errors, exit codes, logging to stderr."""
+"""What both console scripts share: one-line errors, exit codes, logging to stderr.
+
+No command ends in a bare traceback. A user error (`UserError`: bad input, bad options, a full
+disk) is one line and exit code 2. An error nobody anticipated is one line too, naming the
+command, the exception and where in our code it was raised, with the full traceback written to a
+log file that the line names (`crash_log_dir`), and exit code 70 (sysexits' EX_SOFTWARE).
+"""
 
 from __future__ import annotations
 
+import datetime
 import errno
 import logging
 import os
+import platform
 import sys
+import tempfile
+import traceback
+from pathlib import Path
 
 import click
 import typer
 
+from vtl import __version__
 from vtl.errors import UserError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+EXIT_SOFTWARE = 70
 # A write refused for lack of room: the user frees space (or lifts a limit) and reruns.
 _NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# The system refused a path: the user points the command elsewhere or fixes the permissions.
+_PATH_REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
+                 errno.ENOENT, errno.ENAMETOOLONG}  # fmt: skip
+_ROOT = Path(__file__).resolve().parents[1]
+_OUR_CODE = tuple(str(_ROOT / package) for package in ("vtl", "extract", "probe"))
 
 
 def run_app(app: typer.Typer) -> None:
-    """Run a typer app; a `UserError` becomes one line on stderr and exit code 2, no traceback."""
+    """Run a typer app with the error handling of the module docstring; exits."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         result = app(standalone_mode=False)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        _fail(str(error), EXIT_USER_ERROR)
     except OSError as error:
-        if error.errno not in _NO_ROOM:
-            raise
-        print(f"error: {no_room_message(error)}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        if error.errno in _NO_ROOM:
+            _fail(no_room_message(error), EXIT_USER_ERROR)
+        if error.errno in _PATH_REFUSED and error.filename:
+            log = write_crash_log(error)
+            _fail(f"{os.fspath(error.filename)}: {os.strerror(error.errno)} (details in {log})",
+                  EXIT_USER_ERROR)  # fmt: skip
+        _unexpected(error)
     except click.exceptions.Exit as stop:
         sys.exit(stop.exit_code)
     except click.ClickException as error:
@@ -37,15 +58,87 @@ def run_app(app: typer.Typer) -> None:
         sys.exit(error.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as error:  # noqa: BLE001 - the last line of defence, see the docstring
+        _unexpected(error)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _unexpected(error: BaseException) -> None:
+    log = write_crash_log(error)
+    message = " ".join(str(error).split())[:300]
+    what = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    _fail(
+        f"{_command()} failed unexpectedly with {what} ({where(error)}); the full traceback is "
+        f"in {log} (please include it if you report this)",
+        EXIT_SOFTWARE,
+    )
+
+
+def _command() -> str:
+    words = [Path(sys.argv[0]).name, *[a for a in sys.argv[1:2] if not a.startswith("-")]]
+    return "`" + " ".join(words) + "`"
+
+
+def where(error: BaseException) -> str:
+    """'at FILE:LINE in FUNCTION' of the innermost frame of our own code in the traceback (the
+    innermost frame at all when none is ours)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "no traceback"
+    ours = [f for f in frames if str(Path(f.filename).resolve()).startswith(_OUR_CODE)]
+    frame = (ours or frames)[-1]
+    return f"at {Path(frame.filename).name}:{frame.lineno} in {frame.name}"
+
+
+def crash_log_dir() -> Path:
+    """Where tracebacks go: $VTL_LOG_DIR, else the user's cache folder (vtl/logs), else the
+    system's temporary folder."""
+    if os.environ.get("VTL_LOG_DIR"):
+        return Path(os.environ["VTL_LOG_DIR"])
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "vtl" / "logs"
+
+
+def write_crash_log(error: BaseException) -> Path:
+    """Write the command line, versions and the full traceback of `error`; return the file."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"{Path(sys.argv[0]).name}-{stamp}-{os.getpid()}.log"
+    text = "".join(
+        [
+            f"command: {' '.join(sys.argv)}\n",
+            f"cwd: {os.getcwd()}\n",
+            f"vtl {__version__}, Python {platform.python_version()}, {platform.platform()}\n",
+            *(
+                f"{m} {getattr(sys.modules[m], '__version__', '?')}\n"
+                for m in ("torch", "numpy", "h5py", "av")
+                if m in sys.modules
+            ),  # fmt: skip
+            "\n",
+            *traceback.format_exception(error),
+        ]
+    )
+    for folder in (crash_log_dir(), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text(text)
+            return path
+        except OSError:
+            continue
+    return Path("(could not write a log file)")
 
 
 def no_room_message(error: OSError) -> str:
     """One line for a write that failed for lack of room (ENOSPC, EFBIG, EDQUOT). Our writers
     raise it with the file's final path as `filename`."""
-    where = f"cannot write {os.fspath(error.filename)}" if error.filename else "cannot write"
+    where_ = f"cannot write {os.fspath(error.filename)}" if error.filename else "cannot write"
     return (
-        f"{where}: {os.strerror(error.errno)} (disk full or a file-size limit); free space and "
+        f"{where_}: {os.strerror(error.errno)} (disk full or a file-size limit); free space and "
         "rerun the same command to resume"
     )
