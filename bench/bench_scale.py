@@ -365,8 +365,8 @@ print(json.dumps({"seconds": time.perf_counter() - started}))
 def write_parts(folder: Path, n_videos: int, n_parts: int, dim: int, seed: int = 0):
     """Synthetic part files of one run (the product's shard assignment); returns (paths, counts,
     feature pool) so that the merged file can be checked."""
-    from extract.shards import assign_shards
     from vtl.features import FeatureMeta, FeatureWriter, VideoFeatures
+    from vtl.shards import assign_shards
 
     rng = np.random.default_rng(seed)
     counts = rng.integers(50, 151, n_videos)

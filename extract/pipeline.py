@@ -42,7 +42,6 @@ from extract.decoder import Decoder, Failure, StopRequested, failure_reason
 from extract.memory import tune_allocator
 from extract.merge import try_merge
 from extract.processor import Cutting, Output, VideoProcessor
-from extract.shards import Shard, assign_shards, resolve_shard
 from extract.shots import SHOT_DETECTORS, make_shot_detector, shot_detector_name
 from extract.stop import RESUME_HINT, StopGuard
 from extract.store import WorkStore
@@ -54,6 +53,7 @@ from vtl.features import FeatureFile, FeatureMeta, FeatureWriter, VideoFeatures,
 from vtl.manifest import Manifest, read_manifest
 from vtl.paths import check_output_dir
 from vtl.progress import progress_bar
+from vtl.shards import Shard, assign_shards, resolve_shard
 
 log = logging.getLogger("extract")
 

@@ -14,6 +14,7 @@ import os
 # descheduled peer, 10-100x slower; set OMP_WAIT_POLICY yourself to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -28,10 +29,11 @@ from probe.matrix import run_matrix  # noqa: E402
 from probe.metrics import METRIC_NAMES  # noqa: E402
 from probe.trailers12k import import_trailers12k  # noqa: E402
 from probe.train import run_grid, train_probe  # noqa: E402
-from probe.transferability import METHODS, score_feature_file  # noqa: E402
+from probe.transferability import SCORES, score_feature_file  # noqa: E402
 from vtl.cli import run_app  # noqa: E402
 from vtl.errors import UserError  # noqa: E402
 from vtl.paths import check_output_file  # noqa: E402
+from vtl.shards import resolve_shard  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -54,6 +56,17 @@ MemoryBudgetOption = Annotated[
 ]
 MaskPaddingOption = Annotated[
     bool, typer.Option(help="Mask zero padding (--no-mask-padding: as the reference).")
+]
+JobsOption = Annotated[int, typer.Option(help="Runs trained side by side, in worker processes.")]
+CacheOption = Annotated[
+    Path,
+    typer.Option(
+        help="Cache of finished runs (default: $VTL_CACHE_DIR/probe-runs or "
+        "~/.cache/vtl/probe-runs), shared by matrices and studies."
+    ),  # fmt: skip
+]
+ShardOption = Annotated[
+    str, typer.Option(help="Train shard i/n of the runs (default: from torchrun or SLURM).")
 ]
 _HEADER = {"uap": "uAP", "map": "mAP", "wap": "wAP", "sap": "sAP"}
 
@@ -207,10 +220,12 @@ def matrix(
     seeds: int = typer.Option(1, help="Seeds per split (seed, seed+1, ...)."),
     seed: int = typer.Option(0, help="First seed."),
     scores: str = typer.Option(
-        ",".join(METHODS), help="Training-free scores: logme,hscore,knn or none."
+        ",".join(SCORES), help=f"Training-free scores: {','.join(SCORES)} or none."
     ),
     score_max_videos: int = typer.Option(None, help="Score at most this many train videos."),
-    jobs: int = typer.Option(1, help="Cells trained side by side, in worker processes."),
+    jobs: JobsOption = 1,
+    cache: CacheOption = None,
+    shard: ShardOption = None,
     lr: LrOption = _DEFAULT.lr,
     epochs: EpochsOption = _DEFAULT.epochs,
     batch_size: BatchSizeOption = _DEFAULT.batch_size,
@@ -245,12 +260,7 @@ def matrix(
         mask_padding=mask_padding,
         threads=threads,
     )
-    # One line per run under a bar over cells is noise; warnings still show.
-    quieter = [logging.getLogger(n) for n in ("probe.train", "probe.transferability")]
-    levels = [logger.level for logger in quieter]
-    for logger in quieter:
-        logger.setLevel(logging.WARNING)
-    try:
+    with _quiet_runs():
         result = run_matrix(
             features,
             out,
@@ -262,10 +272,12 @@ def matrix(
             score_max_videos=score_max_videos,
             jobs=jobs,
             progress=not quiet,
+            cache=cache,
+            shard=resolve_shard(shard),
         )
-    finally:
-        for logger, level in zip(quieter, levels, strict=True):
-            logger.setLevel(level)
+    if not result.complete:
+        _shard_done("matrix", out)
+        return
     logging.getLogger(__name__).info(
         "trained %d cells, %d from the cache; wrote %s",
         len(result.trained),
@@ -277,11 +289,32 @@ def matrix(
     typer.echo(str(result.outputs["md"]))
 
 
+@contextlib.contextmanager
+def _quiet_runs():
+    """One line per run under a bar over runs is noise; warnings still show."""
+    quieter = [logging.getLogger(n) for n in ("probe.train", "probe.transferability")]
+    levels = [logger.level for logger in quieter]
+    for logger in quieter:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(quieter, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _shard_done(what: str, out: Path) -> None:
+    typer.echo(
+        f"this shard's runs are done; the last shard to finish writes the {what} to {out}",
+        err=True,
+    )
+
+
 @app.command()
 def score(
     features: Path = typer.Option(..., "--features", help="Feature file (.h5)."),
     split: int = typer.Option(0, help="Split whose train videos are scored."),
-    methods: str = typer.Option(",".join(METHODS), help="logme, hscore and/or knn."),
+    methods: str = typer.Option(",".join(SCORES), help=f"Any of {', '.join(SCORES)}."),
     max_videos: int = typer.Option(None, help="Score at most this many train videos."),
     knn_k: int = typer.Option(10, help="Neighbours of the kNN score."),
     out: Path = typer.Option(None, help="Also write the scores to this JSON file."),
@@ -289,7 +322,7 @@ def score(
     """Training-free transferability scores of a feature file (no probe trained)."""
     names = _names(methods)
     if not names:
-        raise UserError(f"--methods: choose among {', '.join(METHODS)}")
+        raise UserError(f"--methods: choose among {', '.join(SCORES)}")
     if out is not None:
         check_output_file(out)
     results = score_feature_file(features, split, names, max_videos=max_videos, knn_k=knn_k)

@@ -1,222 +1,64 @@
 """The transferability matrix: every (feature file x probe) cell, family fusions and scores.
 
-`run_matrix` finds the feature files, lays out the cells and trains what is not cached yet:
+`run_matrix` finds the feature files, lays out the rows and cells, checks everything it can
+before any training, and trains (`probe.cells`) what is not cached yet:
 
-- one probe cell per (feature file, probe model), trained over every requested split and seed by
-  `probe.train.run_grid` (its summary, mean ± std over split x seed runs, is the cell's result);
+- one probe cell per (feature file, probe model), every requested split and seed; its result is
+  the mean ± std over those runs;
 - one late-fusion cell per (family, probe model) where a family has exactly one image file
   (ImageNet, per frame) and one video file (Kinetics, per clip), as the reference's fusion rows;
-- one score cell per (feature file, training-free score) from `probe.transferability`, the mean
-  over the requested splits of the score on each split's train videos.
+- one score cell per (feature file, training-free score of `probe.transferability.SCORES`), the
+  mean over the requested splits of the score on each split's train videos.
 
-Each finished cell is a JSON file `cells/<key>.json` under the output folder, keyed by a hash of
-everything that decides its result (the files' identity, the probe, the settings that change
-results, splits and seeds), so a rerun loads finished cells and trains only new or changed ones.
-The matrix is then written as `matrix.csv` (one row per cell), `matrix.md` (rows backbones,
-columns probes, μAP mean ± std, best per column in bold, scores and their rank correlation with
-the probes), `matrix.json`, and the pictures `matrix.png` and `cost.png` (`probe.plots`).
+Before training: the files must describe one dataset and every requested split must be usable
+(else one line, nothing trained); a file that cannot be read through or holds non-finite values,
+and a fusion of files whose clips differ, cannot make a row: such rows are reported (on stderr,
+in `matrix.md` and `matrix.json`) and left out while the rest of the matrix is trained and
+written.
 
-Cost figures (parameters, GFLOPs per clip) come from the file's `config` when it carries them
-(`params_m`, `gflops_per_clip`), else from `BACKBONE_COSTS`; probing never imports the extraction
-stack, so that table is kept here.
+Outputs: `matrix.csv` (one row per cell), `matrix.md` (rows backbones, columns probes, μAP
+mean ± std, best per column in bold, scores and their rank correlation with the probes),
+`matrix.json`, and the pictures `matrix.png` and `cost.png` (`probe.plots`). Backbone costs
+(parameters, GFLOPs per clip as extracted) come from each feature file's `cost` attribute.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import logging
 import math
-import os
-import re
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
+from probe.cells import (
+    Cache,
+    FileInfo,
+    Task,
+    check_files,
+    check_one_dataset,
+    discover_feature_files,
+    read_file_info,
+    resolve_splits,
+    run_task,
+    run_tasks,
+    score_task,
+    summarize_cell,
+)
 from probe.config import TrainConfig
+from probe.data import check_same_clips, open_probe_data, split_indices
 from probe.metrics import METRIC_NAMES
 from probe.models import PROBES
-from probe.train import run_grid
-from probe.transferability import METHODS, rank_correlation, score_feature_file
-from vtl import __version__
+from probe.report import PERCENT_NOTE, markdown_table, number, write_csv, write_json, write_text
+from probe.transferability import SCORES, rank_correlation
 from vtl.errors import FeatureFileError, UserError
-from vtl.features import FeatureFile
+from vtl.paths import check_output_dir
+from vtl.shards import Shard
 
 log = logging.getLogger(__name__)
 
-# Bump when a cell's stored result changes meaning: old cells are then retrained, not reused.
-CACHE_VERSION = 1
 
-# (parameters in millions incl. the classifier, GFLOPs per 24-frame clip: FlopCounterMode FLOPs
-# / 1e9, 2 per multiply-add), as `extract backbones` prints them. Used when a feature file does
-# not carry its own figures.
-BACKBONE_COSTS: dict[str, tuple[float, float]] = {
-    "efficientnet_lite0": (4.65, 18.43),
-    "efficientnet_lite1": (5.42, 28.75),
-    "efficientnet_lite2": (6.09, 41.21),
-    "resnet18": (11.69, 87.05),
-    "resnet50": (25.56, 196.18),
-    "shufflenet_v2_x2_0": (7.39, 27.90),
-    "swin_t": (28.29, 215.51),
-    "r2plus1d_18": (31.51, 121.56),
-    "swin3d_t": (28.16, 151.71),
-    "mvit_v2_s": (34.54, 128.45),
-    "s3d": (8.32, 53.94),
-    "x3d_xs": (3.79, 1.21),
-    "x3d_s": (3.79, 3.92),
-    "x3d_m": (3.79, 9.46),
-}
-
-# The TrainConfig fields that change a cell's result (seed and split come from the grid; device,
-# memory budget and threads change speed, not results).
-RESULT_FIELDS = (
-    "model",
-    "lr",
-    "epochs",
-    "batch_size",
-    "patience",
-    "scheduler_patience",
-    "window",
-    "fusion",
-    "mask_padding",
-)
-SCORE_NAMES = {"logme": "LogME", "hscore": "H-score", "knn": "kNN μAP"}
-_PART_FILE = re.compile(r"\.part-\d+-of-\d+\.h5$")
-
-
-# ------------------------------------------------------------------ feature files
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """What the matrix needs to know about one feature file (read from its attributes)."""
-
-    path: Path
-    backbone: str
-    family: str
-    pretrain: str
-    kind: str
-    feature_dim: int
-    weights_sha256: str
-    params_m: float | None
-    gflops_per_clip: float | None
-    n_videos: int
-    n_splits: int
-    label_names: tuple[str, ...]
-    size: int
-    mtime_ns: int
-
-    def identity(self) -> dict:
-        """What names this file's content for the cache: a changed file gets new cells."""
-        return {
-            "path": str(self.path),
-            "backbone": self.backbone,
-            "weights_sha256": self.weights_sha256,
-            "size": self.size,
-            "mtime_ns": self.mtime_ns,
-        }
-
-
-def discover_feature_files(paths: Sequence[str | Path]) -> list[Path]:
-    """The feature files named by `paths`: files as given, folders searched recursively for *.h5.
-
-    In folders, shard part files (`*.part-<i>-of-<n>.h5`, merged by `extract merge`) and files
-    that are not vtl feature files are skipped with a warning. Explicit files are taken as they
-    are (a bad one fails when it is read).
-
-    Raises:
-        UserError: a path that does not exist, or no feature file found at all.
-    """
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_file():
-            found.append(path)
-        elif path.is_dir():
-            for candidate in sorted(path.rglob("*.h5")):
-                if _PART_FILE.search(candidate.name):
-                    log.warning("skipping %s: a shard part file (merge it with `extract merge`)",
-                                candidate)  # fmt: skip
-                    continue
-                try:
-                    with FeatureFile(candidate) as f:
-                        part = f.part
-                except FeatureFileError as error:
-                    log.warning("skipping %s", error)
-                    continue
-                if part is not None:
-                    log.warning("skipping %s: a shard part file (part %s)", candidate, part)
-                    continue
-                found.append(candidate)
-        else:
-            raise UserError(f"--features {path}: no such file or folder")
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    if not unique:
-        where = ", ".join(str(p) for p in paths) or "(nothing)"
-        raise UserError(
-            f"--features {where}: no feature files (*.h5) found; extract some with `extract run`"
-        )
-    return unique
-
-
-def read_file_info(path: Path) -> FileInfo:
-    """A feature file's identity, metadata and cost figures.
-
-    Raises:
-        FeatureFileError: not a readable vtl feature file.
-    """
-    with FeatureFile(path) as f:
-        meta = f.meta
-        config = meta.config if isinstance(meta.config, dict) else {}
-        table = BACKBONE_COSTS.get(meta.backbone, (None, None))
-        stat = f.path.stat()
-        return FileInfo(
-            path=f.path,
-            backbone=meta.backbone,
-            family=meta.family,
-            pretrain=meta.pretrain,
-            kind=meta.kind,
-            feature_dim=int(f.feature_dim),
-            weights_sha256=str((meta.weights or {}).get("sha256", "")),
-            params_m=_number(config.get("params_m", table[0])),
-            gflops_per_clip=_number(config.get("gflops_per_clip", table[1])),
-            n_videos=int(f.n_videos),
-            n_splits=int(f.splits.shape[1]),
-            label_names=tuple(f.label_names),
-            size=int(stat.st_size),
-            mtime_ns=int(stat.st_mtime_ns),
-        )
-
-
-def _number(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _check_one_dataset(infos: list[FileInfo]) -> None:
-    """A matrix compares backbones on one dataset: same videos count, labels and splits."""
-    first = infos[0]
-    for other in infos[1:]:
-        for what, a, b in (
-            ("labels", first.label_names, other.label_names),
-            ("number of videos", first.n_videos, other.n_videos),
-            ("number of splits", first.n_splits, other.n_splits),
-        ):
-            if a != b:
-                raise UserError(
-                    f"{first.path} and {other.path} disagree on {what} ({a} vs {b}); a matrix "
-                    "compares backbones on one dataset, so pass the files of one dataset"
-                )
+# ------------------------------------------------------------------ rows and cells
 
 
 def fusion_pairs(infos: list[FileInfo]) -> list[tuple[FileInfo, FileInfo]]:
@@ -236,9 +78,6 @@ def fusion_pairs(infos: list[FileInfo]) -> list[tuple[FileInfo, FileInfo]]:
                 len(videos),
             )
     return pairs
-
-
-# ------------------------------------------------------------------ cells
 
 
 @dataclass
@@ -292,219 +131,15 @@ class Cell:
 
     row: Row
     kind: str  # "probe" or "score"
-    method: str  # probe model name or score method
-    key: str = ""
+    method: str  # probe model name or score name
+    tasks: list[Task] = field(default_factory=list)
     result: dict = field(default_factory=dict)
 
-
-def cell_key(
-    row: Row, kind: str, method: str, config: TrainConfig, splits, seeds, score_options: dict
-) -> str:
-    """Hash of everything that decides a cell's result (see the module docstring)."""
-    spec: dict = {
-        "version": CACHE_VERSION,
-        "kind": kind,
-        "method": method,
-        "files": [f.identity() for f in row.files],
-        "splits": list(splits),
-    }
-    if kind == "probe":
-        values = config.to_dict()
-        spec["config"] = {name: values[name] for name in RESULT_FIELDS if name != "model"}
-        spec["seeds"] = list(seeds)
-    else:
-        spec["score"] = score_options
-    text = json.dumps(spec, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _train_cell(files: list[str], config: dict, splits: list[int], seeds: list[int]) -> dict:
-    """Worker: one probe cell over every split and seed (top level, so processes can run it)."""
-    started, started_cpu = time.perf_counter(), time.process_time()
-    summary = run_grid(
-        [Path(p) for p in files], TrainConfig.from_dict(config), splits, seeds, progress=False
-    )
-    return {
-        "summary": summary,
-        "train_seconds": time.perf_counter() - started,
-        "cpu_seconds": time.process_time() - started_cpu,
-    }
-
-
-def _score_cell(path: str, method: str, splits: list[int], options: dict) -> dict:
-    """Worker: one training-free score, its mean and std over the splits' train videos."""
-    started, started_cpu = time.perf_counter(), time.process_time()
-    values = [
-        score_feature_file(
-            path,
-            split=split,
-            methods=(method,),
-            max_videos=options["max_videos"],
-            knn_k=options["knn_k"],
-        )[method]
-        for split in splits
-    ]
-    mean = sum(values) / len(values)
-    std = (
-        math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-        if len(values) > 1
-        else 0.0
-    )
-    return {
-        "score": {"mean": mean, "std": std, "n": len(values), "per_split": values},
-        "train_seconds": time.perf_counter() - started,
-        "cpu_seconds": time.process_time() - started_cpu,
-    }
-
-
-def _run_cell(job: tuple, threads: int) -> dict:
-    """Run one cell's job with `threads` torch threads (0: as they are), then restore them."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        function, args = job
-        return function(*args)
-    finally:
-        torch.set_num_threads(before)
-
-
-# ------------------------------------------------------------------ the matrix
-
-
-@dataclass
-class MatrixResult:
-    """What `run_matrix` did: the cells (with results), which were trained, and the outputs."""
-
-    rows: list[Row]
-    cells: list[Cell]
-    trained: list[str]  # keys of the cells trained in this run (the rest came from the cache)
-    correlations: list[dict]
-    outputs: dict[str, Path]
-    markdown: str
-
-
-def run_matrix(
-    features: Sequence[str | Path],
-    out: str | Path,
-    models: Sequence[str] = ("linear", "mlp", "divita"),
-    splits: Sequence[int] | str = "all",
-    seeds: Sequence[int] = (0,),
-    config: TrainConfig | None = None,
-    scores: Sequence[str] = ("logme", "hscore", "knn"),
-    score_max_videos: int | None = None,
-    knn_k: int = 10,
-    jobs: int = 1,
-    progress: bool = True,
-) -> MatrixResult:
-    """Train (or load) every cell of the matrix and write its outputs under `out`.
-
-    Args:
-        features: feature files and/or folders (searched recursively, see
-            `discover_feature_files`).
-        out: the report folder: matrix.csv, matrix.md, matrix.json, matrix.png, cost.png and the
-            cell cache `cells/`.
-        models: probe models (names of `probe.models.PROBES`), the matrix's columns.
-        splits: "all" (every split of the files) or split indices.
-        seeds: seeds; each cell runs every split x seed and reports mean ± std.
-        config: training settings (its model, split and seed are set per cell); defaults to
-            `TrainConfig()`, the reference's.
-        scores: training-free scores among `probe.transferability.METHODS`; may be empty.
-        score_max_videos: score at most this many train videos per split (None: all).
-        knn_k: neighbours of the kNN score.
-        jobs: cells trained side by side in worker processes, each with its share of the
-            torch threads; results equal a run with `jobs=1`.
-        progress: a tqdm bar over the cells (on stderr).
-
-    Raises:
-        UserError: bad options or feature files (one line naming what and where).
-    """
-    config = TrainConfig.from_dict((config or TrainConfig()).to_dict())
-    config.fusion = "late"  # the matrix's fusion rows are the reference's late fusion
-    models, scores = list(models), list(scores)
-    _check_options(models, scores, seeds, jobs, score_max_videos, knn_k)
-    config.validate()
-    out = Path(out)
-    infos = [read_file_info(p) for p in discover_feature_files(features)]
-    _check_one_dataset(infos)
-    split_list = _resolve_splits(splits, infos[0])
-    seed_list = [int(s) for s in seeds]
-
-    rows = _layout_rows(infos)
-    score_options = {"max_videos": score_max_videos, "knn_k": knn_k}
-    cells: list[Cell] = []
-    for row in rows:
-        for model in models:
-            cells.append(Cell(row, "probe", model))
-        if not row.fused:
-            cells.extend(Cell(row, "score", method) for method in scores)
-    for cell in cells:
-        cell_config = TrainConfig.from_dict({**config.to_dict(), "model": cell.method})
-        cell.key = cell_key(
-            cell.row, cell.kind, cell.method, cell_config, split_list, seed_list, score_options
-        )
-
-    cache = out / "cells"
-    todo = []
-    for cell in cells:
-        cached = _load_cell(cache / f"{cell.key}.json")
-        if cached is not None:
-            cell.result = cached
-        else:
-            todo.append(cell)
-    log.info(
-        "matrix: %d rows, %d cells, %d cached, %d to train",
-        len(rows),
-        len(cells),
-        len(cells) - len(todo),
-        len(todo),
-    )
-    _train_cells(todo, config, split_list, seed_list, score_options, cache, jobs, progress)
-
-    correlations = correlate(cells, models, scores)
-    out.mkdir(parents=True, exist_ok=True)
-    outputs = write_outputs(out, rows, cells, models, scores, correlations, split_list, seed_list)
-    return MatrixResult(
-        rows=rows,
-        cells=cells,
-        trained=[c.key for c in todo],
-        correlations=correlations,
-        outputs=outputs,
-        markdown=outputs["md"].read_text(),
-    )
-
-
-def _check_options(models, scores, seeds, jobs, score_max_videos, knn_k) -> None:
-    unknown = [m for m in models if m not in PROBES]
-    if unknown or not models:
-        raise UserError(f"--models {','.join(models)!r}: choose among {', '.join(PROBES)}")
-    if len(set(models)) != len(models):
-        raise UserError(f"--models {','.join(models)!r}: a model is named twice")
-    unknown = [s for s in scores if s not in METHODS]
-    if unknown or len(set(scores)) != len(scores):
-        raise UserError(
-            f"--scores {','.join(scores)!r}: choose among {', '.join(METHODS)} (or none)"
-        )
-    if not seeds:
-        raise UserError("--seeds must be at least 1")
-    if jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {jobs}")
-    if score_max_videos is not None and score_max_videos < 2:
-        raise UserError(f"--score-max-videos must be at least 2, got {score_max_videos}")
-    if knn_k < 1:
-        raise UserError(f"--knn-k must be at least 1, got {knn_k}")
-
-
-def _resolve_splits(splits: Sequence[int] | str, info: FileInfo) -> list[int]:
-    if isinstance(splits, str):
-        if splits.strip().lower() == "all":
-            return list(range(info.n_splits))
-        raise UserError(f"--splits {splits!r}: give 'all' or numbers like 0,1,2")
-    split_list = [int(s) for s in splits]
-    bad = [s for s in split_list if not 0 <= s < info.n_splits]
-    if bad or not split_list:
-        raise UserError(f"--splits {split_list}: the files have splits 0..{info.n_splits - 1}")
-    return split_list
+    @property
+    def key(self) -> str:
+        """The cell's identity: a hash of its tasks' keys."""
+        joined = ",".join(t.key for t in self.tasks)
+        return hashlib.sha256(joined.encode()).hexdigest()[:20]
 
 
 def _layout_rows(infos: list[FileInfo]) -> list[Row]:
@@ -528,72 +163,191 @@ def _layout_rows(infos: list[FileInfo]) -> list[Row]:
     return rows
 
 
-def _load_cell(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
+def check_splits(info: FileInfo, splits: list[int]) -> None:
+    """Every requested split has train, val and test videos and a positive training video of
+    every label, checked before any training (the files of one dataset share them).
+
+    Raises:
+        UserError: as `probe.data.split_indices`.
+    """
+    data = open_probe_data([info.path])
     try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError):
-        log.warning("%s: unreadable cached cell, training it again", path)
-        return None
-    return stored.get("result")
-
-
-def _train_cells(todo, config, splits, seeds, score_options, cache, jobs, progress) -> None:
-    """Train the cells of `todo`, storing each in `cache` as soon as it finishes."""
-    if not todo:
-        return
-    cache.mkdir(parents=True, exist_ok=True)
-    jobs = min(jobs, len(todo))
-    # Each worker gets its share of the threads this process would use: N side-by-side cells on
-    # all threads each would oversubscribe the cores.
-    total = config.threads or torch.get_num_threads()
-    threads = max(1, total // jobs) if jobs > 1 else config.threads
-    work = [(cell, _job(cell, config, splits, seeds, score_options)) for cell in todo]
-    bar = tqdm(total=len(todo), desc="matrix", unit="cell", disable=not progress, file=sys.stderr)
-    try:
-        if jobs == 1:
-            results = ((cell, _run_cell(job, threads)) for cell, job in work)
-        else:
-            from joblib import Parallel, delayed
-
-            parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator")
-            results = zip(
-                (cell for cell, _ in work),
-                parallel(delayed(_run_cell)(job, threads) for _, job in work),
-                strict=True,
-            )
-        for cell, result in results:
-            cell.result = result
-            _store_cell(cache / f"{cell.key}.json", cell)
-            bar.set_postfix_str(f"{cell.row.name} {cell.method}"[:60])
-            bar.update()
+        for split in splits:
+            split_indices(data, split)
     finally:
-        bar.close()
+        data.close()
 
 
-def _job(cell: Cell, config: TrainConfig, splits, seeds, score_options) -> tuple:
-    files = [str(f.path) for f in cell.row.files]
-    if cell.kind == "probe":
-        values = {**config.to_dict(), "model": cell.method, "threads": 0}
-        return _train_cell, (files, values, list(splits), list(seeds))
-    return _score_cell, (files[0], cell.method, list(splits), score_options)
+def rows_left_out(rows: list[Row], bad_files: dict[Path, str]) -> dict[str, str]:
+    """Row name -> why it cannot be built: a file that cannot be probed, or a fusion of files
+    whose clips differ (fusion compares windows clip by clip)."""
+    out = {}
+    for row in rows:
+        reasons = [bad_files[f.path] for f in row.files if f.path in bad_files]
+        if reasons:
+            out[row.name] = reasons[0]
+        elif row.fused:
+            try:
+                data = open_probe_data([f.path for f in row.files])
+                try:
+                    check_same_clips(data)
+                finally:
+                    data.close()
+            except FeatureFileError as error:
+                out[row.name] = str(error)
+    return out
 
 
-def _store_cell(path: Path, cell: Cell) -> None:
-    stored = {
-        "key": cell.key,
-        "kind": cell.kind,
-        "method": cell.method,
-        "row": cell.row.name,
-        "files": [f.identity() for f in cell.row.files],
-        "software_version": __version__,
-        "result": cell.result,
+# ------------------------------------------------------------------ the matrix
+
+
+@dataclass
+class MatrixResult:
+    """What `run_matrix` did: the cells (with results), which were trained, and the outputs."""
+
+    rows: list[Row]
+    cells: list[Cell]
+    trained: list[str]  # keys of the cells that trained something in this run
+    correlations: list[dict]
+    outputs: dict[str, Path]
+    markdown: str
+    left_out: dict[str, str] = field(default_factory=dict)  # row name -> reason
+    complete: bool = True  # False: other shards' runs are missing, no outputs written
+    runs_trained: int = 0  # tasks (runs, scores) computed by this process
+
+
+def run_matrix(
+    features: Sequence[str | Path],
+    out: str | Path,
+    models: Sequence[str] = ("linear", "mlp", "divita"),
+    splits: Sequence[int] | str = "all",
+    seeds: Sequence[int] = (0,),
+    config: TrainConfig | None = None,
+    scores: Sequence[str] = ("logme", "hscore", "knn"),
+    score_max_videos: int | None = None,
+    knn_k: int = 10,
+    jobs: int = 1,
+    progress: bool = True,
+    cache: Cache | str | Path | None = None,
+    shard: Shard | None = None,
+) -> MatrixResult:
+    """Train (or load) every cell of the matrix and write its outputs under `out`.
+
+    Args:
+        features: feature files and/or folders (searched recursively, see
+            `probe.cells.discover_feature_files`).
+        out: the report folder: matrix.csv, matrix.md, matrix.json, matrix.png, cost.png.
+        models: probe models (names of `probe.models.PROBES`), the matrix's columns.
+        splits: "all" (every split of the files) or split indices.
+        seeds: seeds; each cell runs every split x seed and reports mean ± std.
+        config: training settings (its model, split and seed are set per cell); defaults to
+            `TrainConfig()`, the reference's.
+        scores: training-free scores among `probe.transferability.SCORES`; may be empty.
+        score_max_videos: score at most this many train videos per split (None: all).
+        knn_k: neighbours of the kNN score.
+        jobs: runs trained side by side in worker processes (results equal `jobs=1`).
+        progress: a progress bar over the runs (on stderr).
+        cache: the task cache (`probe.cells.Cache` or its folder; default: the user's).
+        shard: this process's share of the runs (`vtl.shards`); the shard that finds every run
+            done writes the outputs.
+
+    Raises:
+        UserError: bad options or feature files (one line naming what and where).
+    """
+    config = TrainConfig.from_dict((config or TrainConfig()).to_dict())
+    config.fusion = "late"  # the matrix's fusion rows are the reference's late fusion
+    models, scores = list(models), list(scores)
+    _check_options(models, scores, seeds, jobs, score_max_videos, knn_k)
+    config.validate()
+    out = check_output_dir(out)
+    cache = cache if isinstance(cache, Cache) else Cache(cache)
+    infos = [read_file_info(p) for p in discover_feature_files(features)]
+    check_one_dataset(infos)
+    split_list = resolve_splits(splits, infos[0])
+    seed_list = [int(s) for s in seeds]
+    check_splits(infos[0], split_list)
+
+    rows = _layout_rows(infos)
+    left_out = rows_left_out(rows, check_files(infos, cache))
+    for name, reason in left_out.items():
+        log.warning("matrix row %s left out: %s", name, reason)
+    rows = [r for r in rows if r.name not in left_out]
+    options = {"max_videos": score_max_videos, "knn_k": knn_k}
+    cells: list[Cell] = []
+    for row in rows:
+        for model in models:
+            cell_config = TrainConfig.from_dict({**config.to_dict(), "model": model})
+            tasks = [run_task(row.files, cell_config, s, seed) for s in split_list
+                     for seed in seed_list]  # fmt: skip
+            cells.append(Cell(row, "probe", model, tasks))
+        if not row.fused:
+            for name in scores:
+                tasks = [score_task(row.files[0], name, s, options) for s in split_list]
+                cells.append(Cell(row, "score", name, tasks))
+    work = run_tasks([t for c in cells for t in c.tasks], cache, config, jobs, shard, progress,
+                     "matrix")  # fmt: skip
+    trained = set(work.trained)
+    result = MatrixResult(
+        rows=rows,
+        cells=cells,
+        trained=[c.key for c in cells if any(t.key in trained for t in c.tasks)],
+        correlations=[],
+        outputs={},
+        markdown="",
+        left_out=left_out,
+        complete=work.complete,
+        runs_trained=len(work.trained),
+    )
+    log.info("matrix: %d rows, %d cells, %d runs trained here", len(rows), len(cells),
+             len(work.trained))  # fmt: skip
+    if not work.complete:
+        return result
+    for cell in cells:
+        cell.result = (
+            summarize_cell(cell.tasks, work.results)
+            if cell.kind == "probe"
+            else _score_result(cell.tasks, work.results)
+        )
+    result.correlations = correlate(cells, models, scores)
+    out.mkdir(parents=True, exist_ok=True)
+    result.outputs = write_outputs(out, result, models, scores, split_list, seed_list)
+    result.markdown = result.outputs["md"].read_text()
+    return result
+
+
+def _score_result(tasks: list[Task], results: dict[str, dict]) -> dict:
+    values = [results[t.key]["score"] for t in sorted(tasks, key=lambda t: t.split)]
+    mean = sum(values) / len(values)
+    std = (
+        math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        if len(values) > 1
+        else 0.0
+    )
+    return {
+        "score": {"mean": mean, "std": std, "n": len(values), "per_split": values},
+        "train_seconds": sum(results[t.key]["train_seconds"] for t in tasks),
     }
-    # Written whole under a temporary name, then renamed: a killed run never leaves half a cell.
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(stored, indent=2) + "\n")
-    os.replace(tmp, path)
+
+
+def _check_options(models, scores, seeds, jobs, score_max_videos, knn_k) -> None:
+    unknown = [m for m in models if m not in PROBES]
+    if unknown or not models:
+        raise UserError(f"--models {','.join(models)!r}: choose among {', '.join(PROBES)}")
+    if len(set(models)) != len(models):
+        raise UserError(f"--models {','.join(models)!r}: a model is named twice")
+    unknown = [s for s in scores if s not in SCORES]
+    if unknown or len(set(scores)) != len(scores):
+        raise UserError(
+            f"--scores {','.join(scores)!r}: choose among {', '.join(SCORES)} (or none)"
+        )
+    if not seeds:
+        raise UserError("--seeds must be at least 1")
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if score_max_videos is not None and score_max_videos < 2:
+        raise UserError(f"--score-max-videos must be at least 2, got {score_max_videos}")
+    if knn_k < 1:
+        raise UserError(f"--knn-k must be at least 1, got {knn_k}")
 
 
 # ------------------------------------------------------------------ correlation
@@ -696,82 +450,67 @@ def cell_record(cell: Cell) -> dict:
 
 def write_outputs(
     out: Path,
-    rows: list[Row],
-    cells: list[Cell],
+    result: MatrixResult,
     models: list[str],
     scores: list[str],
-    correlations: list[dict],
     splits: list[int],
     seeds: list[int],
 ) -> dict[str, Path]:
     """Write matrix.csv, matrix.md, matrix.json, matrix.png and cost.png; return their paths."""
     from probe.plots import plot_cost, plot_heatmap
 
-    records = [cell_record(c) for c in cells]
+    records = [cell_record(c) for c in result.cells]
     paths = {
-        "csv": out / "matrix.csv",
-        "md": out / "matrix.md",
-        "json": out / "matrix.json",
+        "csv": write_csv(out / "matrix.csv", CSV_COLUMNS, records),
+        "md": write_text(out / "matrix.md", render_markdown(result, models, scores, splits, seeds)),
+        "json": write_json(
+            out / "matrix.json",
+            {
+                "splits": splits,
+                "seeds": seeds,
+                "models": models,
+                "scores": scores,
+                "units": PERCENT_NOTE,
+                "cells": records,
+                "correlations": result.correlations,
+                "left_out": [{"row": k, "reason": v} for k, v in result.left_out.items()],
+            },
+        ),
         "png": out / "matrix.png",
         "cost": out / "cost.png",
     }
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for record in records:
-        writer.writerow({k: "" if record.get(k) is None else record[k] for k in CSV_COLUMNS})
-    paths["csv"].write_text(buffer.getvalue())
-    paths["md"].write_text(
-        render_markdown(rows, cells, models, scores, correlations, splits, seeds)
-    )
-    summary = {
-        "splits": splits,
-        "seeds": seeds,
-        "models": models,
-        "scores": scores,
-        "units": "probe metrics in percent (PR-AUC x 100); scores in their own units",
-        "cells": records,
-        "correlations": correlations,
-    }
-    paths["json"].write_text(json.dumps(summary, indent=2) + "\n")
     uap = {
         (c.row.name, c.method): c.result["summary"]["test"]["uap"]
-        for c in cells
+        for c in result.cells
         if c.kind == "probe"
     }
-    names = [r.name for r in rows]
+    names = [r.name for r in result.rows]
     plot_heatmap(paths["png"], names, models, uap)
-    costs = {r.name: r.gflops_per_clip for r in rows}
-    plot_cost(paths["cost"], names, models, uap, costs)
+    plot_cost(paths["cost"], names, models, uap, {r.name: r.gflops_per_clip for r in result.rows})
     return paths
 
 
 def render_markdown(
-    rows: list[Row],
-    cells: list[Cell],
+    result: MatrixResult,
     models: list[str],
     scores: list[str],
-    correlations: list[dict],
     splits: list[int],
     seeds: list[int],
 ) -> str:
     """matrix.md: the μAP table (best per column in bold), scores, rank correlations."""
-    by = {(c.row.name, c.kind, c.method): c for c in cells}
+    by = {(c.row.name, c.kind, c.method): c for c in result.cells}
     columns: list[tuple[str, str]] = [("probe", m) for m in models]
     columns += [("score", s) for s in scores]
     values: dict[tuple[str, str, str], tuple[float, float]] = {}
-    for row in rows:
+    for row in result.rows:
         for kind, method in columns:
             cell = by.get((row.name, kind, method))
             if cell is None:
                 continue
-            if kind == "probe":
-                uap = cell.result["summary"]["test"]["uap"]
-                if uap["mean"] is not None:
-                    values[(row.name, kind, method)] = (uap["mean"], uap["std"])
-            else:
-                score = cell.result["score"]
-                values[(row.name, kind, method)] = (score["mean"], score["std"])
+            value = cell.result["summary"]["test"]["uap"] if kind == "probe" else (
+                cell.result["score"])  # fmt: skip
+            if value["mean"] is not None:
+                values[(row.name, kind, method)] = (value["mean"], value["std"])
     best = {}
     for kind, method in columns:
         column = [v[0] for (_, k, m), v in values.items() if (k, m) == (kind, method)]
@@ -787,29 +526,28 @@ def render_markdown(
     ]
     if scores:
         lines.append(
-            "Training-free scores (" + ", ".join(SCORE_NAMES[s] for s in scores) + ") on each "
+            "Training-free scores (" + ", ".join(SCORES[s].label for s in scores) + ") on each "
             "split's train videos, mean ± std over splits; higher predicts better transfer."
         )
-    header = ["Backbone", "Pretrain", "Kind"]
-    header += [m for m in models] + [SCORE_NAMES[s] for s in scores]
+    header = ["Backbone", "Pretrain", "Kind", *models, *(SCORES[s].label for s in scores)]
     header += ["GFLOPs/clip", "Params (M)"]
-    lines += ["", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["--:"] * (
-        len(header) - 3)) + "|"]  # fmt: skip
-    for row in rows:
+    table = []
+    for row in result.rows:
         entries = [row.name, row.pretrain, row.kind]
         for kind, method in columns:
             value = values.get((row.name, kind, method))
             if value is None:
                 entries.append("")
                 continue
-            digits = 2 if kind == "probe" or method == "knn" else 3
-            scale = 100 if method == "knn" else 1  # kNN μAP is in [0, 1]: show it in % too
-            text = f"{value[0] * scale:.{digits}f} ± {value[1] * scale:.{digits}f}"
+            if kind == "probe":
+                text = f"{value[0]:.2f} ± {value[1]:.2f}"
+            else:
+                text = SCORES[method].format(*value)
             entries.append(f"**{text}**" if value[0] == best[(kind, method)] else text)
-        entries.append(_fmt(row.gflops_per_clip))
-        entries.append(_fmt(row.params_m))
-        lines.append("| " + " | ".join(entries) + " |")
-    chance = [c.result["summary"]["chance"]["uap"]["mean"] for c in cells
+        entries += [number(row.gflops_per_clip), number(row.params_m)]
+        table.append(entries)
+    lines += ["", markdown_table(header, table, left=3)]
+    chance = [c.result["summary"]["chance"]["uap"]["mean"] for c in result.cells
               if c.kind == "probe" and "chance" in c.result.get("summary", {})]  # fmt: skip
     if chance:
         lines += [
@@ -819,9 +557,14 @@ def render_markdown(
         ]
     lines += [
         "",
-        "Other metrics (mAP, wAP, sAP), training times and every cell's settings: `matrix.csv`.",
+        "GFLOPs per clip as extracted (an image backbone's FLOPs times the frames it embeds per "
+        "clip; a fusion: the sum). Other metrics (mAP, wAP, sAP), training times and every "
+        "cell's settings: `matrix.csv`.",
     ]
-    if correlations:
+    if result.left_out:
+        lines += ["", "## Rows left out", ""]
+        lines += [f"- {name}: {reason}" for name, reason in result.left_out.items()]
+    if result.correlations:
         lines += [
             "",
             "## Do the training-free scores rank backbones as the probes do?",
@@ -829,19 +572,15 @@ def render_markdown(
             "Rank correlation across single backbones (fusion rows left out) between each score "
             "and each probe's μAP: 1 = same order, 0 = unrelated, -1 = reversed.",
             "",
-            "| Score | Probe | Kendall τ | Spearman ρ | Backbones |",
-            "|---|---|--:|--:|--:|",
         ]
-        for c in correlations:
+        table = []
+        for c in result.correlations:
             if c["kendall_tau"] is None:
                 tau = rho = f"n/a ({c.get('note', '')})"
             else:
                 tau, rho = f"{c['kendall_tau']:.2f}", f"{c['spearman_rho']:.2f}"
-            lines.append(
-                f"| {SCORE_NAMES[c['score']]} | {c['probe']} | {tau} | {rho} | {c['backbones']} |"
-            )
+            table.append([SCORES[c["score"]].label, c["probe"], tau, rho, c["backbones"]])
+        lines.append(
+            markdown_table(["Score", "Probe", "Kendall τ", "Spearman ρ", "Backbones"], table, 2)
+        )
     return "\n".join(lines) + "\n"
-
-
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"

@@ -342,20 +342,28 @@ def run_grid(
             )
     summary = {
         "config": config.to_dict(),
-        "splits": list(splits),
-        "seeds": list(seeds),
-        "test": {k: mean_std([r["test"][k] for r in runs]) for k in METRIC_NAMES},
-        "chance": {k: mean_std([r["chance"][k] for r in runs]) for k in METRIC_NAMES},
-        "per_label": {
-            label: mean_std([r["per_label"][label] for r in runs]) for label in runs[0]["per_label"]
-        },
-        "runs": runs,
+        **summarize_runs(runs),
         "features": result["features"],
     }
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def summarize_runs(runs: list[dict]) -> dict:
+    """Mean ± std over runs ({"split", "seed", "test", "chance", "per_label"} each, test metrics
+    and per-label APs in percent) of every metric, the chance level and each label's AP."""
+    return {
+        "splits": sorted({r["split"] for r in runs}),
+        "seeds": sorted({r["seed"] for r in runs}),
+        "test": {k: mean_std([r["test"][k] for r in runs]) for k in METRIC_NAMES},
+        "chance": {k: mean_std([r["chance"][k] for r in runs]) for k in METRIC_NAMES},
+        "per_label": {
+            label: mean_std([r["per_label"][label] for r in runs]) for label in runs[0]["per_label"]
+        },
+        "runs": runs,
+    }
 
 
 def mean_std(values: list[float | None]) -> dict:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,34 @@ from vtl.manifest import SPLIT_NAMES
 
 log = logging.getLogger(__name__)
 
-METHODS = ("logme", "hscore", "knn")
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """One training-free score: how it is computed and how reports show it.
+
+    `compute(features, labels, knn_k=...)` takes (N, D) video features and (N, L) labels;
+    `percent` scores lie in [0, 1] and are shown x 100, with `digits` decimals."""
+
+    name: str
+    label: str
+    compute: Callable[..., float]
+    percent: bool = False
+    digits: int = 3
+
+    def format(self, mean: float, std: float) -> str:
+        scale = 100 if self.percent else 1
+        return f"{mean * scale:.{self.digits}f} ± {std * scale:.{self.digits}f}"
+
+
+SCORES: dict[str, ScoreSpec] = {}
+
+
+def register_score(spec: ScoreSpec) -> ScoreSpec:
+    """Add a score to SCORES (what `probe score`, `probe matrix` and their reports offer)."""
+    if spec.name in SCORES:
+        raise ValueError(f"score {spec.name!r} is already registered")
+    SCORES[spec.name] = spec
+    return spec
 
 
 # ------------------------------------------------------------------ validation
@@ -378,9 +406,9 @@ def score_feature_file(
     """
     if isinstance(methods, str):
         methods = (methods,)
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in SCORES]
     if unknown or not methods:
-        raise UserError(f"methods must be among {METHODS}, got {list(methods)!r}")
+        raise UserError(f"methods must be among {tuple(SCORES)}, got {list(methods)!r}")
     if max_videos is not None and (
         isinstance(max_videos, bool)
         or not isinstance(max_videos, (int, np.integer))
@@ -399,18 +427,27 @@ def score_feature_file(
     if len(x) < 2:
         raise UserError(f"{path}: split {split} has {len(x)} train videos; need at least 2")
     log.info("%s: scoring %d train videos of split %d", Path(path).name, len(x), split)
-    functions = {
-        "logme": lambda: logme(x, y),
-        "hscore": lambda: hscore(x, y),
-        "knn": lambda: knn_score(x, y, k=min(knn_k, len(x) - 1)),
-    }
     results = {}
     for method in methods:
         try:
-            results[method] = functions[method]()
+            results[method] = SCORES[method].compute(x, y, knn_k=min(knn_k, len(x) - 1))
         except ValueError as error:
             raise UserError(f"{path}: {method} on split {split} train videos: {error}") from None
     return results
+
+
+register_score(ScoreSpec("logme", "LogME", lambda x, y, **_: logme(x, y)))
+register_score(ScoreSpec("hscore", "H-score", lambda x, y, **_: hscore(x, y)))
+register_score(
+    ScoreSpec(
+        "knn",
+        "kNN μAP",
+        lambda x, y, knn_k=10, **_: knn_score(x, y, k=knn_k),
+        percent=True,
+        digits=2,
+    )  # fmt: skip
+)
+METHODS = tuple(SCORES)  # the registered names, for option defaults
 
 
 def _check_split(f: FeatureFile, split) -> None:

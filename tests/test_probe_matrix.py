@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import logging
+import shutil
 
 import h5py
 import numpy as np
@@ -13,9 +14,10 @@ import pytest
 import torch
 import zarr
 
+from probe.cells import Cache, discover_feature_files
 from probe.config import TrainConfig
 from probe.data import MemoryStore, StreamingStore, open_probe_data, random_windows, sliding_windows
-from probe.matrix import BACKBONE_COSTS, CSV_COLUMNS, discover_feature_files, run_matrix
+from probe.matrix import CSV_COLUMNS, run_matrix
 from probe.synthetic import write_synthetic_features
 from probe.train import train_probe
 from probe.transferability import score_feature_file
@@ -53,8 +55,13 @@ def make_files(root):
                                      **COMMON)  # fmt: skip
     other = write_synthetic_features(root / "mystery.h5", feature_dim=10, backbone="mystery",
                                      backbone_seed=3, signal=1.2, **COMMON)  # fmt: skip
-    with_meta(image, family="fam", pretrain="in1k")
-    with_meta(video, family="fam", pretrain="k400")
+    # Costs as extraction records them (`extract backbones` figures, 4 frames per image clip).
+    with_meta(
+        image, family="fam", pretrain="in1k", cost={"params_m": 4.65, "gflops_per_clip": 3.07}
+    )
+    with_meta(
+        video, family="fam", pretrain="k400", cost={"params_m": 3.79, "gflops_per_clip": 1.21}
+    )
     with_meta(other, family="other", pretrain="in1k")
     return image, video, other
 
@@ -73,7 +80,9 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first(folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    result = run_matrix([folder], out, MODELS, "all", [0], FAST, SCORES, progress=False)
+    cache = Cache(out / "cache")
+    result = run_matrix([folder], out, MODELS, "all", [0], FAST, SCORES, progress=False,
+                        cache=cache)  # fmt: skip
     return out, result
 
 
@@ -111,11 +120,11 @@ def test_matrix_writes_four_outputs_with_the_right_rows(first):
         assert r["score_mean"] == ""
     scores = [r for r in rows if r["type"] == "score"]
     assert {r["probe"] for r in scores} == set(SCORES) and all(r["uap_mean"] == "" for r in scores)
-    # Costs: from the table for known backbones, summed for the fusion, blank when unknown.
+    # Costs: from each file's `cost` attribute, summed for the fusion, blank when unknown.
     by_row = {r["row"]: r for r in probes}
-    assert float(by_row["x3d_xs"]["gflops_per_clip"]) == BACKBONE_COSTS["x3d_xs"][1]
+    assert float(by_row["x3d_xs"]["gflops_per_clip"]) == 1.21
     fused = by_row[names[2]]
-    assert float(fused["gflops_per_clip"]) == pytest.approx(18.43 + 1.21)
+    assert float(fused["gflops_per_clip"]) == pytest.approx(3.07 + 1.21)
     assert float(fused["params_m"]) == pytest.approx(4.65 + 3.79)
     assert fused["feature_dim"] == "14" and fused["pretrain"] == "in1k + k400"
     assert by_row["mystery"]["gflops_per_clip"] == "" and by_row["mystery"]["params_m"] == ""
@@ -173,13 +182,15 @@ def test_scores_and_rank_correlation(folder, first):
 
 def test_second_run_trains_nothing_and_writes_the_same(folder, first):
     out, _ = first
-    cells = sorted((out / "cells").glob("*.json"))
-    assert len(cells) == 17
-    stamps = [p.stat().st_mtime_ns for p in cells]
+    cached = sorted((out / "cache").rglob("*.json"))
+    # 4 rows x 2 probes x 2 splits runs, 3 files x 3 scores x 2 splits, 3 file checks
+    assert len(cached) == 16 + 18 + 3
+    stamps = [p.stat().st_mtime_ns for p in cached]
     before = {n: (out / n).read_bytes() for n in ("matrix.csv", "matrix.md", "matrix.json")}
-    again = run_matrix([folder], out, MODELS, "all", [0], FAST, SCORES, progress=False)
+    again = run_matrix([folder], out, MODELS, "all", [0], FAST, SCORES, progress=False,
+                       cache=out / "cache")  # fmt: skip
     assert again.trained == []
-    assert [p.stat().st_mtime_ns for p in cells] == stamps
+    assert [p.stat().st_mtime_ns for p in cached] == stamps
     for name, data in before.items():
         assert (out / name).read_bytes() == data, name
 
@@ -188,24 +199,34 @@ def test_changes_retrain_only_the_affected_cells(folder, first, tmp_path):
     out, result = first
     # Copy the cache, so the shared report stays as it was for the other tests.
     work = tmp_path / "report"
-    (work / "cells").mkdir(parents=True)
-    for p in (out / "cells").glob("*.json"):
-        (work / "cells" / p.name).write_bytes(p.read_bytes())
+    shutil.copytree(out / "cache", work / "cache")
+    cache = Cache(work / "cache")
     # More epochs: every probe cell is new, no score cell is.
     longer = dataclasses.replace(FAST, epochs=3)
-    changed = run_matrix([folder], work, MODELS, "all", [0], longer, SCORES, progress=False)
+    changed = run_matrix([folder], work, MODELS, "all", [0], longer, SCORES, progress=False,
+                         cache=cache)  # fmt: skip
     trained = {c.key for c in changed.cells if c.key in changed.trained}
     assert trained == {c.key for c in changed.cells if c.kind == "probe"}
     # A new probe column on the first settings: only its cells train.
-    more = run_matrix([folder], work, [*MODELS, "savg"], "all", [0], FAST, SCORES, progress=False)
+    more = run_matrix([folder], work, [*MODELS, "savg"], "all", [0], FAST, SCORES, progress=False,
+                      cache=cache)  # fmt: skip
     assert {c.method for c in more.cells if c.key in more.trained} == {"savg"}
     assert len(more.trained) == 4
+    # Another seed: only the runs of the new seed train, the first seed's come from the cache.
+    seeds = run_matrix([folder], work, MODELS, "all", [0, 1], FAST, [], progress=False,
+                       cache=cache)  # fmt: skip
+    assert len(seeds.trained) == 8  # every probe cell trained something new: seed 1's runs
+    assert seeds.runs_trained == 4 * 2 * 2  # rows x probes x splits, of seed 1 only
+    cached = {f.stem for f in (work / "cache").rglob("*.json")}
+    assert all(t.key in cached for c in seeds.cells for t in c.tasks)
 
 
 def test_jobs_2_equals_jobs_1(folder, tmp_path):
     files = [folder / "mystery.h5"]
-    one = run_matrix(files, tmp_path / "one", MODELS, [0], [0], FAST, [], progress=False)
-    two = run_matrix(files, tmp_path / "two", MODELS, [0], [0], FAST, [], jobs=2, progress=False)
+    one = run_matrix(files, tmp_path / "one", MODELS, [0], [0], FAST, [], progress=False,
+                     cache=tmp_path / "cache1")  # fmt: skip
+    two = run_matrix(files, tmp_path / "two", MODELS, [0], [0], FAST, [], jobs=2, progress=False,
+                     cache=tmp_path / "cache2")  # fmt: skip
     assert len(one.trained) == len(two.trained) == 2
     for a, b in zip(one.cells, two.cells, strict=True):
         assert a.key == b.key
@@ -214,7 +235,8 @@ def test_jobs_2_equals_jobs_1(folder, tmp_path):
     assert one.markdown == two.markdown
     # Two backbones cannot be ranked: the correlation is n/a, not an error.
     assert "n/a" not in one.markdown  # no scores asked for, no correlation table
-    few = run_matrix(files, tmp_path / "one", MODELS, [0], [0], FAST, ["logme"], progress=False)
+    few = run_matrix(files, tmp_path / "one", MODELS, [0], [0], FAST, ["logme"], progress=False,
+                     cache=tmp_path / "cache1")  # fmt: skip
     assert few.correlations[0]["kendall_tau"] is None and "n/a (fewer than 3" in few.markdown
 
 
@@ -265,7 +287,7 @@ def test_cli_matrix(folder, first, tmp_path, probe_cli, caplog):
     caplog.set_level(logging.INFO)
     args = ["matrix", "--features", folder, "--models", "linear,mlp", "--seeds", "1",
             "--epochs", "2", "--lr", "3e-3", "--patience", "2", "--scheduler-patience", "1",
-            "--threads", "1", "--quiet", "--out", out]  # fmt: skip
+            "--threads", "1", "--quiet", "--cache", out / "cache", "--out", out]  # fmt: skip
     code, stdout, stderr = probe_cli([*args, "--print"])
     assert code == 0, stderr
     # Same settings as the library run: everything comes from the cache.
@@ -320,3 +342,51 @@ def test_cli_import_trailers12k(tmp_path, probe_cli):
     code, _, stderr = probe_cli(["import-trailers12k", "--features", zarr_path,
                                  "--labels", labels, "--out", out, "--kind", "audio"])  # fmt: skip
     assert code == 2 and "--kind" in stderr
+
+
+# ------------------------------------------------------------------ checked before training
+
+
+def test_rows_that_cannot_be_built_are_left_out_and_the_rest_written(tmp_path, caplog):
+    """A fusion pair whose clips differ and a file with a NaN cannot make rows: they are
+    reported (stderr, matrix.md, matrix.json) before any training, and nothing of them trains,
+    while every other row is trained and written."""
+    root = tmp_path / "features"
+    image = write_synthetic_features(root / "fam" / "img.h5", feature_dim=6, backbone="img",
+                                     backbone_seed=1, **COMMON)  # fmt: skip
+    other_clips = {**COMMON, "clips": (15, 20)}  # the same videos and labels, other clip counts
+    video = write_synthetic_features(root / "fam" / "vid.h5", feature_dim=8, kind="video",
+                                     backbone="vid", backbone_seed=2, **other_clips)  # fmt: skip
+    with_meta(image, family="fam", pretrain="in1k")
+    with_meta(video, family="fam", pretrain="k400")
+    broken = write_synthetic_features(root / "nan.h5", feature_dim=5, backbone="nanny",
+                                      backbone_seed=3, **COMMON)  # fmt: skip
+    with h5py.File(broken, "r+") as h5:
+        h5["clips/features"][7, 2] = np.nan
+    caplog.set_level(logging.WARNING)
+    cache = Cache(tmp_path / "cache")
+    result = run_matrix([root], tmp_path / "out", ["linear"], [0], [0], FAST, [],
+                        progress=False, cache=cache)  # fmt: skip
+    assert [r.name for r in result.rows] == ["img", "vid"]
+    assert set(result.left_out) == {"img + vid (late fusion)", "nanny"}
+    assert "disagree on clips" in result.left_out["img + vid (late fusion)"]
+    assert "non-finite" in result.left_out["nanny"] and "nan.h5" in result.left_out["nanny"]
+    assert result.runs_trained == 2  # img and vid, linear, split 0, seed 0
+    markdown = (tmp_path / "out" / "matrix.md").read_text()
+    assert "## Rows left out" in markdown and "nanny: " in markdown
+    left = json.loads((tmp_path / "out" / "matrix.json").read_text())["left_out"]
+    assert {x["row"] for x in left} == set(result.left_out)
+    assert "left out" in caplog.text and "nanny" in caplog.text
+
+
+def test_an_unusable_split_stops_before_any_training(tmp_path):
+    path = write_synthetic_features(tmp_path / "f.h5", feature_dim=4, backbone="b", **COMMON)
+    with h5py.File(path, "r+") as h5:  # split 1 loses its validation videos
+        splits = h5["splits"][:]
+        splits[splits[:, 1] == 1, 1] = 0
+        h5["splits"][...] = splits
+    cache = Cache(tmp_path / "cache")
+    with pytest.raises(UserError, match="split 1 has no val videos"):
+        run_matrix([path], tmp_path / "out", ["linear"], "all", [0], FAST, [], progress=False,
+                   cache=cache)  # fmt: skip
+    assert not cache.folder.exists() or not list(cache.folder.rglob("*.json"))  # none trained

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from extract.pipeline import ExtractConfig, run_extraction
-from extract.shards import assign_shards, resolve_shard
 from extract.video import VideoSource, header_frames
 from vtl.errors import UserError
 from vtl.features import FeatureFile
 from vtl.manifest import read_manifest, write_manifest
+from vtl.shards import assign_shards, resolve_shard
 
 BIN = Path(sys.executable).parent
 FAST = ["--segmentation", "fixed", "--shot-frames", "40", "--image-frames", "1",

@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import sys
+import sysconfig
 import tempfile
 import traceback
 from pathlib import Path
@@ -32,8 +33,7 @@ _NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 # The system refused a path: the user points the command elsewhere or fixes the permissions.
 _PATH_REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
                  errno.ENOENT, errno.ENAMETOOLONG}  # fmt: skip
-_ROOT = Path(__file__).resolve().parents[1]
-_OUR_CODE = tuple(str(_ROOT / package) for package in ("vtl", "extract", "probe"))
+_STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve())
 
 
 def run_app(app: typer.Typer) -> None:
@@ -86,14 +86,19 @@ def _command() -> str:
 
 
 def where(error: BaseException) -> str:
-    """'at FILE:LINE in FUNCTION' of the innermost frame of our own code in the traceback (the
-    innermost frame at all when none is ours)."""
+    """'at FILE:LINE in FUNCTION' of the innermost frame outside the libraries (an error deep in
+    torch or h5py is placed at the line of ours that called them)."""
     frames = traceback.extract_tb(error.__traceback__)
     if not frames:
         return "no traceback"
-    ours = [f for f in frames if str(Path(f.filename).resolve()).startswith(_OUR_CODE)]
+    ours = [f for f in frames if not _is_library(f.filename)]
     frame = (ours or frames)[-1]
     return f"at {Path(frame.filename).name}:{frame.lineno} in {frame.name}"
+
+
+def _is_library(filename: str) -> bool:
+    path = str(Path(filename).resolve())
+    return "-packages" in path or path.startswith(_STDLIB)
 
 
 def crash_log_dir() -> Path:

@@ -1,4 +1,5 @@
-"""Which videos this process extracts: one of N shards, from the CLI, torchrun or a SLURM array.
+"""Which share of the work this process does: one of N shards, from the CLI, torchrun or a SLURM
+array (videos to extract, or probe runs to train).
 
 No scheduler of our own: torchrun or SLURM launches the processes; each works out its share
 from the same deterministic assignment, so shards need no communication.

@@ -1,0 +1,57 @@
+"""Report files shared by `probe matrix` and `probe study`: csv, json and Markdown, each written
+whole under a temporary name and renamed, so a report on disk is never half written (shards
+finishing together may both write it; the last rename wins with the same content)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+# Units every report states once: probe metrics are the reference's tables' percent.
+PERCENT_NOTE = "probe metrics in percent (PR-AUC x 100); scores in their own units"
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write `text` to `path` atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def write_csv(path: Path, columns: Sequence[str], records: Sequence[dict]) -> Path:
+    """One row per record; None and missing values are blank."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: "" if record.get(k) is None else record[k] for k in columns})
+    return write_text(path, buffer.getvalue())
+
+
+def write_json(path: Path, data: dict) -> Path:
+    return write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    """A Markdown table, its first `left` columns left-aligned and the others right-aligned."""
+    align = ["---"] * left + ["--:"] * (len(header) - left)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mean_std(value: dict | None, digits: int = 2, scale: float = 1.0) -> str:
+    """'mean ± std' of a {"mean", "std"} summary; blank when there is none."""
+    if not value or value.get("mean") is None:
+        return ""
+    return f"{value['mean'] * scale:.{digits}f} ± {value['std'] * scale:.{digits}f}"
+
+
+def number(value: float | None, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
