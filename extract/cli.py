@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,63 +19,84 @@ app = typer.Typer(
 )
 
 
+# Options `run` and `study` share, declared once.
+ManifestOption = Annotated[Path, typer.Option("--manifest", "-m", help="Manifest CSV.")]
+BackboneOption = Annotated[
+    str, typer.Option("--backbone", "-b", help="Backbones or families, comma-separated.")
+]
+ThresholdOption = Annotated[float, typer.Option(help="TransNetV2 transition threshold.")]
+ShotFramesOption = Annotated[int, typer.Option(help="Shot length for --segmentation fixed.")]
+MinTailOption = Annotated[
+    int, typer.Option(help="Frames a shot's last partial clip needs to be kept.")
+]
+ImageFramesOption = Annotated[
+    int,
+    typer.Option(help="Image backbones: embed only N evenly spaced frames per clip (CPU speed)."),
+]
+BatchSizeOption = Annotated[int, typer.Option(help="Clips per embedding call.")]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+AmpOption = Annotated[bool, typer.Option(help="Mixed precision on CUDA.")]
+VideoTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        help="Seconds a video may spend decoding before it fails "
+        "(default: 120 s + 0.1 s per frame)."
+    ),  # fmt: skip
+]
+WeightsOption = Annotated[
+    list[str], typer.Option(help="Checkpoint PATH, or NAME=PATH per backbone (repeatable).")
+]
+CacheDirOption = Annotated[
+    Path, typer.Option(help="Weights cache (default: $VTL_WEIGHTS_DIR or torch hub).")
+]
+ShardOption = Annotated[str, typer.Option(help="Run shard i/n (default: from torchrun or SLURM).")]
+MergeOption = Annotated[bool, typer.Option(help="The last shard to finish merges the parts.")]
+AllowFailuresOption = Annotated[bool, typer.Option(help="Exit 0 even if some videos failed.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
 @app.command()
 def run(
-    manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest CSV."),
-    backbone: str = typer.Option(
-        ..., "--backbone", "-b", help="Backbones or families, comma-separated (see `backbones`)."
-    ),
+    manifest: ManifestOption,
+    backbone: BackboneOption,
     out: Path = typer.Option(Path("features"), "--out", "-o", help="Output folder."),
     segmentation: str = typer.Option("transnetv2", help="Shots: transnetv2 or fixed."),
-    threshold: float = typer.Option(0.5, help="TransNetV2 transition threshold."),
-    shot_frames: int = typer.Option(48, help="Shot length for --segmentation fixed."),
     frames_per_clip: int = typer.Option(24, help="Frames per clip."),
     clip_fps: float = typer.Option(24.0, help="Frame rate clips are sampled at."),
-    min_tail: int = typer.Option(None, help="Frames a shot's last partial clip needs to be kept."),
-    image_frames: int = typer.Option(
-        None, help="Image backbones: embed only N evenly spaced frames per clip (fast on CPU)."
-    ),
-    batch_size: int = typer.Option(16, help="Clips per forward pass."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    amp: bool = typer.Option(True, help="Mixed precision on CUDA."),
-    video_timeout: float = typer.Option(
-        None,
-        help="Seconds a video may spend decoding before it fails "
-        "(default: 120 s + 0.1 s per frame).",
-    ),
-    weights: list[str] = typer.Option(
-        None, help="Checkpoint PATH, or NAME=PATH per backbone (repeatable)."
-    ),
-    cache_dir: Path = typer.Option(
-        None, help="Weights cache (default: $VTL_WEIGHTS_DIR or torch hub)."
-    ),
-    shard: str = typer.Option(None, help="Run shard i/n (default: from torchrun or SLURM)."),
-    merge: bool = typer.Option(True, help="The last shard to finish merges the parts."),
-    allow_failures: bool = typer.Option(False, help="Exit 0 even if some videos failed."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    threshold: ThresholdOption = 0.5,
+    shot_frames: ShotFramesOption = 48,
+    min_tail: MinTailOption = None,
+    image_frames: ImageFramesOption = None,
+    batch_size: BatchSizeOption = 16,
+    device: DeviceOption = "auto",
+    amp: AmpOption = True,
+    video_timeout: VideoTimeoutOption = None,
+    weights: WeightsOption = None,
+    cache_dir: CacheDirOption = None,
+    shard: ShardOption = None,
+    merge: MergeOption = True,
+    allow_failures: AllowFailuresOption = False,
+    quiet: QuietOption = False,
 ) -> int:
     """Extract clip features of every video in MANIFEST with each backbone."""
     from extract.pipeline import ExtractConfig, run_extraction
 
     config = ExtractConfig(
-        segmentation=segmentation,
-        threshold=threshold,
-        shot_frames=shot_frames,
-        frames_per_clip=frames_per_clip,
-        clip_fps=clip_fps,
-        min_tail=min_tail,
-        image_frames=image_frames,
-        batch_size=batch_size,
-        device=device,
-        amp=amp,
+        segmentation=segmentation, threshold=threshold, shot_frames=shot_frames,
+        frames_per_clip=frames_per_clip, clip_fps=clip_fps, min_tail=min_tail,
+        image_frames=image_frames, batch_size=batch_size, device=device, amp=amp,
         video_timeout=video_timeout,
-    )
+    )  # fmt: skip
     result = run_extraction(
         manifest, backbone, out, config, weights=_weights_option(weights), cache_dir=cache_dir,
         shard=shard, merge=merge, progress=not quiet,
     )  # fmt: skip
     for name, path in {**result.files, **result.merged}.items():
         print(f"{name}\t{path}")
+    return _exit_code(result, allow_failures)
+
+
+def _exit_code(result, allow_failures: bool) -> int:
     if result.interrupted:
         return 130
     if result.failures:
@@ -84,6 +106,64 @@ def run(
         )
         return 0 if allow_failures else 1
     return 0
+
+
+@app.command()
+def study(
+    manifest: ManifestOption,
+    backbone: BackboneOption,
+    out: Path = typer.Option(..., "--out", "-o", help="Study folder (variants and study.json)."),
+    segmentation: str = typer.Option(
+        "transnetv2", help="Segmentations to compare: transnetv2 and/or fixed (comma-separated)."
+    ),
+    clip_fps: str = typer.Option("24", help="Clip frame rates to compare, e.g. 24,12,6."),
+    frames_per_clip: str = typer.Option("24", help="Frames per clip to compare, e.g. 16,24."),
+    design: str = typer.Option(
+        "axis", help="axis: one axis at a time around the baseline; grid: every combination."
+    ),
+    reuse: list[Path] = typer.Option(
+        None, help="Folder of finished feature files to use when they match (repeatable)."
+    ),
+    threshold: ThresholdOption = 0.5,
+    shot_frames: ShotFramesOption = 48,
+    min_tail: MinTailOption = None,
+    image_frames: ImageFramesOption = None,
+    batch_size: BatchSizeOption = 16,
+    device: DeviceOption = "auto",
+    amp: AmpOption = True,
+    video_timeout: VideoTimeoutOption = None,
+    weights: WeightsOption = None,
+    cache_dir: CacheDirOption = None,
+    shard: ShardOption = None,
+    merge: MergeOption = True,
+    allow_failures: AllowFailuresOption = False,
+    quiet: QuietOption = False,
+) -> int:
+    """Extract every extraction variant of a study (one decode per video) for `probe study`."""
+    from extract.pipeline import ExtractConfig
+    from extract.study import extract_study
+    from vtl.study import AXES
+
+    axes = {
+        "segmentation": AXES["segmentation"].values(segmentation),
+        "clip_fps": AXES["clip_fps"].values(clip_fps),
+        "frames_per_clip": AXES["frames_per_clip"].values(frames_per_clip),
+    }
+    config = ExtractConfig(
+        threshold=threshold, shot_frames=shot_frames, min_tail=min_tail,
+        image_frames=image_frames, batch_size=batch_size, device=device, amp=amp,
+        video_timeout=video_timeout,
+    )  # fmt: skip
+    made = extract_study(
+        manifest, backbone, out, axes, design, config, reuse or (), _weights_option(weights),
+        cache_dir, shard, merge, progress=not quiet,
+    )  # fmt: skip
+    for extraction in made.plan.extractions:
+        for name, path in extraction["files"].items():
+            print(f"{extraction['name']}/{name}\t{path}")
+    if not made.result.interrupted:
+        print(made.path)
+    return _exit_code(made.result, allow_failures)
 
 
 def _weights_option(values: list[str] | None):

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -162,6 +163,7 @@ class ExtractResult:
     clips: int = 0
     seconds: float = 0.0
     decoded: int = 0  # videos decoded in this run (each once, whatever the outputs)
+    reused: dict[Path, Path] = field(default_factory=dict)  # final path -> existing equal file
 
 
 def output_plan(backbones: str | list[str]) -> list[tuple[BackboneSpec, str]]:
@@ -252,6 +254,24 @@ def run_extraction(
     )  # fmt: skip
 
 
+def _keyed(plan: list[tuple[BackboneSpec, str]]) -> list[tuple[str, BackboneSpec, str]]:
+    """(output key, backbone, family) of a plan: the backbone's name, or name@family when one
+    backbone goes to two families."""
+    return [
+        (spec.name if sum(s is spec for s, _ in plan) == 1 else f"{spec.name}@{family}", spec,
+         family)
+        for spec, family in plan
+    ]  # fmt: skip
+
+
+def target_outputs(out_dir: Path, backbones: str | list[str]) -> dict[str, Path]:
+    """The final feature file of each requested backbone under `out_dir`, by output key."""
+    return {
+        key: feature_path(out_dir, spec, family)
+        for key, spec, family in _keyed(output_plan(backbones))
+    }
+
+
 def extract_targets(
     manifest_path: str | Path,
     backbones: str | list[str],
@@ -261,10 +281,15 @@ def extract_targets(
     shard: Shard | str | None = None,
     merge: bool = True,
     progress: bool = True,
+    reuse: Sequence[Path] = (),
 ) -> ExtractResult:
     """`run_extraction` for several (config, output folder) targets at once, from one decode of
     each video. The configs may differ only in how they cut clips (`CUTTING_FIELDS`); with more
-    than one target, output keys are `<output folder>/<backbone>`."""
+    than one target, output keys are `<output folder>/<backbone>`.
+
+    `reuse`: folders searched for finished feature files made with the same backbone, weights and
+    configuration from the same manifest; an output found there is not extracted again
+    (`ExtractResult.reused` says where it is)."""
     started = time.perf_counter()
     configs = [config.validate() for config, _ in targets]
     base = configs[0]
@@ -284,8 +309,14 @@ def extract_targets(
 
     result = ExtractResult()
     jobs = _plan_jobs(targets, plan, weight_files, device, shard)
+    candidates = _finished_files(reuse)
     todo_jobs = []
     for job in jobs:
+        found = next((p for p, m in candidates if _same_output(m, job.fingerprint, manifest)), None)
+        if found is not None and not job.final.exists():
+            log.info("%s: reusing %s (same backbone, weights and configuration)", job.final, found)
+            result.reused[job.final] = found
+            continue
         if _already_written(job.output, job.fingerprint, manifest, mine):
             log.info("%s: already complete", job.output)
             result.files[job.key] = job.output
@@ -317,6 +348,8 @@ def extract_targets(
         job.store.remove()
     if shard.count > 1 and merge:
         for job in jobs:
+            if job.final in result.reused:
+                continue
             merged = try_merge(job.final, shard.count)
             if merged:
                 result.merged[job.key] = merged
@@ -328,8 +361,7 @@ def _plan_jobs(targets, plan, weight_files, device, shard) -> list[_Job]:
     """A job per (target, backbone): its paths and fingerprint (no model is loaded)."""
     jobs = []
     for config, out_dir in targets:
-        for spec, family in plan:
-            key = spec.name if sum(s is spec for s, _ in plan) == 1 else f"{spec.name}@{family}"
+        for key, spec, family in _keyed(plan):
             if len(targets) > 1:
                 key = f"{out_dir}/{key}"
             final = feature_path(out_dir, spec, family)
@@ -364,21 +396,45 @@ def _shard_videos(manifest: Manifest, shard: Shard) -> list[int]:
     return [i for i, s in enumerate(assignment) if s == shard.index]
 
 
+def _same_run(meta: FeatureMeta, fingerprint: dict) -> bool:
+    """A file's metadata says it was made by a run with this fingerprint."""
+    return (
+        meta.backbone == fingerprint["backbone"]
+        and meta.family == fingerprint["family"]
+        and meta.weights == fingerprint["weights"]
+        and meta.config == fingerprint["config"]
+        and meta.shot_detector == fingerprint["shot_detector"]
+    )
+
+
+def _finished_files(folders: Sequence[Path]) -> list[tuple[Path, tuple[FeatureMeta, set]]]:
+    """(path, (metadata, videos covered)) of the finished feature files under `folders`."""
+    found = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*.h5")):
+            try:
+                with FeatureFile(path) as f:
+                    if f.part is None:
+                        covered = set(f.video_ids) | {x["video_id"] for x in f.meta.failures}
+                        found.append((path, (f.meta, covered)))
+            except FeatureFileError:
+                continue
+    return found
+
+
+def _same_output(found: tuple[FeatureMeta, set], fingerprint: dict, manifest: Manifest) -> bool:
+    meta, covered = found
+    return _same_run(meta, fingerprint) and covered == set(manifest.video_ids)
+
+
 def _already_written(path: Path, fingerprint: dict, manifest: Manifest, mine: list[int]) -> bool:
     """True when `path` is this very run's finished output; refuses a different file there."""
     if not path.exists():
         return False
     try:
         with FeatureFile(path) as existing:
-            meta = existing.meta
-            same = (
-                meta.backbone == fingerprint["backbone"]
-                and meta.family == fingerprint["family"]
-                and meta.weights == fingerprint["weights"]
-                and meta.config == fingerprint["config"]
-                and meta.shot_detector == fingerprint["shot_detector"]
-            )
-            covered = set(existing.video_ids) | {f["video_id"] for f in meta.failures}
+            same = _same_run(existing.meta, fingerprint)
+            covered = set(existing.video_ids) | {f["video_id"] for f in existing.meta.failures}
     except FeatureFileError:
         same, covered = False, set()
     if same and covered == {manifest.video_ids[i] for i in mine}:

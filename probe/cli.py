@@ -27,6 +27,7 @@ from probe.data import open_probe_data  # noqa: E402
 from probe.evaluate import evaluate_checkpoint, predict, write_predictions  # noqa: E402
 from probe.matrix import run_matrix  # noqa: E402
 from probe.metrics import METRIC_NAMES  # noqa: E402
+from probe.study import run_study  # noqa: E402
 from probe.trailers12k import import_trailers12k  # noqa: E402
 from probe.train import run_grid, train_probe  # noqa: E402
 from probe.transferability import SCORES, score_feature_file  # noqa: E402
@@ -34,6 +35,7 @@ from vtl.cli import run_app  # noqa: E402
 from vtl.errors import UserError  # noqa: E402
 from vtl.paths import check_output_file  # noqa: E402
 from vtl.shards import resolve_shard  # noqa: E402
+from vtl.study import AXES, read_study  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -308,6 +310,81 @@ def _shard_done(what: str, out: Path) -> None:
         f"this shard's runs are done; the last shard to finish writes the {what} to {out}",
         err=True,
     )
+
+
+@app.command()
+def study(
+    study_dir: Path = typer.Option(
+        None, "--study", help="A study made by `extract study` (its folder or study.json)."
+    ),
+    features: list[Path] = typer.Option(
+        None,
+        "--features",
+        help="Instead of --study: one feature file per backbone (repeatable); "
+        "the probe axes alone are studied.",
+    ),  # fmt: skip
+    out: Path = typer.Option(None, "--out", help="Report folder (default: STUDY/report)."),
+    window: str = typer.Option(None, help="Clips per window to compare, e.g. 10,30."),
+    models: str = typer.Option(None, help="Temporal models to compare, e.g. savg,gru,divita."),
+    design: str = typer.Option(None, help="axis or grid (default: the study's)."),
+    splits: str = typer.Option("all", help="'all' or a list like 0,1,2."),
+    seeds: int = typer.Option(3, help="Seeds per split (seed, seed+1, ...): the test's pairs."),
+    seed: int = typer.Option(0, help="First seed."),
+    alpha: float = typer.Option(0.05, help="Level of the paired test's verdict."),
+    jobs: JobsOption = 1,
+    cache: CacheOption = None,
+    shard: ShardOption = None,
+    lr: LrOption = _DEFAULT.lr,
+    epochs: EpochsOption = _DEFAULT.epochs,
+    batch_size: BatchSizeOption = _DEFAULT.batch_size,
+    patience: PatienceOption = _DEFAULT.patience,
+    scheduler_patience: SchedulerPatienceOption = _DEFAULT.scheduler_patience,
+    device: DeviceOption = _DEFAULT.device,
+    memory_budget_gb: MemoryBudgetOption = _DEFAULT.memory_budget_gb,
+    mask_padding: MaskPaddingOption = _DEFAULT.mask_padding,
+    threads: int = typer.Option(
+        _DEFAULT.threads, help="torch threads in all, shared by the jobs (0: torch's default)."
+    ),
+    print_: bool = typer.Option(False, "--print", help="Also print study.md to stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train every variant of a study and report each one's difference from the baseline with a
+    paired test over the same splits and seeds.
+
+    Runs are cached (shared with `probe matrix`): a rerun trains nothing new.
+    """
+    if seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    plan = read_study(study_dir) if study_dir is not None else None
+    if out is None:
+        if plan is None:
+            raise UserError("--out: give a report folder (with --features there is no study)")
+        out = plan.path.parent / "report"
+    split_list = "all" if splits.strip().lower() == "all" else _parse_splits(splits, [])
+    config = TrainConfig(
+        lr=lr, epochs=epochs, batch_size=batch_size, patience=patience,
+        scheduler_patience=scheduler_patience, device=device, memory_budget_gb=memory_budget_gb,
+        mask_padding=mask_padding, threads=threads,
+    )  # fmt: skip
+    probe_axes = {"window": AXES["window"].values(window), "model": AXES["model"].values(models)}
+    with _quiet_runs():
+        result = run_study(
+            out, plan, features or (), probe_axes, split_list, list(range(seed, seed + seeds)),
+            config, design, alpha, jobs, progress=not quiet, cache=cache,
+            shard=resolve_shard(shard),
+        )  # fmt: skip
+    if not result.complete:
+        _shard_done("study report", out)
+        return
+    logging.getLogger(__name__).info(
+        "study: %d variants, %d runs trained now; wrote %s",
+        len(result.variants),
+        result.trained,
+        ", ".join(p.name for p in result.outputs.values()),
+    )
+    if print_:
+        typer.echo(result.markdown)
+    typer.echo(str(result.outputs["md"]))
 
 
 @app.command()

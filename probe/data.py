@@ -200,9 +200,11 @@ def split_indices(data: ProbeData, split: int) -> dict[str, np.ndarray]:
     for name in ("val", "test"):
         absent = np.flatnonzero(data.labels[subsets[name]].sum(axis=0) == 0)
         labels = tuple(data.label_names[j] for j in absent)
-        # Said once per process: a grid or matrix meets the same split in every run.
-        if labels and (where, split, name, labels) not in _WARNED:
-            _WARNED.add((where, split, name, labels))
+        # Said once per process and dataset (its split column): a matrix or study meets the same
+        # split in every run of every file.
+        said = (data.splits[:, split].tobytes(), name, labels)
+        if labels and said not in _WARNED:
+            _WARNED.add(said)
             log.warning(
                 "split %d: labels %s have no positive %s video; their AP counts as 0",
                 split, list(labels), name,

@@ -115,3 +115,39 @@ def plot_cost(
     fig.savefig(path, dpi=120, metadata=_PNG_META)
     plt.close(fig)
     return path
+
+
+def plot_differences(path: Path, sections: list[tuple[str, list[tuple[str, list, str]]]]) -> Path:
+    """Each variant's paired μAP differences from its baseline: one dot per (split, seed) pair,
+    their mean with a bar of ± one std, a line at 0; one panel per backbone.
+
+    `sections`: (backbone, [(variant label, differences, verdict)]).
+    """
+    sections = [(name, rows) for name, rows in sections if rows] or [("(no variants)", [])]
+    heights = [max(1, len(rows)) for _, rows in sections]
+    fig, axes = plt.subplots(
+        len(sections), 1, figsize=(8.0, 1.2 + 0.45 * sum(heights)), squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )  # fmt: skip
+    colors = {"distinguishable": "#c0392b", "within noise": "#7f8c8d"}
+    for ax, (backbone, rows) in zip(axes[:, 0], sections, strict=True):
+        for i, (_, values, verdict) in enumerate(rows):
+            values = np.asarray(values, dtype=np.float64)
+            color = colors.get(verdict, "black")
+            jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
+            ax.scatter(values, i + np.asarray(jitter), s=14, color=color, alpha=0.6)
+            std = values.std(ddof=1) if len(values) > 1 else 0.0
+            ax.errorbar(values.mean(), i, xerr=std, fmt="D", color=color, capsize=4,
+                        markersize=6)  # fmt: skip
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(rows)), [label for label, _, _ in rows])
+        ax.invert_yaxis()
+        ax.set_title(backbone, fontsize=10)
+        ax.grid(True, axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel("test μAP difference from the baseline (percentage points), per run")
+    fig.suptitle("paired differences: dots = split x seed runs, ◆ = mean ± std; "
+                 "red: distinguishable", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata=_PNG_META)
+    plt.close(fig)
+    return path

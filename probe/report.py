@@ -38,9 +38,13 @@ def write_json(path: Path, data: dict) -> Path:
     return write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
-    """A Markdown table, its first `left` columns left-aligned and the others right-aligned."""
-    align = ["---"] * left + ["--:"] * (len(header) - left)
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, align: str = ""
+) -> str:
+    """A Markdown table, its first `left` columns left-aligned and the others right-aligned, or
+    aligned by `align`, one letter per column (l or r)."""
+    align = align or "l" * left + "r" * (len(header) - left)
+    align = ["---" if a == "l" else "--:" for a in align]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -1,0 +1,280 @@
+"""Studies: the paired test, the designs, every extraction variant from one decode, the report,
+the shared run cache, and shards giving the report of one process."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from probe.cells import Cache
+from probe.config import TrainConfig
+from probe.matrix import run_matrix
+from probe.stats import EXACT_PAIRS, paired_t_test, paired_test, sign_flip_p_value
+from probe.study import run_study
+from probe.synthetic import write_synthetic_features
+from probe.train import train_probe
+from vtl.errors import UserError
+from vtl.features import FeatureFile
+from vtl.manifest import read_manifest, write_manifest
+from vtl.study import baseline_of, design_variants, extraction_name, read_study
+
+FAST = TrainConfig(epochs=2, lr=3e-3, patience=2, scheduler_patience=1, threads=1)
+COMMON = dict(n_videos=40, clips=(3, 14), n_labels=3, n_splits=2, dataset_seed=11)
+
+
+# ------------------------------------------------------------------ the paired test
+
+
+def scipy_sign_flip(a, b) -> float:
+    def mean_difference(x, y, axis):
+        return np.mean(x - y, axis=axis)
+
+    result = stats.permutation_test(
+        (np.asarray(b), np.asarray(a)), mean_difference, permutation_type="samples",
+        n_resamples=np.inf, alternative="two-sided", vectorized=True,
+    )  # fmt: skip
+    return float(result.pvalue)
+
+
+def test_sign_flip_test_equals_scipy_and_hand_counts():
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 9, 12):
+        for shift in (0.0, 0.5, 2.0):
+            a = rng.normal(90, 2, n)
+            b = a + rng.normal(shift, 1.0, n)
+            test = paired_test(a, b)
+            assert test.p_value == pytest.approx(scipy_sign_flip(a, b), abs=1e-12)
+            assert test.p_ttest == pytest.approx(stats.ttest_rel(b, a).pvalue, rel=1e-9)
+            assert test.mean == pytest.approx(np.mean(b - a))
+            assert test.std == pytest.approx(np.std(b - a, ddof=1))
+    # By hand: 5 differences of the same sign: only the 2 all-same-sign flips reach |mean|.
+    assert sign_flip_p_value([0] * 5, [1, 2, 3, 4, 5]) == 2 / 32
+    # 3 pairs can never be distinguishable at 0.05: the smallest p is 2/8.
+    assert paired_test([0, 0, 0], [5, 6, 7]).p_value == 0.25
+    assert paired_test([0, 0, 0], [5, 6, 7]).verdict == "within noise"
+    assert paired_test([0] * 9, [5, 6, 7, 5, 6, 7, 5, 6, 7]).verdict == "distinguishable"
+    # +1 and -1 around 0: nothing to see.
+    assert sign_flip_p_value([0, 0], [1, -1]) == 1.0
+    assert paired_test([1, 2, 3], [1, 2, 3]).p_value == 1.0
+    assert paired_t_test([1, 2], [2, 3]) is None  # no variance to test against
+    assert paired_t_test([1], [2]) is None
+
+
+def test_many_pairs_are_estimated_close_to_the_exact_value():
+    rng = np.random.default_rng(1)
+    a = rng.normal(0, 1, EXACT_PAIRS + 4)
+    b = a + rng.normal(0.3, 1, len(a))
+    d = b - a
+    flips = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))), dtype=np.float32)
+    exact = float(np.mean(np.abs(flips @ d.astype(np.float32)) >= abs(d.mean()) * len(d) - 1e-4))
+    assert sign_flip_p_value(a, b) == pytest.approx(exact, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "a, b, message",
+    [([1, 2], [1], "pairs must match"), ([], [], "no pairs"), ([np.nan], [1], "finite"),
+     ([[1]], [[1]], "1-D")],
+)  # fmt: skip
+def test_paired_test_names_bad_input(a, b, message):
+    with pytest.raises(ValueError, match=message):
+        paired_test(a, b)
+
+
+# ------------------------------------------------------------------ designs
+
+
+def test_designs_vary_one_axis_at_a_time_or_every_combination():
+    axes = {"segmentation": ["fixed", "transnetv2"], "clip_fps": [12.0, 24.0], "window": [10]}
+    base = baseline_of(axes)  # the reference's values where they are offered, else the first
+    assert base == {"segmentation": "transnetv2", "clip_fps": 24.0, "window": 10}
+    axis = design_variants(axes, "axis")
+    assert axis == [base, {**base, "segmentation": "fixed"}, {**base, "clip_fps": 12.0}]
+    grid = design_variants(axes, "grid")
+    assert grid[0] == base and len(grid) == 4
+    assert {tuple(v.values()) for v in grid} == set(itertools.product(*axes.values()))
+    assert extraction_name({"segmentation": "fixed", "clip_fps": 12.0, "frames_per_clip": 16}) == (
+        "fixed_fps12_fpc16"
+    )
+    with pytest.raises(UserError, match="--design"):
+        design_variants(axes, "random")
+
+
+# ------------------------------------------------------------------ extraction
+
+
+@pytest.fixture(scope="module")
+def extracted(demo_manifest, tmp_path_factory):
+    """A study of segmentation x clip rate, axis design, on 3 demo videos."""
+    from extract.pipeline import ExtractConfig
+    from extract.study import extract_study
+
+    tmp = tmp_path_factory.mktemp("study")
+    m = read_manifest(demo_manifest)
+    paths, splits = [str(p) for p in m.paths[:3]], np.array([[0], [1], [2]], np.uint8)
+    manifest = write_manifest(tmp / "three.csv", m.video_ids[:3], paths, m.label_names,
+                              m.labels[:3], splits)  # fmt: skip
+    config = ExtractConfig(image_frames=2, batch_size=8, shot_frames=40)
+    axes = {"segmentation": ["transnetv2", "fixed"], "clip_fps": [24.0, 8.0]}
+    made = extract_study(manifest, "efficientnet_lite0", tmp / "study", axes, "axis", config,
+                         progress=False)  # fmt: skip
+    return manifest, config, made
+
+
+def test_every_variant_comes_from_one_decode(extracted, tmp_path, assert_same_features):
+    """Three extraction variants (TransNetV2 at 24 fps, fixed segments, TransNetV2 at 8 fps):
+    each video is decoded once, and each variant's file equals an `extract run` of its own."""
+    from extract.pipeline import run_extraction
+
+    manifest, config, made = extracted
+    assert made.result.decoded == 3  # 3 videos, each decoded once for the 3 variants
+    names = [e["name"] for e in made.plan.extractions]
+    assert names == ["transnetv2_fps24_fpc24", "fixed_fps24_fpc24", "transnetv2_fps8_fpc24"]
+    assert read_study(made.path).extractions == made.plan.extractions
+    for extraction in made.plan.extractions:
+        settings = extraction["settings"]
+        alone = run_extraction(manifest, "efficientnet_lite0", tmp_path / extraction["name"],
+                               dataclasses.replace(config, **settings), progress=False)  # fmt: skip
+        with FeatureFile(extraction["files"]["efficientnet_lite0"]) as f:
+            assert (f.meta.clip_fps, f.meta.config["segmentation"]) == (
+                settings["clip_fps"], settings["segmentation"])  # fmt: skip
+        assert_same_features(alone.files["efficientnet_lite0"],
+                             extraction["files"]["efficientnet_lite0"])  # fmt: skip
+
+
+def test_finished_files_are_reused_and_nothing_is_decoded(extracted, tmp_path):
+    from extract.study import extract_study
+
+    manifest, config, made = extracted
+    axes = {"segmentation": ["transnetv2", "fixed"], "clip_fps": [24.0, 8.0]}
+    again = extract_study(manifest, "efficientnet_lite0", tmp_path / "other", axes, "axis",
+                          config, reuse=[made.path.parent], progress=False)  # fmt: skip
+    assert again.result.decoded == 0
+    assert again.plan.extractions == made.plan.extractions  # the same files, where they are
+    assert not list((tmp_path / "other").rglob("*.h5"))
+
+
+def test_bad_study_options_are_one_line(demo_manifest, tmp_path):
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "extract"), "study", "-m", str(demo_manifest), "-b",
+         "efficientnet_lite0", "-o", str(tmp_path / "s"), "--clip-fps", "24,twelve"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    lines = [x for x in run.stderr.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "--clip-fps" in lines[0]
+
+
+# ------------------------------------------------------------------ probe study
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study-features")
+    return write_synthetic_features(root / "b.h5", feature_dim=6, backbone="b", signal=0.6,
+                                    **COMMON)  # fmt: skip
+
+
+# Neither the reference's window (30) nor its model (divita) is offered: the first values are
+# the baseline.
+PROBE_AXES = {"model": ["linear", "savg"], "window": [5, 3]}
+
+
+def test_study_of_probe_axes_reports_paired_differences(synthetic, tmp_path):
+    torch.set_num_threads(1)
+    cache = Cache(tmp_path / "cache")
+    result = run_study(tmp_path / "report", features=[synthetic], probe_axes=PROBE_AXES,
+                       seeds=[0, 1], config=FAST, cache=cache, progress=False)  # fmt: skip
+    labels = [v.label for v in result.variants]
+    assert labels == ["baseline", "window=3", "model=savg"]  # baseline: linear, 5 clips
+    assert result.variants[0].settings == {"model": "linear", "window": 5}
+    runs = {}
+    for v in result.variants:
+        config = dataclasses.replace(FAST, model=v.settings["model"], window=v.settings["window"])
+        runs[v.label] = [
+            train_probe([synthetic], dataclasses.replace(config, split=s, seed=seed),
+                        progress=False)["metrics"]["test"]["uap"]  # fmt: skip
+            for s in (0, 1) for seed in (0, 1)
+        ]  # fmt: skip
+    for v in result.variants[1:]:
+        d = np.array(runs[v.label]) - np.array(runs["baseline"])
+        assert v.comparison["delta"]["uap"]["mean"] == pytest.approx(d.mean(), abs=1e-9)
+        assert v.comparison["test"]["p_value"] == paired_test(runs["baseline"],
+                                                               runs[v.label]).p_value  # fmt: skip
+    rows = list(csv.DictReader((tmp_path / "report" / "study.csv").open()))
+    assert [r["variant"] for r in rows] == labels
+    assert rows[0]["p_value"] == "" and rows[1]["verdict"] in ("distinguishable", "within noise")
+    markdown = (tmp_path / "report" / "study.md").read_text()
+    assert "| baseline |" in markdown and "sign-flip" in markdown
+    assert "no p-value can fall below 0.125" in markdown  # 4 pairs
+    assert (tmp_path / "report" / "study.png").read_bytes()[:4] == b"\x89PNG"
+    data = json.loads((tmp_path / "report" / "study.json").read_text())
+    assert data["baseline"] == {"model": "linear", "window": 5} and len(data["variants"]) == 3
+    # A rerun trains nothing.
+    again = run_study(tmp_path / "report", features=[synthetic], probe_axes=PROBE_AXES,
+                      seeds=[0, 1], config=FAST, cache=cache, progress=False)  # fmt: skip
+    assert again.trained == 0 and again.markdown == markdown
+
+
+def test_runs_of_the_matrix_are_not_trained_again_for_a_study(synthetic, tmp_path):
+    cache = Cache(tmp_path / "cache")
+    config = dataclasses.replace(FAST, window=5)
+    matrix = run_matrix([synthetic], tmp_path / "matrix", ["linear"], "all", [0], config, [],
+                        progress=False, cache=cache)  # fmt: skip
+    assert matrix.runs_trained == 2  # 2 splits, seed 0
+    study = run_study(tmp_path / "report", features=[synthetic], probe_axes=PROBE_AXES,
+                      seeds=[0, 1], config=config, cache=cache, progress=False)  # fmt: skip
+    assert study.trained == 3 * 4 - 2  # the baseline's seed-0 runs came from the matrix
+
+
+def test_two_shards_give_the_report_of_one_process(synthetic, tmp_path, monkeypatch):
+    def report(folder: Path) -> list[dict]:
+        rows = list(csv.DictReader((folder / "study.csv").open()))
+        for row in rows:
+            del row["train_seconds_per_run"]  # measured, not computed
+        return rows
+
+    one = run_study(tmp_path / "one", features=[synthetic], probe_axes=PROBE_AXES, seeds=[0, 1],
+                    config=FAST, cache=tmp_path / "cache1", progress=False)  # fmt: skip
+    assert one.complete
+    from vtl.shards import resolve_shard
+
+    cache = tmp_path / "cache2"
+    done = []
+    for task in ("4", "5"):  # a SLURM array 4-5
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+        monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "4")
+        monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+        shard = resolve_shard(None)
+        done.append(run_study(tmp_path / "two", features=[synthetic], probe_axes=PROBE_AXES,
+                              seeds=[0, 1], config=FAST, cache=cache, progress=False,
+                              shard=shard))  # fmt: skip
+        # the first shard to finish leaves the report to the last
+        assert (tmp_path / "two" / "study.md").exists() == (task == "5")
+    assert not done[0].complete
+    assert done[1].complete and done[0].trained + done[1].trained == 12
+    assert 0 < done[0].trained < 12
+    assert report(tmp_path / "two") == report(tmp_path / "one")
+
+
+def test_study_cli(synthetic, tmp_path, probe_cli):
+    args = ["study", "--features", synthetic, "--models", "linear,savg", "--window", "3,5",
+            "--seeds", "2", "--epochs", "2", "--lr", "3e-3", "--patience", "2",
+            "--scheduler-patience", "1", "--threads", "1", "--quiet",
+            "--cache", tmp_path / "cache", "--out", tmp_path / "r"]  # fmt: skip
+    code, stdout, stderr = probe_cli(args)
+    assert code == 0, stderr
+    assert stdout.strip() == str(tmp_path / "r" / "study.md")
+    code, _, stderr = probe_cli([*args[:-2], "--out", tmp_path / "r", "--models", "nope"])
+    assert code == 2 and "--models" in stderr and stderr.strip().count("\n") == 0
+    code, _, stderr = probe_cli(["study", "--study", tmp_path / "nothing", "--quiet"])
+    assert code == 2 and "no study here" in stderr
