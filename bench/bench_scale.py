@@ -21,6 +21,9 @@ Prints one table per part:
    them: 450 frames, 19 s). The short video is longer than those so that both runs reach that
    steady state: a 10 s video never fills a batch and would show the steady state's cost as
    growth.
+3b. single-shot: peak RSS of `extract run` on a 10 s video vs a 600 s one that is a single
+   continuous shot (a slow pan; TransNetV2, --image-frames 2; --quick: 120 s); target: within
+   15%, and the first clips identical.
 4. probe: peak RSS of `probe train` on a synthetic feature file vs one 4x larger, streaming
    (`--memory-budget-gb 0`, target: flat) and in memory (the default, grows by design).
 5. matrix: wall time of `probe matrix --jobs 1` vs `--jobs 2` on 4 synthetic feature files x 2
@@ -44,161 +47,32 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 from fractions import Fraction  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
+from common import (  # noqa: E402
+    BIN,
+    ROOT,
+    Child,
+    loadavg,
+    machine,
+    run_child,
+    script,
+    show_command,
+    table,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-PARTS = ("extract", "merge", "memory", "probe", "matrix")
+PARTS = ("extract", "merge", "memory", "single-shot", "probe", "matrix")
 BACKBONE = "efficientnet_lite0"
 MIB = 2**20
-
-
-# ------------------------------------------------------------------ child processes
-
-
-@dataclass
-class Child:
-    command: list[str]
-    seconds: float  # wall time, process start to exit
-    peak_mib: float  # the child's peak RSS (largest of it and the descendants it waited for)
-    cpu_seconds: float  # user + system CPU time of it and the descendants it waited for
-    rc: int
-    out: str
-    err: str
-
-
-# Runs the measured command and reports its rusage. A process started by this (large) benchmark
-# process would inherit its peak RSS: Linux keeps the RSS high-water mark of the image replaced
-# by exec (and fork/vfork share or copy the parent's pages), so ru_maxrss of a direct child is
-# never below the benchmark's own. This small launcher starts the command instead, so the
-# command's peak RSS is its own.
-_LAUNCHER = """
-import json, os, subprocess, sys, time
-started = time.perf_counter()
-proc = subprocess.Popen(sys.argv[2:])
-_, status, usage = os.wait4(proc.pid, 0)
-proc.returncode = os.waitstatus_to_exitcode(status)
-seconds = time.perf_counter() - started
-with open(sys.argv[1], "w") as handle:
-    cpu = usage.ru_utime + usage.ru_stime
-    json.dump({"seconds": seconds, "cpu": cpu, "maxrss_kib": usage.ru_maxrss,
-               "rc": proc.returncode}, handle)
-"""
-
-
-def run_child(command: list[str], threads: int | None = None, check: bool = True) -> Child:
-    """Run a command in a fresh process; return its wall time and its own peak RSS."""
-    env = dict(os.environ)
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    with (
-        tempfile.TemporaryFile("w+") as out,
-        tempfile.TemporaryFile("w+") as err,
-        tempfile.NamedTemporaryFile("r", suffix=".json") as report,
-    ):
-        subprocess.run(
-            [sys.executable, "-c", _LAUNCHER, report.name, *command],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            check=True,
-        )
-        usage = json.loads(Path(report.name).read_text())
-        out.seek(0)
-        err.seek(0)
-        child = Child(
-            command,
-            usage["seconds"],
-            usage["maxrss_kib"] / 1024,
-            usage["cpu"],
-            usage["rc"],
-            out.read(),
-            err.read(),
-        )
-    if check and child.rc != 0:
-        raise RuntimeError(
-            f"exit {child.rc}: {shlex.join(command)}\n{child.err[-3000:]}\n{child.out[-1000:]}"
-        )
-    return child
-
-
-def script(name: str) -> list[str]:
-    """A console script of this environment, or `python -m` its module."""
-    path = BIN / name
-    return [str(path)] if path.is_file() else [sys.executable, "-m", f"{name}.cli"]
-
-
-def show_command(command: list[str], work: Path) -> str:
-    return shlex.join(command).replace(str(work), "$WORK").replace(str(BIN) + "/", ".venv/bin/")
-
-
-# ------------------------------------------------------------------ printing
-
-
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-    print(f"\n## {title}")
-    print(
-        "  ".join(
-            h.ljust(w) if i == 0 else h.rjust(w)
-            for i, (h, w) in enumerate(zip(header, widths, strict=True))
-        )
-    )
-    for row in cells:
-        print(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-
-
-def machine() -> list[str]:
-    import torch
-
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
-        memory = f"{int(mem) / 2**20:.1f} GiB"
-    except (OSError, IndexError, ValueError):
-        memory = "unknown"
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return [
-        f"cpu: {model}; {os.cpu_count()} logical cores, {usable} usable; memory {memory}",
-        f"python {platform.python_version()}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads by default), h5py {h5py.__version__}, "
-        f"{platform.platform()}",
-        f"cuda: {'yes' if torch.cuda.is_available() else 'no'}",
-    ]
-
-
-def loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-# ------------------------------------------------------------------ 1. extraction throughput
 
 
 def compare_feature_files(a: Path, b: Path) -> str:
@@ -348,7 +222,7 @@ def run_shard_pair(command: list[str]) -> Child:
         if p.returncode != 0:
             raise RuntimeError(f"shard exit {p.returncode}: {err[-3000:]}")
     nan = float("nan")
-    return Child([*command, "--shard", "{0,1}/2"], seconds, nan, nan, 0, "", "")
+    return Child([*command, "--shard", "{0,1}/2"], seconds, nan, nan, nan, nan, 0, 0, "", "")
 
 
 # ------------------------------------------------------------------ 2. merge speed
@@ -524,6 +398,94 @@ def write_footage_video(path: Path, seconds: float, seed: int, pool, fps: int = 
                 written += 1
         container.mux(stream.encode(None))
     return written
+
+
+def write_pan_video(path: Path, seconds: float, fps: int = 24) -> int:
+    """One continuous shot: a slow pan (1 pixel a frame) back and forth across a photo mirrored
+    into a seamless strip, 320x180 H.264. A longer video is the shorter one continued."""
+    import av
+    import torch
+    import torchvision.transforms.v2.functional as TF
+    from skimage import data as photos
+
+    from extract.demo_data import ENCODER_OPTIONS, HEIGHT, WIDTH, rgb_to_yuv420p
+
+    photo = torch.from_numpy(photos.coffee()).permute(2, 0, 1)  # 400x600
+    photo = TF.resize(photo, [HEIGHT], antialias=True)
+    strip = torch.cat([photo, photo.flip(-1)], dim=-1).permute(1, 2, 0).numpy()
+    span = strip.shape[1] - WIDTH
+    target = int(round(seconds * fps))
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps, options=dict(ENCODER_OPTIONS))
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        for i in range(target):
+            x = i % (2 * span)
+            x = x if x < span else 2 * span - x  # back and forth
+            image = np.ascontiguousarray(strip[:, x : x + WIDTH])
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(image[None])[0], format="yuv420p")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return target
+
+
+def bench_single_shot(work: Path, args) -> None:
+    """Peak memory of a 10 s video against a 600 s one that is a single continuous shot
+    (TransNetV2, --image-frames 2): clips are cut while the shot is still open, so memory must
+    not follow the shot's length. Also checks that the shared first clips are identical."""
+    from vtl.features import FeatureFile
+    from vtl.manifest import write_manifest
+
+    folder = work / "single-shot"
+    folder.mkdir()
+    long_seconds = 120.0 if args.quick else 600.0
+    started = time.perf_counter()
+    frames = {}
+    for name, seconds in (("short", 10.0), ("long", long_seconds)):
+        frames[name] = write_pan_video(folder / f"{name}.mp4", seconds)
+    for k in (1, 2):  # val and test videos for the manifest
+        write_pan_video(folder / f"filler{k}.mp4", 1.5 + k)
+    made = time.perf_counter() - started
+    rows, peaks, features = [], {}, {}
+    for name in ("short", "long"):
+        manifest = write_manifest(folder / f"{name}.csv", [name, "filler1", "filler2"],
+                                  [f"{name}.mp4", "filler1.mp4", "filler2.mp4"], ["demo"],
+                                  np.array([[1], [0], [1]], np.uint8),
+                                  np.array([[0], [1], [2]], np.uint8))  # fmt: skip
+        out = folder / f"out-{name}"
+        command = [*script("extract"), "run", "-m", str(manifest), "-b", BACKBONE, "-o", str(out),
+                   "--image-frames", "2", "--device", "cpu", "-q"]  # fmt: skip
+        child = run_child(command, threads=2)
+        (path,) = list(out.rglob("*.h5"))
+        with FeatureFile(path) as f:
+            i = f.video_ids.index(name)
+            shots = int(np.diff(f.shot_offsets)[i])
+            features[name] = f.video(i).features
+        peaks[name] = child.peak_mib
+        rows.append([name, f"{frames[name] / 24:.0f} s", frames[name], shots, len(features[name]),
+                     f"{child.seconds:.1f}", f"{child.peak_mib:.0f}",
+                     f"{child.tree_peak_mib:.0f}"])  # fmt: skip
+    table(
+        f"3b. one continuous shot (a slow pan): peak memory of `extract run` ({BACKBONE}, "
+        "TransNetV2, --image-frames 2)",
+        [
+            "video",
+            "length",
+            "frames",
+            "shots",
+            "clips",
+            "wall s",
+            "peak RSS MiB",
+            "all processes MiB",
+        ],  # fmt: skip
+        rows,
+    )
+    shared = len(features["short"]) - 1  # the short video's last clip is its tail
+    same = np.array_equal(features["short"][:shared], features["long"][:shared])
+    print(f"long / short peak RSS {peaks['long'] / peaks['short']:.2f}x at "
+          f"{frames['long'] / frames['short']:.0f}x the frames (target: within 15%); the first "
+          f"{shared} clips identical: {same}; videos made in {made:.1f} s")  # fmt: skip
 
 
 def bench_memory(work: Path, args) -> None:
@@ -858,6 +820,7 @@ def main() -> None:
         "extract": bench_extract,
         "merge": bench_merge,
         "memory": bench_memory,
+        "single-shot": bench_single_shot,
         "probe": bench_probe,
         "matrix": bench_matrix,
     }

@@ -350,7 +350,9 @@ def _run_one(task: Task, config: dict) -> dict:
     return out
 
 
-def _run_with_threads(task: Task, config: dict, threads: int) -> dict:
+def _run_with_threads(task: Task, config: dict, threads: int, worker: bool = False) -> dict:
+    if worker:  # the main process has said what the data's warnings say, once
+        logging.getLogger("probe").setLevel(logging.ERROR)
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -423,7 +425,7 @@ def run_tasks(
                 parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator")
                 done = zip(
                     todo,
-                    parallel(delayed(_run_with_threads)(t, values, threads) for t in todo),
+                    parallel(delayed(_run_with_threads)(t, values, threads, True) for t in todo),
                     strict=True,
                 )
             for task, result in done:

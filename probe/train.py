@@ -103,50 +103,47 @@ def fit(
         "train_cpu_seconds": [],  # process CPU time: the cost on a machine shared with others
         "val_seconds": [],
     }
-    bar = progress_bar(config.epochs, desc, "epoch", not progress)
-    for epoch in range(config.epochs):
-        started, started_cpu = time.perf_counter(), time.process_time()
-        model.train()
-        order = train[torch.randperm(len(train), generator=generator).numpy()]
-        total, seen = 0.0, 0
-        for a in range(0, len(order), config.batch_size):
-            videos = order[a : a + config.batch_size]
-            windows = random_windows(videos, counts, width, generator)
-            x, mask = store.windows(windows, width)
-            logits = model(x.to(device), _model_mask(mask, config.mask_padding, device))
-            loss = loss_fn(logits, targets[videos].to(device))
-            value = loss.item()
-            if not math.isfinite(value):
-                bar.close()
-                raise TrainingError(_diverged("training", value, epoch, desc, where, config))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += value * len(videos)
-            seen += len(videos)
-        trained, trained_cpu = time.perf_counter(), time.process_time()
-        logits = window_logits(model, store, val_windows, width, config.mask_padding, device)
-        val_loss = float(loss_fn(logits.to(device), val_targets))
-        if not math.isfinite(val_loss):
-            bar.close()
-            raise TrainingError(_diverged("validation", val_loss, epoch, desc, where, config))
-        scheduler.step(val_loss)
-        history["train_loss"].append(total / seen)
-        history["val_loss"].append(val_loss)
-        history["train_seconds"].append(trained - started)
-        history["train_cpu_seconds"].append(trained_cpu - started_cpu)
-        history["val_seconds"].append(time.perf_counter() - trained)
-        bar.update(1)
-        bar.set_postfix(loss=f"{total / seen:.4f}", val=f"{val_loss:.4f}")
-        # Strict improvement, as Lightning's ModelCheckpoint/EarlyStopping in mode "min".
-        if val_loss < best_loss:
-            best_loss, best_epoch, waited = val_loss, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            waited += 1
-            if waited >= config.patience:
-                break
-    bar.close()
+    with progress_bar(config.epochs, desc, "epoch", not progress) as bar:
+        for epoch in range(config.epochs):
+            started, started_cpu = time.perf_counter(), time.process_time()
+            model.train()
+            order = train[torch.randperm(len(train), generator=generator).numpy()]
+            total, seen = 0.0, 0
+            for a in range(0, len(order), config.batch_size):
+                videos = order[a : a + config.batch_size]
+                windows = random_windows(videos, counts, width, generator)
+                x, mask = store.windows(windows, width)
+                logits = model(x.to(device), _model_mask(mask, config.mask_padding, device))
+                loss = loss_fn(logits, targets[videos].to(device))
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise TrainingError(_diverged("training", value, epoch, desc, where, config))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += value * len(videos)
+                seen += len(videos)
+            trained, trained_cpu = time.perf_counter(), time.process_time()
+            logits = window_logits(model, store, val_windows, width, config.mask_padding, device)
+            val_loss = float(loss_fn(logits.to(device), val_targets))
+            if not math.isfinite(val_loss):
+                raise TrainingError(_diverged("validation", val_loss, epoch, desc, where, config))
+            scheduler.step(val_loss)
+            history["train_loss"].append(total / seen)
+            history["val_loss"].append(val_loss)
+            history["train_seconds"].append(trained - started)
+            history["train_cpu_seconds"].append(trained_cpu - started_cpu)
+            history["val_seconds"].append(time.perf_counter() - trained)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / seen:.4f}", val=f"{val_loss:.4f}")
+            # Strict improvement, as Lightning's ModelCheckpoint/EarlyStopping in mode "min".
+            if val_loss < best_loss:
+                best_loss, best_epoch, waited = val_loss, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                waited += 1
+                if waited >= config.patience:
+                    break
     model.load_state_dict(best_state)
     history.update(best_epoch=best_epoch, best_val_loss=best_loss, epochs_run=epoch + 1)
     return history
