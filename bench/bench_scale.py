@@ -412,8 +412,8 @@ def write_pan_video(path: Path, seconds: float, fps: int = 24) -> int:
 
     photo = torch.from_numpy(photos.coffee()).permute(2, 0, 1)  # 400x600
     photo = TF.resize(photo, [HEIGHT], antialias=True)
-    strip = torch.cat([photo, photo.flip(-1)], dim=-1).permute(1, 2, 0).numpy()
-    span = strip.shape[1] - WIDTH
+    strip = torch.cat([photo, photo.flip(-1)], dim=-1)  # (3, H, W), seamless in the middle
+    span = strip.shape[-1] - WIDTH
     target = int(round(seconds * fps))
     with av.open(str(path), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps, options=dict(ENCODER_OPTIONS))
@@ -422,8 +422,8 @@ def write_pan_video(path: Path, seconds: float, fps: int = 24) -> int:
         for i in range(target):
             x = i % (2 * span)
             x = x if x < span else 2 * span - x  # back and forth
-            image = np.ascontiguousarray(strip[:, x : x + WIDTH])
-            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(image[None])[0], format="yuv420p")
+            image = strip[None, :, :, x : x + WIDTH].contiguous()
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(image)[0], format="yuv420p")
             frame.pts = i
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

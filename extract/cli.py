@@ -39,8 +39,8 @@ AmpOption = Annotated[bool, typer.Option(help="Mixed precision on CUDA.")]
 VideoTimeoutOption = Annotated[
     float,
     typer.Option(
-        help="Seconds a video may spend decoding before it fails "
-        "(default: 120 s + 0.1 s per frame)."
+        help="Seconds a video may spend decoding before it fails (default: 120 s + 0.25 s "
+        "per frame, or 120 s without progress)."
     ),  # fmt: skip
 ]
 WeightsOption = Annotated[

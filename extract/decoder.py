@@ -15,8 +15,9 @@ The main loop waits on the queue in short steps, so that it notices at once:
 
 - a stop request (SIGTERM / Ctrl-C): `StopRequested`;
 - the video's decoding time limit passed (`timeout`, seconds the main loop spent waiting for that
-  video's frames): the decoder process is killed, the video fails, a new decoder process takes
-  the videos after it;
+  video's frames), or its decoder stopped making progress (`stall`, seconds without a chunk once
+  its frames started): the decoder process is killed, the video fails, a new decoder process
+  takes the videos after it;
 - the decoder process died (a crash in a codec, or killed for memory): the video it was on fails
   with the signal or exit code, a new process takes the videos after it;
 - any exception in the reader thread: the same, with its type and message.
@@ -179,6 +180,8 @@ class Decoder:
         min_seconds: videos shorter than this (one clip) fail without being decoded.
         timeout: seconds of waiting for a video's frames before it fails, given its index and its
             info (None before the decoder has opened it); None for no limit.
+        stall: seconds of waiting without any chunk, once a video's frames have started, before
+            it fails (a decoder spinning or blocked); None for no limit.
         stop: returns True when the run should stop (checked while waiting).
         pin_memory: allocate chunks in pinned memory (faster copies to a GPU).
     """
@@ -190,10 +193,12 @@ class Decoder:
         timeout: Callable[[int, VideoInfo | None], float | None] = lambda i, info: None,
         stop: Callable[[], bool] = lambda: False,
         pin_memory: bool = False,
+        stall: float | None = None,
     ) -> None:
         self._todo = list(videos)
         self._min_seconds = min_seconds
         self._timeout = timeout
+        self._stall = stall
         self._stop = stop
         self._pin = pin_memory
         self._process: subprocess.Popen | None = None
@@ -203,6 +208,7 @@ class Decoder:
         self._closing = threading.Event()
         self._stderr = None
         self._waited = 0.0  # seconds waited for the current video's messages
+        self._silent = 0.0  # of which since its last message
         self._current: int | None = None
         self._ready = False  # the current process has started (sent "ready")
         self._start_failures = 0  # processes in a row that died before they started
@@ -286,7 +292,7 @@ class Decoder:
             if self._process is None:
                 self._start()
             index = self._todo[0][0]
-            self._current, self._waited = index, 0.0
+            self._current, self._waited, self._silent = index, 0.0, 0.0
             try:
                 kind, _, payload = self._next_message(index, None)
             except DecodeFailed as failed:
@@ -321,15 +327,24 @@ class Decoder:
             try:
                 message = self._queue.get(timeout=POLL_SECONDS)
             except queue.Empty:
-                self._waited += time.monotonic() - started
+                waited = time.monotonic() - started
+                self._waited += waited
+                self._silent += waited
                 if limit is not None and self._waited > limit:
                     self._stop_process()  # stuck in a codec: only killing it stops it
                     raise DecodeFailed(
-                        f"timed out: no frames for {self._waited:.0f} s of decoding "
-                        f"(the limit is {limit:.0f} s, --video-timeout)"
+                        f"timed out: {self._waited:.0f} s of decoding, beyond its limit of "
+                        f"{limit:.0f} s (--video-timeout)"
+                    ) from None
+                if self._stall is not None and info is not None and self._silent > self._stall:
+                    self._stop_process()
+                    raise DecodeFailed(
+                        f"timed out: the decoder made no progress for {self._silent:.0f} s "
+                        "(--video-timeout)"
                     ) from None
                 continue
             self._waited += time.monotonic() - started
+            self._silent = 0.0
             kind, first, payload = message
             if kind == "ready":
                 self._ready, self._start_failures = True, 0

@@ -58,11 +58,13 @@ from vtl.shards import Shard, assign_shards, resolve_shard
 
 log = logging.getLogger("extract")
 
-# --video-timeout's default: the seconds a video may spend waiting on its decoder. Generous: a
-# software 4K HEVC decode runs at 10+ frames/s, a 320x180 one at 2,000.
+# --video-timeout's default: the seconds the run may wait on a video's decoder, in all (a floor
+# and 0.25 s a frame: a software 4K HEVC decode runs at 20+ frames/s, a 320x180 one at 2,000; and
+# 0.1 s a MB of the file while its index is read), and without a single chunk once its frames
+# started (a decoder spinning or blocked fails after TIMEOUT_FLOOR, whatever the video's length).
 TIMEOUT_FLOOR = 120.0
-TIMEOUT_PER_FRAME = 0.1
-TIMEOUT_PER_MB = 0.1  # before its frames are counted, per MB of the file
+TIMEOUT_PER_FRAME = 0.25
+TIMEOUT_PER_MB = 0.1
 
 
 @dataclass
@@ -509,6 +511,7 @@ def _extract_videos(
         timeout=video_timeout_for(config, manifest),
         stop=guard.check,
         pin_memory=device.type == "cuda",
+        stall=None if config.video_timeout is not None else TIMEOUT_FLOOR,
     )
     try:
         for item in decoder:

@@ -13,11 +13,17 @@ Modules, each one idea, in dependency order:
   `evaluate_checkpoint`, `predict`.
 - `probe.train`: `train_probe` (one features x probe x split x seed cell) and `run_grid`
   (every split and seed, mean ± std).
-- `probe.transferability`: training-free scores (LogME, H-score, kNN) and rank correlation.
+- `probe.transferability`: training-free scores (a registry: LogME, H-score, kNN) and rank
+  correlation.
 - `probe.trailers12k`: import the reference work's published Trailers12k features.
-- `probe.matrix`: the transferability matrix (feature files x probes, fusions, scores; cached
-  cells, parallel jobs); `probe.plots` draws its heatmap and cost plot.
+- `probe.cells`: the tasks behind reports (probe runs, scores, file checks), their shared cache,
+  and running them in worker processes and shards.
+- `probe.report`: csv, json and Markdown writers that the matrix and studies share.
+- `probe.stats`: paired tests (sign-flip permutation, paired t-test); pure.
+- `probe.matrix`: the transferability matrix (feature files x probes, fusions, scores);
+  `probe.plots` draws its heatmap and cost plot, and a study's differences.
+- `probe.study`: a study's variants against its baseline, paired over splits and seeds.
 - `probe.synthetic`: learnable synthetic feature files for tests and benchmarks.
-- `probe.cli`: the `probe` console script (train, eval, predict, matrix, score,
+- `probe.cli`: the `probe` console script (train, eval, predict, matrix, study, score,
   import-trailers12k).
 """

@@ -60,6 +60,9 @@ MaskPaddingOption = Annotated[
     bool, typer.Option(help="Mask zero padding (--no-mask-padding: as the reference).")
 ]
 JobsOption = Annotated[int, typer.Option(help="Runs trained side by side, in worker processes.")]
+SharedThreadsOption = Annotated[
+    int, typer.Option(help="torch threads in all, shared by the jobs (0: torch's default).")
+]
 CacheOption = Annotated[
     Path,
     typer.Option(
@@ -237,15 +240,14 @@ def matrix(
     device: DeviceOption = _DEFAULT.device,
     memory_budget_gb: MemoryBudgetOption = _DEFAULT.memory_budget_gb,
     mask_padding: MaskPaddingOption = _DEFAULT.mask_padding,
-    threads: int = typer.Option(
-        _DEFAULT.threads, help="torch threads in all, shared by the jobs (0: torch's default)."
-    ),
+    threads: SharedThreadsOption = _DEFAULT.threads,
     print_: bool = typer.Option(False, "--print", help="Also print matrix.md to stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train every (feature file x probe) cell, family fusions and scores; write the matrix.
 
-    Finished cells are cached under OUT/cells: a rerun trains only new or changed cells.
+    Finished runs are cached (--cache, shared with `probe study`): a rerun trains only new or
+    changed runs.
     """
     if seeds < 1:
         raise UserError("--seeds must be at least 1")
@@ -342,9 +344,7 @@ def study(
     device: DeviceOption = _DEFAULT.device,
     memory_budget_gb: MemoryBudgetOption = _DEFAULT.memory_budget_gb,
     mask_padding: MaskPaddingOption = _DEFAULT.mask_padding,
-    threads: int = typer.Option(
-        _DEFAULT.threads, help="torch threads in all, shared by the jobs (0: torch's default)."
-    ),
+    threads: SharedThreadsOption = _DEFAULT.threads,
     print_: bool = typer.Option(False, "--print", help="Also print study.md to stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

@@ -624,11 +624,11 @@ def test_non_finite_embeddings_fail_their_videos(demo_manifest, tmp_path):
     state[key] = -torch.ones_like(state[key])
     broken = tmp_path / "broken.pth"
     torch.save(state, broken)
-    manifest = manifest_of(demo_manifest, tmp_path, {}, n_demo=2)
+    manifest = manifest_of(demo_manifest, tmp_path, {}, n_demo=3)
     config = ExtractConfig(segmentation="fixed", shot_frames=40, image_frames=1, batch_size=8)
     result = run_extraction(manifest, "efficientnet_lite0", tmp_path / "out", config,
                             weights=broken, progress=False)  # fmt: skip
-    assert len(result.failures) == 2
+    assert len(result.failures) == 3
     assert all("non-finite embedding values" in f["reason"] for f in result.failures)
 
 
@@ -643,9 +643,9 @@ def test_embeddings_beyond_float16_fail_their_videos(demo_manifest, tmp_path):
     state["layer4.1.bn2.weight"] *= 1e6  # finite in float32, far beyond float16's 65504
     checkpoint = tmp_path / "resnet18.pth"
     torch.save(state, checkpoint)
-    manifest = manifest_of(demo_manifest, tmp_path, {}, n_demo=2)
+    manifest = manifest_of(demo_manifest, tmp_path, {}, n_demo=3)
     config = ExtractConfig(segmentation="fixed", shot_frames=40, batch_size=8)
     result = run_extraction(manifest, "resnet18", tmp_path / "out", config, weights=checkpoint,
                             progress=False)  # fmt: skip
-    assert len(result.failures) == 2
+    assert len(result.failures) == 3
     assert all("beyond float16's range" in f["reason"] for f in result.failures)
