@@ -331,8 +331,8 @@ def extract_targets(
     with StopGuard() as guard:
         try:
             if todo_jobs:
-                _extract_videos(manifest, mine, todo_jobs, base, device, weight_files,
-                                cache_dir, guard, result, progress)  # fmt: skip
+                _extract_videos(manifest, mine, todo_jobs, base, device, weight_files, guard,
+                                result, progress)  # fmt: skip
         except KeyboardInterrupt:
             guard.requested = True
     if guard.requested:
@@ -346,7 +346,7 @@ def extract_targets(
         return result
 
     for job in todo_jobs:
-        result.files[job.key], result.failures = _assemble(manifest, mine, job, device, shard)
+        result.files[job.key], result.failures = _assemble(manifest, mine, job, shard)
         job.store.remove()
     if shard.count > 1 and merge:
         for job in jobs:
@@ -472,7 +472,6 @@ def _extract_videos(
     config: ExtractConfig,
     device: torch.device,
     weight_files: dict[str, Path],
-    cache_dir: Path | None,
     guard: StopGuard,
     result: ExtractResult,
     progress: bool,
@@ -565,9 +564,7 @@ def _record_failure(manifest: Manifest, i: int, reason: str, jobs: list[_Job], r
     result.failures.append(failure)
 
 
-def _assemble(
-    manifest: Manifest, mine: list[int], job: _Job, device: torch.device, shard: Shard
-) -> tuple[Path, list]:
+def _assemble(manifest: Manifest, mine: list[int], job: _Job, shard: Shard) -> tuple[Path, list]:
     """Write the job's feature file from its committed videos, in manifest order."""
     spec, store, config = job.spec, job.store, job.config
     failures: list[dict] = []

@@ -316,7 +316,7 @@ class StreamingStore(ClipStore):
     ):
         if chunk_rows < 1 or max_gap < 0:
             raise ValueError(f"need chunk_rows >= 1 and max_gap >= 0, got {chunk_rows}, {max_gap}")
-        f.check_finite()  # one pass before training, not a NaN loss epochs later
+        self.file = f
         self.feature_dim = f.feature_dim
         self.dataset = f.dataset("clips/features")
         self.first_row = f.offsets[:-1][rows].astype(np.int64)
@@ -328,6 +328,7 @@ class StreamingStore(ClipStore):
         end = first + w.length
         for a, b, members in _read_spans(first, end, self.chunk_rows, self.max_gap):
             chunk = self.dataset[a:b]
+            self.file.check_finite(chunk, start=a)  # every row a run reads, as it reads it
             for k in members:
                 x[k, : end[k] - first[k]] = chunk[first[k] - a : end[k] - a]
         return torch.from_numpy(x), self.mask(w, width)

@@ -603,6 +603,19 @@ def test_non_finite_features_are_refused_naming_the_video(lite0_features, tmp_pa
     assert not (tmp_path / "probe").exists()
 
 
+def test_streamed_features_are_checked_as_they_are_read(lite0_features, tmp_path):
+    """Streaming from the file (`--memory-budget-gb 0`): every row a run reads is checked as it
+    is read, with no pass of its own over the file."""
+    path = with_nan(lite0_features, tmp_path / "nan.h5", video=0)
+    with FeatureFile(path) as f:
+        name = f.video_ids[0]
+    run = cli("probe", "train", "--features", path, "--model", "linear", "--epochs", "2",
+              "--memory-budget-gb", "0", "--out", tmp_path / "probe", timeout=120)  # fmt: skip
+    assert run.returncode == 2
+    lines = error_lines(run)
+    assert len(lines) == 1 and "non-finite" in lines[0] and repr(name) in lines[0], run.stderr
+
+
 def test_a_diverging_training_stops_with_one_line(lite0_features, tmp_path):
     run = cli("probe", "train", "--features", lite0_features, "--model", "linear", "--lr", "1e30",
               "--epochs", "20", "--out", tmp_path / "probe", timeout=120)  # fmt: skip

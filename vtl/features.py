@@ -411,26 +411,27 @@ class FeatureFile:
         """A dataset of the file whose reads raise FeatureFileError on damaged data."""
         return CheckedDataset(self._h5[name], self.path)
 
-    def check_finite(self, features: np.ndarray | None = None, chunk_rows: int = 65536) -> None:
+    def check_finite(
+        self, features: np.ndarray | None = None, start: int = 0, chunk_rows: int = 65536
+    ) -> None:
         """Raise FeatureFileError naming the first video with a NaN or infinite feature value.
 
-        `features`: the file's whole /clips/features when already in memory; else it is read
-        `chunk_rows` rows at a time."""
-        n = self.n_clips
-        for start in range(0, n, chunk_rows):
-            if features is not None:
-                block = features[start : start + chunk_rows]
-            else:
-                block = self.dataset("clips/features")[start : start + chunk_rows]
-            bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
-            if bad.size:
-                row = start + int(bad[0])
-                video = int(np.searchsorted(self.offsets, row, side="right")) - 1
-                raise FeatureFileError(
-                    f"{self.path}: non-finite feature values (NaN or infinity) in video "
-                    f"{self.video_ids[video]!r} (clip row {row}); re-extract the file (features "
-                    "written by this software are checked to be finite)"
-                )
+        `features`: rows `start`, `start + 1`, ... of /clips/features already in memory (the
+        whole file by default); without them the file's rows are read `chunk_rows` at a time."""
+        if features is None:
+            data = self.dataset("clips/features")
+            for a in range(0, self.n_clips, chunk_rows):
+                self.check_finite(data[a : a + chunk_rows], start=a)
+            return
+        bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        if bad.size:
+            row = start + int(bad[0])
+            video = int(np.searchsorted(self.offsets, row, side="right")) - 1
+            raise FeatureFileError(
+                f"{self.path}: non-finite feature values (NaN or infinity) in video "
+                f"{self.video_ids[video]!r} (clip row {row}); re-extract the file (features "
+                "written by this software are checked to be finite)"
+            )
 
     def close(self) -> None:
         self._h5.close()
