@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import queue
 import signal
@@ -46,6 +47,8 @@ from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 
 from extract.video import VideoError, VideoInfo, VideoSource
+
+log = logging.getLogger("extract")
 
 DECODE_AHEAD = 3  # decoded chunks queued for the pipeline (decoding is far faster than models)
 POLL_SECONDS = 0.2  # how often a waiting main loop looks at stop requests and time limits
@@ -247,7 +250,10 @@ class Decoder:
         if self._process is not None:
             if self._process.poll() is None:
                 self._process.kill()
-            self._process.wait()
+            try:  # a process in uninterruptible I/O (a hung file system) ends only when it returns
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                log.warning("decoder process %d does not end; leaving it behind", self._process.pid)
         if self._conn is not None:
             self._conn.close()
         if self._reader is not None:
