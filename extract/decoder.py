@@ -212,7 +212,6 @@ class Decoder:
         self._stderr = None
         self._waited = 0.0  # seconds waited for the current video's messages
         self._silent = 0.0  # of which since its last message
-        self._current: int | None = None
         self._ready = False  # the current process has started (sent "ready")
         self._start_failures = 0  # processes in a row that died before they started
         self.started = 0  # decoder processes started (1 unless some video killed one)
@@ -241,8 +240,9 @@ class Decoder:
             target=_read, args=(parent, self._queue, self._closing, self._pin), daemon=True
         )
         self._reader.start()
-        parent.send(("decode", [(i, str(p)) for i, p in self._todo], self._min_seconds))
         self.started += 1
+        with contextlib.suppress(OSError):  # died at start-up: the reader reports it
+            parent.send(("decode", [(i, str(p)) for i, p in self._todo], self._min_seconds))
 
     def _stop_process(self) -> None:
         """Kill the decoder process (it may be stuck in a codec) and retire its reader."""
@@ -298,7 +298,7 @@ class Decoder:
             if self._process is None:
                 self._start()
             index = self._todo[0][0]
-            self._current, self._waited, self._silent = index, 0.0, 0.0
+            self._waited, self._silent = 0.0, 0.0
             try:
                 kind, _, payload = self._next_message(index, None)
             except DecodeFailed as failed:
