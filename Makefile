@@ -94,6 +94,7 @@ bench: setup
 	$(BIN)/python bench/bench_extract.py
 	$(BIN)/python bench/bench_probe.py
 	$(BIN)/python bench/bench_scale.py
+	$(BIN)/python bench/fuzz_extract.py --n 300
 
 clean:
 	rm -rf $(DATA)/demo-features $(DATA)/demo-study runs reports
