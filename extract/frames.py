@@ -64,7 +64,7 @@ class FrameStore:
         start, chunk = self._starts[0], self._chunks[0]
         wanted = np.arange(max(start, self._low), start + len(chunk))
         for key in self.preparers:
-            self._prepare(key, wanted[[i not in self._prepared[key] for i in wanted.tolist()]])
+            self._prepare(key, self._missing(key, wanted))
         self._starts.pop(0)
         self._chunks.pop(0)
 
@@ -76,6 +76,11 @@ class FrameStore:
                 raise IndexError(f"frame {index} is not held (held from {self._low})")
             picked.append(self._chunks[c][index - self._starts[c]])
         return torch.stack(picked)
+
+    def _missing(self, key, indices: np.ndarray) -> np.ndarray:
+        """The `indices` not prepared for input `key` yet."""
+        cache = self._prepared[key]
+        return indices[[i not in cache for i in indices.tolist()]]
 
     def _prepare(self, key, indices: np.ndarray) -> None:
         # A few at a time: the decoded frames are gathered (copied) first, 6 MB each at 1080p.
@@ -92,8 +97,7 @@ class FrameStore:
         uint8 [*indices.shape, 3, S, S]."""
         flat = np.asarray(indices).reshape(-1)
         cache = self._prepared[key]
-        missing = np.unique(flat[[i not in cache for i in flat.tolist()]])
-        self._prepare(key, missing)
+        self._prepare(key, np.unique(self._missing(key, flat)))
         self._count()
         frames = torch.stack([cache[i] for i in flat.tolist()])
         return frames.reshape(*np.shape(indices), *frames.shape[1:])

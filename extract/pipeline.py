@@ -447,9 +447,10 @@ def _already_written(path: Path, fingerprint: dict, manifest: Manifest, mine: li
     )
 
 
-def video_timeout_for(config: ExtractConfig, manifest: Manifest):
-    """The Decoder's time limit for each video: `--video-timeout`, or from the video's frames
-    (its size in MB before they are counted)."""
+def decode_limits(config: ExtractConfig, manifest: Manifest) -> dict:
+    """The Decoder's `timeout` and `stall` arguments: `--video-timeout` alone when given, else
+    a total from the video's frames (its size in MB before they are counted) and a limit on time
+    without progress."""
 
     def limit(index: int, info: VideoInfo | None) -> float:
         if config.video_timeout is not None:
@@ -462,7 +463,7 @@ def video_timeout_for(config: ExtractConfig, manifest: Manifest):
             size_mb = 0.0
         return TIMEOUT_FLOOR + TIMEOUT_PER_MB * size_mb
 
-    return limit
+    return {"timeout": limit, "stall": None if config.video_timeout is not None else TIMEOUT_FLOOR}
 
 
 def _extract_videos(
@@ -507,10 +508,9 @@ def _extract_videos(
     decoder = Decoder(
         [(i, manifest.paths[i]) for i in todo],
         min_seconds,
-        timeout=video_timeout_for(config, manifest),
         stop=guard.check,
         pin_memory=device.type == "cuda",
-        stall=None if config.video_timeout is not None else TIMEOUT_FLOOR,
+        **decode_limits(config, manifest),
     )
     try:
         for item in decoder:

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from extract.decoder import Decoder, Failure, StopRequested, failure_reason
-from extract.pipeline import TIMEOUT_FLOOR, ExtractConfig, resolve_device, video_timeout_for
+from extract.pipeline import ExtractConfig, decode_limits, resolve_device
 from extract.processor import VideoProcessor
 from extract.shots import make_shot_detector
 from extract.stop import StopGuard
@@ -66,9 +66,8 @@ def detect_manifest_shots(
         decoder = Decoder(
             [(i, manifest.paths[i]) for i in range(len(manifest))],
             min_seconds=0.0,
-            timeout=video_timeout_for(config, manifest),
             stop=guard.check,
-            stall=None if video_timeout is not None else TIMEOUT_FLOOR,
+            **decode_limits(config, manifest),
         )
         try:
             for item in decoder:

@@ -151,6 +151,11 @@ def _parse_splits(text: str, features: list[Path]) -> list[int]:
         raise UserError(f"--splits {text!r}: give 'all' or numbers like 0,1,2") from None
 
 
+def _report_splits(text: str) -> str | list[int]:
+    """--splits of a report: 'all' (resolved against the files later) or split numbers."""
+    return "all" if text.strip().lower() == "all" else _parse_splits(text, [])
+
+
 def _print_table(keys: list[str], rows: list[list], summary: dict | None = None) -> None:
     header = [*keys, *(_HEADER[m] for m in METRIC_NAMES)]
     typer.echo("  ".join(f"{h:>7}" for h in header))
@@ -251,7 +256,7 @@ def matrix(
     """
     if seeds < 1:
         raise UserError("--seeds must be at least 1")
-    split_list = "all" if splits.strip().lower() == "all" else _parse_splits(splits, [])
+    split_list = _report_splits(splits)
     config = TrainConfig(
         lr=lr,
         epochs=epochs,
@@ -360,7 +365,7 @@ def study(
         if plan is None:
             raise UserError("--out: give a report folder (with --features there is no study)")
         out = plan.path.parent / "report"
-    split_list = "all" if splits.strip().lower() == "all" else _parse_splits(splits, [])
+    split_list = _report_splits(splits)
     config = TrainConfig(
         lr=lr, epochs=epochs, batch_size=batch_size, patience=patience,
         scheduler_patience=scheduler_patience, device=device, memory_budget_gb=memory_budget_gb,
