@@ -6,7 +6,7 @@ class UserError(Exception):
 
 
 class ManifestError(UserError):
-    """A manifest CSV that breaks the contract in shared/DESIGN.md."""
+    """A manifest CSV that breaks the contract in docs/DESIGN.md."""
 
 
 class FeatureFileError(UserError):

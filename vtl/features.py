@@ -1,4 +1,4 @@
-"""The HDF5 feature file: one writer, one reader, one verifier (layout in shared/DESIGN.md).
+"""The HDF5 feature file: one writer, one reader, one verifier (layout in docs/DESIGN.md).
 
 Layout (V videos, N clips, S shots, D feature dims, L labels, K splits)::
 
@@ -16,6 +16,16 @@ Layout (V videos, N clips, S shots, D feature dims, L labels, K splits)::
     /labels           (V, L) uint8    attr names
     /splits           (V, K) uint8    0 train, 1 val, 2 test
 
+Optional parts (absent from files that do not need them, and from files of earlier versions,
+which still read):
+
+    /clips/logits     (N, C) float16  each clip's source-head class logits (`extract run
+                      --logits`), attr names: the C class names (ImageNet-1k, Kinetics-400...)
+    /videos/concealed (V,) int64      frames of each video that could not be decoded and were
+                      concealed by repeating the last good frame (0: a clean decode)
+    root attr sample  JSON: which videos a sampled run (`--sample`) extracted and how they were
+                      drawn
+
 A shard's part file (`<name>.part-<i>-of-<n>.h5`) also has the root attribute `part` ("i/n") and
 `/videos/manifest_index` (V,) int64, the manifest row of each video, which `extract merge` uses
 to restore manifest order; a merged file equals a single-process run.
@@ -28,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import json
 import os
 import re
@@ -38,15 +49,15 @@ import h5py
 import numpy as np
 
 from vtl import __version__
+from vtl.atomic import temporary_path, write_text
 from vtl.errors import FeatureFileError
 
 FORMAT = "vtl-features"
 # Every dataset of the layout above (a part file adds /videos/manifest_index).
-DATASETS = (
-    "videos/id", "videos/offset", "videos/n_frames", "videos/fps",
-    "clips/features", "clips/frames", "clips/shot",
-    "shots/offset", "shots/frames", "labels", "splits",
-)  # fmt: skip
+DATASETS = tuple(
+    "videos/id videos/offset videos/n_frames videos/fps clips/features clips/frames clips/shot "
+    "shots/offset shots/frames labels splits".split()
+)
 VERSION = 1
 _CHUNK_ROWS = 1024
 _STR = h5py.string_dtype()
@@ -72,9 +83,11 @@ class FeatureMeta:
     # What the features cost to make: params_m, gflops_per_clip (as extracted: an image
     # backbone's FLOPs times the frames it embeds per clip), embed_seconds, videos, clips.
     cost: dict = field(default_factory=dict)
+    # A sampled run's record (`--sample`: method, seed, size, which videos); {} for a full run.
+    sample: dict = field(default_factory=dict)
 
-    _JSON = ("weights", "config", "failures", "cost")
-    _OPTIONAL = ("cost",)  # absent from files of earlier versions of this software
+    _JSON = ("weights", "config", "failures", "cost", "sample")
+    _OPTIONAL = ("cost", "sample")  # absent from files of earlier versions of this software
 
     def to_attrs(self) -> dict:
         attrs = asdict(self)
@@ -118,6 +131,8 @@ class VideoFeatures:
     labels: np.ndarray  # (L,) uint8
     splits: np.ndarray  # (K,) uint8
     manifest_index: int = -1  # row in the manifest (kept in part files only)
+    logits: np.ndarray | None = None  # (C, classes) source-head logits, with --logits
+    concealed: int = 0  # frames concealed while decoding (repeats of the last good frame)
 
 
 class FeatureWriter:
@@ -134,14 +149,16 @@ class FeatureWriter:
         label_names: list[str],
         n_splits: int,
         part: tuple[int, int] | None = None,
+        logit_names: list[str] | None = None,
     ):
         self.path = Path(path)
         self.part = part
+        self.logit_names = None if logit_names is None else list(logit_names)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.meta = meta
         self.label_names = list(label_names)
         self.n_splits = n_splits
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._tmp = temporary_path(self.path)
         self._h5 = h5py.File(self._tmp, "w")
         d = meta.feature_dim
         self._features = self._h5.create_dataset(
@@ -155,6 +172,18 @@ class FeatureWriter:
         self._clip_frames = self._growable("clips/frames", (0, 2), np.int64)
         self._clip_shot = self._growable("clips/shot", (0,), np.int32)
         self._shot_frames = self._growable("shots/frames", (0, 2), np.int64)
+        self._logits = None
+        if self.logit_names is not None:
+            c = len(self.logit_names)
+            self._logits = self._h5.create_dataset(
+                "clips/logits",
+                (0, c),
+                np.float16,
+                maxshape=(None, c),
+                chunks=(_CHUNK_ROWS, c),
+                fletcher32=True,
+            )
+        self._concealed: list[int] = []
         self._ids: list[str] = []
         self._n_frames: list[int] = []
         self._fps: list[float] = []
@@ -180,6 +209,14 @@ class FeatureWriter:
             )
         if len(video.frames) != n or len(video.shot) != n:
             raise ValueError(f"{video.video_id}: clips, frames and shot disagree in length")
+        if self._logits is not None:
+            logits = video.logits
+            if logits is None or np.shape(logits) != (n, len(self.logit_names)):
+                shape = None if logits is None else np.shape(logits)
+                raise ValueError(
+                    f"{video.video_id}: logits {shape}, expected ({n}, {len(self.logit_names)})"
+                )
+            _append(self._logits, np.asarray(logits).astype(np.float16))
         _append(self._features, video.features.astype(np.float16))
         _append(self._clip_frames, np.asarray(video.frames, np.int64).reshape(-1, 2))
         _append(self._clip_shot, np.asarray(video.shot, np.int32))
@@ -192,6 +229,7 @@ class FeatureWriter:
         self._labels.append(np.asarray(video.labels, np.uint8))
         self._splits.append(np.asarray(video.splits, np.uint8))
         self._manifest_index.append(int(video.manifest_index))
+        self._concealed.append(int(video.concealed))
 
     def close(self) -> Path:
         """Write the index datasets and attributes, then move the file to its final path.
@@ -223,6 +261,10 @@ class FeatureWriter:
         h5.create_dataset("labels", data=labels)
         h5["labels"].attrs["names"] = np.array(self.label_names, dtype=object)
         h5.create_dataset("splits", data=np.array(self._splits, np.uint8).reshape(-1, n_splits))
+        if any(self._concealed):
+            h5.create_dataset("videos/concealed", data=np.array(self._concealed, np.int64))
+        if self._logits is not None:
+            self._logits.attrs["names"] = np.array(self.logit_names, dtype=object)
         if self.part is not None:
             h5.create_dataset("videos/manifest_index", data=np.array(self._manifest_index))
             h5.attrs["part"] = f"{self.part[0]}/{self.part[1]}"
@@ -245,7 +287,10 @@ class FeatureWriter:
                 os.dup2(null, self._h5.id.get_vfd_handle())
             finally:
                 os.close(null)
-            self._h5.close()
+            try:
+                self._h5.close()
+            except (RuntimeError, OSError):  # HDF5 cannot resize /dev/null: the file is gone
+                pass
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> FeatureWriter:
@@ -276,22 +321,28 @@ def _no_room(error: BaseException, path: Path) -> OSError | None:
     return OSError(number, os.strerror(number), str(path))
 
 
-def write_failures(feature_path: str | Path, failures: list[dict]) -> Path | None:
-    """Write `<stem>.failures.csv` next to a feature file (video_id, path, reason per unusable
-    video), or remove a stale one when there are no failures."""
+FAILURE_COLUMNS = ("video_id", "path", "reason", "status")
+
+
+def write_failures(
+    feature_path: str | Path, failures: list[dict], warnings: list[dict] = ()
+) -> Path | None:
+    """Write `<stem>.failures.csv` next to a feature file: one row per unusable video (status
+    "failed") and per video extracted with a warning (status "warning": frames concealed while
+    decoding), each with video_id, path and reason; or remove a stale file when there are none.
+    """
     path = Path(feature_path).with_suffix(".failures.csv")
-    if not failures:
+    rows = [{**f, "status": "failed"} for f in failures]
+    rows += [{**w, "status": "warning"} for w in warnings]
+    if not rows:
         path.unlink(missing_ok=True)
         return None
-    try:
-        with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["video_id", "path", "reason"])
-            writer.writeheader()
-            for failure in failures:
-                writer.writerow({k: failure.get(k, "") for k in ("video_id", "path", "reason")})
-    except OSError as error:  # name the file (a failed write() does not)
-        raise OSError(error.errno, error.strerror, str(path)) from None
-    return path
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FAILURE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in FAILURE_COLUMNS})
+    return write_text(path, buffer.getvalue())
 
 
 def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
@@ -363,6 +414,15 @@ class FeatureFile:
         self.manifest_index = (
             h5["videos/manifest_index"][:] if "videos/manifest_index" in h5 else None
         )
+        self.concealed = (
+            h5["videos/concealed"][:]
+            if "videos/concealed" in h5
+            else np.zeros(len(self.video_ids), np.int64)
+        )
+        self.logit_names = None
+        if "clips/logits" in h5:
+            names = h5["clips/logits"].attrs.get("names", [])
+            self.logit_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
     # --- sizes
     @property
@@ -389,6 +449,27 @@ class FeatureFile:
         """The (clips, D) float32 features of video i."""
         return self.read_features(int(self.offsets[i]), int(self.offsets[i + 1]))
 
+    @property
+    def has_logits(self) -> bool:
+        """True when the file stores each clip's source-head logits (`--logits`)."""
+        return self.logit_names is not None
+
+    def read_logits(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Clip logits rows [start, stop) as float32.
+
+        Raises:
+            FeatureFileError: the file has no logits (extract it with `--logits`).
+        """
+        if not self.has_logits:
+            raise FeatureFileError(
+                f"{self.path}: no class logits in this file; re-extract with --logits"
+            )
+        return self.dataset("clips/logits")[start:stop].astype(np.float32)
+
+    def video_logits(self, i: int) -> np.ndarray:
+        """The (clips, classes) float32 source logits of video i."""
+        return self.read_logits(int(self.offsets[i]), int(self.offsets[i + 1]))
+
     def video(self, i: int) -> VideoFeatures:
         """Everything stored about video i (features kept in float16, as stored)."""
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
@@ -405,6 +486,8 @@ class FeatureFile:
             labels=self.labels[i],
             splits=self.splits[i],
             manifest_index=-1 if self.manifest_index is None else int(self.manifest_index[i]),
+            logits=data("clips/logits")[a:b] if self.has_logits else None,
+            concealed=int(self.concealed[i]),
         )
 
     def dataset(self, name: str) -> CheckedDataset:
@@ -502,6 +585,9 @@ def verify_features(path: str | Path, chunk_rows: int = 65536) -> dict:
             "kind": m.kind,
             "weights": f"{m.weights.get('name')} sha256:{str(m.weights.get('sha256'))[:12]}",
             "failures": len(m.failures),
+            "logits": len(f.logit_names) if f.has_logits else 0,
+            "concealed": int(f.concealed.sum()),
+            "sample": len(m.sample.get("video_ids", [])) if m.sample else None,
         }
 
 
@@ -556,4 +642,13 @@ def _check_layout(f: FeatureFile, m: FeatureMeta, fail, chunk_rows: int) -> None
     features = f.dataset("clips/features")
     if features.dtype != np.float16:
         fail(f"/clips/features is {features.dtype}, expected float16")
+    if f.concealed.shape != (v,) or np.any(f.concealed < 0) or np.any(f.concealed > f.n_frames):
+        fail(f"/videos/concealed must be ({v},) counts between 0 and each video's frames")
     f.check_finite(chunk_rows=chunk_rows)
+    if f.has_logits:
+        logits = f.dataset("clips/logits")
+        if logits.shape != (n, len(f.logit_names)) or not f.logit_names:
+            fail(f"/clips/logits must be ({n}, classes) with one name per class in attr names")
+        for a in range(0, n, chunk_rows):
+            if not np.isfinite(logits[a : a + chunk_rows]).all():
+                fail("/clips/logits holds NaN or infinite values")
