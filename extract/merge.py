@@ -6,6 +6,7 @@ Streaming: videos are copied one at a time in manifest order (a k-way merge on e
 
 from __future__ import annotations
 
+import csv
 import heapq
 import logging
 import os
@@ -39,6 +40,17 @@ def part_paths(final: Path, count: int) -> list[Path]:
     return [final.with_name(f"{final.stem}.part-{i}-of-{count}.h5") for i in range(count)]
 
 
+def _warnings(parts: Sequence[str | Path]) -> list[dict]:
+    """The warning rows (frames concealed) of the parts' failures.csv files, in part order."""
+    rows = []
+    for part in parts:
+        path = Path(part).with_suffix(".failures.csv")
+        if path.is_file():
+            with path.open(newline="") as handle:
+                rows += [r for r in csv.DictReader(handle) if r.get("status") == "warning"]
+    return rows
+
+
 def merge_parts(parts: Sequence[str | Path], out: str | Path, remove_parts: bool = False) -> Path:
     """Combine part files (any order) into `out`, in manifest order.
 
@@ -62,6 +74,8 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path, remove_parts: bool
                     )
             if f.label_names != first.label_names or f.splits.shape[1] != first.splits.shape[1]:
                 raise FeatureFileError(f"{f.path}: labels or splits differ from {first.path}")
+            if f.logit_names != first.logit_names:
+                raise FeatureFileError(f"{f.path}: class logits differ from {first.path}")
         count = int(first.part.split("/")[1])
         seen = sorted(int(f.part.split("/")[0]) for f in files)
         if seen != list(range(count)) or any(int(f.part.split("/")[1]) != count for f in files):
@@ -75,11 +89,14 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path, remove_parts: bool
         )
         meta = FeatureMeta(**{**vars(first.meta), "failures": failures})
         n_splits = first.splits.shape[1]
-        with FeatureWriter(out, meta, first.label_names, n_splits) as writer:
+        logit_names = first.logit_names  # the same in every part (checked above)
+        with FeatureWriter(
+            out, meta, first.label_names, n_splits, logit_names=logit_names
+        ) as writer:
             streams = [_rows(p, f) for p, f in enumerate(files)]
             for _, p, i in heapq.merge(*streams):
                 writer.add(files[p].video(i))
-        write_failures(out, failures)
+        write_failures(out, failures, _warnings(parts))
     finally:
         for f in files:
             f.close()
@@ -110,8 +127,10 @@ def try_merge(final: Path, count: int) -> Path | None:
     except FileExistsError:
         log.info(
             "%s: another shard is merging the parts (if none is, a merge was killed: delete "
-            "%s and run `extract merge`)", final, lock,
-        )  # fmt: skip
+            "%s and run `extract merge`)",
+            final,
+            lock,
+        )
         return None
     try:
         os.close(handle)

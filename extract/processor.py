@@ -28,6 +28,7 @@ from extract.backbones import Backbone, EmbeddingError
 from extract.clips import ClipCutter
 from extract.frames import RAW_BUDGET_CPU, RAW_BUDGET_CUDA, FrameStore
 from extract.shots import resize_for_shots
+from vtl.defaults import CLIP_FPS, FRAMES_PER_CLIP, SEGMENTATION, SHOT_FRAMES, SHOT_THRESHOLD
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -36,11 +37,11 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 class Cutting:
     """How an output cuts a video into clips (the reference's defaults)."""
 
-    segmentation: str = "transnetv2"  # or "fixed"
-    threshold: float = 0.5  # TransNetV2 transition probability
-    shot_frames: int = 48  # fixed segmentation only
-    frames_per_clip: int = 24
-    clip_fps: float = 24.0
+    segmentation: str = SEGMENTATION  # "transnetv2" or "fixed"
+    threshold: float = SHOT_THRESHOLD  # TransNetV2 transition probability
+    shot_frames: int = SHOT_FRAMES  # fixed segmentation only
+    frames_per_clip: int = FRAMES_PER_CLIP
+    clip_fps: float = CLIP_FPS
     min_tail: int | None = None
 
     @property
@@ -53,11 +54,14 @@ class Cutting:
 
 @dataclass(frozen=True)
 class Output:
-    """One feature file being built: its key, how it cuts clips, its backbone."""
+    """One feature file being built: its key, how it cuts clips, its backbone, and whether it
+    stores each clip's source-head class logits too (`Backbone.classify` of the clip's
+    embedding)."""
 
     key: str
     cutting: Cutting
     backbone: Backbone
+    logits: bool = False
 
 
 class VideoProcessor:
@@ -101,10 +105,12 @@ class VideoProcessor:
 
         Returns:
             (output key -> {"features" (C, D) float16, "frames" (C, 2), "shot" (C,),
-            "shots" (S, 2), "embed_seconds"}, shot key -> (S, 2) shots).
+            "shots" (S, 2), "embed_seconds", and for outputs with `logits` "logits"
+            (C, classes) float16}, shot key -> (S, 2) shots).
 
         Raises:
-            EmbeddingError: embeddings that are not finite or exceed float16's range.
+            EmbeddingError: embeddings (or logits) that are not finite or exceed float16's
+                range.
         """
         streams = {key: detector.stream() for key, detector in self.detectors.items()}
         cuttings = list(dict.fromkeys(o.cutting for o in self.outputs))
@@ -115,6 +121,7 @@ class VideoProcessor:
         pending: dict[int, list[tuple[str, torch.Tensor]]] = {id(b): [] for b in self.backbones}
         rows: dict[str, list[torch.Tensor]] = {o.key: [] for o in self.outputs}
         seconds = dict.fromkeys(rows, 0.0)
+        scores: dict[str, list[torch.Tensor]] = {o.key: [] for o in self.outputs if o.logits}
         self.peak_clips = 0
 
         def cut(cutting: Cutting, clips: list[np.ndarray]) -> None:
@@ -134,9 +141,12 @@ class VideoProcessor:
                     out = backbone.embed_used([clip for _, clip in batch], self.interrupt)
                     spent = time.perf_counter() - started
                     total = sum(len(clip) for _, clip in batch)
-                    for (key, clip), row in zip(batch, out, strict=True):
+                    scored = backbone.classify(out) if any(k in scores for k, _ in batch) else out
+                    for (key, clip), row, score in zip(batch, out, scored, strict=True):
                         rows[key].append(row)
                         seconds[key] += spent * len(clip) / total
+                        if key in scores:
+                            scores[key].append(score)
 
         needs_small = any(d.needs_frames for d in self.detectors.values())
         closed: dict[tuple, list] = {}
@@ -185,5 +195,18 @@ class VideoProcessor:
                 "shots": np.array(cutter.shots, np.int64).reshape(-1, 2),
                 "embed_seconds": np.array(seconds[o.key]),
             }
+            if o.logits:
+                results[o.key]["logits"] = _logits_array(o.backbone, scores[o.key])
         shots = {key: np.array(v, np.int64).reshape(-1, 2) for key, v in found.items()}
         return results, shots
+
+
+def _logits_array(backbone: Backbone, scores: list[torch.Tensor]) -> np.ndarray:
+    """A video's (clips, classes) logits as stored: float16, checked like the embeddings."""
+    logits = torch.stack(scores).numpy()
+    if not np.isfinite(logits).all() or (logits.size and np.abs(logits).max() > FLOAT16_MAX):
+        raise EmbeddingError(
+            f"{backbone.spec.name} gives class logits that are not finite or beyond float16's "
+            f"range ({FLOAT16_MAX:g}) in which they are stored"
+        )
+    return logits.astype(np.float16)

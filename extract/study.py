@@ -11,17 +11,21 @@ variant's files, goes to `<out>/study.json` for `probe study`.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from extract.pipeline import ExtractConfig, ExtractResult, extract_targets, target_outputs
+from extract.config import ExtractConfig
+from extract.outputs import target_outputs
+from extract.pipeline import ExtractResult, extract_targets
+from vtl.atomic import write_text
 from vtl.shards import Shard
 from vtl.study import EXTRACT_AXES, StudyPlan, check_axes, design_variants, extraction_name
 
 
 @dataclass
 class StudyExtraction:
+    """A study's plan (its variants and their files), the run's result and where the plan is."""
+
     plan: StudyPlan
     result: ExtractResult
     path: Path  # study.json
@@ -59,18 +63,33 @@ def extract_study(
     for settings in design_variants(full, design):
         if settings not in variants:
             variants.append(settings)
-    targets = [(replace(config, **settings), out_dir / extraction_name(settings))
-               for settings in variants]  # fmt: skip
-    result = extract_targets(manifest_path, backbones, targets, weights, cache_dir, shard, merge,
-                             progress, reuse=[Path(r) for r in reuse])  # fmt: skip
+    targets = [
+        (replace(config, **settings), out_dir / extraction_name(settings)) for settings in variants
+    ]
+    result = extract_targets(
+        manifest_path,
+        backbones,
+        targets,
+        weights=weights,
+        cache_dir=cache_dir,
+        shard=shard,
+        merge=merge,
+        progress=progress,
+        reuse=[Path(r) for r in reuse],
+    )
     extractions = []
     for settings, (_, folder) in zip(variants, targets, strict=True):
         files = {
             key: str(result.reused.get(final, final))
             for key, final in target_outputs(folder, backbones).items()
         }
-        extractions.append({"name": extraction_name(settings), "settings": settings,
-                            "files": files})  # fmt: skip
+        extractions.append(
+            {
+                "name": extraction_name(settings),
+                "settings": settings,
+                "files": files,
+            }
+        )
     plan = StudyPlan(
         design=design,
         axes=full,
@@ -81,8 +100,6 @@ def extract_study(
     path = out_dir / "study.json"
     if not result.interrupted:
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(plan.to_json())
-        os.replace(tmp, path)
+        write_text(path, plan.to_json())
         plan.path = path
     return StudyExtraction(plan, result, path)

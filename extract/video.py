@@ -1,8 +1,9 @@
 """Decoding: open a video once and read its frames in order, in bounded chunks.
 
-Frames are decoded with PyAV at the native size, in order, and converted to RGB by one reused
-swscale context (pixel-identical to decord's frames; tests/test_extract.py compares them). Every
-consumer resizes in torch from the same decoded frames. This module needs only PyAV and numpy:
+Frames are decoded with PyAV at the native size (the display size for non-square pixels), in
+order, and converted to RGB by one reused swscale context (pixel-identical to decord's frames;
+tests/test_extract.py compares them). Every consumer resizes in torch from the same decoded
+frames. This module needs only PyAV and numpy:
 the extraction runs it in a decoder process of its own (`extract.decoder`), which has no torch.
 
 Why not decord here: decord 0.6's threaded decoder pushes one more packet each time its worker
@@ -12,7 +13,7 @@ the video: 1,400 queued frames (242 MB at 320x180) 100 s into a video, measured 
 (bench/bench_scale.py, part 3). decord remains the random-access reader of the demo generator
 and the tests' independent reference.
 
-Three cases need more than reading frames in order (README, "Bad input"):
+Five cases need more than reading frames in order (README, "Bad input"):
 
 - Rotation metadata (a display matrix, as phones write): frames come out upright, each turned
   with `np.rot90` as ffmpeg's own autorotation would show it.
@@ -24,12 +25,29 @@ Three cases need more than reading frames in order (README, "Bad input"):
 - Frame size changing mid-stream (segments of different resolutions joined, as capture tools and
   stream downloaders write them): every frame is scaled to the first frame's size, bicubic, as
   ffmpeg's scale filter does when it meets a new input size.
+- Non-square pixels (a sample aspect ratio, as DVD and broadcast sources have: 720x480 at 32:27
+  is shown 853x480): frames are brought to their display size, the height kept and the width
+  scaled (bicubic, in the same swscale call as the colour conversion), as ffmpeg's
+  `scale=iw*sar:ih` and every player show them; `VideoInfo` gives the display size.
+- Damage (a packet the codec cannot decode, frames the index promises but the data lacks): decoded
+  around, as players conceal it, within a budget (`conceal_budget`). Packets are decoded one by one,
+  so one bad packet does not end the stream. A frame that cannot be decoded is replaced by the frame
+  before it on screen, in its own place (found from the frames' times, since with frame threads a
+  codec reports an error a packet or two late); damage before the first good frame repeats that
+  frame. Frames the index promises but the data lacks are concealed where the times leave a gap,
+  else at the end; a frame a codec drops without an error shows only as a frame short at the end,
+  and is concealed there. `VideoSource.concealed` counts them all. Beyond the budget the video fails
+  with the reason a strict decode gives, plus the budget; with `strict` (`--strict-decode`) the
+  first damaged frame fails it, as before concealment existed. Clean videos decode the same either
+  way.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -37,6 +55,7 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from vtl.errors import UserError
+from vtl.manifest import special_file
 
 # Bytes of decoded frames per chunk: a 1080p video gets small chunks, a 320x180 one large ones.
 # Small chunks keep memory low: the pipeline frees frames a chunk at a time.
@@ -51,6 +70,20 @@ _TIMESTAMP_SLACK = 0.25
 # Frame rates a real video has (a time-lapse at one frame a minute, a 1,000 fps camera); beyond
 # them the container's rate is damaged.
 MIN_FPS, MAX_FPS = 1 / 60, 1000.0
+# Sample aspect ratios a real video has (anamorphic formats are within 1:2 and 2:1, 4:1 allows
+# unusual lenses); beyond them the ratio is damaged metadata and pixels are taken as square.
+MAX_SAMPLE_ASPECT = 4.0
+
+# The concealment budget of one video (see `conceal_budget`). A concealed frame is a repeat of
+# the last good one: a few of them change a clip's features less than its compression does, and
+# a damaged download is worth keeping. A share of 2% (about 58 frames of a 2-minute trailer) is
+# what a few damaged packets or a cut of the last frames cost; more is a broken file. A run of
+# concealed frames longer than a second is no longer a stutter but a frozen picture, which
+# would stand for that second's content in a clip. One frame is always allowed, so that a short
+# video may lose its last frame (the commonest cut of a download).
+CONCEAL_SHARE = 0.02
+CONCEAL_RUN_SECONDS = 1.0
+CONCEAL_MIN_FRAMES = 1
 
 
 class VideoError(UserError):
@@ -66,13 +99,25 @@ class VideoInfo:
     width: int
     rotation: int = 0  # degrees counter-clockwise applied to show the frames upright
     variable_rate: bool = False  # frames resampled to a constant-rate timeline
+    sample_aspect: float = 1.0  # pixel aspect applied to the width (1: square pixels)
 
     @property
     def seconds(self) -> float:
         return self.n_frames / self.fps
 
 
+def conceal_budget(n_frames: int, fps: float) -> tuple[int, int]:
+    """(frames in all, frames in a row) a video of `n_frames` at `fps` may conceal: at most
+    CONCEAL_SHARE of its frames (at least CONCEAL_MIN_FRAMES) and CONCEAL_RUN_SECONDS in a row."""
+    total = max(CONCEAL_MIN_FRAMES, int(CONCEAL_SHARE * n_frames))
+    in_a_row = max(1, int(round(CONCEAL_RUN_SECONDS * fps))) if np.isfinite(fps) else 1
+    return total, min(total, in_a_row)
+
+
 def _check_file(path: Path) -> None:
+    kind = special_file(path)  # never open one: a named pipe blocks, a device never ends
+    if kind is not None:
+        raise VideoError(f"is {kind}, not a video file")
     if not path.is_file():
         raise VideoError("file not found")
     if path.stat().st_size == 0:
@@ -99,12 +144,63 @@ def _reason(message: str) -> str:
     return first.split("Error: ")[-1][:160]
 
 
+class _Lost:
+    """A packet of a shown frame that the codec could not decode: the error, and the frame's
+    presentation time (None when the packet has none)."""
+
+    __slots__ = ("error", "pts")
+
+    def __init__(self, error: av.FFmpegError, pts: int | None) -> None:
+        self.error = error
+        self.pts = pts
+
+
+def _decode(container, stream, strict: bool) -> Iterator[av.VideoFrame | _Lost]:
+    """The stream's frames in decoding order; unless `strict`, a packet that fails to decode is
+    a `_Lost` in their place (the codec goes on with the next packet), and data that breaks
+    ends the stream (the codec's delayed frames flushed)."""
+    if strict:
+        yield from container.decode(stream)
+        return
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError:  # the data breaks here: what it still promised is missing
+            with contextlib.suppress(av.FFmpegError):
+                yield from stream.codec_context.decode(None)
+            return
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as error:
+            if packet.size and not packet.is_discard:  # a frame to be shown is lost
+                yield _Lost(error, packet.pts)
+            continue
+        yield from frames
+
+
+def _sample_aspect(stream) -> Fraction | None:
+    """The stream's sample aspect ratio (container first, then codec, as ffmpeg guesses it), or
+    None for square pixels, an unset ratio or a damaged one."""
+    try:
+        sar = stream.sample_aspect_ratio
+    except (av.FFmpegError, ValueError, ZeroDivisionError):
+        return None
+    if not sar or sar == 1 or not 1 / MAX_SAMPLE_ASPECT <= sar <= MAX_SAMPLE_ASPECT:
+        return None
+    return Fraction(sar)
+
+
 class _Frames:
     """A video's frames with PyAV: timestamps from its packets, frames decoded in order (one
-    colour converter reused for every frame) and turned upright by the display matrix."""
+    colour converter reused for every frame), brought to their display aspect, turned upright
+    by the display matrix, and damage concealed within the budget unless `strict`."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, strict: bool = False):
         self.path = path
+        self.strict = strict
         try:
             with _open(path) as container:
                 if not container.streams.video:
@@ -113,27 +209,46 @@ class _Frames:
                 declared = stream.frames  # from the container's index; 0 when it has none
                 base = float(stream.time_base) if stream.time_base else 0.0
                 # (timestamp, shown) per packet; an edit list marks the packets not shown
-                packets = [
-                    (p.pts if p.pts is not None else p.dts, not p.is_discard)
-                    for p in container.demux(stream)
-                    if p.size
-                ]
+                packets = []
+                try:
+                    for packet in container.demux(stream):
+                        if packet.size:
+                            stamp = packet.pts if packet.pts is not None else packet.dts
+                            packets.append((stamp, not packet.is_discard))
+                except av.FFmpegError:
+                    # the data breaks: unless strict, the index says what is missing after it
+                    if strict or not declared:
+                        raise
                 rate = stream.average_rate
         except av.FFmpegError as error:
             raise VideoError(_reason(str(error))) from None
-        if declared > len(packets):
-            raise VideoError(
+        self.fps = float(rate) if rate else 0.0
+        missing = max(0, declared - len(packets))  # promised by the index, absent in the data
+        if missing:
+            message = (
                 f"the data ends after {len(packets)} of its {declared} frames "
                 "(truncated or corrupt file)"
             )
+            _, in_a_row = conceal_budget(declared, self.fps)
+            if strict:
+                raise VideoError(message)
+            if missing > in_a_row or not packets:
+                self.n_frames = declared
+                raise VideoError(message + self._budget_clause(missing))
         stamps = [stamp for stamp, shown in packets if shown]
-        self.n_frames = len(stamps)
-        self.fps = float(rate) if rate else 0.0
-        if base and None not in stamps:
-            self._starts = np.sort(np.array(stamps, np.float64)) * base
+        self.n_frames = len(stamps) + missing
+        self._missing = missing
+        # the shown frames' times in display order (where concealment places lost frames)
+        self._stamps: np.ndarray | None = None
+        if base and None not in stamps and stamps:
+            period = 1.0 / (self.fps * base) if self.fps > 0 else 1.0
+            self._stamps = _with_missing(np.sort(np.array(stamps, np.int64)), missing, period)
+            self._starts = self._stamps * base
         else:  # no timestamps to go by: a constant rate
             self._starts = np.arange(self.n_frames) / (self.fps or 1.0)
         self.rotation = 0
+        self.sample_aspect: Fraction | None = None
+        self.concealed = 0  # frames concealed so far (repeats of a good frame)
         self._frames: Iterator[np.ndarray] | None = None
         self._next = 0  # index of the frame `_frames` yields next
         self._last: np.ndarray | None = None
@@ -143,22 +258,100 @@ class _Frames:
 
     def _decoded(self) -> Iterator[np.ndarray]:
         converter = VideoReformatter()
-        size = None  # the first frame's (width, height): every frame comes out at it
+        size = None  # the first frame's display (width, height): every frame comes out at it
+        self.concealed = 0
+        total, in_a_row = conceal_budget(self.n_frames, self.fps)
+        produced, run = 0, 0  # frames yielded; concealed frames yielded since the last good one
+        expected = self._stamps  # the shown frames' times in display order (None: unknown)
+        # the last good frame; the last decoding error; frames lost and not placed yet (from the
+        # start: those the index promises but the data lacks, placed by their times if known,
+        # else at the end)
+        last, error = None, None
+        lost = self._missing if expected is not None and not self.strict else 0
         with _open(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type, stream.thread_count = "AUTO", DECODE_THREADS
-            for frame in container.decode(stream):
+            self.sample_aspect = _sample_aspect(stream)
+            for frame in _decode(container, stream, self.strict):
+                if isinstance(frame, _Lost):
+                    error, lost = frame.error, lost + 1
+                    if self.concealed + lost > total:
+                        raise self._beyond_budget(
+                            produced, error, last is None, self.concealed + lost
+                        )
+                    continue
                 if size is None:
-                    size = (frame.width, frame.height)
+                    size = _display_size(frame.width, frame.height, self.sample_aspect)
                     self.rotation = int(round(frame.rotation / 90.0)) * 90 % 360
                 if (frame.width, frame.height) == size:
                     rgb = converter.reformat(frame, format="rgb24")
-                else:  # a segment of another size: scale it as ffmpeg's scale filter would
+                else:  # another size, or non-square pixels: scale as ffmpeg's scale filter
                     rgb = converter.reformat(
-                        frame, format="rgb24", width=size[0], height=size[1],
+                        frame,
+                        format="rgb24",
+                        width=size[0],
+                        height=size[1],
                         interpolation=Interpolation.BICUBIC,
-                    )  # fmt: skip
-                yield rgb.to_ndarray()
+                    )
+                image = rgb.to_ndarray()
+                # Lost frames go where the times say a frame is missing before this one (with
+                # frame threads a codec reports an error a packet or two late, so the failed
+                # packet's own time would not do), or here when times are unknown: the frame
+                # before them repeated (before the first good frame: this one).
+                while lost and (
+                    expected is None
+                    or frame.pts is None
+                    or produced >= len(expected)
+                    or frame.pts > expected[produced]
+                ):
+                    lost, run = lost - 1, run + 1
+                    self.concealed += 1
+                    if run > in_a_row:
+                        raise self._beyond_budget(produced, error, last is None, run)
+                    produced += 1
+                    yield image if last is None else last
+                last, run = image, 0
+                produced += 1
+                yield image
+        if self.strict:
+            return
+        if last is None:  # nothing decodes: as a strict decode says it
+            if error is not None:
+                raise VideoError(_reason(str(error)))
+            return
+        # The data ended: the frames still promised (lost ones not placed yet, frames a codec
+        # dropped without an error, frames the index promises but the data lacks) are
+        # concealed with the last good one.
+        tail = self.n_frames - produced
+        if tail > 0:
+            if self.concealed + tail > total or run + tail > in_a_row:
+                raise VideoError(
+                    f"the decoder stopped after {produced} of {self.n_frames} frames "
+                    "(truncated or corrupt file)" + self._budget_clause(self.concealed + tail)
+                )
+            self.concealed += tail
+            for _ in range(tail):
+                yield last
+
+    def _budget_clause(self, lost: int) -> str:
+        total, in_a_row = conceal_budget(self.n_frames, self.fps)
+        return (
+            f"; {lost} frames missing or undecodable, beyond what a video may conceal "
+            f"({total} in all, {in_a_row} in a row)"
+        )
+
+    def _beyond_budget(
+        self, produced: int, error: av.FFmpegError, first: bool, lost: int
+    ) -> VideoError:
+        """The failure of a stream damaged beyond the budget (`lost` frames), as a strict
+        decode words it, with the budget."""
+        if first:  # nothing decoded yet
+            return VideoError(_reason(str(error)))
+        detail = " ".join(str(error).split()).split("] ")[-1][:120]
+        return VideoError(
+            f"the stream breaks after {produced} of {self.n_frames} frames "
+            f"(corrupt data: {detail})" + self._budget_clause(lost)
+        )
 
     def get(self, indices: np.ndarray) -> np.ndarray:
         """Frames at non-decreasing indices (repeats allowed), decoding forward only."""
@@ -188,6 +381,31 @@ class _Frames:
         return np.ascontiguousarray(np.rot90(np.stack(out), k=k, axes=(1, 2)))
 
 
+def _with_missing(times: np.ndarray, missing: int, period: float) -> np.ndarray:
+    """Sorted frame times with the times of `missing` frames added: in a gap of the frames'
+    grid where there is one (a B-frame cut off at the end of the data leaves a gap in display
+    order), else after the last frame. `period`: a frame's duration, when times cannot say."""
+    steps = np.diff(times)
+    step = float(np.median(steps)) if len(steps) and np.median(steps) > 0 else period
+    for _ in range(missing):
+        steps = np.diff(times)
+        widest = int(np.argmax(steps)) if len(steps) else 0
+        if len(steps) and steps[widest] >= 1.5 * step:
+            added = times[widest] + round(step)
+        else:
+            added = times[-1] + round(step)
+        times = np.sort(np.append(times, np.int64(added)))
+    return times
+
+
+def _display_size(width: int, height: int, sample_aspect: Fraction | None) -> tuple[int, int]:
+    """(width, height) a frame is shown at: the height kept, the width scaled by the sample
+    aspect ratio and rounded (ffmpeg's `scale=iw*sar:ih`; 720x480 at 32:27 -> 853x480)."""
+    if sample_aspect is None:
+        return width, height
+    return max(1, int(round(width * sample_aspect))), height
+
+
 def timeline(starts: np.ndarray, fps: float) -> np.ndarray | None:
     """Source frame shown at each point of a constant-rate timeline at `fps` (one point per
     frame, from the first frame's start), or None when that is every frame in order (a
@@ -202,6 +420,8 @@ def timeline(starts: np.ndarray, fps: float) -> np.ndarray | None:
 def header_frames(path: str | Path) -> int:
     """A video's frame count as its container header gives it (MP4: exact), else duration x
     rate, else 0; no demuxing or decoding, so that balancing shards reads little of each file."""
+    if special_file(path) is not None:  # never opened: it fails fast where it goes
+        return 0
     try:
         with _open(path) as container:
             stream = container.streams.video[0]
@@ -216,12 +436,18 @@ def header_frames(path: str | Path) -> int:
 
 
 class VideoSource:
-    """One opened video: its metadata and an in-order chunked frame iterator."""
+    """One opened video: its metadata and an in-order chunked frame iterator.
 
-    def __init__(self, path: str | Path):
+    Args:
+        path: the video file.
+        strict: fail at the first frame that cannot be decoded (`--strict-decode`) instead of
+            concealing damage within the budget (`conceal_budget`).
+    """
+
+    def __init__(self, path: str | Path, strict: bool = False):
         self.path = Path(path)
         _check_file(self.path)
-        self._frames = _Frames(self.path)
+        self._frames = _Frames(self.path, strict=strict)
         n_frames, fps = self._frames.n_frames, self._frames.fps
         if n_frames == 0:
             raise VideoError("the video stream has no frames")
@@ -240,7 +466,14 @@ class VideoSource:
             int(width),
             rotation=self._frames.rotation,
             variable_rate=self._shown is not None,
+            sample_aspect=float(self._frames.sample_aspect or 1),
         )
+
+    @property
+    def concealed(self) -> int:
+        """Frames concealed so far (repeats of a good frame where the stream is damaged); the
+        video's count once its chunks are consumed."""
+        return self._frames.concealed
 
     def chunk_frames(self) -> int:
         frame_bytes = self.info.height * self.info.width * 3

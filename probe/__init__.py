@@ -13,17 +13,27 @@ Modules, each one idea, in dependency order:
   `evaluate_checkpoint`, `predict`.
 - `probe.train`: `train_probe` (one features x probe x split x seed cell) and `run_grid`
   (every split and seed, mean ± std).
+- `probe.cotrain`: CoVeR-style co-training across collections (one body, a head per
+  collection) and fine-tuning from another collection's checkpoint (`--init-from`).
+- `probe.sweep`, `probe.stacked`: the sweep protocol, a grid of heads trained at once.
+- `probe.scores_extra`: NCE, LEEP, SFDA and PARC; `probe.recommend`: a recommendation from a
+  sample (bootstrap, guardrails, report).
 - `probe.transferability`: training-free scores (a registry: LogME, H-score, kNN) and rank
   correlation.
 - `probe.trailers12k`: import the reference work's published Trailers12k features.
-- `probe.cells`: the tasks behind reports (probe runs, scores, file checks), their shared cache,
+- `probe.catalogue`: the feature files behind reports (discovery, `FileInfo`, and the checks
+  that they describe one dataset with usable splits).
+- `probe.tasks`: the tasks behind reports (probe runs, scores, file checks), their shared cache,
   and running them in worker processes and shards.
 - `probe.report`: csv, json and Markdown writers that the matrix and studies share.
 - `probe.stats`: paired tests (sign-flip permutation, paired t-test); pure.
+- `probe.plots`: the matrix's heatmap and cost plot, and a study's differences.
 - `probe.matrix`: the transferability matrix (feature files x probes, fusions, scores);
-  `probe.plots` draws its heatmap and cost plot, and a study's differences.
-- `probe.study`: a study's variants against its baseline, paired over splits and seeds.
+  `probe.matrix_report` renders it (csv, Markdown, json, pictures).
+- `probe.study`: a study's variants against its baseline, paired over splits and seeds;
+  `probe.study_report` renders it.
 - `probe.synthetic`: learnable synthetic feature files for tests and benchmarks.
+- `probe.options`: the command line's shared options, declared once (torch-free).
 - `probe.cli`: the `probe` console script (train, eval, predict, matrix, study, score,
   import-trailers12k).
 """

@@ -1,8 +1,10 @@
 """`probe`: train probes on cached clip features, score checkpoints, write predictions.
 
-Thin commands over `probe.train`, `probe.evaluate`, `probe.matrix`, `probe.transferability`
-and `probe.trailers12k`; results go to files and stdout, logs and
-progress bars to stderr. User errors are one line and exit code 2 (`vtl.cli.run_app`).
+Thin commands over `probe.train`, `probe.evaluate`, `probe.matrix`, `probe.study`,
+`probe.transferability` and `probe.trailers12k`, each imported when its command runs (so
+`--help` loads no torch); shared options come from `probe.options`. Results go to files and
+stdout, logs and progress bars to stderr. User errors are one line and exit code 2
+(`vtl.cli.run_app`).
 """
 
 from __future__ import annotations
@@ -18,19 +20,23 @@ import contextlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
-from probe.config import TrainConfig  # noqa: E402
-from probe.data import open_probe_data  # noqa: E402
-from probe.evaluate import evaluate_checkpoint, predict, write_predictions  # noqa: E402
-from probe.matrix import run_matrix  # noqa: E402
-from probe.metrics import METRIC_NAMES  # noqa: E402
-from probe.study import run_study  # noqa: E402
-from probe.trailers12k import import_trailers12k  # noqa: E402
-from probe.train import run_grid, train_probe  # noqa: E402
-from probe.transferability import SCORES, score_feature_file  # noqa: E402
+# Only light modules here: `probe --help` must not wait for torch, sklearn or matplotlib (the
+# commands import their machinery when they run). probe.options and probe.transferability's
+# registry load neither.
+from probe.options import (  # noqa: E402
+    DEFAULT_CONFIG,
+    FIT,
+    HARDWARE,
+    REPORT_RUNS,
+    shared_options,
+    train_config,
+)
+from probe.transferability import DEFAULT_SCORES, SCORES  # noqa: E402
+from vtl import defaults  # noqa: E402
+from vtl.atomic import write_text  # noqa: E402
 from vtl.cli import run_app  # noqa: E402
 from vtl.errors import UserError  # noqa: E402
 from vtl.paths import check_output_file  # noqa: E402
@@ -43,86 +49,51 @@ app = typer.Typer(
     help="Train probes on cached clip features and score them with the reference metrics.",
 )
 
-_DEFAULT = TrainConfig()
-
-# Training options that `train` and `matrix` share (defaults: TrainConfig's).
-LrOption = Annotated[float, typer.Option(help="AdamW learning rate.")]
-EpochsOption = Annotated[int, typer.Option(help="Maximum epochs.")]
-BatchSizeOption = Annotated[int, typer.Option(help="Videos per training batch.")]
-PatienceOption = Annotated[int, typer.Option(help="Early stopping patience (epochs).")]
-SchedulerPatienceOption = Annotated[int, typer.Option(help="ReduceLROnPlateau patience (epochs).")]
-WindowOption = Annotated[int, typer.Option(help="Clips per training sample / eval window.")]
-DeviceOption = Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1.")]
-MemoryBudgetOption = Annotated[
-    float, typer.Option(help="Hold features in memory up to this size, else stream.")
-]
-MaskPaddingOption = Annotated[
-    bool, typer.Option(help="Mask zero padding (--no-mask-padding: as the reference).")
-]
-JobsOption = Annotated[int, typer.Option(help="Runs trained side by side, in worker processes.")]
-SharedThreadsOption = Annotated[
-    int, typer.Option(help="torch threads in all, shared by the jobs (0: torch's default).")
-]
-CacheOption = Annotated[
-    Path,
-    typer.Option(
-        help="Cache of finished runs (default: $VTL_CACHE_DIR/probe-runs or "
-        "~/.cache/vtl/probe-runs), shared by matrices and studies."
-    ),  # fmt: skip
-]
-ShardOption = Annotated[
-    str, typer.Option(help="Train shard i/n of the runs (default: from torchrun or SLURM).")
-]
 _HEADER = {"uap": "uAP", "map": "mAP", "wap": "wAP", "sap": "sAP"}
 
 
 @app.command()
+@shared_options(*FIT, "window", *HARDWARE)
 def train(
     features: list[Path] = typer.Option(
         ..., "--features", help="Feature file (.h5); twice or more for fusion."
     ),
     out: Path = typer.Option(..., "--out", help="Run folder (metrics.json, predictions.csv, ...)."),
-    model: str = typer.Option(_DEFAULT.model, help="divita, linear, mlp, savg or gru."),
-    split: int = typer.Option(_DEFAULT.split, help="Split column to train and test on."),
-    seed: int = typer.Option(_DEFAULT.seed, help="Random seed (first seed with --seeds)."),
+    model: str = typer.Option(defaults.PROBE_MODEL, help="divita, linear, mlp, savg or gru."),
+    split: int = typer.Option(DEFAULT_CONFIG.split, help="Split column to train and test on."),
+    seed: int = typer.Option(DEFAULT_CONFIG.seed, help="Random seed (first seed with --seeds)."),
     splits: str = typer.Option(None, help="'all' or a list like 0,1,2: run every split."),
     seeds: int = typer.Option(None, help="Run this many seeds (seed, seed+1, ...)."),
     fusion: str = typer.Option(
-        _DEFAULT.fusion, help="Several files: late (model per file, logits averaged) or concat."
+        DEFAULT_CONFIG.fusion,
+        help="Several files: late (model per file, logits averaged) or concat.",
     ),
-    lr: LrOption = _DEFAULT.lr,
-    epochs: EpochsOption = _DEFAULT.epochs,
-    batch_size: BatchSizeOption = _DEFAULT.batch_size,
-    patience: PatienceOption = _DEFAULT.patience,
-    scheduler_patience: SchedulerPatienceOption = _DEFAULT.scheduler_patience,
-    window: WindowOption = _DEFAULT.window,
-    device: DeviceOption = _DEFAULT.device,
-    memory_budget_gb: MemoryBudgetOption = _DEFAULT.memory_budget_gb,
-    mask_padding: MaskPaddingOption = _DEFAULT.mask_padding,
-    threads: int = typer.Option(_DEFAULT.threads, help="torch threads (0: torch's default)."),
+    co_train: list[Path] = typer.Option(
+        None,
+        "--co-train",
+        help="Co-train with another collection's features (same backbone; repeatable): one "
+        "model, a head per collection, tested on --features.",
+    ),
+    init_from: Path = typer.Option(
+        None, help="Fine-tune: start from this checkpoint's probe (trained on another collection)."
+    ),
+    shared: dict = None,
+    threads: int = typer.Option(DEFAULT_CONFIG.threads, help="torch threads (0: torch's default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train a probe on one split and seed (or on every split and seed) and test it."""
-    config = TrainConfig(
-        model=model,
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        patience=patience,
-        scheduler_patience=scheduler_patience,
-        window=window,
-        seed=seed,
-        split=split,
-        fusion=fusion,
-        device=device,
-        memory_budget_gb=memory_budget_gb,
-        mask_padding=mask_padding,
-        threads=threads,
-    ).validate()
+    from probe.train import run_grid, train_probe
+
+    own = {"seed": seed, "split": split, "fusion": fusion, "threads": threads}
+    own["co_train"] = tuple(str(p) for p in co_train or ())
+    own["init_from"] = None if init_from is None else str(init_from)
+    config = train_config(shared, model=model, **own).validate()
     if splits is None and seeds is None:
         result = train_probe(features, config, out, progress=not quiet)
         _print_table(["split", "seed"], [[split, seed, result["metrics"]["test"]]])
         _print_chance(result["chance"]["test"])
+        _print_collections(result.get("co_training", {}).get("collections", []))
+        _print_picks([t["sweep"]["pick"] for t in result["training"] if "sweep" in t])
         typer.echo(
             f"wrote {out / 'metrics.json'}, {out / 'predictions.csv'}, {out / 'checkpoint.pt'}"
         )
@@ -135,11 +106,23 @@ def train(
     rows = [[r["split"], r["seed"], r["test"]] for r in summary["runs"]]
     _print_table(["split", "seed"], rows, summary["test"])
     _print_chance({k: v["mean"] for k, v in summary["chance"].items()})
+    _print_collections(
+        [
+            {**c, "test": {m: v["mean"] for m, v in c["test"].items()}}
+            for c in summary.get("co_training", [])
+        ]
+    )
+    for r in summary["runs"]:
+        if r.get("sweep"):
+            typer.echo(f"split {r['split']} seed {r['seed']} ", nl=False)
+            _print_picks(r["sweep"])
     typer.echo(f"wrote {out / 'summary.json'} and one folder per run")
 
 
 def _parse_splits(text: str, features: list[Path]) -> list[int]:
     if text.strip().lower() == "all":
+        from probe.data import open_probe_data
+
         data = open_probe_data(features)
         try:
             return list(range(data.n_splits))
@@ -157,6 +140,8 @@ def _report_splits(text: str) -> str | list[int]:
 
 
 def _print_table(keys: list[str], rows: list[list], summary: dict | None = None) -> None:
+    from probe.metrics import METRIC_NAMES
+
     header = [*keys, *(_HEADER[m] for m in METRIC_NAMES)]
     typer.echo("  ".join(f"{h:>7}" for h in header))
     for *ids, metrics in rows:
@@ -168,8 +153,29 @@ def _print_table(keys: list[str], rows: list[list], summary: dict | None = None)
         typer.echo("  ".join(cells))
 
 
+def _print_collections(collections: list[dict]) -> None:
+    """Co-training: each collection's own test metrics (mean over runs), scored with its head."""
+    from probe.metrics import METRIC_NAMES
+
+    for c in collections:
+        cells = [f"{c['role']:>16}"] + [f"{c['test'][m]:7.2f}" for m in METRIC_NAMES]
+        typer.echo("  ".join(cells) + f"  {c['path']}")
+
+
+def _print_picks(picks: list[dict]) -> None:
+    """The sweep protocol: the (lr, weight decay) each model picked on validation."""
+    for pick in picks:
+        edge = f"; at the grid's edge ({', '.join(pick['edges'])})" if pick["edges"] else ""
+        typer.echo(
+            f"sweep pick: lr {pick['lr']:g}, weight decay {pick['weight_decay']:g} "
+            f"(val uAP {pick['val_uap']:.2f}, best epoch {pick['best_epoch'] + 1}{edge})"
+        )
+
+
 def _print_chance(chance: dict) -> None:
     """The chance level of each metric on the test labels (what an uninformed ranking scores)."""
+    from probe.metrics import METRIC_NAMES
+
     cells = [f"{'chance':>7}", f"{'':>7}"] + [f"{chance[m]:7.2f}" for m in METRIC_NAMES]
     typer.echo("  ".join(cells))
 
@@ -186,13 +192,15 @@ def eval_(
     """Score a checkpoint on a split of feature files with the reference metrics."""
     if out is not None:
         check_output_file(out)
+    from probe.evaluate import evaluate_checkpoint
+
     result = evaluate_checkpoint(checkpoint, features, split, subset, memory_budget_gb)
     result.pop("scores")
     result.pop("video_ids")
     _print_table(["split", "subset"], [[result["split"], subset, result["metrics"]]])
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_text(out, json.dumps(result, indent=2) + "\n")
         typer.echo(f"wrote {out}")
 
 
@@ -207,6 +215,8 @@ def predict_(
 ) -> None:
     """Write a checkpoint's per-label scores for the videos of feature files."""
     check_output_file(out)
+    from probe.evaluate import predict, write_predictions
+
     ids, labels, scores = predict(checkpoint, features, split, subset, memory_budget_gb)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_predictions(out, ids, labels, scores)
@@ -220,6 +230,7 @@ def _names(text: str) -> list[str]:
 
 
 @app.command()
+@shared_options(*REPORT_RUNS, *FIT, "window", *HARDWARE, "threads")
 def matrix(
     features: list[Path] = typer.Option(
         ..., "--features", help="Feature files and/or folders (searched for *.h5); repeatable."
@@ -230,23 +241,14 @@ def matrix(
     seeds: int = typer.Option(1, help="Seeds per split (seed, seed+1, ...)."),
     seed: int = typer.Option(0, help="First seed."),
     scores: str = typer.Option(
-        ",".join(SCORES), help=f"Training-free scores: {','.join(SCORES)} or none."
+        ",".join(DEFAULT_SCORES), help=f"Training-free scores: {','.join(SCORES)} or none."
     ),
     score_max_videos: int = typer.Option(None, help="Score at most this many train videos."),
-    jobs: JobsOption = 1,
-    cache: CacheOption = None,
-    shard: ShardOption = None,
-    lr: LrOption = _DEFAULT.lr,
-    epochs: EpochsOption = _DEFAULT.epochs,
-    batch_size: BatchSizeOption = _DEFAULT.batch_size,
-    patience: PatienceOption = _DEFAULT.patience,
-    scheduler_patience: SchedulerPatienceOption = _DEFAULT.scheduler_patience,
-    window: WindowOption = _DEFAULT.window,
-    device: DeviceOption = _DEFAULT.device,
-    memory_budget_gb: MemoryBudgetOption = _DEFAULT.memory_budget_gb,
-    mask_padding: MaskPaddingOption = _DEFAULT.mask_padding,
-    threads: SharedThreadsOption = _DEFAULT.threads,
+    shared: dict = None,
     print_: bool = typer.Option(False, "--print", help="Also print matrix.md to stdout."),
+    wait: bool = typer.Option(
+        False, "--wait", help="Wait for another run writing the same report folder to end."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train every (feature file x probe) cell, family fusions and scores; write the matrix.
@@ -256,33 +258,23 @@ def matrix(
     """
     if seeds < 1:
         raise UserError("--seeds must be at least 1")
+    from probe.matrix import run_matrix
+
     split_list = _report_splits(splits)
-    config = TrainConfig(
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        patience=patience,
-        scheduler_patience=scheduler_patience,
-        window=window,
-        device=device,
-        memory_budget_gb=memory_budget_gb,
-        mask_padding=mask_padding,
-        threads=threads,
-    )
-    with _quiet_runs():
+    with _report_lock(out, shared["shard"], wait), _quiet_runs():
         result = run_matrix(
             features,
             out,
             models=_names(models),
             splits=split_list,
             seeds=list(range(seed, seed + seeds)),
-            config=config,
+            config=train_config(shared),
             scores=_names(scores),
             score_max_videos=score_max_videos,
-            jobs=jobs,
+            jobs=shared["jobs"],
             progress=not quiet,
-            cache=cache,
-            shard=resolve_shard(shard),
+            cache=shared["cache"],
+            shard=resolve_shard(shared["shard"]),
         )
     if not result.complete:
         _shard_done("matrix", out)
@@ -312,6 +304,16 @@ def _quiet_runs():
             logger.setLevel(level)
 
 
+def _report_lock(out: Path, shard: str | None, wait: bool):
+    """One owner per report folder (`vtl.lock`); shards of one run lock a name of their own."""
+    from vtl.lock import OutputLock
+
+    shard = resolve_shard(shard)
+    if shard.count > 1:
+        out = out.with_name(f"{out.name}.shard-{shard.index}-of-{shard.count}")
+    return OutputLock(out, wait=wait)
+
+
 def _shard_done(what: str, out: Path) -> None:
     typer.echo(
         f"this shard's runs are done; the last shard to finish writes the {what} to {out}",
@@ -320,6 +322,7 @@ def _shard_done(what: str, out: Path) -> None:
 
 
 @app.command()
+@shared_options(*REPORT_RUNS, *FIT, *HARDWARE, "threads")
 def study(
     study_dir: Path = typer.Option(
         None, "--study", help="A study made by `extract study` (its folder or study.json)."
@@ -329,28 +332,26 @@ def study(
         "--features",
         help="Instead of --study: one feature file per backbone (repeatable); "
         "the probe axes alone are studied.",
-    ),  # fmt: skip
+    ),
     out: Path = typer.Option(None, "--out", help="Report folder (default: STUDY/report)."),
     window: str = typer.Option(None, help="Clips per window to compare, e.g. 10,30."),
     models: str = typer.Option(None, help="Temporal models to compare, e.g. savg,gru,divita."),
+    co_train: list[Path] = typer.Option(
+        None,
+        "--co-train",
+        help="Compare each probe alone with one co-trained with these features of other "
+        "collections (same backbones; repeatable): the cotrain axis.",
+    ),
     design: str = typer.Option(None, help="axis or grid (default: the study's)."),
     splits: str = typer.Option("all", help="'all' or a list like 0,1,2."),
     seeds: int = typer.Option(3, help="Seeds per split (seed, seed+1, ...): the test's pairs."),
     seed: int = typer.Option(0, help="First seed."),
     alpha: float = typer.Option(0.05, help="Level of the paired test's verdict."),
-    jobs: JobsOption = 1,
-    cache: CacheOption = None,
-    shard: ShardOption = None,
-    lr: LrOption = _DEFAULT.lr,
-    epochs: EpochsOption = _DEFAULT.epochs,
-    batch_size: BatchSizeOption = _DEFAULT.batch_size,
-    patience: PatienceOption = _DEFAULT.patience,
-    scheduler_patience: SchedulerPatienceOption = _DEFAULT.scheduler_patience,
-    device: DeviceOption = _DEFAULT.device,
-    memory_budget_gb: MemoryBudgetOption = _DEFAULT.memory_budget_gb,
-    mask_padding: MaskPaddingOption = _DEFAULT.mask_padding,
-    threads: SharedThreadsOption = _DEFAULT.threads,
+    shared: dict = None,
     print_: bool = typer.Option(False, "--print", help="Also print study.md to stdout."),
+    wait: bool = typer.Option(
+        False, "--wait", help="Wait for another run writing the same report folder to end."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train every variant of a study and report each one's difference from the baseline with a
@@ -365,19 +366,27 @@ def study(
         if plan is None:
             raise UserError("--out: give a report folder (with --features there is no study)")
         out = plan.path.parent / "report"
+    from probe.study import run_study
+
     split_list = _report_splits(splits)
-    config = TrainConfig(
-        lr=lr, epochs=epochs, batch_size=batch_size, patience=patience,
-        scheduler_patience=scheduler_patience, device=device, memory_budget_gb=memory_budget_gb,
-        mask_padding=mask_padding, threads=threads,
-    )  # fmt: skip
     probe_axes = {"window": AXES["window"].values(window), "model": AXES["model"].values(models)}
-    with _quiet_runs():
+    with _report_lock(out, shared["shard"], wait), _quiet_runs():
         result = run_study(
-            out, plan, features or (), probe_axes, split_list, list(range(seed, seed + seeds)),
-            config, design, alpha, jobs, progress=not quiet, cache=cache,
-            shard=resolve_shard(shard),
-        )  # fmt: skip
+            out,
+            plan,
+            features or (),
+            probe_axes,
+            split_list,
+            list(range(seed, seed + seeds)),
+            config=train_config(shared),
+            design=design,
+            alpha=alpha,
+            jobs=shared["jobs"],
+            progress=not quiet,
+            cache=shared["cache"],
+            shard=resolve_shard(shared["shard"]),
+            co_train=co_train or (),
+        )
     if not result.complete:
         _shard_done("study report", out)
         return
@@ -407,14 +416,21 @@ def score(
         raise UserError(f"--methods: choose among {', '.join(SCORES)}")
     if out is not None:
         check_output_file(out)
+    from probe.transferability import score_feature_file
+
     results = score_feature_file(features, split, names, max_videos=max_videos, knn_k=knn_k)
     for name, value in results.items():
         typer.echo(f"{name:>7}  {value:.6f}")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        record = {"features": str(features), "split": split, "max_videos": max_videos,
-                  "knn_k": knn_k, "scores": results}  # fmt: skip
-        out.write_text(json.dumps(record, indent=2) + "\n")
+        record = {
+            "features": str(features),
+            "split": split,
+            "max_videos": max_videos,
+            "knn_k": knn_k,
+            "scores": results,
+        }
+        write_text(out, json.dumps(record, indent=2) + "\n")
         typer.echo(f"wrote {out}")
 
 
@@ -434,6 +450,8 @@ def import_trailers12k_(
     if kind not in ("image", "video"):
         raise UserError(f"--kind {kind!r}: choose image or video")
     check_output_file(out)
+    from probe.trailers12k import import_trailers12k
+
     path = import_trailers12k(
         features,
         labels,
@@ -446,6 +464,297 @@ def import_trailers12k_(
         progress=not quiet,
     )
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+@shared_options("cache", *FIT, "window", *HARDWARE, "threads")
+def recommend(
+    features: list[Path] = typer.Option(
+        ...,
+        "--features",
+        help="The candidates' sample feature files and/or folders (searched for *.h5), one file "
+        "per backbone, e.g. from `extract run --sample 0.2`; repeatable.",
+    ),
+    out: Path = typer.Option(..., "--out", help="Report folder, e.g. reports/recommend."),
+    manifest: Path = typer.Option(
+        None,
+        help="The whole collection's manifest: its videos' frame counts give each candidate's "
+        "cost (default: the sample's size extrapolated to the collection it was drawn from).",
+    ),
+    models: str = typer.Option("linear,mlp", help="Quick probes trained on the sample."),
+    splits: str = typer.Option("all", help="'all' or a list like 0,1,2."),
+    seeds: int = typer.Option(1, help="Seeds per split (seed, seed+1, ...)."),
+    seed: int = typer.Option(0, help="First seed (also the bootstrap's seed)."),
+    scores: str = typer.Option(
+        "all", help="Training-free scores, comma-separated, 'all' (every registered) or none."
+    ),
+    prior: list[str] = typer.Option(
+        None,
+        "--prior",
+        help="NAME=TOP1: a candidate's published source top-1 in percent, where its library "
+        "records none (torchvision's are found by themselves); repeatable.",
+    ),
+    resamples: int = typer.Option(
+        None, help="Bootstrap resamples of the sample's videos (default: the issue's minimum)."
+    ),
+    shared: dict = None,
+    print_: bool = typer.Option(False, "--print", help="Also print recommendation.md."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Recommend the backbone to extract on the whole collection, from a sample of it.
+
+    Reads each candidate's sample file, trains the quick probes on the sample's splits and seeds
+    (kept in the probe run cache, --cache: a rerun trains nothing), computes the training-free
+    scores and the source-accuracy prior, bootstraps the sample's videos, and writes
+    recommendation.md, .csv and .png; prints the one-line verdict and the report's path.
+    """
+    if seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    if resamples is not None and resamples < 1:
+        raise UserError(f"--resamples must be at least 1, got {resamples}")
+    model_list = _names(models)
+    if not model_list:
+        raise UserError("--models: give at least one quick probe, e.g. linear,mlp")
+    given_priors = _parse_priors(prior or [])
+    from vtl.paths import check_output_dir
+
+    check_output_dir(out)
+    configs = [train_config(shared, model=m).validate() for m in model_list]
+    from probe import recommend as rec
+    from probe import recommend_report
+    from probe.catalogue import discover_feature_files, read_file_info, resolve_splits
+    from probe.tasks import Cache
+
+    methods = _recommend_scores(scores)
+    paths = discover_feature_files(features)
+    if len(paths) < 2:
+        raise UserError(
+            f"--features: found {len(paths)} feature file ({paths[0]}); a recommendation "
+            "compares at least two candidates' files of the same sample"
+        )
+    infos = [read_file_info(p) for p in paths]
+    names = _candidate_names(infos)
+    data = rec.read_sample(paths, names)
+    rec.set_priors(data.candidates, {**_library_priors(infos, names), **given_priors})
+    unknown = sorted(set(given_priors) - set(names))
+    if unknown:
+        raise UserError(f"--prior {unknown[0]}: no such candidate; the candidates are {names}")
+    split_list = resolve_splits(_report_splits(splits), infos[0])
+    collection_videos, collection_frames, notes = _collection(manifest, paths[0], data)
+    cache = Cache(shared["cache"])
+    with _quiet_runs():
+        runs, trained, probe_notes = _quick_probes(
+            infos,
+            names,
+            data.video_ids,
+            configs,
+            split_list,
+            list(range(seed, seed + seeds)),
+            cache,
+            progress=not quiet,
+        )
+    result = rec.recommend(
+        data.candidates,
+        data.labels,
+        data.label_names,
+        runs,
+        methods=methods,
+        resamples=rec.RESAMPLES if resamples is None else resamples,
+        seed=seed,
+        collection_videos=collection_videos,
+        collection_frames=collection_frames,
+    )
+    result.notes[:0] = data.notes + notes + probe_notes
+    outputs = recommend_report.write_report(result, out)
+    typer.echo(f"quick probes: {trained} trained, {len(runs) - trained} from the cache", err=True)
+    if print_:
+        typer.echo(outputs["md"].read_text())
+    typer.echo(recommend_report.summary_line(result))
+    typer.echo(str(outputs["md"]))
+
+
+def _parse_priors(items: list[str]) -> dict[str, float]:
+    """--prior NAME=TOP1 options as {name: top-1 in percent}."""
+    priors = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            top1 = float(value) if sep and name.strip() else float("nan")
+        except ValueError:
+            top1 = float("nan")
+        if not 0 < top1 <= 100:
+            raise UserError(f"--prior {item!r}: give NAME=TOP1 with TOP1 in (0, 100], e.g. x=75.1")
+        priors[name.strip()] = top1
+    return priors
+
+
+def _recommend_scores(text: str) -> list[str]:
+    """The scores of `probe recommend --scores` ('all': every registered score)."""
+    from probe.transferability import SCORES as registered  # with recommend's scores added
+
+    if text.strip().lower() == "all":
+        return list(registered)
+    methods = _names(text)
+    unknown = [m for m in methods if m not in registered]
+    if unknown:
+        raise UserError(f"--scores {unknown[0]!r}: choose among {', '.join(registered)} or none")
+    return methods
+
+
+def _candidate_names(infos) -> list[str]:
+    """Each file's backbone; files that share one are named by their path instead."""
+    backbones = [i.backbone for i in infos]
+    names = [
+        b if backbones.count(b) == 1 else f"{i.path.parent.name}/{i.path.stem}"
+        for b, i in zip(backbones, infos, strict=True)
+    ]
+    if len(set(names)) != len(names):
+        names = [str(i.path) for i in infos]
+    return names
+
+
+def _library_priors(infos, names: list[str]) -> dict[str, float]:
+    """The ImageNet top-1 torchvision records for each file whose checkpoint is torchvision's
+    (matched by the checkpoint's file name, which is the weights' URL's)."""
+    import os
+
+    import torchvision
+
+    from probe.recommend import torchvision_top1
+    from vtl.features import FeatureFile
+
+    by_file = {}
+    for model in torchvision.models.list_models():
+        for weights in torchvision.models.get_model_weights(model):
+            by_file[os.path.basename(weights.url)] = f"{type(weights).__name__}.{weights.name}"
+    priors = {}
+    for info, name in zip(infos, names, strict=True):
+        with FeatureFile(info.path) as f:
+            checkpoint = (f.meta.weights or {}).get("name", "")
+        top1 = torchvision_top1(by_file[checkpoint]) if checkpoint in by_file else None
+        if top1 is not None:
+            priors[name] = top1
+    return priors
+
+
+def _collection(manifest: Path | None, path: Path, data) -> tuple[int, int, list[str]]:
+    """The whole collection's videos and frames, and a note on where they come from: the
+    manifest's videos (frames from their headers), else the sample's record (`of_videos`, the
+    sample's frames per video extrapolated), else the files themselves (not a sample)."""
+    frames = data.candidates[0].frames
+    n = len(data.video_ids)
+    if manifest is not None:
+        from extract.video import header_frames
+        from vtl.manifest import read_manifest
+
+        m = read_manifest(manifest)
+        missing = set(data.video_ids) - set(m.video_ids)
+        if missing:
+            raise UserError(
+                f"--manifest {manifest}: {len(missing)} sampled videos are not in it (e.g. "
+                f"{sorted(missing)[0]!r}); pass the manifest the sample was drawn from"
+            )
+        total = sum(header_frames(p) for p in m.paths)
+        return len(m), total, [f"collection: {len(m)} videos, {total} frames ({manifest})"]
+    from vtl.features import FeatureFile
+
+    with FeatureFile(path) as f:
+        sample = dict(f.meta.sample)
+    if sample.get("of_videos"):
+        videos = int(sample["of_videos"])
+        total = round(frames * videos / n)
+        note = f"collection: {videos} videos (the sample's record), about {total} frames"
+        return videos, total, [note + " extrapolated from the sample's frames per video"]
+    note = f"{path} is not a sample (no `sample` record): its {n} videos are the collection"
+    return n, frames, [note]
+
+
+def _quick_probes(infos, names, video_ids, configs, splits, seeds, cache, progress):
+    """Each candidate's quick probes on each usable split and seed, with their test videos'
+    predictions, through the run cache (`probe.tasks.Cache`): a finished run is not trained
+    again. Returns ([recommend.ProbeRun], runs trained now, notes on splits left out)."""
+    import dataclasses
+    import tempfile
+
+    import numpy as np
+
+    from probe.catalogue import check_splits
+    from probe.recommend import ProbeRun
+    from probe.tasks import run_task
+    from vtl.progress import progress_bar
+
+    usable, notes = [], []
+    for split in splits:
+        try:
+            check_splits(infos[0], [split])
+            usable.append(split)
+        except UserError as error:
+            notes.append(f"split {split} left out of the quick probes: {error}")
+    if not usable:
+        raise UserError(
+            f"--features {infos[0].path}: no split of the sample can train a probe ({notes[0]}); "
+            "draw a larger sample"
+        )
+    index = {v: i for i, v in enumerate(video_ids)}
+    work = [
+        (info, name, config, split, seed)
+        for info, name in zip(infos, names, strict=True)
+        for config in configs
+        for split in usable
+        for seed in seeds
+    ]
+    runs, trained = [], 0
+    bar = progress_bar(len(work), "quick probes", "run", not progress)
+    with tempfile.TemporaryDirectory(prefix="vtl-recommend-") as scratch:
+        for k, (info, name, config, split, seed) in enumerate(work):
+            # The run's own cache key, kind "predictions": the test videos' scores, which the
+            # bootstrap needs and a matrix run's cached metrics do not keep.
+            task = dataclasses.replace(run_task([info], config, split, seed), kind="predictions")
+            result = cache.get(task.key)
+            if result is None:
+                result = _train_predictions(info.path, config, split, seed, Path(scratch) / str(k))
+                cache.folder.mkdir(parents=True, exist_ok=True)
+                cache.put(task, result)
+                trained += 1
+            # Test videos outside the sample's common videos (read_sample's note) drop out.
+            kept = [
+                (index[v], scores)
+                for v, scores in zip(result["video_ids"], result["scores"], strict=True)
+                if v in index
+            ]
+            runs.append(
+                ProbeRun(
+                    candidate=name,
+                    split=split,
+                    seed=seed,
+                    videos=np.array([row for row, _ in kept], dtype=np.int64),
+                    scores=np.array([scores for _, scores in kept], dtype=np.float64),
+                )
+            )
+            bar.update(1)
+    bar.close()
+    return runs, trained, notes
+
+
+def _train_predictions(path: Path, config, split: int, seed: int, scratch: Path) -> dict:
+    """Train one quick probe; its test videos' ids and label scores, and its test metrics."""
+    import csv
+    import dataclasses
+    import time
+
+    from probe.train import train_probe
+
+    started = time.perf_counter()
+    config = dataclasses.replace(config, split=split, seed=seed)
+    result = train_probe([path], config, scratch, progress=False)
+    with open(scratch / "predictions.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    return {
+        "video_ids": [row[0] for row in rows],
+        "scores": [[float(x) for x in row[1:]] for row in rows],
+        "test": result["metrics"]["test"],
+        "train_seconds": time.perf_counter() - started,
+    }
 
 
 def main() -> None:

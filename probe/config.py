@@ -1,6 +1,7 @@
-"""The configuration of one probe run, with the reference work's defaults.
+"""The configuration of one probe run, with the reference work's defaults (`vtl.defaults`).
 
-Defaults and their source (DIViTA repository, `train.py` and `experiment.py`):
+Importing it loads no torch (the command line reads it for its defaults). Defaults and their
+source (DIViTA repository, `train.py` and `experiment.py`):
 
 - `lr=1e-4`, `epochs=100`: `experiment.py transfer`, the run that reproduces the paper's table
   (`train.py` alone defaults to 1e-3 and 10 epochs, a quick-look setting);
@@ -12,32 +13,41 @@ Defaults and their source (DIViTA repository, `train.py` and `experiment.py`):
 Our additions: `mask_padding` (True: zero padding is masked out of the batch-norm statistics,
 attention keys and clip means; False: padding flows through the model as in the reference),
 `memory_budget_gb` (features are held in memory when they fit, streamed otherwise; same results)
-`fusion` for several feature files, and `threads` (several runs side by side want one each).
+`fusion` for several feature files, `threads` (several runs side by side want one each),
+and `co_train` / `init_from` (CoVeR-style co-training with other collections, fine-tuning a probe
+trained on another collection: `probe.cotrain`), and `protocol`: "reference" trains the one
+setting above, "sweep" a grid of learning rates (`sweep_lrs`) x weight decays
+(`sweep_weight_decays`) at once and keeps the head best on validation (`probe.sweep`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
-import torch
-
-from probe.models import PROBES
+from vtl import defaults
 from vtl.errors import UserError
 
 FUSIONS = ("late", "concat")
+PROTOCOLS = ("reference", "sweep")
+# The sweep protocol's grid (why these: probe.sweep): half-decade learning rates over
+# 1e-5..1e-1, the reference's 1e-4 among them, and weight decays from none to strong.
+SWEEP_LRS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+SWEEP_WEIGHT_DECAYS = (0.0, 0.01, 0.1, 1.0)
 
 
 @dataclass
 class TrainConfig:
     """One probe run: which probe, how it is trained, on which split, with which seed."""
 
-    model: str = "divita"
-    lr: float = 1e-4
-    epochs: int = 100
-    batch_size: int = 32
-    patience: int = 20
-    scheduler_patience: int = 10
-    window: int = 30
+    model: str = defaults.PROBE_MODEL
+    lr: float = defaults.LR
+    weight_decay: float = defaults.WEIGHT_DECAY
+    epochs: int = defaults.EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
+    patience: int = defaults.PATIENCE
+    scheduler_patience: int = defaults.SCHEDULER_PATIENCE
+    window: int = defaults.WINDOW
     seed: int = 0
     split: int = 0
     fusion: str = "late"  # several feature files: "late" (one model each) or "concat" (one model)
@@ -45,6 +55,13 @@ class TrainConfig:
     memory_budget_gb: float = 4.0
     mask_padding: bool = True
     threads: int = 0  # torch intra-op threads for this run; 0 keeps the process's setting
+    # Co-training (`probe.cotrain`): other collections' feature files (same backbone) whose
+    # labels train heads of their own on the shared temporal model.
+    co_train: tuple[str, ...] = ()
+    init_from: str | None = None  # a checkpoint whose probe body starts training (A -> B)
+    protocol: str = "reference"  # or "sweep": the grid below at once, picked on validation
+    sweep_lrs: tuple[float, ...] = SWEEP_LRS
+    sweep_weight_decays: tuple[float, ...] = SWEEP_WEIGHT_DECAYS
 
     def validate(self) -> TrainConfig:
         """Check every field; return self.
@@ -52,6 +69,11 @@ class TrainConfig:
         Raises:
             UserError: naming the option and the bad value.
         """
+        # Here, not at import: `probe --help` and the CLI's defaults read this module, torch-free.
+        import torch
+
+        from probe.models import PROBES
+
         if self.model not in PROBES:
             raise UserError(f"--model {self.model!r}: choose one of {', '.join(PROBES)}")
         if self.fusion not in FUSIONS:
@@ -61,10 +83,18 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise UserError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
+        self._validate_protocol()
         if self.split < 0:
             raise UserError(f"--split must be 0 or more, got {self.split}")
         if self.threads < 0:
             raise UserError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
+        self.co_train = tuple(str(p) for p in self.co_train)  # JSON gives a list
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            raise UserError(f"--init-from {self.init_from}: no such checkpoint file")
+        if self.init_from is not None and self.protocol == "sweep":
+            raise UserError("--protocol sweep does not apply to fine-tuning (--init-from)")
         if self.memory_budget_gb < 0:
             raise UserError("--memory-budget-gb must be 0 or more (0 streams from the file)")
         try:
@@ -74,6 +104,26 @@ class TrainConfig:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UserError(f"--device {self.device}: CUDA is not available here; use cpu")
         return self
+
+    def _validate_protocol(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise UserError(f"--protocol {self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        # JSON gives lists; the grid is a tuple of floats (it keys cached runs).
+        self.sweep_lrs = tuple(float(v) for v in self.sweep_lrs)
+        self.sweep_weight_decays = tuple(float(v) for v in self.sweep_weight_decays)
+        if self.protocol != "sweep":
+            return
+        if self.co_train:
+            raise UserError("--protocol sweep does not apply to co-training (--co-train)")
+        lrs, wds = self.sweep_lrs, self.sweep_weight_decays
+        if not lrs or not wds:
+            raise UserError("the sweep needs at least one learning rate and one weight decay")
+        if any(not lr > 0 for lr in lrs):
+            raise UserError(f"sweep learning rates must be positive, got {list(lrs)}")
+        if any(not wd >= 0 for wd in wds):
+            raise UserError(f"sweep weight decays must be 0 or more, got {list(wds)}")
+        if len(set(lrs)) != len(lrs) or len(set(wds)) != len(wds):
+            raise UserError("the sweep grid repeats a learning rate or a weight decay")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -207,8 +207,10 @@ def split_indices(data: ProbeData, split: int) -> dict[str, np.ndarray]:
             _WARNED.add(said)
             log.warning(
                 "split %d: labels %s have no positive %s video; their AP counts as 0",
-                split, list(labels), name,
-            )  # fmt: skip
+                split,
+                list(labels),
+                name,
+            )
     return subsets
 
 

@@ -138,6 +138,37 @@ def load_checkpoint(path: str | Path) -> tuple[dict, list[nn.Module]]:
     return ckpt, models
 
 
+def load_body(checkpoint: str | Path, model: nn.Module, model_name: str, where: str) -> dict:
+    """Copy the body of a checkpoint's probe (every weight but its classifier `cls`) into
+    `model`, a fresh probe of `model_name` whose own `cls` (its labels) is kept: fine-tuning a
+    probe trained on another collection (A -> B). Returns the checkpoint dictionary.
+
+    Raises:
+        UserError: a checkpoint of a fusion, of another probe model or of another feature size
+            (naming the checkpoint and `where`, the feature files).
+    """
+    with torch.random.fork_rng(devices=[]):  # rebuilding the checkpoint's probe draws weights
+        ckpt, models = load_checkpoint(checkpoint)
+    if len(models) != 1:
+        raise UserError(
+            f"--init-from {checkpoint}: holds {len(models)} models (a late fusion); fine-tuning "
+            "starts from a probe trained on one feature file"
+        )
+    if ckpt["config"]["model"] != model_name:
+        raise UserError(
+            f"--init-from {checkpoint}: holds a {ckpt['config']['model']} probe, not "
+            f"{model_name}; pass --model {ckpt['config']['model']}"
+        )
+    if ckpt["feature_dims"][0] != model.bn.num_features:
+        raise UserError(
+            f"--init-from {checkpoint}: trained on {ckpt['feature_dims'][0]}-d features, but "
+            f"{where} holds {model.bn.num_features}-d ones; use the same backbone"
+        )
+    body = {k: v for k, v in models[0].state_dict().items() if not k.startswith("cls.")}
+    model.load_state_dict(body, strict=False)
+    return ckpt
+
+
 def check_checkpoint_data(ckpt: dict, data: ProbeData, where: Path) -> None:
     """The feature files must match the checkpoint's in number, dimensions and labels."""
     n_files = sum(len(g) for g in ckpt["groups"])

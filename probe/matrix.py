@@ -1,7 +1,7 @@
 """The transferability matrix: every (feature file x probe) cell, family fusions and scores.
 
 `run_matrix` finds the feature files, lays out the rows and cells, checks everything it can
-before any training, and trains (`probe.cells`) what is not cached yet:
+before any training, and trains (`probe.tasks`) what is not cached yet:
 
 - one probe cell per (feature file, probe model), every requested split and seed; its result is
   the mean ± std over those runs;
@@ -16,10 +16,11 @@ and a fusion of files whose clips differ, cannot make a row: such rows are repor
 in `matrix.md` and `matrix.json`) and left out while the rest of the matrix is trained and
 written.
 
-Outputs: `matrix.csv` (one row per cell), `matrix.md` (rows backbones, columns probes, μAP
-mean ± std, best per column in bold, scores and their rank correlation with the probes),
-`matrix.json`, and the pictures `matrix.png` and `cost.png` (`probe.plots`). Backbone costs
-(parameters, GFLOPs per clip as extracted) come from each feature file's `cost` attribute.
+Outputs, written by `probe.matrix_report`: `matrix.csv` (one row per cell), `matrix.md` (rows
+backbones, columns probes, μAP mean ± std, best per column in bold, scores and their rank
+correlation with the probes), `matrix.json`, and the pictures `matrix.png` and `cost.png`
+(`probe.plots`). Backbone costs (parameters, GFLOPs per clip as extracted) come from each
+feature file's `cost` attribute.
 """
 
 from __future__ import annotations
@@ -31,25 +32,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from probe.cells import (
-    Cache,
+from probe.catalogue import (
     FileInfo,
-    Task,
-    check_files,
     check_one_dataset,
+    check_splits,
     discover_feature_files,
     read_file_info,
     resolve_splits,
+)
+from probe.config import TrainConfig
+from probe.data import check_same_clips, open_probe_data
+from probe.matrix_report import write_outputs
+from probe.models import PROBES
+from probe.tasks import (
+    Cache,
+    Task,
+    check_files,
     run_task,
     run_tasks,
     score_task,
     summarize_cell,
 )
-from probe.config import TrainConfig
-from probe.data import check_same_clips, open_probe_data, split_indices
-from probe.metrics import METRIC_NAMES
-from probe.models import PROBES
-from probe.report import PERCENT_NOTE, markdown_table, number, write_csv, write_json, write_text
 from probe.transferability import SCORES, rank_correlation
 from vtl.errors import FeatureFileError, UserError
 from vtl.paths import check_output_dir
@@ -163,21 +166,6 @@ def _layout_rows(infos: list[FileInfo]) -> list[Row]:
     return rows
 
 
-def check_splits(info: FileInfo, splits: list[int]) -> None:
-    """Every requested split has train, val and test videos and a positive training video of
-    every label, checked before any training (the files of one dataset share them).
-
-    Raises:
-        UserError: as `probe.data.split_indices`.
-    """
-    data = open_probe_data([info.path])
-    try:
-        for split in splits:
-            split_indices(data, split)
-    finally:
-        data.close()
-
-
 def rows_left_out(rows: list[Row], bad_files: dict[Path, str]) -> dict[str, str]:
     """Row name -> why it cannot be built: a file that cannot be probed, or a fusion of files
     whose clips differ (fusion compares windows clip by clip)."""
@@ -235,7 +223,7 @@ def run_matrix(
 
     Args:
         features: feature files and/or folders (searched recursively, see
-            `probe.cells.discover_feature_files`).
+            `probe.catalogue.discover_feature_files`).
         out: the report folder: matrix.csv, matrix.md, matrix.json, matrix.png, cost.png.
         models: probe models (names of `probe.models.PROBES`), the matrix's columns.
         splits: "all" (every split of the files) or split indices.
@@ -247,7 +235,7 @@ def run_matrix(
         knn_k: neighbours of the kNN score.
         jobs: runs trained side by side in worker processes (results equal `jobs=1`).
         progress: a progress bar over the runs (on stderr).
-        cache: the task cache (`probe.cells.Cache` or its folder; default: the user's).
+        cache: the task cache (`probe.tasks.Cache` or its folder; default: the user's).
         shard: this process's share of the runs (`vtl.shards`); the shard that finds every run
             done writes the outputs.
 
@@ -277,15 +265,25 @@ def run_matrix(
     for row in rows:
         for model in models:
             cell_config = TrainConfig.from_dict({**config.to_dict(), "model": model})
-            tasks = [run_task(row.files, cell_config, s, seed) for s in split_list
-                     for seed in seed_list]  # fmt: skip
+            tasks = [
+                run_task(row.files, cell_config, split, seed)
+                for split in split_list
+                for seed in seed_list
+            ]
             cells.append(Cell(row, "probe", model, tasks))
         if not row.fused:
             for name in scores:
                 tasks = [score_task(row.files[0], name, s, options) for s in split_list]
                 cells.append(Cell(row, "score", name, tasks))
-    work = run_tasks([t for c in cells for t in c.tasks], cache, config, jobs, shard, progress,
-                     "matrix")  # fmt: skip
+    work = run_tasks(
+        [t for c in cells for t in c.tasks],
+        cache,
+        config,
+        jobs=jobs,
+        shard=shard,
+        progress=progress,
+        desc="matrix",
+    )
     trained = set(work.trained)
     result = MatrixResult(
         rows=rows,
@@ -298,8 +296,9 @@ def run_matrix(
         complete=work.complete,
         runs_trained=len(work.trained),
     )
-    log.info("matrix: %d rows, %d cells, %d runs trained here", len(rows), len(cells),
-             len(work.trained))  # fmt: skip
+    log.info(
+        "matrix: %d rows, %d cells, %d runs trained here", len(rows), len(cells), len(work.trained)
+    )
     if not work.complete:
         return result
     for cell in cells:
@@ -317,6 +316,11 @@ def run_matrix(
 
 def _score_result(tasks: list[Task], results: dict[str, dict]) -> dict:
     values = [results[t.key]["score"] for t in sorted(tasks, key=lambda t: t.split)]
+    if None in values:  # a score that needs class logits, on a file without them
+        return {
+            "score": {"mean": None, "std": None, "n": 0, "per_split": values},
+            "train_seconds": sum(results[t.key]["train_seconds"] for t in tasks),
+        }
     mean = sum(values) / len(values)
     std = (
         math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
@@ -364,7 +368,9 @@ def correlate(cells: list[Cell], models: list[str], scores: list[str]) -> list[d
         if c.kind == "probe" and not c.row.fused
     }
     score_value = {
-        (c.row.name, c.method): c.result["score"]["mean"] for c in cells if c.kind == "score"
+        (c.row.name, c.method): c.result["score"]["mean"]
+        for c in cells
+        if c.kind == "score" and c.result["score"]["mean"] is not None
     }
     out = []
     for score in scores:
@@ -388,199 +394,3 @@ def correlate(cells: list[Cell], models: list[str], scores: list[str]) -> list[d
                     entry["note"] = "a constant score or μAP, no ranking"
             out.append(entry)
     return out
-
-
-# ------------------------------------------------------------------ outputs
-
-CSV_COLUMNS = [
-    "row",
-    "backbone",
-    "family",
-    "pretrain",
-    "kind",
-    "probe",
-    "type",
-    *(f"{m}_{s}" for m in METRIC_NAMES for s in ("mean", "std")),
-    "score_mean",
-    "score_std",
-    "params_m",
-    "gflops_per_clip",
-    "feature_dim",
-    "train_seconds",
-    "runs",
-    "splits",
-    "seeds",
-    "files",
-    "key",
-]
-
-
-def cell_record(cell: Cell) -> dict:
-    """One matrix.csv row (values as plain Python numbers and strings; None for blanks)."""
-    row = cell.row
-    record = {
-        "row": row.name,
-        "backbone": " + ".join(f.backbone for f in row.files),
-        "family": row.family,
-        "pretrain": row.pretrain,
-        "kind": row.kind,
-        "probe": cell.method,
-        "type": cell.kind,
-        "params_m": row.params_m,
-        "gflops_per_clip": row.gflops_per_clip,
-        "feature_dim": row.feature_dim,
-        "train_seconds": round(cell.result.get("train_seconds", 0.0), 3),
-        "files": " ".join(str(f.path) for f in row.files),
-        "key": cell.key,
-    }
-    if cell.kind == "probe":
-        summary = cell.result["summary"]
-        for m in METRIC_NAMES:
-            record[f"{m}_mean"] = summary["test"][m]["mean"]
-            record[f"{m}_std"] = summary["test"][m]["std"]
-        record["runs"] = len(summary["runs"])
-        record["splits"] = " ".join(map(str, summary["splits"]))
-        record["seeds"] = " ".join(map(str, summary["seeds"]))
-    else:
-        record["score_mean"] = cell.result["score"]["mean"]
-        record["score_std"] = cell.result["score"]["std"]
-        record["runs"] = cell.result["score"]["n"]
-    return record
-
-
-def write_outputs(
-    out: Path,
-    result: MatrixResult,
-    models: list[str],
-    scores: list[str],
-    splits: list[int],
-    seeds: list[int],
-) -> dict[str, Path]:
-    """Write matrix.csv, matrix.md, matrix.json, matrix.png and cost.png; return their paths."""
-    from probe.plots import plot_cost, plot_heatmap
-
-    records = [cell_record(c) for c in result.cells]
-    paths = {
-        "csv": write_csv(out / "matrix.csv", CSV_COLUMNS, records),
-        "md": write_text(out / "matrix.md", render_markdown(result, models, scores, splits, seeds)),
-        "json": write_json(
-            out / "matrix.json",
-            {
-                "splits": splits,
-                "seeds": seeds,
-                "models": models,
-                "scores": scores,
-                "units": PERCENT_NOTE,
-                "cells": records,
-                "correlations": result.correlations,
-                "left_out": [{"row": k, "reason": v} for k, v in result.left_out.items()],
-            },
-        ),
-        "png": out / "matrix.png",
-        "cost": out / "cost.png",
-    }
-    uap = {
-        (c.row.name, c.method): c.result["summary"]["test"]["uap"]
-        for c in result.cells
-        if c.kind == "probe"
-    }
-    names = [r.name for r in result.rows]
-    plot_heatmap(paths["png"], names, models, uap)
-    plot_cost(paths["cost"], names, models, uap, {r.name: r.gflops_per_clip for r in result.rows})
-    return paths
-
-
-def render_markdown(
-    result: MatrixResult,
-    models: list[str],
-    scores: list[str],
-    splits: list[int],
-    seeds: list[int],
-) -> str:
-    """matrix.md: the μAP table (best per column in bold), scores, rank correlations."""
-    by = {(c.row.name, c.kind, c.method): c for c in result.cells}
-    columns: list[tuple[str, str]] = [("probe", m) for m in models]
-    columns += [("score", s) for s in scores]
-    values: dict[tuple[str, str, str], tuple[float, float]] = {}
-    for row in result.rows:
-        for kind, method in columns:
-            cell = by.get((row.name, kind, method))
-            if cell is None:
-                continue
-            value = cell.result["summary"]["test"]["uap"] if kind == "probe" else (
-                cell.result["score"])  # fmt: skip
-            if value["mean"] is not None:
-                values[(row.name, kind, method)] = (value["mean"], value["std"])
-    best = {}
-    for kind, method in columns:
-        column = [v[0] for (_, k, m), v in values.items() if (k, m) == (kind, method)]
-        if column:
-            best[(kind, method)] = max(column)
-
-    n_runs = len(splits) * len(seeds)
-    lines = [
-        "# Transferability matrix",
-        "",
-        f"Test μAP (%) of each probe, mean ± std over {len(splits)} split(s) x {len(seeds)} "
-        f"seed(s) ({n_runs} run(s) per cell); the best of each column in **bold**.",
-    ]
-    if scores:
-        lines.append(
-            "Training-free scores (" + ", ".join(SCORES[s].label for s in scores) + ") on each "
-            "split's train videos, mean ± std over splits; higher predicts better transfer."
-        )
-    header = ["Backbone", "Pretrain", "Kind", *models, *(SCORES[s].label for s in scores)]
-    header += ["GFLOPs/clip", "Params (M)"]
-    table = []
-    for row in result.rows:
-        entries = [row.name, row.pretrain, row.kind]
-        for kind, method in columns:
-            value = values.get((row.name, kind, method))
-            if value is None:
-                entries.append("")
-                continue
-            if kind == "probe":
-                text = f"{value[0]:.2f} ± {value[1]:.2f}"
-            else:
-                text = SCORES[method].format(*value)
-            entries.append(f"**{text}**" if value[0] == best[(kind, method)] else text)
-        entries += [number(row.gflops_per_clip), number(row.params_m)]
-        table.append(entries)
-    lines += ["", markdown_table(header, table, left=3)]
-    chance = [c.result["summary"]["chance"]["uap"]["mean"] for c in result.cells
-              if c.kind == "probe" and "chance" in c.result.get("summary", {})]  # fmt: skip
-    if chance:
-        lines += [
-            "",
-            f"Chance level: μAP {chance[0]:.2f} (the share of positive video-label pairs among "
-            "the test videos, mean over splits: what a ranking that knows nothing scores).",
-        ]
-    lines += [
-        "",
-        "GFLOPs per clip as extracted (an image backbone's FLOPs times the frames it embeds per "
-        "clip; a fusion: the sum). Other metrics (mAP, wAP, sAP), training times and every "
-        "cell's settings: `matrix.csv`.",
-    ]
-    if result.left_out:
-        lines += ["", "## Rows left out", ""]
-        lines += [f"- {name}: {reason}" for name, reason in result.left_out.items()]
-    if result.correlations:
-        lines += [
-            "",
-            "## Do the training-free scores rank backbones as the probes do?",
-            "",
-            "Rank correlation across single backbones (fusion rows left out) between each score "
-            "and each probe's μAP: 1 = same order, 0 = unrelated, -1 = reversed.",
-            "",
-        ]
-        table = []
-        for c in result.correlations:
-            if c["kendall_tau"] is None:
-                tau = rho = f"n/a ({c.get('note', '')})"
-            else:
-                tau, rho = f"{c['kendall_tau']:.2f}", f"{c['spearman_rho']:.2f}"
-            table.append([SCORES[c["score"]].label, c["probe"], tau, rho, c["backbones"]])
-        lines.append(
-            markdown_table(["Score", "Probe", "Kendall τ", "Spearman ρ", "Backbones"], table, 2)
-        )
-    return "\n".join(lines) + "\n"

@@ -1,27 +1,20 @@
 """Report files shared by `probe matrix` and `probe study`: csv, json and Markdown, each written
-whole under a temporary name and renamed, so a report on disk is never half written (shards
-finishing together may both write it; the last rename wins with the same content)."""
+whole under a temporary name and renamed (`vtl.atomic`), so a report on disk is never half
+written (shards finishing together may both write it; the last rename wins with the same
+content)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from vtl.atomic import write_text
+
 # Units every report states once: probe metrics are the reference's tables' percent.
 PERCENT_NOTE = "probe metrics in percent (PR-AUC x 100); scores in their own units"
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Write `text` to `path` atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def write_csv(path: Path, columns: Sequence[str], records: Sequence[dict]) -> Path:
@@ -50,7 +43,7 @@ def markdown_table(
     return "\n".join(lines)
 
 
-def mean_std(value: dict | None, digits: int = 2, scale: float = 1.0) -> str:
+def format_mean_std(value: dict | None, digits: int = 2, scale: float = 1.0) -> str:
     """'mean ± std' of a {"mean", "std"} summary; blank when there is none."""
     if not value or value.get("mean") is None:
         return ""

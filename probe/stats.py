@@ -53,17 +53,27 @@ class PairedTest:
         return {**asdict(self), "verdict": self.verdict}
 
 
-def _differences(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
+def paired_arrays(
+    a: Sequence[float], b: Sequence[float], names: tuple[str, str] = ("a", "b")
+) -> tuple[np.ndarray, np.ndarray]:
+    """`a` and `b` as float64 arrays of paired values: 1-D, equally long, finite (checked in
+    that order). Errors name the arguments as `names`."""
     x = np.asarray(a, dtype=np.float64)
     y = np.asarray(b, dtype=np.float64)
+    first, second = names
     if x.ndim != 1 or y.ndim != 1:
-        raise ValueError(f"a and b must be 1-D, got shapes {x.shape} and {y.shape}")
+        raise ValueError(f"{first} and {second} must be 1-D, got shapes {x.shape} and {y.shape}")
     if len(x) != len(y):
-        raise ValueError(f"a has {len(x)} values but b has {len(y)}: pairs must match")
-    if len(x) == 0:
-        raise ValueError("no pairs to compare")
+        raise ValueError(f"{first} has {len(x)} values but {second} has {len(y)}: pairs must match")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError("a and b must be finite")
+        raise ValueError(f"{first} and {second} must be finite")
+    return x, y
+
+
+def _differences(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
+    if len(a) == 0:
+        raise ValueError("no pairs to compare")
+    x, y = paired_arrays(a, b)
     return y - x
 
 
@@ -126,3 +136,47 @@ def paired_test(
 def smallest_p_value(n: int) -> float:
     """The smallest two-sided sign-flip p-value n pairs can give: 2 / 2^n."""
     return min(1.0, 2.0 / 2**n)
+
+
+@dataclass(frozen=True)
+class RankedCell:
+    """One cell of a report column compared with the column's best cell."""
+
+    best: bool  # the highest mean of the column
+    p_vs_best: float | None  # sign-flip p of this cell's runs against the best's (None: the best)
+    pairs: int  # (split, seed) runs the two cells share
+    within_noise: bool  # the best cannot be told apart from this cell (p >= alpha)
+
+
+def compare_with_best(
+    runs: dict[str, dict[tuple, float]], alpha: float = ALPHA
+) -> dict[str, RankedCell]:
+    """Which cells of one report column the column's best cannot be told apart from.
+
+    Args:
+        runs: cell name -> {(split, seed): value} (a matrix column: one probe's test μAP of each
+            backbone, run by run).
+        alpha: the test's level.
+
+    The best cell is the one with the highest mean (ties: the first). Every other cell is
+    compared with it by the paired sign-flip test over the runs both have (the same split and
+    seed: the same test videos and initialisation), as a study compares a variant with its
+    baseline; it is `within_noise` when p >= alpha, and also when the two share no run.
+    """
+    means = {name: float(np.mean(list(values.values()))) for name, values in runs.items() if values}
+    if not means:
+        return {}
+    best = max(means, key=means.get)
+    out = {best: RankedCell(True, None, len(runs[best]), True)}
+    for name in means:
+        if name == best:
+            continue
+        common = sorted(set(runs[name]) & set(runs[best]))
+        if not common:
+            out[name] = RankedCell(False, None, 0, True)
+            continue
+        a = [runs[best][k] for k in common]
+        b = [runs[name][k] for k in common]
+        p = sign_flip_p_value(a, b)
+        out[name] = RankedCell(False, p, len(common), p >= alpha)
+    return out

@@ -2,9 +2,10 @@
 
 A study (`vtl.study`) varies how features are cut (segmentation, clip frame rate, frames per
 clip: one feature file per value, made by `extract study`) and how clips are aggregated (clips
-per window, temporal model: probe settings), around a baseline or as a full grid. Every variant
-is trained over the same splits and seeds as the baseline (`probe.cells`: runs are cached and
-shared with the matrix, and spread over shards), and compared with it run for run:
+per window, temporal model, and co-training with other collections, `--co-train` and
+`probe.cotrain`: probe settings), around a baseline or as a full grid. Every variant is trained
+over the same splits and seeds as the baseline (`probe.tasks`: runs are cached and shared with
+the matrix, and spread over shards), and compared with it run for run:
 
 - the variant's test μAP (and mAP, wAP, sAP in the csv), mean ± std over splits x seeds;
 - its difference from the baseline, paired over the same split and seed;
@@ -14,9 +15,9 @@ shared with the matrix, and spread over shards), and compared with it run for ru
   feature file's `cost` attribute; extraction axes change them, probe axes do not) and training
   seconds per run.
 
-Outputs under the report folder: `study.md` (one table per backbone), `study.csv` (one row per
-backbone and variant, every metric), `study.json` and `study.png` (each variant's paired
-differences with their mean and spread).
+Outputs under the report folder, written by `probe.study_report`: `study.md` (one table per
+backbone), `study.csv` (one row per backbone and variant, every metric), `study.json` and
+`study.png` (each variant's paired differences with their mean and spread).
 """
 
 from __future__ import annotations
@@ -28,32 +29,19 @@ from pathlib import Path
 
 import numpy as np
 
-from probe.cells import (
-    Cache,
+from probe.catalogue import (
     FileInfo,
-    Task,
-    check_files,
     check_one_dataset,
+    check_splits,
     read_file_info,
     resolve_splits,
-    run_task,
-    run_tasks,
-    summarize_cell,
 )
 from probe.config import TrainConfig
-from probe.matrix import check_splits
 from probe.metrics import METRIC_NAMES
 from probe.models import PROBES
-from probe.report import (
-    PERCENT_NOTE,
-    markdown_table,
-    mean_std,
-    number,
-    write_csv,
-    write_json,
-    write_text,
-)
-from probe.stats import ALPHA, paired_test, smallest_p_value
+from probe.stats import ALPHA, paired_test
+from probe.study_report import write_outputs
+from probe.tasks import Cache, Task, check_files, run_task, run_tasks, summarize_cell
 from vtl.errors import UserError
 from vtl.paths import check_output_dir
 from vtl.shards import Shard
@@ -92,6 +80,7 @@ class StudyResult:
     complete: bool
     outputs: dict[str, Path] = field(default_factory=dict)
     markdown: str = ""
+    co_train: dict[str, list[str]] = field(default_factory=dict)  # backbone -> co-train files
 
 
 def run_study(
@@ -108,6 +97,7 @@ def run_study(
     progress: bool = True,
     cache: Cache | str | Path | None = None,
     shard: Shard | None = None,
+    co_train: Sequence[str | Path] = (),
 ) -> StudyResult:
     """Train every variant of a study (what is not cached) and write its report under `out`.
 
@@ -123,6 +113,9 @@ def run_study(
         design: "axis" or "grid" (default: the plan's, else "axis").
         alpha: the test's level for the verdict.
         jobs, progress, cache, shard: as `probe.matrix.run_matrix`.
+        co_train: feature files of other collections (`probe.cotrain`): the `cotrain` axis
+            compares each backbone's probe trained on the target alone with one co-trained with
+            the files of its backbone (named by `collection_name`).
 
     Raises:
         UserError: bad options, files that are missing or disagree, an unusable split or baseline
@@ -137,8 +130,10 @@ def run_study(
     if design not in DESIGNS:
         raise UserError(f"--design {design!r}: choose one of {', '.join(DESIGNS)}")
     if plan is not None and design == "grid" and plan.design != "grid":
-        raise UserError(f"{plan.path}: a grid study needs every extraction variant; extract "
-                        "them with `extract study --design grid`")  # fmt: skip
+        raise UserError(
+            f"{plan.path}: a grid study needs every extraction variant; extract them with "
+            "`extract study --design grid`"
+        )
     if not 0 < alpha < 1:
         raise UserError(f"--alpha must be in (0, 1), got {alpha}")
     probe_axes = dict(probe_axes or {})
@@ -146,9 +141,14 @@ def run_study(
     if bad:
         raise UserError(f"--models {bad[0]!r}: choose among {', '.join(PROBES)}")
     axes = dict(plan.axes) if plan else {}
-    axes.update({name: list(probe_axes.get(name) or [getattr(config, name)])
-                 for name in PROBE_AXES})  # fmt: skip
     files = _files(plan, features)
+    co_files, co_name = _co_train_files(co_train, files)
+    if co_files:
+        probe_axes["cotrain"] = [AXES["cotrain"].default, co_name]
+    for name in PROBE_AXES:
+        if name == "cotrain" and not co_files:
+            continue  # no other collection given: not an axis of this study
+        axes[name] = list(probe_axes.get(name) or [getattr(config, name)])
     infos = {path: read_file_info(path) for path in {p for f in files.values() for p in f.values()}}
     check_one_dataset(list(infos.values()))
     first = next(iter(infos.values()))
@@ -168,19 +168,35 @@ def run_study(
             info = infos[path]
             if info.path in bad_files:
                 if label == "baseline":
-                    raise UserError(f"the baseline of {backbone} cannot be probed: "
-                                    f"{bad_files[info.path]}")  # fmt: skip
+                    reason = bad_files[info.path]
+                    raise UserError(f"the baseline of {backbone} cannot be probed: {reason}")
                 left_out[f"{backbone}: {label}"] = bad_files[info.path]
                 continue
             values = {**config.to_dict(), "model": settings["model"], "window": settings["window"]}
+            if settings.get("cotrain", AXES["cotrain"].default) != AXES["cotrain"].default:
+                if config.protocol != "reference":  # probe.cotrain trains one setting
+                    left_out[f"{backbone}: {label}"] = "co-training has no sweep protocol"
+                    continue
+                if backbone not in co_files:
+                    left_out[f"{backbone}: {label}"] = f"no --co-train file of {backbone}"
+                    continue
+                values["co_train"] = tuple(str(p) for p in co_files[backbone])
             cell = TrainConfig.from_dict(values)
             tasks = [run_task((info,), cell, s, seed) for s in split_list for seed in seed_list]
             variants.append(Variant(backbone, settings, label, info, tasks))
     for name, reason in left_out.items():
         log.warning("study variant %s left out: %s", name, reason)
-    work = run_tasks([t for v in variants for t in v.tasks], cache, config, jobs, shard,
-                     progress, "study")  # fmt: skip
+    work = run_tasks(
+        [t for v in variants for t in v.tasks],
+        cache,
+        config,
+        jobs=jobs,
+        shard=shard,
+        progress=progress,
+        desc="study",
+    )
     result = StudyResult(variants, left_out, len(work.trained), work.complete)
+    result.co_train = {b: [str(p) for p in paths] for b, paths in co_files.items()}
     if not work.complete:
         return result
     for variant in variants:
@@ -191,8 +207,9 @@ def run_study(
         for variant in mine[1:]:
             variant.comparison = compare(base, variant, alpha)
     out.mkdir(parents=True, exist_ok=True)
-    result.outputs = write_outputs(out, result, axes, baseline, design, split_list, seed_list,
-                                   alpha)  # fmt: skip
+    result.outputs = write_outputs(
+        out, result, axes, baseline, design, split_list, seed_list, alpha
+    )
     result.markdown = result.outputs["md"].read_text()
     return result
 
@@ -210,8 +227,10 @@ def _files(plan: StudyPlan | None, features: Sequence[str | Path]) -> dict:
         for path in features:
             info = read_file_info(Path(path))
             if info.backbone in by_backbone:
-                raise UserError(f"--features: two files of backbone {info.backbone!r}; a study "
-                                "compares settings, give one file per backbone")  # fmt: skip
+                raise UserError(
+                    f"--features: two files of backbone {info.backbone!r}; a study compares "
+                    "settings, give one file per backbone"
+                )
             by_backbone[info.backbone] = info.path
         return {None: by_backbone}
     files = {}
@@ -228,6 +247,40 @@ def _files(plan: StudyPlan | None, features: Sequence[str | Path]) -> dict:
             paths[backbone] = path.resolve()
         files[key] = paths
     return files
+
+
+def _co_train_files(paths: Sequence[str | Path], files: dict) -> tuple[dict, str]:
+    """backbone -> the co-train files of that backbone, and the collections' name (the `cotrain`
+    axis's value), checked against the study's files (same backbone, same feature size)."""
+    targets = {b: Path(p) for extraction in files.values() for b, p in extraction.items()}
+    by_backbone: dict[str, list[Path]] = {}
+    names = []
+    for path in paths:
+        info = read_file_info(Path(path))
+        target = targets.get(info.backbone)
+        if target is None:
+            raise UserError(
+                f"--co-train {path}: backbone {info.backbone!r} is none of the study's "
+                f"({', '.join(sorted(targets))}); co-training needs the same backbone"
+            )
+        dim = read_file_info(target).feature_dim
+        if info.feature_dim != dim:
+            raise UserError(
+                f"--co-train {path}: {info.feature_dim}-d features, but {target} holds {dim}-d "
+                "ones; co-training needs the same backbone"
+            )
+        by_backbone.setdefault(info.backbone, []).append(info.path)
+        names.append(collection_name(info.path, target.resolve()))
+    return by_backbone, "+".join(dict.fromkeys(names))
+
+
+def collection_name(path: Path, target: Path) -> str:
+    """A co-trained collection's short name: the folder (or file name) where its path leaves
+    the target's (`data/demo2/features/x.h5` beside `data/demo-features/x.h5`: `demo2`)."""
+    for mine, theirs in zip(path.parts, target.parts, strict=False):
+        if mine != theirs:
+            return path.stem if mine == path.name else mine
+    return path.stem
 
 
 def compare(base: Variant, variant: Variant, alpha: float) -> dict:
@@ -249,162 +302,3 @@ def compare(base: Variant, variant: Variant, alpha: float) -> dict:
         if metric == "uap":
             out["test"] = paired_test(a, b, alpha).to_dict()
     return out
-
-
-# ------------------------------------------------------------------ outputs
-
-CSV_COLUMNS = [
-    "backbone",
-    "variant",
-    *AXES,
-    *(f"{m}_{s}" for m in METRIC_NAMES for s in ("mean", "std")),
-    *(f"delta_{m}_{s}" for m in METRIC_NAMES for s in ("mean", "std")),
-    "p_value",
-    "p_ttest",
-    "verdict",
-    "pairs",
-    "gflops_per_video",
-    "gflops_per_clip",
-    "clips_per_video",
-    "embed_seconds_per_video",
-    "train_seconds_per_run",
-    "file",
-]
-
-
-def record(variant: Variant) -> dict:
-    """One study.csv row."""
-    summary = variant.result["summary"]
-    info = variant.info
-    row = {
-        "backbone": variant.backbone,
-        "variant": variant.label,
-        **variant.settings,
-        "gflops_per_video": _round(info.gflops_per_video),
-        "gflops_per_clip": info.gflops_per_clip,
-        "clips_per_video": round(info.clips_per_video, 3),
-        "embed_seconds_per_video": _round(info.embed_seconds_per_video),
-        "train_seconds_per_run": round(variant.result["train_seconds"] / len(variant.tasks), 3),
-        "file": str(info.path),
-    }
-    for m in METRIC_NAMES:
-        row[f"{m}_mean"] = summary["test"][m]["mean"]
-        row[f"{m}_std"] = summary["test"][m]["std"]
-    if variant.comparison:
-        for m in METRIC_NAMES:
-            row[f"delta_{m}_mean"] = variant.comparison["delta"][m]["mean"]
-            row[f"delta_{m}_std"] = variant.comparison["delta"][m]["std"]
-        test = variant.comparison["test"]
-        row.update(p_value=test["p_value"], p_ttest=test["p_ttest"], verdict=test["verdict"],
-                   pairs=test["n"])  # fmt: skip
-    return row
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def write_outputs(out, result, axes, baseline, design, splits, seeds, alpha) -> dict[str, Path]:
-    """study.csv, study.md, study.json and study.png; returns their paths."""
-    from probe.plots import plot_differences
-
-    records = [record(v) for v in result.variants]
-    paths = {
-        "csv": write_csv(out / "study.csv", CSV_COLUMNS, records),
-        "md": write_text(
-            out / "study.md", render_markdown(result, axes, baseline, design, splits, seeds, alpha)
-        ),  # fmt: skip
-        "json": write_json(
-            out / "study.json",
-            {
-                "design": design,
-                "axes": axes,
-                "baseline": baseline,
-                "splits": splits,
-                "seeds": seeds,
-                "alpha": alpha,
-                "test": "two-sided sign-flip permutation test of the paired μAP differences",
-                "units": PERCENT_NOTE,
-                "variants": [
-                    {**rec, "comparison": v.comparison}
-                    for rec, v in zip(records, result.variants, strict=True)
-                ],
-                "left_out": [{"variant": k, "reason": v} for k, v in result.left_out.items()],
-            },
-        ),
-        "png": out / "study.png",
-    }
-    sections = []
-    for backbone in dict.fromkeys(v.backbone for v in result.variants):
-        rows = [
-            (v.label, v.comparison["delta"]["uap"]["values"], v.comparison["test"]["verdict"])
-            for v in result.variants
-            if v.backbone == backbone and v.comparison
-        ]
-        sections.append((backbone, rows))
-    plot_differences(paths["png"], sections)
-    return paths
-
-
-def render_markdown(result, axes, baseline, design, splits, seeds, alpha) -> str:
-    """study.md: how to read it, then one table per backbone."""
-    n = len(splits) * len(seeds)
-    varied = {name: values for name, values in axes.items() if len(values) > 1}
-    how = "one axis at a time around the baseline" if design == "axis" else "every combination"
-    lines = [
-        "# Study",
-        "",
-        f"Design: {how}. Baseline: "
-        + ", ".join(f"{k}={_show(v)}" for k, v in baseline.items())
-        + ". Varied: "
-        + (
-            "; ".join(f"{k} {', '.join(_show(x) for x in v)}" for k, v in varied.items())
-            or "nothing"
-        )  # fmt: skip
-        + ".",
-        "",
-        f"Test μAP (%) mean ± std over {len(splits)} split(s) x {len(seeds)} seed(s) ({n} runs per "
-        "variant). Δ: the variant minus the baseline, run by run over the same split and seed "
-        "(mean ± std of the differences). p: two-sided sign-flip permutation test of those "
-        f"differences (exact); distinguishable when p < {alpha:g}, else within noise.",
-    ]
-    if smallest_p_value(n) >= alpha:
-        lines += [
-            "",
-            f"With {n} paired runs no p-value can fall below {smallest_p_value(n):.3g}: every "
-            "variant reads 'within noise' whatever its Δ. Run more seeds (--seeds) to tell.",
-        ]
-    lines += [
-        "",
-        "Cost: GFLOPs per video (the backbone's GFLOPs per clip as extracted, times the clips per "
-        "video) and embedding seconds per video from the feature file; probe axes share the "
-        "baseline's features. Training: seconds per run.",
-    ]
-    header = ["Variant", "μAP", "Δ μAP", "p", "Verdict", "GFLOPs/video", "Embed s/video",
-              "Train s/run"]  # fmt: skip
-    for backbone in dict.fromkeys(v.backbone for v in result.variants):
-        table = []
-        for v in (v for v in result.variants if v.backbone == backbone):
-            rec = record(v)
-            uap = v.result["summary"]["test"]["uap"]
-            delta = test = ""
-            if v.comparison:
-                delta = mean_std(v.comparison["delta"]["uap"], 2)
-                delta = delta if delta.startswith("-") else "+" + delta
-                test = v.comparison["test"]
-            table.append([
-                v.label, mean_std(uap), delta, f"{test['p_value']:.3g}" if test else "",
-                test["verdict"] if test else "", number(rec["gflops_per_video"], 1),
-                number(rec["embed_seconds_per_video"], 3), number(rec["train_seconds_per_run"], 1),
-            ])  # fmt: skip
-        lines += ["", f"## {backbone}", "", markdown_table(header, table, align="lrrrlrrr")]
-    if result.left_out:
-        lines += ["", "## Variants left out", ""]
-        lines += [f"- {name}: {reason}" for name, reason in result.left_out.items()]
-    lines += ["", "Every metric (mAP, wAP, sAP), their differences and the paired t-test's p: "
-              "`study.csv`; the paired differences: `study.png`."]  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
-def _show(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)

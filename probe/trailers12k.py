@@ -128,7 +128,7 @@ def read_mtgc(path: str | Path) -> MtgcTable:
     return MtgcTable(path, mids, label_names, labels, splits)
 
 
-def open_store(path: str | Path):
+def open_zarr_group(path: str | Path):
     """Open a zarr store (a directory, zarr v2 or v3 format) read-only as a group.
 
     Raises:
@@ -196,7 +196,7 @@ def import_trailers12k(
         raise UserError(f"input_size must be an integer >= 0, got {input_size!r}")
     features, out = Path(features), Path(out)
     table = read_mtgc(labels_csv)
-    group = open_store(features)
+    group = open_zarr_group(features)
     store_keys = sorted(group.array_keys())
     in_csv = set(table.mids)
     ignored = [key for key in store_keys if key not in in_csv]
@@ -366,7 +366,7 @@ def _store_digest(digests: dict[str, bytes]) -> str:
 
 def store_sha256(path: str | Path) -> str:
     """The content hash that `import_trailers12k` records as `weights.sha256` for a store."""
-    group = open_store(path)
+    group = open_zarr_group(path)
     return _store_digest(
         {key: _array_digest(key, np.asarray(group[key][...])) for key in group.array_keys()}
     )

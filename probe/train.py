@@ -5,7 +5,9 @@ files' concatenated features (early fusion, `fusion="concat"`), as DIViTA's `tra
 AdamW (amsgrad), BCE with logits, one random `window`-clip run per training video and epoch,
 validation loss over sliding windows after every epoch, ReduceLROnPlateau and early stopping on
 that loss, and the best epoch's weights restored at the end. It then scores the test videos
-(see `probe.evaluate`) and reports the reference's metrics.
+(see `probe.evaluate`) and reports the reference's metrics. Under `protocol="sweep"` each
+probe is instead the best on validation of a grid of learning rates x weight decays trained at
+once (`probe.sweep`), scored the same way.
 
 Determinism: weights, dropout and sampling all draw from `config.seed` (the global torch RNG is
 forked, so callers' random state is left alone); the same seed gives the same weights and metrics.
@@ -37,6 +39,7 @@ from probe.data import (
 )
 from probe.evaluate import (
     _model_mask,
+    load_body,
     save_checkpoint,
     video_scores,
     window_logits,
@@ -45,6 +48,7 @@ from probe.evaluate import (
 from probe.metrics import METRIC_NAMES, chance_metrics, compute_metrics, per_label_ap
 from probe.models import build_probe
 from vtl import __version__
+from vtl.atomic import write_text
 from vtl.errors import UserError
 from vtl.paths import check_output_dir
 from vtl.progress import progress_bar
@@ -85,7 +89,9 @@ def fit(
     device, width = config.device, config.window
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, amsgrad=True)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=True
+    )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, patience=config.scheduler_patience
     )
@@ -168,6 +174,12 @@ def train_probe(
         UserError: bad configuration or feature files (one line naming the file).
     """
     config.validate()
+    if config.co_train:  # CoVeR-style co-training with other collections
+        from probe.cotrain import train_cotrained
+
+        return train_cotrained(feature_paths, config, out_dir, progress)
+    if config.init_from and len(feature_paths) != 1:
+        raise UserError("--init-from fine-tunes one probe: pass one --features file")
     if out_dir is not None:
         check_output_dir(out_dir)
     feature_paths = [Path(p) for p in feature_paths]
@@ -212,6 +224,10 @@ def train_probe(
 
 
 def _train_group(data, group, subsets, eval_windows, config, progress):
+    if config.protocol == "sweep":  # a grid of (lr, weight decay) at once, the best on val
+        from probe.sweep import sweep_group  # probe.sweep builds on this module
+
+        return sweep_group(data, group, subsets, eval_windows, config, progress)
     started = time.perf_counter()
     store = open_store(data, group, config.memory_budget_gb)
     loaded = time.perf_counter() - started
@@ -219,6 +235,8 @@ def _train_group(data, group, subsets, eval_windows, config, progress):
         # Same seed, same model: a file's model in a late fusion equals its single-file model.
         torch.manual_seed(config.seed)
         model = build_probe(config.model, store.feature_dim, len(data.label_names))
+        if config.init_from:  # fine-tuning (A -> B): another collection's body, a fresh head
+            load_body(config.init_from, model, config.model, str(data.files[group[0]].path))
         name = "+".join(data.files[j].meta.backbone for j in group)
         history = fit(
             model,
@@ -304,7 +322,7 @@ def _write_run(out_dir, data, models, groups, subsets, test_scores, result) -> N
         data,
         {"config": result["config"], "features": result["features"]},
     )
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
 
 
 def run_grid(
@@ -322,7 +340,7 @@ def run_grid(
     """
     if out_dir is not None:
         check_output_dir(out_dir)
-    runs = []
+    runs, collections = [], []
     for split in splits:
         for seed in seeds:
             cell = TrainConfig.from_dict({**config.to_dict(), "split": split, "seed": seed})
@@ -335,17 +353,30 @@ def run_grid(
                     "test": result["metrics"]["test"],
                     "chance": result["chance"]["test"],
                     "per_label": result["per_label"]["test"],
+                    **_picks(result),
                 }
             )
+            if "co_training" in result:
+                collections.append(result["co_training"]["collections"])
     summary = {
         "config": config.to_dict(),
         **summarize_runs(runs),
         "features": result["features"],
     }
+    if collections:  # each collection's own test metrics, scored with its own head
+        from probe.cotrain import summarize_collections
+
+        summary["co_training"] = summarize_collections(collections)
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_text(Path(out_dir) / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _picks(result: dict) -> dict:
+    """{"sweep": the (lr, weight decay) each model of a sweep-protocol run picked}, else {}."""
+    picks = [t["sweep"]["pick"] for t in result["training"] if "sweep" in t]
+    return {"sweep": picks} if picks else {}
 
 
 def summarize_runs(runs: list[dict]) -> dict:
@@ -354,16 +385,17 @@ def summarize_runs(runs: list[dict]) -> dict:
     return {
         "splits": sorted({r["split"] for r in runs}),
         "seeds": sorted({r["seed"] for r in runs}),
-        "test": {k: mean_std([r["test"][k] for r in runs]) for k in METRIC_NAMES},
-        "chance": {k: mean_std([r["chance"][k] for r in runs]) for k in METRIC_NAMES},
+        "test": {k: summarize_values([r["test"][k] for r in runs]) for k in METRIC_NAMES},
+        "chance": {k: summarize_values([r["chance"][k] for r in runs]) for k in METRIC_NAMES},
         "per_label": {
-            label: mean_std([r["per_label"][label] for r in runs]) for label in runs[0]["per_label"]
+            label: summarize_values([r["per_label"][label] for r in runs])
+            for label in runs[0]["per_label"]
         },
         "runs": runs,
     }
 
 
-def mean_std(values: list[float | None]) -> dict:
+def summarize_values(values: list[float | None]) -> dict:
     """{"mean", "std", "n"} of the defined values (sample std, 0 for fewer than two)."""
     defined = np.array([v for v in values if v is not None], dtype=np.float64)
     if defined.size == 0:

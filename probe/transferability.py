@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
-from sklearn.covariance import LedoitWolf
 
-from probe.metrics import micro_ap
+from probe.stats import paired_arrays
 from vtl.errors import UserError
 from vtl.features import FeatureFile
 from vtl.manifest import SPLIT_NAMES
+from vtl.registry import register
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +39,17 @@ log = logging.getLogger(__name__)
 class ScoreSpec:
     """One training-free score: how it is computed and how reports show it.
 
-    `compute(features, labels, knn_k=...)` takes (N, D) video features and (N, L) labels;
-    `percent` scores lie in [0, 1] and are shown x 100, with `digits` decimals."""
+    `compute(features, labels, knn_k=..., logits=...)` takes (N, D) video features and (N, L)
+    labels; `percent` scores lie in [0, 1] and are shown x 100, with `digits` decimals. A score
+    that `needs_logits` reads `logits`, the videos' (N, C) mean-pooled source logits (files
+    extracted with `--logits`), and is skipped with a note for files without them."""
 
     name: str
     label: str
     compute: Callable[..., float]
     percent: bool = False
     digits: int = 3
+    needs_logits: bool = False
 
     def format(self, mean: float, std: float) -> str:
         scale = 100 if self.percent else 1
@@ -59,10 +61,7 @@ SCORES: dict[str, ScoreSpec] = {}
 
 def register_score(spec: ScoreSpec) -> ScoreSpec:
     """Add a score to SCORES (what `probe score`, `probe matrix` and their reports offer)."""
-    if spec.name in SCORES:
-        raise ValueError(f"score {spec.name!r} is already registered")
-    SCORES[spec.name] = spec
-    return spec
+    return register(SCORES, spec.name, spec, "score")
 
 
 # ------------------------------------------------------------------ validation
@@ -247,6 +246,8 @@ def hscore(features, labels) -> float:
     f, y = check_features_labels(features, labels)
     y = _informative(y, "hscore")
     f = f - f.mean(axis=0)
+    from sklearn.covariance import LedoitWolf  # here: `probe --help` reads SCORES, not sklearn
+
     lw = LedoitWolf(assume_centered=True).fit(f)
     positive = y == 1
     p = positive.mean(axis=0)  # (L,)
@@ -302,6 +303,8 @@ def knn_score(features, labels, k: int = 10, block: int = 1024) -> float:
         similarity[np.arange(len(rows)), rows] = -np.inf  # leave the sample itself out
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         predicted[rows] = y[nearest].mean(axis=1)
+    from probe.metrics import micro_ap  # here: sklearn loads when a score is computed
+
     return micro_ap(y, predicted)
 
 
@@ -319,18 +322,13 @@ def rank_correlation(scores: Sequence[float], accuracies: Sequence[float]) -> di
         {"kendall_tau": ..., "spearman_rho": ...} in [-1, 1]; NaN where either sequence is
         constant (no ranking to compare).
     """
-    a = np.asarray(scores, dtype=np.float64)
-    b = np.asarray(accuracies, dtype=np.float64)
-    if a.ndim != 1 or b.ndim != 1:
-        raise ValueError(f"scores and accuracies must be 1-D, got shapes {a.shape} and {b.shape}")
-    if len(a) != len(b):
-        raise ValueError(f"scores has {len(a)} values but accuracies has {len(b)}")
+    a, b = paired_arrays(scores, accuracies, ("scores", "accuracies"))
     if len(a) < 2:
         raise ValueError(f"need at least 2 backbones to rank, got {len(a)}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("scores and accuracies must be finite")
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return {"kendall_tau": float("nan"), "spearman_rho": float("nan")}
+    from scipy import stats  # here, as sklearn above: importing this module stays light
+
     return {
         "kendall_tau": float(stats.kendalltau(a, b).statistic),
         "spearman_rho": float(stats.spearmanr(a, b).statistic),
@@ -398,7 +396,8 @@ def score_feature_file(
         seed: seed of the `max_videos` subset.
 
     Returns:
-        {method: score} in the order of `methods`.
+        {method: score} in the order of `methods`; a method that needs logits is left out, with
+        a warning, when the file has none.
 
     Raises:
         UserError: an unknown method, a bad split or max_videos, an unreadable file, or too few
@@ -424,13 +423,31 @@ def score_feature_file(
                 rng = np.random.default_rng(seed)
                 chosen = np.sort(rng.choice(in_split, size=max_videos, replace=False))
         x, y = video_embeddings(f, split, ("train",), videos=chosen)
+        logits = None
+        wanted = [m for m in methods if SCORES[m].needs_logits]
+        if wanted and not f.has_logits:
+            log.warning(
+                "%s: %s skipped: the file has no /clips/logits (extract with --logits)",
+                path,
+                ", ".join(wanted),
+            )
+            methods = [m for m in methods if m not in wanted]
+        elif wanted:
+            from probe.scores_extra import video_logits  # it registers scores from this module
+
+            # The rows video_embeddings read: the split's train videos (within `chosen`).
+            rows = np.flatnonzero(f.splits[:, split] == SPLIT_NAMES.index("train"))
+            rows = rows if chosen is None else np.intersect1d(rows, chosen)
+            logits = video_logits(f, rows)
     if len(x) < 2:
         raise UserError(f"{path}: split {split} has {len(x)} train videos; need at least 2")
     log.info("%s: scoring %d train videos of split %d", Path(path).name, len(x), split)
     results = {}
     for method in methods:
         try:
-            results[method] = SCORES[method].compute(x, y, knn_k=min(knn_k, len(x) - 1))
+            results[method] = SCORES[method].compute(
+                x, y, knn_k=min(knn_k, len(x) - 1), logits=logits
+            )
         except ValueError as error:
             raise UserError(f"{path}: {method} on split {split} train videos: {error}") from None
     return results
@@ -445,9 +462,13 @@ register_score(
         lambda x, y, knn_k=10, **_: knn_score(x, y, k=knn_k),
         percent=True,
         digits=2,
-    )  # fmt: skip
+    )
 )
+import probe.scores_extra  # noqa: E402, F401  (registers NCE, LEEP, SFDA and PARC)
+
 METHODS = tuple(SCORES)  # the registered names, for option defaults
+# The matrix's default scores: cheap, and computed from the features alone (no logits needed).
+DEFAULT_SCORES = ("logme", "hscore", "knn")
 
 
 def _check_split(f: FeatureFile, split) -> None:

@@ -28,8 +28,9 @@ from vtl.errors import FeatureFileError
 from vtl.features import FeatureFile, verify_features
 from vtl.manifest import read_manifest, write_manifest
 
-FAST_OPTIONS = ["--segmentation", "fixed", "--shot-frames", "40", "--image-frames", "1",
-                "--batch-size", "8", "--quiet"]  # fmt: skip
+FAST_OPTIONS = (
+    "--segmentation fixed --shot-frames 40 --image-frames 1 --batch-size 8 --quiet".split()
+)
 BIN = Path(sys.executable).parent
 OUT_NAME = Path("efficientnet") / "efficientnet_lite0.h5"
 
@@ -46,8 +47,9 @@ def pattern(i: int, height: int, width: int) -> np.ndarray:
     return np.stack([red, green, blue], axis=-1).clip(0, 255).astype(np.uint8)
 
 
-def encode(path: Path, frames, fps=24, pix_fmt="yuv420p", rotation=None, pts_ms=None,
-           format=None, **opts):  # fmt: skip
+def encode(
+    path: Path, frames, fps=24, pix_fmt="yuv420p", rotation=None, pts_ms=None, format=None, **opts
+):
     """Write rgb24 frames with H.264 (MP4 unless `format`). `pts_ms`: per-frame times (variable
     frame rate)."""
     frames = list(frames)
@@ -77,10 +79,12 @@ def pattern_video(path: Path, n=48, size=(64, 48), **kwargs) -> Path:
 
 def size_change_video(path: Path, n=48) -> Path:
     """Two MPEG-TS segments joined, 64x48 then 32x24, as stream downloaders write them."""
-    first = encode(path.with_suffix(".a.ts"), [pattern(i, 48, 64) for i in range(n)],
-                   format="mpegts")  # fmt: skip
-    second = encode(path.with_suffix(".b.ts"), [pattern(n + i, 24, 32) for i in range(n)],
-                    format="mpegts")  # fmt: skip
+    first = encode(
+        path.with_suffix(".a.ts"), [pattern(i, 48, 64) for i in range(n)], format="mpegts"
+    )
+    second = encode(
+        path.with_suffix(".b.ts"), [pattern(n + i, 24, 32) for i in range(n)], format="mpegts"
+    )
     path.write_bytes(first.read_bytes() + second.read_bytes())
     return path
 
@@ -155,9 +159,29 @@ def cli(*args, limit_bytes: int | None = None, timeout=300) -> subprocess.Comple
 
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     return subprocess.run(
-        [str(BIN / args[0]), *map(str, args[1:])], capture_output=True, text=True,
-        timeout=timeout, env=env, preexec_fn=limit if limit_bytes else None,
-    )  # fmt: skip
+        [str(BIN / args[0]), *map(str, args[1:])],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        preexec_fn=limit if limit_bytes else None,
+    )
+
+
+def extract_run(manifest: Path, out: Path, *options, timeout=300) -> subprocess.CompletedProcess:
+    """`extract run` of efficientnet_lite0 on `manifest` into `out`, with more options."""
+    return cli(
+        "extract",
+        "run",
+        "-m",
+        manifest,
+        "-b",
+        "efficientnet_lite0",
+        "-o",
+        out,
+        *options,
+        timeout=timeout,
+    )
 
 
 def error_lines(run: subprocess.CompletedProcess) -> list[str]:
@@ -177,11 +201,9 @@ def mixed(demo_manifest, tmp_path_factory):
     unusual = unusual_videos(folder)
     extra = {**{k: v[0] for k, v in unusable.items()}, **unusual}
     manifest = manifest_of(demo_manifest, folder, extra)
-    run = cli("extract", "run", "-m", manifest, "-b", "efficientnet_lite0", "-o", folder / "out",
-              *FAST_OPTIONS)  # fmt: skip
+    run = extract_run(manifest, folder / "out", *FAST_OPTIONS)
     alone = manifest_of(demo_manifest, folder / "alone", {})
-    reference = cli("extract", "run", "-m", alone, "-b", "efficientnet_lite0",
-                    "-o", folder / "alone_out", *FAST_OPTIONS)  # fmt: skip
+    reference = extract_run(alone, folder / "alone_out", *FAST_OPTIONS)
     assert reference.returncode == 0, reference.stderr
     return {
         "run": run,
@@ -195,9 +217,15 @@ def mixed(demo_manifest, tmp_path_factory):
 
 @pytest.mark.parametrize(
     "case",
-    ["zero_byte", "truncated_demo", "truncated_streamable", "text_as_mp4", "audio_only",
-     "one_frame"],
-)  # fmt: skip
+    [
+        "zero_byte",
+        "truncated_demo",
+        "truncated_streamable",
+        "text_as_mp4",
+        "audio_only",
+        "one_frame",
+    ],
+)
 def test_unusable_video_is_listed_and_the_rest_extracted(mixed, case):
     run, path = mixed["run"], mixed["path"]
     video, words = mixed["unusable"][case]
@@ -226,17 +254,23 @@ def test_other_videos_features_are_intact(mixed):
 def test_allow_failures_exits_zero(demo_manifest, tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     manifest = manifest_of(demo_manifest, tmp_path, {"empty": tmp_path / "empty.mp4"}, n_demo=3)
-    run = cli("extract", "run", "-m", manifest, "-b", "efficientnet_lite0", "-o", tmp_path / "out",
-              "--allow-failures", *FAST_OPTIONS)  # fmt: skip
+    run = extract_run(manifest, tmp_path / "out", "--allow-failures", *FAST_OPTIONS)
     assert run.returncode == 0 and error_lines(run) == []
     assert sum("empty.mp4" in line for line in run.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize(
     "case",
-    ["odd_17x9", "wide_4000x20", "rotated_90", "variable_rate", "yuv420p10le", "yuv444p",
-     "size_change"],
-)  # fmt: skip
+    [
+        "odd_17x9",
+        "wide_4000x20",
+        "rotated_90",
+        "variable_rate",
+        "yuv420p10le",
+        "yuv444p",
+        "size_change",
+    ],
+)
 def test_unusual_video_is_extracted(mixed, case):
     with FeatureFile(mixed["path"]) as f:
         assert case in f.video_ids, mixed["run"].stderr
@@ -386,8 +420,12 @@ def bad_manifests(demo_manifest: Path, folder: Path) -> dict[str, tuple[Path, st
     write("missing_file", "row 3", "column path", [rows[0], ",".join(missing), rows[2]])
     label = cells.copy()
     label[label_col] = "2"
-    write("non_binary_label", "row 3", f"column {header.split(',')[label_col]}",
-          [rows[0], ",".join(label), rows[2]])  # fmt: skip
+    write(
+        "non_binary_label",
+        "row 3",
+        f"column {header.split(',')[label_col]}",
+        [rows[0], ",".join(label), rows[2]],
+    )
     split = cells.copy()
     split[-1] = "holdout"
     last = header.split(",")[-1]
@@ -403,8 +441,7 @@ def bad_manifests(demo_manifest: Path, folder: Path) -> dict[str, tuple[Path, st
 def test_bad_manifest_fails_before_any_work(demo_manifest, tmp_path, case):
     manifest, row, column = bad_manifests(demo_manifest, tmp_path)[case]
     out = tmp_path / "out"
-    run = cli("extract", "run", "-m", manifest, "-b", "efficientnet_lite0", "-o", out,
-              *FAST_OPTIONS, timeout=120)  # fmt: skip
+    run = extract_run(manifest, out, *FAST_OPTIONS, timeout=120)
     assert run.returncode == 2
     lines = error_lines(run)
     assert len(lines) == 1 and str(manifest) in lines[0] and row in lines[0], run.stderr
@@ -439,9 +476,10 @@ def test_full_disk_stops_with_one_line_and_the_rerun_resumes(demo_manifest, tmp_
 # --- damaged feature files before `probe train` -----------------------------------------------
 
 
-def probe_train(features: Path, out: Path) -> subprocess.CompletedProcess:
-    return cli("probe", "train", "--features", features, "--model", "linear", "--epochs", "2",
-               "--out", out, timeout=120)  # fmt: skip
+def probe_train(features: Path, out: Path, *options) -> subprocess.CompletedProcess:
+    """`probe train` of a linear probe for 2 epochs, with more options."""
+    args = ("probe", "train", "--features", features, "--model", "linear", "--epochs", "2")
+    return cli(*args, *options, "--out", out, timeout=120)
 
 
 def flip_feature_bytes(path: Path) -> None:
@@ -507,8 +545,7 @@ def test_bad_extract_options_are_refused_at_the_boundary(changes, option):
 
 def test_bad_option_is_one_line_before_any_model_loads(demo_manifest, tmp_path):
     out = tmp_path / "out"
-    run = cli("extract", "run", "-m", demo_manifest, "-b", "efficientnet_lite0", "-o", out,
-              "--clip-fps", "0", timeout=120)  # fmt: skip
+    run = extract_run(demo_manifest, out, "--clip-fps", "0", timeout=120)
     assert run.returncode == 2
     lines = error_lines(run)
     assert len(lines) == 1 and "--clip-fps" in lines[0], run.stderr
@@ -519,27 +556,16 @@ def test_out_naming_a_file_is_one_line(demo_manifest, lite0_features, tmp_path):
     taken = tmp_path / "taken.txt"
     taken.write_text("a file, not a folder")
     runs = {
-        "extract run": cli(
-            "extract",
-            "run",
-            "-m",
-            demo_manifest,
-            "-b",
-            "efficientnet_lite0",
-            "-o",
-            taken,
-            *FAST_OPTIONS,
-            timeout=120,
-        ),  # fmt: skip
+        "extract run": extract_run(demo_manifest, taken, *FAST_OPTIONS, timeout=120),
         "probe train": cli(
             "probe", "train", "--features", lite0_features, "--out", taken, timeout=120
-        ),  # fmt: skip
+        ),
         "probe matrix": cli(
             "probe", "matrix", "--features", lite0_features, "--out", taken, timeout=120
-        ),  # fmt: skip
+        ),
         "below a file": cli(
             "probe", "train", "--features", lite0_features, "--out", taken / "run", timeout=120
-        ),  # fmt: skip
+        ),
     }
     for name, run in runs.items():
         assert run.returncode == 2, (name, run.stderr)
@@ -594,8 +620,7 @@ def test_non_finite_features_are_refused_naming_the_video(lite0_features, tmp_pa
     path = with_nan(lite0_features, tmp_path / "nan.h5", video=2)
     with FeatureFile(path) as f:
         name = f.video_ids[2]
-    for run in (cli("extract", "verify", path, timeout=120),
-                probe_train(path, tmp_path / "probe")):  # fmt: skip
+    for run in (cli("extract", "verify", path, timeout=120), probe_train(path, tmp_path / "probe")):
         assert run.returncode == 2
         lines = error_lines(run)
         assert len(lines) == 1 and str(path) in lines[0], run.stderr
@@ -609,16 +634,28 @@ def test_streamed_features_are_checked_as_they_are_read(lite0_features, tmp_path
     path = with_nan(lite0_features, tmp_path / "nan.h5", video=0)
     with FeatureFile(path) as f:
         name = f.video_ids[0]
-    run = cli("probe", "train", "--features", path, "--model", "linear", "--epochs", "2",
-              "--memory-budget-gb", "0", "--out", tmp_path / "probe", timeout=120)  # fmt: skip
+    run = probe_train(path, tmp_path / "probe", "--memory-budget-gb", "0")
     assert run.returncode == 2
     lines = error_lines(run)
     assert len(lines) == 1 and "non-finite" in lines[0] and repr(name) in lines[0], run.stderr
 
 
 def test_a_diverging_training_stops_with_one_line(lite0_features, tmp_path):
-    run = cli("probe", "train", "--features", lite0_features, "--model", "linear", "--lr", "1e30",
-              "--epochs", "20", "--out", tmp_path / "probe", timeout=120)  # fmt: skip
+    run = cli(
+        "probe",
+        "train",
+        "--features",
+        lite0_features,
+        "--model",
+        "linear",
+        "--lr",
+        "1e30",
+        "--epochs",
+        "20",
+        "--out",
+        tmp_path / "probe",
+        timeout=120,
+    )
     assert run.returncode == 2
     lines = error_lines(run)
     assert len(lines) == 1 and str(lite0_features) in lines[0], run.stderr
@@ -639,8 +676,9 @@ def test_non_finite_embeddings_fail_their_videos(demo_manifest, tmp_path):
     torch.save(state, broken)
     manifest = manifest_of(demo_manifest, tmp_path, {}, n_demo=3)
     config = ExtractConfig(segmentation="fixed", shot_frames=40, image_frames=1, batch_size=8)
-    result = run_extraction(manifest, "efficientnet_lite0", tmp_path / "out", config,
-                            weights=broken, progress=False)  # fmt: skip
+    result = run_extraction(
+        manifest, "efficientnet_lite0", tmp_path / "out", config, weights=broken, progress=False
+    )
     assert len(result.failures) == 3
     assert all("non-finite embedding values" in f["reason"] for f in result.failures)
 
@@ -658,7 +696,8 @@ def test_embeddings_beyond_float16_fail_their_videos(demo_manifest, tmp_path):
     torch.save(state, checkpoint)
     manifest = manifest_of(demo_manifest, tmp_path, {}, n_demo=3)
     config = ExtractConfig(segmentation="fixed", shot_frames=40, batch_size=8)
-    result = run_extraction(manifest, "resnet18", tmp_path / "out", config, weights=checkpoint,
-                            progress=False)  # fmt: skip
+    result = run_extraction(
+        manifest, "resnet18", tmp_path / "out", config, weights=checkpoint, progress=False
+    )
     assert len(result.failures) == 3
     assert all("beyond float16's range" in f["reason"] for f in result.failures)

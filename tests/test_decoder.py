@@ -61,3 +61,43 @@ def test_missing_and_too_short_videos_fail_without_stopping(videos, tmp_path):
     with Decoder([missing, *videos[:1]], min_seconds=1000.0) as decoder:
         got = run(decoder)
     assert got[0] == "file not found" and "shorter than one clip" in got[1]
+
+
+def damaged_video(folder: Path) -> Path:
+    """A 60-frame H.264 MP4 whose index promises 60 frames and whose data holds 59."""
+    import av
+    import numpy as np
+
+    from extract.encode import write_video
+
+    clean = folder / "clean.mp4"
+    frames = (np.full((48, 64, 3), 4 * i, np.uint8) for i in range(60))
+    write_video(clean, frames, 24, container_options={"movflags": "faststart"})
+    with av.open(str(clean)) as container:
+        last = max(p.pos for p in container.demux(video=0) if p.size)
+    cut = folder / "cut.mp4"
+    cut.write_bytes(clean.read_bytes()[:last])
+    return cut
+
+
+def test_concealed_frames_are_reported_per_video(videos, tmp_path):
+    """The decoder process says how many frames it concealed in each video's "end" message;
+    with strict decoding the same file fails as before."""
+    cut = damaged_video(tmp_path)
+    todo = [videos[0], (5, cut)]
+    concealed = []
+    with Decoder(todo, min_seconds=1.0) as decoder:
+        got = run(decoder, lambda video, start: concealed.append(video.concealed))
+        assert got == [got[0], 60] and isinstance(got[0], int)
+    assert concealed and set(concealed) == {0}  # known only once its chunks are consumed
+    with Decoder(todo, min_seconds=1.0) as decoder:
+        counts = []
+        for item in decoder:
+            for _ in item.chunks():
+                pass
+            counts.append(item.concealed)
+    assert counts == [0, 1]
+    with Decoder(todo, min_seconds=1.0, strict=True) as decoder:
+        got = run(decoder)
+    assert isinstance(got[0], int)
+    assert got[1] == "the data ends after 59 of its 60 frames (truncated or corrupt file)"

@@ -78,8 +78,9 @@ def test_one_decode_many_backbones_equals_separate_runs(
 ):
     manifest = subset_manifest(demo_manifest, tmp_path)
     config = ExtractConfig(**FAST)
-    both = run_extraction(manifest, "efficientnet_lite0,efficientnet_lite1", tmp_path / "both",
-                          config, progress=False)  # fmt: skip
+    both = run_extraction(
+        manifest, "efficientnet_lite0,efficientnet_lite1", tmp_path / "both", config, progress=False
+    )
     for name in ("efficientnet_lite0", "efficientnet_lite1"):
         alone = run_extraction(manifest, name, tmp_path / name, config, progress=False)
         assert_same_features(both.files[name], alone.files[name])
@@ -107,8 +108,9 @@ def test_bad_videos_are_listed_and_the_rest_kept(demo_manifest, tmp_path):
     short = write_video(tmp_path / "short.mp4", 10)
     extra = [("text", text), ("empty", empty), ("short", short)]
     manifest = subset_manifest(demo_manifest, tmp_path, n=3, extra=extra)
-    result = run_extraction(manifest, "efficientnet_lite0", tmp_path / "out",
-                            ExtractConfig(**FAST), progress=False)  # fmt: skip
+    result = run_extraction(
+        manifest, "efficientnet_lite0", tmp_path / "out", ExtractConfig(**FAST), progress=False
+    )
     reasons = {f["video_id"]: f["reason"] for f in result.failures}
     assert set(reasons) == {"text", "empty", "short"}
     assert "empty file" in reasons["empty"] and "shorter than one clip" in reasons["short"]
@@ -124,13 +126,16 @@ def test_bad_videos_are_listed_and_the_rest_kept(demo_manifest, tmp_path):
 def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path, assert_same_features):
     manifest = subset_manifest(demo_manifest, tmp_path, n=5)
     config = ExtractConfig(**FAST)
-    single = run_extraction(manifest, "efficientnet_lite0", tmp_path / "one", config,
-                            progress=False).files["efficientnet_lite0"]  # fmt: skip
-    first = run_extraction(manifest, "efficientnet_lite0", tmp_path / "sharded", config,
-                           shard="0/2", progress=False)  # fmt: skip
+    single = run_extraction(
+        manifest, "efficientnet_lite0", tmp_path / "one", config, progress=False
+    ).files["efficientnet_lite0"]
+    first = run_extraction(
+        manifest, "efficientnet_lite0", tmp_path / "sharded", config, shard="0/2", progress=False
+    )
     assert not first.merged  # the other part is not there yet
-    second = run_extraction(manifest, "efficientnet_lite0", tmp_path / "sharded", config,
-                            shard="1/2", progress=False)  # fmt: skip
+    second = run_extraction(
+        manifest, "efficientnet_lite0", tmp_path / "sharded", config, shard="1/2", progress=False
+    )
     merged = second.merged["efficientnet_lite0"]
     assert merged == tmp_path / "sharded" / "efficientnet" / "efficientnet_lite0.h5"
     assert not list(merged.parent.glob("*.part-*"))
@@ -139,10 +144,24 @@ def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path, assert
 
 def test_missing_weights_fail_fast_with_the_file_to_place(demo_manifest, tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "extract.cli", "run", "-m", str(demo_manifest), "-b", "swin",
-         "-o", str(tmp_path), "--cache-dir", str(tmp_path / "cache")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "extract.cli",
+            "run",
+            "-m",
+            str(demo_manifest),
+            "-b",
+            "swin",
+            "-o",
+            str(tmp_path),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2
     lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "swin" in lines[0] and str(tmp_path / "cache") in lines[0]
@@ -160,12 +179,14 @@ def test_output_names_follow_the_family(tmp_path):
     assert lite2 == tmp_path / "efficientnet" / "efficientnet_lite2.h5"
     # resnet50 is no member of the resnet pair: it must not take resnet18's in1k.h5
     assert feature_path(tmp_path, get_spec("resnet50")) == tmp_path / "resnet" / "resnet50.h5"
-    # a family puts its members in its own folder, even one that is also in another family
+    # a family puts its members in its own folder, a backbone named alone goes to its spec's
     plan = output_plan("shufflenet,x3d_s")
     assert [(s.name, f) for s, f in plan] == [
-        ("shufflenet_v2_x2_0", "shufflenet"), ("x3d_xs", "shufflenet"), ("x3d_s", "x3d"),
-    ]  # fmt: skip
-    assert feature_path(tmp_path, plan[1][0], "shufflenet") == tmp_path / "shufflenet" / "k400.h5"
+        ("shufflenet_v2_x2_0", "shufflenet"),
+        ("shufflenetv2_3d_x2_0", "shufflenet"),
+        ("x3d_s", "x3d"),
+    ]
+    assert feature_path(tmp_path, plan[1][0], "shufflenet") == tmp_path / "shufflenet" / "k600.h5"
 
 
 @pytest.mark.parametrize("option", ["cuda:7"])
@@ -188,10 +209,21 @@ def test_extract_shots_command_writes_json_and_h5(demo_manifest, lite0_features,
     manifest = subset_manifest(demo_manifest, tmp_path, n=3)
     for name in ("shots.json", "shots.h5"):
         run = subprocess.run(
-            [sys.executable, "-m", "extract.cli", "shots", "-m", str(manifest),
-             "-o", str(tmp_path / name), "--quiet"],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "extract.cli",
+                "shots",
+                "-m",
+                str(manifest),
+                "-o",
+                str(tmp_path / name),
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert run.returncode == 0, run.stderr
     data = json.loads((tmp_path / "shots.json").read_text())
     assert data["shot_detector"].startswith("transnetv2")
@@ -228,10 +260,14 @@ def test_held_frames_follow_the_clip_not_the_shot():
     peaks = []
     for n_frames in (240, 2400):
         chunks = (
-            (start, torch.from_numpy(rng.integers(0, 256, (min(32, n_frames - start), 24, 32, 3),
-                                                  dtype=np.uint8)))
+            (
+                start,
+                torch.from_numpy(
+                    rng.integers(0, 256, (min(32, n_frames - start), 24, 32, 3), dtype=np.uint8)
+                ),
+            )
             for start in range(0, n_frames, 32)
-        )  # fmt: skip
+        )
         arrays, shots = processor.run(24.0, chunks, torch.device("cpu"))
         assert len(arrays["lite0"]["features"]) == n_frames // 24
         assert shots[cutting.shot_key].tolist() == [[0, n_frames - 1]]
@@ -244,8 +280,14 @@ def test_held_frames_follow_the_clip_not_the_shot():
 # Arrays the extraction wrote before the streaming rework (commit 1a7edb0), for the first 3 videos
 # of the 6-video demo collection: recipe in tests/data/README.md.
 REFERENCE = Path(__file__).parent / "data" / "reference_1a7edb0.npz"
-COMPARED = ("clips/frames", "clips/shot", "shots/frames", "shots/offset", "videos/offset",
-            "videos/n_frames")  # fmt: skip
+COMPARED = (
+    "clips/frames",
+    "clips/shot",
+    "shots/frames",
+    "shots/offset",
+    "videos/offset",
+    "videos/n_frames",
+)
 
 
 def _assert_as_before(path: Path, name: str) -> None:
@@ -285,10 +327,12 @@ def test_features_equal_the_previous_pipeline(lite0_features, demo_manifest, tmp
     m = read_manifest(demo_manifest)
     paths = [str(p) for p in m.paths[:3]]
     splits = np.array([[0], [1], [2]], np.uint8)
-    three = write_manifest(tmp_path / "three.csv", m.video_ids[:3], paths, m.label_names,
-                           m.labels[:3], splits)  # fmt: skip
-    every = run_extraction(three, "efficientnet_lite0", tmp_path / "every", ExtractConfig(),
-                           progress=False)  # fmt: skip
+    three = write_manifest(
+        tmp_path / "three.csv", m.video_ids[:3], paths, m.label_names, m.labels[:3], splits
+    )
+    every = run_extraction(
+        three, "efficientnet_lite0", tmp_path / "every", ExtractConfig(), progress=False
+    )
     _assert_as_before(every.files["efficientnet_lite0"], "lite0_transnetv2_every_frame")
     cache = tmp_path / "cache"  # x3d_xs with seeded random weights, as the reference run had
     spec = get_spec("x3d_xs")
@@ -298,6 +342,7 @@ def test_features_equal_the_previous_pipeline(lite0_features, demo_manifest, tmp
         torch.manual_seed(0)
         torch.save(build_model(spec).state_dict(), weights)
     fixed = ExtractConfig(segmentation="fixed", shot_frames=40, batch_size=8)
-    video = run_extraction(three, "x3d_xs", tmp_path / "x3d", fixed, cache_dir=cache,
-                           progress=False)  # fmt: skip
+    video = run_extraction(
+        three, "x3d_xs", tmp_path / "x3d", fixed, cache_dir=cache, progress=False
+    )
     _assert_as_before(video.files["x3d_xs"], "x3d_xs_fixed")

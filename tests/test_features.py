@@ -13,12 +13,19 @@ from vtl.features import FeatureFile, FeatureMeta, FeatureWriter, VideoFeatures,
 
 def meta(dim=8, **changes):
     values = dict(
-        backbone="efficientnet_lite0", family="efficientnet", pretrain="in1k", kind="image",
-        feature_dim=dim, frames_per_clip=24, clip_fps=24.0, input_size=224,
-        weights={"name": "w.pth", "sha256": "ab" * 32}, shot_detector="fixed-48",
+        backbone="efficientnet_lite0",
+        family="efficientnet",
+        pretrain="in1k",
+        kind="image",
+        feature_dim=dim,
+        frames_per_clip=24,
+        clip_fps=24.0,
+        input_size=224,
+        weights={"name": "w.pth", "sha256": "ab" * 32},
+        shot_detector="fixed-48",
         config={"frames_per_clip": 24},
         failures=[{"video_id": "x", "path": "/x.mp4", "reason": "empty"}],
-    )  # fmt: skip
+    )
     values.update(changes)
     return FeatureMeta(**values)
 
@@ -29,13 +36,16 @@ def video(video_id, n_clips, dim=8, seed=0):
     last = 24 * n_clips + 4
     two_shots = n_clips >= 3
     return VideoFeatures(
-        video_id=video_id, n_frames=24 * n_clips + 5, fps=25.0,
+        video_id=video_id,
+        n_frames=24 * n_clips + 5,
+        fps=25.0,
         features=rng.normal(size=(n_clips, dim)).astype(np.float32),
         frames=np.stack([starts, starts + 23], axis=1),
         shot=np.array([0] * 2 + [1] * (n_clips - 2)) if two_shots else np.zeros(n_clips, np.int32),
         shots=np.array([[0, 47], [48, last]]) if two_shots else np.array([[0, last]]),
-        labels=np.array([seed % 2, 1], np.uint8), splits=np.array([seed % 3, 0], np.uint8),
-    )  # fmt: skip
+        labels=np.array([seed % 2, 1], np.uint8),
+        splits=np.array([seed % 3, 0], np.uint8),
+    )
 
 
 @pytest.fixture

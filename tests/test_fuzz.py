@@ -7,14 +7,16 @@ from extract.fuzz import MUTATION_NAMES, WHOLE_FILE_CASES, run_fuzz
 from vtl.features import verify_features
 from vtl.manifest import read_manifest
 
-OPTIONS = ("-b", "efficientnet_lite0", "--segmentation", "fixed", "--shot-frames", "40",
-           "--image-frames", "1", "--batch-size", "8")  # fmt: skip
+OPTIONS = (
+    "-b efficientnet_lite0 --segmentation fixed --shot-frames 40 --image-frames 1 --batch-size 8"
+).split()
 
 
 def test_every_fuzzed_file_is_extracted_or_fails_with_a_reason(demo_manifest, tmp_path):
     paths = read_manifest(demo_manifest).paths
-    report = run_fuzz(tmp_path, paths[:2], paths[:3], n=36, seed=1, timeout=900,
-                      options=OPTIONS)  # fmt: skip
+    report = run_fuzz(
+        tmp_path, paths[:2], paths[:3], n=36, seed=1, timeout=900, options=tuple(OPTIONS)
+    )
     assert not report.hang and report.tracebacks == 0, report.stderr[-2000:]
     assert report.returncode == 0, report.stderr[-2000:]
     assert report.unaccounted == []

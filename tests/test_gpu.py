@@ -75,8 +75,9 @@ def test_amp_overflow_is_recomputed_in_float32():
             return big / 1e4  # 1e4 * 8 * ~2 is far beyond float16's 65504, fine in float32
 
     spec = get_spec("efficientnet_lite0")
-    backbone = Backbone(spec, Overflowing().to(CUDA), torch.nn.Identity(), {"name": "x"}, CUDA,
-                        amp=True)  # fmt: skip
+    backbone = Backbone(
+        spec, Overflowing().to(CUDA), torch.nn.Identity(), {"name": "x"}, CUDA, amp=True
+    )
     backbone.amp_dtype = torch.float16
     clips = torch.full((2, 2, 3, 224, 224), 255, dtype=torch.uint8)
     out = backbone.embed(clips)
@@ -106,8 +107,7 @@ def test_extract_run_on_cuda_matches_the_cpu_run(demo_manifest, lite0_features, 
     """The fixture's CPU run and the same run on CUDA: the same shots and clips, features with
     cosine >= 0.999 per clip."""
     config = ExtractConfig(image_frames=2, batch_size=8, device="cuda")
-    result = run_extraction(demo_manifest, "efficientnet_lite0", tmp_path, config,
-                            progress=False)  # fmt: skip
+    result = run_extraction(demo_manifest, "efficientnet_lite0", tmp_path, config, progress=False)
     path = result.files["efficientnet_lite0"]
     verify_features(path)
     with FeatureFile(path) as gpu, FeatureFile(lite0_features) as cpu:

@@ -42,56 +42,21 @@ def rewrite(src, dst, edit):
 
 def test_train_eval_predict(good, tmp_path, probe_cli):
     out = tmp_path / "run"
-    code, stdout, _ = probe_cli(
-        [
-            "train",
-            "--features",
-            good[0],
-            "--features",
-            good[1],
-            "--model",
-            "linear",
-            "--out",
-            out,
-            *QUICK,
-        ],
-    )
+    both = ["--features", good[0], "--features", good[1]]  # late fusion of the two files
+    code, stdout, _ = probe_cli(["train", *both, "--model", "linear", "--out", out, *QUICK])
     assert code == 0 and "uAP" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert [f["backbone"] for f in metrics["features"]] == ["img", "vid"]
     assert metrics["features"][0]["weights"] == {"name": "synthetic-0", "sha256": "0" * 64}
-    assert metrics["config"]["model"] == "linear" and set(metrics["per_label"]["test"]) == {
-        "label0",
-        "label1",
-        "label2",
-    }
+    labels = set(metrics["per_label"]["test"])
+    assert metrics["config"]["model"] == "linear" and labels == {"label0", "label1", "label2"}
 
-    code, stdout, _ = probe_cli(
-        [
-            "eval",
-            "--checkpoint",
-            out / "checkpoint.pt",
-            "--features",
-            good[0],
-            "--features",
-            good[1],
-        ],
-    )
+    code, stdout, _ = probe_cli(["eval", "--checkpoint", out / "checkpoint.pt", *both])
     assert code == 0 and f"{metrics['metrics']['test']['uap']:.2f}" in stdout
 
     preds = tmp_path / "preds.csv"
     code, stdout, _ = probe_cli(
-        [
-            "predict",
-            "--checkpoint",
-            out / "checkpoint.pt",
-            "--features",
-            good[0],
-            "--features",
-            good[1],
-            "--out",
-            preds,
-        ],
+        ["predict", "--checkpoint", out / "checkpoint.pt", *both, "--out", preds]
     )
     assert code == 0 and len(preds.read_text().splitlines()) == 61
 

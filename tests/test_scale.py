@@ -21,8 +21,7 @@ from vtl.manifest import read_manifest, write_manifest
 from vtl.shards import assign_shards, resolve_shard
 
 BIN = Path(sys.executable).parent
-FAST = ["--segmentation", "fixed", "--shot-frames", "40", "--image-frames", "1",
-        "--batch-size", "8", "--quiet"]  # fmt: skip
+FAST = "--segmentation fixed --shot-frames 40 --image-frames 1 --batch-size 8 --quiet".split()
 FAST_CONFIG = ExtractConfig(segmentation="fixed", shot_frames=40, image_frames=1, batch_size=8)
 
 
@@ -30,8 +29,9 @@ def copy_manifest(manifest: Path, out: Path, n: int) -> Path:
     m = read_manifest(manifest)
     splits = np.array([[0], [1], [2]] * n, np.uint8)[:n]
     paths = [str(p) for p in m.paths[:n]]
-    return write_manifest(out / "m.csv", m.video_ids[:n], paths, m.label_names, m.labels[:n],
-                          splits)  # fmt: skip
+    return write_manifest(
+        out / "m.csv", m.video_ids[:n], paths, m.label_names, m.labels[:n], splits
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,18 @@ def reference(manifest, tmp_path_factory) -> Path:
 
 
 def extract_command(manifest: Path, out: Path, *extra: str) -> list[str]:
-    return [str(BIN / "extract"), "run", "-m", str(manifest), "-b", "efficientnet_lite0",
-            "-o", str(out), *FAST, *extra]  # fmt: skip
+    return [
+        str(BIN / "extract"),
+        "run",
+        "-m",
+        str(manifest),
+        "-b",
+        "efficientnet_lite0",
+        "-o",
+        str(out),
+        *FAST,
+        *extra,
+    ]
 
 
 def wait_for_commits(folder: Path, count: int, process: subprocess.Popen, timeout=300) -> None:
@@ -65,21 +75,31 @@ def wait_for_commits(folder: Path, count: int, process: subprocess.Popen, timeou
     pytest.fail("no progress")
 
 
+def interrupt(
+    manifest: Path, out: Path, commits: int, sig: signal.Signals
+) -> tuple[subprocess.Popen, Path]:
+    """Start an extraction into `out` and send it `sig` once `commits` videos are committed;
+    return the process and its work folder."""
+    work = out / "efficientnet" / ".efficientnet_lite0.work"
+    process = subprocess.Popen(extract_command(manifest, out), stderr=subprocess.PIPE, text=True)
+    wait_for_commits(work, commits, process)
+    process.send_signal(sig)
+    return process, work
+
+
 def test_resume_after_sigkill_gives_the_same_arrays(
     manifest, reference, tmp_path, assert_same_features
 ):
     out = tmp_path / "out"
-    work = out / "efficientnet" / ".efficientnet_lite0.work"
-    process = subprocess.Popen(extract_command(manifest, out), stderr=subprocess.PIPE, text=True)
-    wait_for_commits(work, 2, process)
-    process.send_signal(signal.SIGKILL)
+    process, work = interrupt(manifest, out, 2, signal.SIGKILL)
     process.wait()
     done_before = len(list(work.glob("*.npz")))
     assert 2 <= done_before < 6 and not (out / "efficientnet" / "efficientnet_lite0.h5").exists()
 
     # a changed configuration is refused, not mixed in
-    changed = subprocess.run(extract_command(manifest, out, "--frames-per-clip", "16"),
-                             capture_output=True, text=True)  # fmt: skip
+    changed = subprocess.run(
+        extract_command(manifest, out, "--frames-per-clip", "16"), capture_output=True, text=True
+    )
     assert changed.returncode == 2 and "another configuration" in changed.stderr
 
     rerun = subprocess.run(extract_command(manifest, out), capture_output=True, text=True)
@@ -92,10 +112,7 @@ def test_sigterm_stops_after_the_current_video_and_says_how_to_resume(
     manifest, reference, tmp_path, assert_same_features
 ):
     out = tmp_path / "out"
-    work = out / "efficientnet" / ".efficientnet_lite0.work"
-    process = subprocess.Popen(extract_command(manifest, out), stderr=subprocess.PIPE, text=True)
-    wait_for_commits(work, 1, process)
-    process.send_signal(signal.SIGTERM)
+    process, work = interrupt(manifest, out, 1, signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
     assert "rerun the same command to resume" in stderr and "Traceback" not in stderr
@@ -159,8 +176,9 @@ def test_a_crashed_or_stalled_decoder_fails_one_video_and_the_run_goes_on(
     the videos after it, and the others are extracted as in an undisturbed run."""
     out = tmp_path / "out"
     work = out / "efficientnet" / ".efficientnet_lite0.work"
-    process = subprocess.Popen(extract_command(manifest, out, "--video-timeout", "3"),
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        extract_command(manifest, out, "--video-timeout", "3"), stderr=subprocess.PIPE, text=True
+    )
     wait_for_commits(work, 1, process)
     os.kill(decoder_process(process.pid), signal.SIGSEGV)
     wait_for_commits(work, 3, process)
@@ -190,10 +208,18 @@ def test_torchrun_two_processes_merge_to_the_single_process_file(
     assert single.returncode == 0
     out = tmp_path / "out"
     run = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node=2", "--no-python",
-         *extract_command(manifest, out)],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
+        [
+            str(BIN / "torchrun"),
+            "--standalone",
+            "--nproc-per-node=2",
+            "--no-python",
+            *extract_command(manifest, out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     merged = out / "efficientnet" / "efficientnet_lite0.h5"
     assert merged.is_file() and not list(merged.parent.glob("*.part-*"))
@@ -203,8 +229,9 @@ def test_torchrun_two_processes_merge_to_the_single_process_file(
 def test_slurm_array_shards_merge_to_the_single_process_file(
     manifest, tmp_path, monkeypatch, assert_same_features
 ):
-    single = run_extraction(manifest, "efficientnet_lite0", tmp_path / "single", FAST_CONFIG,
-                            progress=False).files["efficientnet_lite0"]  # fmt: skip
+    single = run_extraction(
+        manifest, "efficientnet_lite0", tmp_path / "single", FAST_CONFIG, progress=False
+    ).files["efficientnet_lite0"]
     out = tmp_path / "out"
     for task in (7, 8, 9):  # an array 7-9: three shards, whatever the first task id
         monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
@@ -247,11 +274,13 @@ def test_merge_refuses_parts_of_different_runs(manifest, tmp_path):
     from extract.merge import merge_parts
     from vtl.errors import FeatureFileError
 
-    a = run_extraction(manifest, "efficientnet_lite0", tmp_path / "a", FAST_CONFIG, shard="0/2",
-                       progress=False).files["efficientnet_lite0"]  # fmt: skip
+    a = run_extraction(
+        manifest, "efficientnet_lite0", tmp_path / "a", FAST_CONFIG, shard="0/2", progress=False
+    ).files["efficientnet_lite0"]
     other = ExtractConfig(**{**FAST_CONFIG.__dict__, "frames_per_clip": 16})
-    b = run_extraction(manifest, "efficientnet_lite0", tmp_path / "b", other, shard="1/2",
-                       progress=False).files["efficientnet_lite0"]  # fmt: skip
+    b = run_extraction(
+        manifest, "efficientnet_lite0", tmp_path / "b", other, shard="1/2", progress=False
+    ).files["efficientnet_lite0"]
     with pytest.raises(FeatureFileError, match=r"part-1-of-2.h5: frames_per_clip differs"):
         merge_parts([a, b], tmp_path / "merged.h5")
     with pytest.raises(FeatureFileError, match="not exactly shards"):

@@ -16,12 +16,12 @@ import pytest
 import torch
 from scipy import stats
 
-from probe.cells import Cache
 from probe.config import TrainConfig
 from probe.matrix import run_matrix
 from probe.stats import EXACT_PAIRS, paired_t_test, paired_test, sign_flip_p_value
 from probe.study import run_study
 from probe.synthetic import write_synthetic_features
+from probe.tasks import Cache
 from probe.train import train_probe
 from vtl.errors import UserError
 from vtl.features import FeatureFile
@@ -40,9 +40,13 @@ def scipy_sign_flip(a, b) -> float:
         return np.mean(x - y, axis=axis)
 
     result = stats.permutation_test(
-        (np.asarray(b), np.asarray(a)), mean_difference, permutation_type="samples",
-        n_resamples=np.inf, alternative="two-sided", vectorized=True,
-    )  # fmt: skip
+        (np.asarray(b), np.asarray(a)),
+        mean_difference,
+        permutation_type="samples",
+        n_resamples=np.inf,
+        alternative="two-sided",
+        vectorized=True,
+    )
     return float(result.pvalue)
 
 
@@ -88,9 +92,13 @@ def test_many_pairs_are_estimated_close_to_the_exact_value():
 
 @pytest.mark.parametrize(
     "a, b, message",
-    [([1, 2], [1], "pairs must match"), ([], [], "no pairs"), ([np.nan], [1], "finite"),
-     ([[1]], [[1]], "1-D")],
-)  # fmt: skip
+    [
+        ([1, 2], [1], "pairs must match"),
+        ([], [], "no pairs"),
+        ([np.nan], [1], "finite"),
+        ([[1]], [[1]], "1-D"),
+    ],
+)
 def test_paired_test_names_bad_input(a, b, message):
     with pytest.raises(ValueError, match=message):
         paired_test(a, b)
@@ -127,12 +135,14 @@ def extracted(demo_manifest, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
     m = read_manifest(demo_manifest)
     paths, splits = [str(p) for p in m.paths[:3]], np.array([[0], [1], [2]], np.uint8)
-    manifest = write_manifest(tmp / "three.csv", m.video_ids[:3], paths, m.label_names,
-                              m.labels[:3], splits)  # fmt: skip
+    manifest = write_manifest(
+        tmp / "three.csv", m.video_ids[:3], paths, m.label_names, m.labels[:3], splits
+    )
     config = ExtractConfig(image_frames=2, batch_size=8, shot_frames=40)
     axes = {"segmentation": ["transnetv2", "fixed"], "clip_fps": [24.0, 8.0]}
-    made = extract_study(manifest, "efficientnet_lite0", tmp / "study", axes, "axis", config,
-                         progress=False)  # fmt: skip
+    made = extract_study(
+        manifest, "efficientnet_lite0", tmp / "study", axes, "axis", config, progress=False
+    )
     return manifest, config, made
 
 
@@ -148,13 +158,21 @@ def test_every_variant_comes_from_one_decode(extracted, tmp_path, assert_same_fe
     assert read_study(made.path).extractions == made.plan.extractions
     for extraction in made.plan.extractions:
         settings = extraction["settings"]
-        alone = run_extraction(manifest, "efficientnet_lite0", tmp_path / extraction["name"],
-                               dataclasses.replace(config, **settings), progress=False)  # fmt: skip
+        alone = run_extraction(
+            manifest,
+            "efficientnet_lite0",
+            tmp_path / extraction["name"],
+            dataclasses.replace(config, **settings),
+            progress=False,
+        )
         with FeatureFile(extraction["files"]["efficientnet_lite0"]) as f:
             assert (f.meta.clip_fps, f.meta.config["segmentation"]) == (
-                settings["clip_fps"], settings["segmentation"])  # fmt: skip
-        assert_same_features(alone.files["efficientnet_lite0"],
-                             extraction["files"]["efficientnet_lite0"])  # fmt: skip
+                settings["clip_fps"],
+                settings["segmentation"],
+            )
+        assert_same_features(
+            alone.files["efficientnet_lite0"], extraction["files"]["efficientnet_lite0"]
+        )
 
 
 def test_finished_files_are_reused_and_nothing_is_decoded(extracted, tmp_path):
@@ -162,8 +180,16 @@ def test_finished_files_are_reused_and_nothing_is_decoded(extracted, tmp_path):
 
     manifest, config, made = extracted
     axes = {"segmentation": ["transnetv2", "fixed"], "clip_fps": [24.0, 8.0]}
-    again = extract_study(manifest, "efficientnet_lite0", tmp_path / "other", axes, "axis",
-                          config, reuse=[made.path.parent], progress=False)  # fmt: skip
+    again = extract_study(
+        manifest,
+        "efficientnet_lite0",
+        tmp_path / "other",
+        axes,
+        "axis",
+        config,
+        reuse=[made.path.parent],
+        progress=False,
+    )
     assert again.result.decoded == 0
     assert again.plan.extractions == made.plan.extractions  # the same files, where they are
     assert not list((tmp_path / "other").rglob("*.h5"))
@@ -171,10 +197,22 @@ def test_finished_files_are_reused_and_nothing_is_decoded(extracted, tmp_path):
 
 def test_bad_study_options_are_one_line(demo_manifest, tmp_path):
     run = subprocess.run(
-        [str(Path(sys.executable).parent / "extract"), "study", "-m", str(demo_manifest), "-b",
-         "efficientnet_lite0", "-o", str(tmp_path / "s"), "--clip-fps", "24,twelve"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).parent / "extract"),
+            "study",
+            "-m",
+            str(demo_manifest),
+            "-b",
+            "efficientnet_lite0",
+            "-o",
+            str(tmp_path / "s"),
+            "--clip-fps",
+            "24,twelve",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2 and "Traceback" not in run.stderr
     lines = [x for x in run.stderr.splitlines() if x.startswith("error:")]
     assert len(lines) == 1 and "--clip-fps" in lines[0]
@@ -186,8 +224,9 @@ def test_bad_study_options_are_one_line(demo_manifest, tmp_path):
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("study-features")
-    return write_synthetic_features(root / "b.h5", feature_dim=6, backbone="b", signal=0.6,
-                                    **COMMON)  # fmt: skip
+    return write_synthetic_features(
+        root / "b.h5", feature_dim=6, backbone="b", signal=0.6, **COMMON
+    )
 
 
 # Neither the reference's window (30) nor its model (divita) is offered: the first values are
@@ -195,11 +234,24 @@ def synthetic(tmp_path_factory):
 PROBE_AXES = {"model": ["linear", "savg"], "window": [5, 3]}
 
 
+def probe_study(out: Path, features: Path, config: TrainConfig, cache, **more):
+    """`run_study` of one feature file on `PROBE_AXES` over seeds 0 and 1, quietly."""
+    return run_study(
+        out,
+        features=[features],
+        probe_axes=PROBE_AXES,
+        seeds=[0, 1],
+        config=config,
+        cache=cache,
+        progress=False,
+        **more,
+    )
+
+
 def test_study_of_probe_axes_reports_paired_differences(synthetic, tmp_path):
     torch.set_num_threads(1)
     cache = Cache(tmp_path / "cache")
-    result = run_study(tmp_path / "report", features=[synthetic], probe_axes=PROBE_AXES,
-                       seeds=[0, 1], config=FAST, cache=cache, progress=False)  # fmt: skip
+    result = probe_study(tmp_path / "report", synthetic, FAST, cache)
     labels = [v.label for v in result.variants]
     assert labels == ["baseline", "window=3", "model=savg"]  # baseline: linear, 5 clips
     assert result.variants[0].settings == {"model": "linear", "window": 5}
@@ -207,15 +259,18 @@ def test_study_of_probe_axes_reports_paired_differences(synthetic, tmp_path):
     for v in result.variants:
         config = dataclasses.replace(FAST, model=v.settings["model"], window=v.settings["window"])
         runs[v.label] = [
-            train_probe([synthetic], dataclasses.replace(config, split=s, seed=seed),
-                        progress=False)["metrics"]["test"]["uap"]  # fmt: skip
-            for s in (0, 1) for seed in (0, 1)
-        ]  # fmt: skip
+            train_probe(
+                [synthetic], dataclasses.replace(config, split=s, seed=seed), progress=False
+            )["metrics"]["test"]["uap"]
+            for s in (0, 1)
+            for seed in (0, 1)
+        ]
     for v in result.variants[1:]:
         d = np.array(runs[v.label]) - np.array(runs["baseline"])
         assert v.comparison["delta"]["uap"]["mean"] == pytest.approx(d.mean(), abs=1e-9)
-        assert v.comparison["test"]["p_value"] == paired_test(runs["baseline"],
-                                                               runs[v.label]).p_value  # fmt: skip
+        assert (
+            v.comparison["test"]["p_value"] == paired_test(runs["baseline"], runs[v.label]).p_value
+        )
     rows = list(csv.DictReader((tmp_path / "report" / "study.csv").open()))
     assert [r["variant"] for r in rows] == labels
     assert rows[0]["p_value"] == "" and rows[1]["verdict"] in ("distinguishable", "within noise")
@@ -226,19 +281,26 @@ def test_study_of_probe_axes_reports_paired_differences(synthetic, tmp_path):
     data = json.loads((tmp_path / "report" / "study.json").read_text())
     assert data["baseline"] == {"model": "linear", "window": 5} and len(data["variants"]) == 3
     # A rerun trains nothing.
-    again = run_study(tmp_path / "report", features=[synthetic], probe_axes=PROBE_AXES,
-                      seeds=[0, 1], config=FAST, cache=cache, progress=False)  # fmt: skip
+    again = probe_study(tmp_path / "report", synthetic, FAST, cache)
     assert again.trained == 0 and again.markdown == markdown
 
 
 def test_runs_of_the_matrix_are_not_trained_again_for_a_study(synthetic, tmp_path):
     cache = Cache(tmp_path / "cache")
     config = dataclasses.replace(FAST, window=5)
-    matrix = run_matrix([synthetic], tmp_path / "matrix", ["linear"], "all", [0], config, [],
-                        progress=False, cache=cache)  # fmt: skip
+    matrix = run_matrix(
+        [synthetic],
+        tmp_path / "matrix",
+        ["linear"],
+        "all",
+        [0],
+        config,
+        [],
+        progress=False,
+        cache=cache,
+    )
     assert matrix.runs_trained == 2  # 2 splits, seed 0
-    study = run_study(tmp_path / "report", features=[synthetic], probe_axes=PROBE_AXES,
-                      seeds=[0, 1], config=config, cache=cache, progress=False)  # fmt: skip
+    study = probe_study(tmp_path / "report", synthetic, config, cache)
     assert study.trained == 3 * 4 - 2  # the baseline's seed-0 runs came from the matrix
 
 
@@ -249,8 +311,7 @@ def test_two_shards_give_the_report_of_one_process(synthetic, tmp_path, monkeypa
             del row["train_seconds_per_run"]  # measured, not computed
         return rows
 
-    one = run_study(tmp_path / "one", features=[synthetic], probe_axes=PROBE_AXES, seeds=[0, 1],
-                    config=FAST, cache=tmp_path / "cache1", progress=False)  # fmt: skip
+    one = probe_study(tmp_path / "one", synthetic, FAST, tmp_path / "cache1")
     assert one.complete
     from vtl.shards import resolve_shard
 
@@ -261,9 +322,7 @@ def test_two_shards_give_the_report_of_one_process(synthetic, tmp_path, monkeypa
         monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "4")
         monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
         shard = resolve_shard(None)
-        done.append(run_study(tmp_path / "two", features=[synthetic], probe_axes=PROBE_AXES,
-                              seeds=[0, 1], config=FAST, cache=cache, progress=False,
-                              shard=shard))  # fmt: skip
+        done.append(probe_study(tmp_path / "two", synthetic, FAST, cache, shard=shard))
         # the first shard to finish leaves the report to the last
         assert (tmp_path / "two" / "study.md").exists() == (task == "5")
     assert not done[0].complete
@@ -273,10 +332,10 @@ def test_two_shards_give_the_report_of_one_process(synthetic, tmp_path, monkeypa
 
 
 def test_study_cli(synthetic, tmp_path, probe_cli):
-    args = ["study", "--features", synthetic, "--models", "linear,savg", "--window", "3,5",
-            "--seeds", "2", "--epochs", "2", "--lr", "3e-3", "--patience", "2",
-            "--scheduler-patience", "1", "--threads", "1", "--quiet",
-            "--cache", tmp_path / "cache", "--out", tmp_path / "r"]  # fmt: skip
+    options = "--models linear,savg --window 3,5 --seeds 2 --epochs 2 --lr 3e-3 --patience 2"
+    options += " --scheduler-patience 1 --threads 1 --quiet"
+    args = ["study", "--features", synthetic, *options.split()]
+    args += ["--cache", tmp_path / "cache", "--out", tmp_path / "r"]  # the last two: --out DIR
     code, stdout, stderr = probe_cli(args)
     assert code == 0, stderr
     assert stdout.strip() == str(tmp_path / "r" / "study.md")

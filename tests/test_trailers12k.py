@@ -14,8 +14,7 @@ from probe.transferability import score_feature_file
 from vtl.errors import UserError
 from vtl.features import FeatureFile, verify_features
 
-GENRES = ["action", "adventure", "comedy", "crime", "drama",
-          "fantasy", "horror", "romance", "sci-fi", "thriller"]  # fmt: skip
+GENRES = "action adventure comedy crime drama fantasy horror romance sci-fi thriller".split()
 DIM = 16
 N_TRAILERS = 12
 
@@ -69,8 +68,15 @@ def reference(tmp_path):
 def test_import_round_trip(reference, tmp_path, caplog):
     store, labels = reference
     with caplog.at_level(logging.INFO):
-        out = import_trailers12k(store, labels, tmp_path / "toy.h5", backbone="toy3d",
-                                 pretrain="k400", kind="video", progress=False)  # fmt: skip
+        out = import_trailers12k(
+            store,
+            labels,
+            tmp_path / "toy.h5",
+            backbone="toy3d",
+            pretrain="k400",
+            kind="video",
+            progress=False,
+        )
     summary = verify_features(out)
     assert summary["videos"] == N_TRAILERS - 1 and summary["failures"] == 1
     table = read_mtgc(labels)
@@ -96,8 +102,9 @@ def test_import_round_trip(reference, tmp_path, caplog):
         assert (m.feature_dim, m.frames_per_clip, m.clip_fps) == (DIM, 24, 24.0)
         assert m.shot_detector == "reference (imported)"
         assert m.weights == {"name": store.name, "sha256": store_sha256(store)}
-        assert m.failures == [{"video_id": mid(7), "path": f"{store}/{mid(7)}",
-                               "reason": "not in the features store"}]  # fmt: skip
+        assert m.failures == [
+            {"video_id": mid(7), "path": f"{store}/{mid(7)}", "reason": "not in the features store"}
+        ]
         assert m.config["imported_from"] == str(store.resolve())
         assert m.config["ignored_store_arrays"] == 1
         assert m.config["store_attrs"] == {"num_features": DIM}
@@ -132,8 +139,9 @@ def test_unusable_arrays_become_failures(tmp_path):
     group.create_array(mid(0), data=np.ones((3, DIM + 1), np.float16))  # wrong width
     del group[mid(1)]
     group.create_array(mid(1), data=np.full((2, DIM), 1e6, np.float32))  # inf in float16
-    out = import_trailers12k(store, write_csv(tmp_path / "m.csv", csv_rows()),
-                             tmp_path / "o.h5", progress=False)  # fmt: skip
+    out = import_trailers12k(
+        store, write_csv(tmp_path / "m.csv", csv_rows()), tmp_path / "o.h5", progress=False
+    )
     with FeatureFile(out) as f:
         reasons = {x["video_id"]: x["reason"] for x in f.meta.failures}
         assert list(reasons) == [mid(0), mid(1), mid(7)]  # CSV order
@@ -165,7 +173,7 @@ def bad_csv(tmp_path, edit):
                 [r.pop() for r in rows] and [r.pop() for r in rows] and [r.pop() for r in rows]
             ),
             "no split column",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_csv_is_a_user_error_naming_file_row_column(reference, tmp_path, edit, message):

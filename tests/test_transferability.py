@@ -28,9 +28,13 @@ def log_evidence(f, y, log_alpha, log_beta):
     m = beta * np.linalg.solve(a, f.T @ y)
     _, log_det = np.linalg.slogdet(a)
     return (
-        d / 2 * np.log(alpha) + n / 2 * np.log(beta) - n / 2 * np.log(2 * np.pi)
-        - beta / 2 * np.sum((y - f @ m) ** 2) - alpha / 2 * m @ m - log_det / 2
-    )  # fmt: skip
+        d / 2 * np.log(alpha)
+        + n / 2 * np.log(beta)
+        - n / 2 * np.log(2 * np.pi)
+        - beta / 2 * np.sum((y - f @ m) ** 2)
+        - alpha / 2 * m @ m
+        - log_det / 2
+    )
 
 
 def brute_force_logme(f, labels):
@@ -191,10 +195,17 @@ def write_file(path, informative, seed=0, n_videos=40, dim=16, labels=3):
     """A real feature file: videos with 1..5 clips whose features do (or don't) carry labels."""
     rng = np.random.default_rng(seed)
     meta = FeatureMeta(
-        backbone="toy", family="toy", pretrain="none", kind="video", feature_dim=dim,
-        frames_per_clip=24, clip_fps=24.0, input_size=0,
-        weights={"name": "toy", "sha256": "0" * 64}, shot_detector="fixed",
-    )  # fmt: skip
+        backbone="toy",
+        family="toy",
+        pretrain="none",
+        kind="video",
+        feature_dim=dim,
+        frames_per_clip=24,
+        clip_fps=24.0,
+        input_size=0,
+        weights={"name": "toy", "sha256": "0" * 64},
+        shot_detector="fixed",
+    )
     mixing = rng.normal(size=(labels, dim)) * 2
     y = (rng.random((n_videos, labels)) < 0.4).astype(np.uint8)
     y[0], y[1] = 1, 0  # every label has both values among the train videos
@@ -204,12 +215,19 @@ def write_file(path, informative, seed=0, n_videos=40, dim=16, labels=3):
             base = y[v] @ mixing if informative else 0.0
             features = base + rng.normal(size=(clips, dim))
             starts = np.arange(clips) * 24
-            writer.add(VideoFeatures(
-                video_id=f"v{v:02d}", n_frames=24 * clips, fps=24.0, features=features,
-                frames=np.stack([starts, starts + 23], 1), shot=np.zeros(clips, np.int32),
-                shots=np.array([[0, 24 * clips - 1]]), labels=y[v],
-                splits=np.array([0 if v % 4 else (1 + v // 4 % 2), 0]),
-            ))  # fmt: skip
+            writer.add(
+                VideoFeatures(
+                    video_id=f"v{v:02d}",
+                    n_frames=24 * clips,
+                    fps=24.0,
+                    features=features,
+                    frames=np.stack([starts, starts + 23], 1),
+                    shot=np.zeros(clips, np.int32),
+                    shots=np.array([[0, 24 * clips - 1]]),
+                    labels=y[v],
+                    splits=np.array([0 if v % 4 else (1 + v // 4 % 2), 0]),
+                )
+            )
     return path
 
 

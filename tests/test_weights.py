@@ -17,7 +17,7 @@ from extract.backbones import build_model, create_backbone, get_spec
 from extract.weights import (
     WeightsMismatchError,
     WeightsMissingError,
-    default_cache_dir,
+    default_weights_dir,
     efficientnet_lukemelas_to_timm,
     load_state_dict,
     locate_weights,
@@ -193,9 +193,9 @@ def test_a_file_that_is_no_checkpoint_is_a_user_error(tmp_path: Path):
 
 def test_default_cache_dir_follows_env_then_torch_hub(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("VTL_WEIGHTS_DIR", str(tmp_path))
-    assert default_cache_dir() == tmp_path
+    assert default_weights_dir() == tmp_path
     monkeypatch.delenv("VTL_WEIGHTS_DIR")
-    assert default_cache_dir() == Path(torch.hub.get_dir()) / "checkpoints"
+    assert default_weights_dir() == Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def test_sha256_file_matches_hashlib(tmp_path: Path):

@@ -18,6 +18,7 @@ CLIP_FPS = 24.0  # the rate frames are sampled at inside a clip
 PROBE_MODEL = "divita"
 WINDOW = 30  # clips per training sample and per evaluation window (--num_clips)
 LR = 1e-4
+WEIGHT_DECAY = 0.01  # AdamW (amsgrad): torch's default, which the reference's train.py keeps
 EPOCHS = 100
 BATCH_SIZE = 32  # videos per training batch
 PATIENCE = 20  # early stopping on validation loss (--stop_patience)

@@ -7,7 +7,9 @@ file, the row (its line number in the file) and the column, before any expensive
 from __future__ import annotations
 
 import csv
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,28 @@ from vtl.errors import ManifestError
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "0": 0, "1": 1, "2": 2}
 SPLIT_NAMES = ("train", "val", "test")
 _SPLIT_COLUMN = re.compile(r"^split(\d+)$")
+
+
+def special_file(path: str | Path) -> str | None:
+    """What `path` is when it exists but is not a regular file (links followed): "a named pipe
+    (FIFO)", "a device (/dev/zero)", "a socket" or "a folder"; None for a regular file or a
+    path that does not exist (or cannot be looked at). Only stat() is used: opening a named
+    pipe blocks until a writer comes, and a device such as /dev/zero never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, a broken link, unreadable folder, NUL in the name
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return f"a device ({os.path.realpath(path)})"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "a special file"
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,9 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         ManifestError: one line naming the file, row and column of the first problem.
     """
     path = Path(path)
+    kind = special_file(path)
+    if kind is not None:
+        raise ManifestError(f"{path}: is {kind}, not a manifest; pass the path of a CSV file")
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found; pass the path of a CSV file")
     try:
@@ -109,6 +136,12 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         video_path = Path(raw_path)
         if not video_path.is_absolute():
             video_path = path.parent / video_path
+        kind = special_file(video_path) if check_files else None
+        if kind is not None:
+            raise ManifestError(
+                f"{where}, column path: {video_path} is {kind}, not a video file; "
+                "give the path of a video file"
+            )
         if check_files and not video_path.is_file():
             raise ManifestError(
                 f"{where}, column path: video file not found: {video_path}; "

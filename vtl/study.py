@@ -3,10 +3,11 @@ designs, and `study.json`, the plan that `extract study` writes and `probe study
 
 An axis is one setting with several values: how videos are segmented, the frame rate clips are
 sampled at, the frames a clip spans (extraction axes: each value is a feature file of its own),
-the clips a probe sees per window, and the temporal model (probe axes: each value is a probe run
-on the same file). A study has a baseline value per axis (the reference's default when it is
-among the values, else the first value given) and a design: `axis` (the baseline, then one axis
-at a time changed around it) or `grid` (every combination).
+the clips a probe sees per window, the temporal model, and whether the probe is co-trained with
+other collections (probe axes: each value is a probe run on the same file; `cotrain`'s values
+name collections, not a TrainConfig field). A study has a baseline value per axis (the
+reference's default when it is among the values, else the first value given) and a design:
+`axis` (the baseline, then one axis at a time changed around it) or `grid` (every combination).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vtl.defaults import CLIP_FPS, FRAMES_PER_CLIP, PROBE_MODEL, SEGMENTATION, WINDOW
 from vtl.errors import UserError
+from vtl.registry import register
 
 FORMAT = "vtl-study"
 VERSION = 1
@@ -68,10 +71,8 @@ AXES: dict[str, Axis] = {}
 
 
 def register_axis(axis: Axis) -> Axis:
-    if axis.name in AXES:
-        raise ValueError(f"axis {axis.name!r} is already registered")
-    AXES[axis.name] = axis
-    return axis
+    """Add a study axis to AXES (what `extract study` and `probe study` offer)."""
+    return register(AXES, axis.name, axis, "axis")
 
 
 register_axis(
@@ -79,7 +80,7 @@ register_axis(
         "segmentation",
         "--segmentation",
         "extract",
-        "transnetv2",
+        SEGMENTATION,
         _segmentation,
         "segmentations (transnetv2: TransNetV2 shots; fixed: fixed-length segments)",
     )
@@ -89,7 +90,7 @@ register_axis(
         "clip_fps",
         "--clip-fps",
         "extract",
-        24.0,
+        CLIP_FPS,
         _positive(float),
         "frame rates clips are sampled at (frames per second)",
     )
@@ -99,7 +100,7 @@ register_axis(
         "frames_per_clip",
         "--frames-per-clip",
         "extract",
-        24,
+        FRAMES_PER_CLIP,
         _positive(int),
         "frame counts per clip (with the clip rate, the seconds a clip spans)",
     )
@@ -109,13 +110,32 @@ register_axis(
         "window",
         "--window",
         "probe",
-        30,
+        WINDOW,
         _positive(int),
         "clips per probe window (the reference's num_clips)",
     )
 )
-register_axis(Axis("model", "--models", "probe", "divita", str,
-                   "temporal models aggregating the clips (savg, gru, divita, ...)"))  # fmt: skip
+register_axis(
+    Axis(
+        "model",
+        "--models",
+        "probe",
+        PROBE_MODEL,
+        str,
+        "temporal models aggregating the clips (savg, gru, divita, ...)",
+    )
+)
+register_axis(
+    Axis(
+        "cotrain",
+        "--co-train",
+        "probe",
+        "none",
+        str,
+        "collections co-trained with the target (none: the target alone; else the other "
+        "collections' names, `probe.cotrain`)",
+    )
+)
 EXTRACT_AXES = tuple(a.name for a in AXES.values() if a.stage == "extract")
 PROBE_AXES = tuple(a.name for a in AXES.values() if a.stage == "probe")
 

@@ -3,11 +3,11 @@
 A task is the smallest result worth keeping: one probe run (feature files, probe model, the
 training settings that change results, one split, one seed), one training-free score on one
 split, or the check that a feature file is readable and finite. Its key is a hash of everything
-that decides its result, the files' identity included (path, size, modification time, weights),
-so a changed file gets new tasks. Finished tasks are JSON files in a cache folder shared by every
-report (`--cache`; default `$VTL_CACHE_DIR/probe-runs`, else `~/.cache/vtl/probe-runs`): a run
-trained for a matrix is not trained again for a study that needs it, a rerun trains nothing, and
-more seeds train only the new ones.
+that decides its result, the files' identity included (`probe.catalogue.FileInfo`: path, size,
+modification time, weights), so a changed file gets new tasks. Finished tasks are JSON files in
+a cache folder shared by every report (`--cache`; default `$VTL_CACHE_DIR/probe-runs`, else
+`~/.cache/vtl/probe-runs`): a run trained for a matrix is not trained again for a study that
+needs it, a rerun trains nothing, and more seeds train only the new ones.
 
 `run_tasks` trains what is not cached yet, side by side in worker processes (`jobs`) and spread
 over shards (`vtl.shards`: `--shard i/n`, torchrun or a SLURM array): every shard works out the
@@ -20,20 +20,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
-import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from probe.catalogue import FileInfo, read_file_info
 from probe.config import TrainConfig
 from probe.train import summarize_runs, train_probe
 from probe.transferability import score_feature_file
-from vtl.errors import FeatureFileError, UserError
+from vtl.atomic import write_text
+from vtl.defaults import WEIGHT_DECAY
+from vtl.errors import FeatureFileError
 from vtl.features import FeatureFile
 from vtl.progress import progress_bar
 from vtl.shards import Shard, assign_shards
@@ -55,188 +56,15 @@ RESULT_FIELDS = (
     "fusion",
     "mask_padding",
 )
-_PART_FILE = re.compile(r"\.part-\d+-of-\d+\.h5$")
 
 
-def default_cache_dir() -> Path:
-    """$VTL_CACHE_DIR/probe-runs, else the user's cache folder (vtl/probe-runs)."""
+def default_runs_dir() -> Path:
+    """Where finished tasks are cached by default: $VTL_CACHE_DIR/probe-runs, else the user's
+    cache folder (vtl/probe-runs)."""
     if os.environ.get("VTL_CACHE_DIR"):
         return Path(os.environ["VTL_CACHE_DIR"]) / "probe-runs"
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "vtl" / "probe-runs"
-
-
-# ------------------------------------------------------------------ feature files
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """What reports need to know about one feature file (read from its attributes)."""
-
-    path: Path
-    backbone: str
-    family: str
-    pretrain: str
-    kind: str
-    feature_dim: int
-    weights_sha256: str
-    n_videos: int
-    n_clips: int
-    n_splits: int
-    label_names: tuple[str, ...]
-    size: int
-    mtime_ns: int
-    cost: dict = field(default_factory=dict, hash=False, compare=False)
-    config: dict = field(default_factory=dict, hash=False, compare=False)
-    shot_detector: str = ""
-
-    def identity(self) -> dict:
-        """What names this file's content for the cache: a changed file gets new tasks."""
-        return {
-            "path": str(self.path),
-            "backbone": self.backbone,
-            "weights_sha256": self.weights_sha256,
-            "size": self.size,
-            "mtime_ns": self.mtime_ns,
-        }
-
-    @property
-    def params_m(self) -> float | None:
-        return _number(self.cost.get("params_m"))
-
-    @property
-    def gflops_per_clip(self) -> float | None:
-        """GFLOPs of the backbone per clip as extracted (the file's `cost` attribute)."""
-        return _number(self.cost.get("gflops_per_clip"))
-
-    @property
-    def clips_per_video(self) -> float:
-        return self.n_clips / max(1, self.n_videos)
-
-    @property
-    def gflops_per_video(self) -> float | None:
-        per_clip = self.gflops_per_clip
-        return None if per_clip is None else per_clip * self.clips_per_video
-
-    @property
-    def embed_seconds_per_video(self) -> float | None:
-        seconds, videos = _number(self.cost.get("embed_seconds")), self.cost.get("videos")
-        return None if seconds is None or not videos else seconds / videos
-
-
-def _number(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def read_file_info(path: Path) -> FileInfo:
-    """A feature file's identity, metadata and costs.
-
-    Raises:
-        FeatureFileError: not a readable vtl feature file.
-    """
-    with FeatureFile(path) as f:
-        meta = f.meta
-        stat = f.path.stat()
-        return FileInfo(
-            path=f.path.resolve(),
-            backbone=meta.backbone,
-            family=meta.family,
-            pretrain=meta.pretrain,
-            kind=meta.kind,
-            feature_dim=int(f.feature_dim),
-            weights_sha256=str((meta.weights or {}).get("sha256", "")),
-            n_videos=int(f.n_videos),
-            n_clips=int(f.n_clips),
-            n_splits=int(f.splits.shape[1]),
-            label_names=tuple(f.label_names),
-            size=int(stat.st_size),
-            mtime_ns=int(stat.st_mtime_ns),
-            cost=dict(meta.cost or {}),
-            config=dict(meta.config) if isinstance(meta.config, dict) else {},
-            shot_detector=str(meta.shot_detector),
-        )
-
-
-def discover_feature_files(paths: Sequence[str | Path]) -> list[Path]:
-    """The feature files named by `paths`: files as given, folders searched recursively for *.h5.
-
-    In folders, shard part files (`*.part-<i>-of-<n>.h5`, merged by `extract merge`) and files
-    that are not vtl feature files are skipped with a warning. Explicit files are taken as they
-    are (a bad one is reported when it is read).
-
-    Raises:
-        UserError: a path that does not exist, or no feature file found at all.
-    """
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_file():
-            found.append(path)
-        elif path.is_dir():
-            for candidate in sorted(path.rglob("*.h5")):
-                if _PART_FILE.search(candidate.name):
-                    log.warning("skipping %s: a shard part file (merge it with `extract merge`)",
-                                candidate)  # fmt: skip
-                    continue
-                try:
-                    with FeatureFile(candidate) as f:
-                        part = f.part
-                except FeatureFileError as error:
-                    log.warning("skipping %s", error)
-                    continue
-                if part is not None:
-                    log.warning("skipping %s: a shard part file (part %s)", candidate, part)
-                    continue
-                found.append(candidate)
-        else:
-            raise UserError(f"--features {path}: no such file or folder")
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    if not unique:
-        where = ", ".join(str(p) for p in paths) or "(nothing)"
-        raise UserError(
-            f"--features {where}: no feature files (*.h5) found; extract some with `extract run`"
-        )
-    return unique
-
-
-def check_one_dataset(infos: list[FileInfo]) -> None:
-    """Reports compare feature files of one dataset: same number of videos, labels and splits.
-
-    Raises:
-        UserError: naming both files and what differs.
-    """
-    first = infos[0]
-    for other in infos[1:]:
-        for what, a, b in (
-            ("labels", first.label_names, other.label_names),
-            ("number of videos", first.n_videos, other.n_videos),
-            ("number of splits", first.n_splits, other.n_splits),
-        ):
-            if a != b:
-                raise UserError(
-                    f"{first.path} and {other.path} disagree on {what} ({a} vs {b}); a report "
-                    "compares backbones on one dataset, so pass the files of one dataset"
-                )
-
-
-def resolve_splits(splits: Sequence[int] | str, info: FileInfo) -> list[int]:
-    """'all' or split indices, checked against the files' splits."""
-    if isinstance(splits, str):
-        if splits.strip().lower() == "all":
-            return list(range(info.n_splits))
-        raise UserError(f"--splits {splits!r}: give 'all' or numbers like 0,1,2")
-    split_list = [int(s) for s in splits]
-    bad = [s for s in split_list if not 0 <= s < info.n_splits]
-    if bad or not split_list:
-        raise UserError(f"--splits {split_list}: the files have splits 0..{info.n_splits - 1}")
-    return split_list
-
-
-# ------------------------------------------------------------------ tasks
 
 
 @dataclass(frozen=True)
@@ -273,7 +101,47 @@ def run_task(files: Sequence[FileInfo], config: TrainConfig, split: int, seed: i
     """The task of one probe run of `config` (its result fields) on `files`."""
     values = config.to_dict()
     settings = tuple((name, values[name]) for name in RESULT_FIELDS if name != "model")
-    return Task("run", tuple(files), config.model, int(split), int(seed), settings)
+    return Task(
+        "run",
+        tuple(files),
+        config.model,
+        int(split),
+        int(seed),
+        settings + _cotrain(config) + _protocol(config),
+    )
+
+
+def _protocol(config: TrainConfig) -> tuple:
+    """The weight decay when it is not AdamW's default, and the sweep protocol with its grid
+    (none for the reference protocol at the default weight decay, so those runs keep their
+    keys)."""
+    settings = ()
+    if config.weight_decay != WEIGHT_DECAY:
+        settings += (("weight_decay", float(config.weight_decay)),)
+    if config.protocol != "reference":
+        settings += (
+            ("protocol", config.protocol),
+            ("sweep_lrs", tuple(float(v) for v in config.sweep_lrs)),
+            ("sweep_weight_decays", tuple(float(v) for v in config.sweep_weight_decays)),
+        )
+    return settings
+
+
+def _cotrain(config: TrainConfig) -> tuple:
+    """The settings of co-training and fine-tuning (none without them, so other runs keep their
+    keys): the co-train files (their paths, for the run, and their identities, for the key) and
+    the initial checkpoint (its path and its content's sha256)."""
+    settings = ()
+    if config.co_train:
+        infos = [read_file_info(Path(p)) for p in config.co_train]
+        settings += (
+            ("co_train", tuple(str(i.path) for i in infos)),
+            ("co_train_files", json.dumps([i.identity() for i in infos], sort_keys=True)),
+        )
+    if config.init_from:
+        digest = hashlib.sha256(Path(config.init_from).read_bytes()).hexdigest()
+        settings += (("init_from", str(Path(config.init_from).resolve())), ("init_sha256", digest))
+    return settings
 
 
 def score_task(info: FileInfo, method: str, split: int, options: dict) -> Task:
@@ -288,7 +156,7 @@ class Cache:
     """Finished tasks, one JSON file each, written whole (temporary name, then rename)."""
 
     def __init__(self, folder: str | Path | None = None) -> None:
-        self.folder = Path(folder) if folder is not None else default_cache_dir()
+        self.folder = Path(folder) if folder is not None else default_runs_dir()
 
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.json"
@@ -316,9 +184,7 @@ class Cache:
             "files": [f.identity() for f in task.files],
             "result": result,
         }
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_text(path, json.dumps(record, indent=1) + "\n")
 
 
 def _run_one(task: Task, config: dict) -> dict:
@@ -326,8 +192,14 @@ def _run_one(task: Task, config: dict) -> dict:
     started, started_cpu = time.perf_counter(), time.process_time()
     paths = [str(f.path) for f in task.files]
     if task.kind == "run":
-        values = {**config, **dict(task.settings), "model": task.method, "split": task.split,
-                  "seed": task.seed, "threads": 0}  # fmt: skip
+        values = {
+            **config,
+            **dict(task.settings),
+            "model": task.method,
+            "split": task.split,
+            "seed": task.seed,
+            "threads": 0,
+        }
         result = train_probe(paths, TrainConfig.from_dict(values), progress=False)
         out = {
             "test": result["metrics"]["test"],
@@ -337,12 +209,21 @@ def _run_one(task: Task, config: dict) -> dict:
             "epochs_run": [t["epochs_run"] for t in result["training"]],
             "best_epoch": [t["best_epoch"] for t in result["training"]],
         }
+        if "co_training" in result:  # each collection's own test metrics
+            out["co_training"] = result["co_training"]["collections"]
+        picks = [t["sweep"]["pick"] for t in result["training"] if "sweep" in t]
+        if picks:  # the sweep protocol: the (lr, weight decay) each model picked on val
+            out["sweep"] = picks
     elif task.kind == "score":
         options = dict(task.settings)
-        value = score_feature_file(paths[0], split=task.split, methods=(task.method,),
-                                   max_videos=options["max_videos"], knn_k=options["knn_k"],
-                                   )[task.method]  # fmt: skip
-        out = {"score": value}
+        scores = score_feature_file(
+            paths[0],
+            split=task.split,
+            methods=(task.method,),
+            max_videos=options["max_videos"],
+            knn_k=options["knn_k"],
+        )
+        out = {"score": scores.get(task.method)}  # None: needs logits the file lacks
     else:
         raise ValueError(f"unknown task kind {task.kind!r}")
     out["train_seconds"] = time.perf_counter() - started
@@ -476,4 +357,7 @@ def summarize_cell(tasks: Sequence[Task], results: dict[str, dict]) -> dict:
 
 
 def _run_fields(result: dict) -> dict:
-    return {"test": result["test"], "chance": result["chance"], "per_label": result["per_label"]}
+    fields = {"test": result["test"], "chance": result["chance"], "per_label": result["per_label"]}
+    if "sweep" in result:
+        fields["sweep"] = result["sweep"]
+    return fields

@@ -1,0 +1,590 @@
+"""Issue 20's measure: does a recommendation from a sample pick what the whole collection would?
+
+Candidate banks whose true order is known: the demo's real features (when `--demo-features`
+holds them), controlled degradations of one real file (Gaussian noise at set signal-to-noise
+ratios, random projections to fewer dimensions, fewer clips per video; written with the shared
+`FeatureWriter` and read back like any feature file) and synthetic banks (`probe.synthetic`).
+Without demo features the degradations start from a synthetic file and the cost is not
+measured (run `make demo-features` first).
+
+For each bank, the truth is the full-data quick probe: test μAP over every split of the whole
+collection. Then, for samples of 10/20/30/50% drawn as `extract run --sample` draws them
+(`vtl.sample.stratified_sample`) over many sample seeds, the recommendation
+(`probe.recommend.recommend`: training-free scores, quick probes on the sample's splits, a
+200-resample bootstrap) is compared with the truth: the right-pick rate (the pick's full-data
+μAP within 1 point of the best's), the top-3 rate, and each ranker's Kendall τ against the
+full-data ranking, next to the source-accuracy prior's (the banks without published top-1s
+have none).
+
+The quick probe here is a closed-form ridge regression on mean-pooled features, its penalty
+picked on each split's validation videos (as `--protocol sweep` picks a learning rate), so that
+thousands of draws run in minutes; `probe recommend` trains the project's linear/MLP probes.
+The cost section runs the real `probe recommend` (linear and MLP, default epochs) on one sample
+of the demo and compares sample extraction + recommendation with extracting every candidate on
+the whole collection (embedding seconds from the files' `cost`: decoding and shot detection
+scale with the frames as embedding does, so this share is the extraction's).
+
+    .venv/bin/python bench/bench_recommend.py [--quick] [--seeds 50] [--demo-features DIR]
+"""
+
+from __future__ import annotations
+
+import os
+
+# One BLAS thread: the draws' many small decompositions run slower on several threads, far
+# slower on a busy machine (set the variables yourself to override).
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from common import ROOT, machine, report_json, run_child, script, table  # noqa: E402
+from joblib import Parallel, delayed  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from probe import recommend as rec  # noqa: E402
+from probe.synthetic import write_synthetic_features  # noqa: E402
+from probe.transferability import SCORES  # noqa: E402
+from vtl.features import FeatureFile, FeatureWriter  # noqa: E402
+from vtl.sample import sample_record, stratified_sample  # noqa: E402
+
+FRACTIONS = (0.1, 0.2, 0.3, 0.5)
+TARGET_FRACTION = 0.2  # the issue's target: right pick in >= 90% of draws at a 20% sample
+RIGHT = 1.0  # μAP points: a pick within this of the full-data best is right
+# Ridge penalties tried on validation, times the train videos.
+PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+# EfficientNet-Lite's published ImageNet top-1 (TensorFlow's EfficientNet-Lite README), the
+# demo backbones' source-accuracy prior; a degraded copy keeps its source's.
+LITE_TOP1 = {"efficientnet_lite0": 75.1, "efficientnet_lite1": 76.7, "efficientnet_lite2": 77.6}
+SYNTHETIC = dict(n_videos=300, clips=(3, 8), n_labels=6, n_splits=3)
+
+
+@dataclasses.dataclass
+class Bank:
+    """Candidates on one whole collection, and their full-data quick-probe μAP (the truth)."""
+
+    name: str
+    names: list[str]
+    features: list[np.ndarray]  # (V, D) mean-pooled per candidate
+    labels: np.ndarray
+    label_names: list[str]
+    splits: np.ndarray
+    priors: dict[str, float]
+    paths: list[Path]
+    truth: np.ndarray = None  # (C,) μAP in percent
+
+
+# ------------------------------------------------------------------ the quick probe
+
+
+def micro_ap(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """probe.metrics.micro_ap, computed as the bootstrap computes it (numpy only: faster)."""
+    return float(rec.weighted_micro_ap(y_true, y_score, np.ones((1, len(y_true))))[0])
+
+
+def ridge_scores(x, y, train, val, test) -> np.ndarray:
+    """Test scores of a ridge regression of the 0/1 labels on standardized features, its
+    penalty the one of PENALTIES with the best validation μAP."""
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0) + 1e-6
+    z = (x - mean) / std
+    u, s, vt = np.linalg.svd(z[train], full_matrices=False)
+    target = u.T @ (y[train] - y[train].mean(axis=0))
+    best, best_w = -np.inf, None
+    for penalty in PENALTIES:
+        w = vt.T @ ((s / (s**2 + penalty * len(train)))[:, None] * target)
+        value = micro_ap(y[val], z[val] @ w) if y[val].any() else 0.0
+        if best_w is None or value > best:
+            best, best_w = value, w
+    return z[test] @ best_w
+
+
+def usable_splits(labels: np.ndarray, splits: np.ndarray) -> list[int]:
+    """The splits `probe recommend` would train on: train, val and test videos, and a train
+    positive of every label (catalogue.check_splits)."""
+    keep = []
+    for k in range(splits.shape[1]):
+        subsets = [np.flatnonzero(splits[:, k] == code) for code in range(3)]
+        if all(len(s) for s in subsets) and labels[subsets[0]].any(axis=0).all():
+            keep.append(k)
+    return keep
+
+
+def full_truth(bank: Bank) -> np.ndarray:
+    """Each candidate's quick-probe test μAP (percent) on the whole collection, over its splits."""
+    y = bank.labels.astype(np.float64)
+    values = []
+    for x in bank.features:
+        per_split = []
+        for k in usable_splits(bank.labels, bank.splits):
+            train, val, test = (np.flatnonzero(bank.splits[:, k] == c) for c in range(3))
+            per_split.append(100 * micro_ap(y[test], ridge_scores(x, y, train, val, test)))
+        values.append(np.mean(per_split))
+    return np.array(values)
+
+
+# ------------------------------------------------------------------ banks
+
+
+def read_bank(name: str, paths: list[Path], names: list[str], priors: dict) -> Bank:
+    data = rec.read_sample(paths, names)
+    bank = Bank(
+        name=name,
+        names=names,
+        features=[c.features for c in data.candidates],
+        labels=data.labels,
+        label_names=data.label_names,
+        splits=data.splits,
+        priors={n: priors[n] for n in names if n in priors},
+        paths=list(paths),
+    )
+    bank.truth = full_truth(bank)
+    return bank
+
+
+def write_degraded(src: Path, dst: Path, how: str, value: float, seed: int) -> Path:
+    """A copy of a feature file with one controlled degradation of its clip features:
+    noise (Gaussian noise, value = signal-to-noise ratio of each dimension's variance),
+    project (a random orthogonal projection to `value` dims), clips (every value-th clip)."""
+    rng = np.random.default_rng(seed)
+    with FeatureFile(src) as f:
+        std = f.read_features().astype(np.float64).std(axis=0)
+        dim = f.feature_dim
+        basis = np.linalg.qr(rng.standard_normal((dim, dim)))[0][:, : int(value)]
+        meta = f.meta
+        if how == "project":
+            meta = dataclasses.replace(meta, feature_dim=int(value))
+        meta = dataclasses.replace(meta, backbone=f"{meta.backbone}-{how}{value:g}")
+        with FeatureWriter(dst, meta, f.label_names, f.splits.shape[1]) as writer:
+            for i in range(f.n_videos):
+                video = f.video(i)
+                x = video.features.astype(np.float32)
+                if how == "noise":
+                    x = x + rng.standard_normal(x.shape) * (std / np.sqrt(value))
+                    video = dataclasses.replace(video, features=x.astype(np.float32))
+                elif how == "project":
+                    video = dataclasses.replace(video, features=(x @ basis).astype(np.float32))
+                else:  # fewer clips per video, at least one
+                    keep = np.arange(0, len(x), int(value))
+                    video = dataclasses.replace(
+                        video,
+                        features=x[keep],
+                        frames=video.frames[keep],
+                        shot=video.shot[keep],
+                        logits=None if video.logits is None else video.logits[keep],
+                    )
+                writer.add(video)
+    return dst
+
+
+DEGRADATIONS = (("noise", 3.0), ("noise", 0.3), ("clips", 4))
+
+
+def degraded_bank(base: Path, prior: float | None, work: Path) -> Bank:
+    """The base file and its controlled degradations (noise at set SNRs, every 4th clip, a
+    projection to 1/16 of its dims)."""
+    with FeatureFile(base) as f:
+        dim, backbone = f.feature_dim, f.meta.backbone
+    steps = [*DEGRADATIONS, ("project", max(2, dim // 16))]
+    paths, names = [base], [backbone]
+    for k, (how, value) in enumerate(steps):
+        name = f"{backbone}-{how}{value:g}"
+        paths.append(write_degraded(base, work / f"{name}.h5", how, value, seed=k))
+        names.append(name)
+    priors = {} if prior is None else {n: prior for n in names}
+    return read_bank(f"degraded {backbone}", paths, names, priors)
+
+
+def synthetic_bank(name: str, work: Path, signals, dims, dataset_seed: int) -> Bank:
+    """Candidates of one synthetic dataset: label directions of the given lengths and dims."""
+    paths, names = [], []
+    for k, (signal, dim) in enumerate(zip(signals, dims, strict=True)):
+        backbone = f"s{signal:g}-d{dim}"
+        paths.append(
+            write_synthetic_features(
+                work / f"{name}-{backbone}.h5",
+                feature_dim=dim,
+                signal=signal,
+                dataset_seed=dataset_seed,
+                backbone_seed=k,
+                backbone=backbone,
+                **SYNTHETIC,
+            )
+        )
+        names.append(backbone)
+    return read_bank(name, paths, names, {})
+
+
+# ------------------------------------------------------------------ draws
+
+
+def draw(bank: Bank, fraction: float, seed: int, resamples: int) -> dict | None:
+    """One sample's recommendation compared with the truth; None when the sample has no label
+    with both a positive and a negative (nothing to score)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # too small to cover every label
+        chosen = stratified_sample(bank.labels, bank.splits, fraction, seed)
+    labels, splits = bank.labels[chosen], bank.splits[chosen]
+    y = labels.astype(np.float64)
+    runs = []
+    for k in usable_splits(labels, splits):
+        train, val, test = (np.flatnonzero(splits[:, k] == c) for c in range(3))
+        for name, x in zip(bank.names, bank.features, strict=True):
+            scores = ridge_scores(x[chosen], y, train, val, test)
+            runs.append(rec.ProbeRun(name, k, 0, test, scores))
+    candidates = [
+        rec.Candidate(name, x[chosen], prior=bank.priors.get(name))
+        for name, x in zip(bank.names, bank.features, strict=True)
+    ]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # labels left out: in the result's notes
+            result = rec.recommend(
+                candidates, labels, bank.label_names, runs, resamples=resamples, seed=seed
+            )
+    except ValueError:
+        return None
+    if result.verdict is not None:
+        pick = result.verdict.best
+    else:  # no split of the sample can train a probe: the scores' average rank decides
+        pick = min(bank.names, key=lambda n: result.average_rank[n])
+    truth = dict(zip(bank.names, bank.truth, strict=True))
+    order = sorted(bank.names, key=lambda n: -truth[n])
+    rankers = {m: values for m, values in result.scores.items()}
+    rankers["average rank"] = {n: -r for n, r in result.average_rank.items()}
+    if result.bootstrap is not None:
+        rankers["quick probes"] = dict(
+            zip(result.bootstrap.candidates, result.bootstrap.point.tolist(), strict=True)
+        )
+    taus = {}
+    for ranker, values in rankers.items():
+        shared = [n for n in bank.names if n in values and np.isfinite(values[n])]
+        if len(shared) >= 2:
+            taus[ranker] = stats.kendalltau(
+                [values[n] for n in shared], [truth[n] for n in shared]
+            ).statistic
+    return {
+        "right": truth[order[0]] - truth[pick] <= RIGHT,
+        "top3": pick in order[:3],
+        "regret": truth[order[0]] - truth[pick],
+        "probed": result.verdict is not None,
+        "too_close": bool(result.verdict and result.verdict.too_close),
+        "p_best": result.verdict.p_best if result.verdict else float("nan"),
+        "taus": taus,
+    }
+
+
+def prior_tau(bank: Bank) -> float | None:
+    shared = [n for n in bank.names if n in bank.priors]
+    if len(shared) < 2 or len({bank.priors[n] for n in shared}) < 2:
+        return None  # no prior, or one that cannot tell the candidates apart
+    truth = dict(zip(bank.names, bank.truth, strict=True))
+    return float(
+        stats.kendalltau([bank.priors[n] for n in shared], [truth[n] for n in shared]).statistic
+    )
+
+
+# ------------------------------------------------------------------ cost
+
+
+def write_sample_file(src: Path, dst: Path, chosen: np.ndarray, fraction: float, seed: int):
+    """The sample file `extract run --sample` would write: the chosen videos, the sample's
+    record, and the embedding cost scaled to the sample's frames. Returns its frame share."""
+    with FeatureFile(src) as f:
+        share = float(f.n_frames[chosen].sum() / f.n_frames.sum())
+        cost = dict(f.meta.cost)
+        clips = int(f.clip_counts()[chosen].sum())
+        if cost.get("embed_seconds") is not None:
+            cost["embed_seconds"] = float(cost["embed_seconds"]) * share
+        cost.update(videos=len(chosen), clips=clips)
+        record = sample_record(chosen, list(f.video_ids), fraction, seed)
+        meta = dataclasses.replace(f.meta, sample=record, cost=cost)
+        with FeatureWriter(dst, meta, f.label_names, f.splits.shape[1]) as writer:
+            for i in chosen:
+                writer.add(f.video(int(i)))
+    return share
+
+
+def measure_cost(files: list[Path], work: Path, seed: int) -> dict | None:
+    """Sample extraction + `probe recommend` against extracting every candidate on the whole
+    collection, at the smallest of the sample sizes on which the recommend command runs."""
+    full = 0.0
+    with FeatureFile(files[0]) as f:
+        labels, splits = f.labels, f.splits
+    for path in files:
+        with FeatureFile(path) as f:
+            if f.meta.cost.get("embed_seconds") is None:
+                return None
+            full += float(f.meta.cost["embed_seconds"])
+    for fraction in FRACTIONS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            chosen = stratified_sample(labels, splits, fraction, seed)
+        if not usable_splits(labels[chosen], splits[chosen]):
+            continue
+        folder = work / f"sample-{fraction:g}"
+        folder.mkdir(parents=True, exist_ok=True)
+        share = 0.0
+        for path in files:
+            share = write_sample_file(path, folder / path.name, chosen, fraction, seed)
+        child = run_child(
+            [
+                *script("probe"),
+                "recommend",
+                "--features",
+                str(folder),
+                "--out",
+                str(work / f"report-{fraction:g}"),
+                "--cache",
+                str(work / f"cache-{fraction:g}"),
+                "--quiet",
+            ],
+            check=False,
+        )
+        if child.rc != 0:
+            print(f"probe recommend on the {fraction:.0%} sample failed: {child.err.strip()}")
+            continue
+        sample_embed = full * share
+        return {
+            "fraction": fraction,
+            "videos": len(chosen),
+            "frame_share": share,
+            "full_embed_seconds": full,
+            "sample_embed_seconds": sample_embed,
+            "recommend_seconds": child.seconds,
+            "share": (sample_embed + child.seconds) / full,
+            "line": child.out.strip().splitlines()[0],
+        }
+    return None
+
+
+# ------------------------------------------------------------------ main
+
+
+DEMO = "demo (real)"
+
+
+def demo_files(folder: Path | None) -> list[Path]:
+    """The demo's feature files (no shard part files), sorted."""
+    if folder is None or not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*.h5") if ".part-" not in p.name)
+
+
+def build_banks(demo: Path | None, work: Path, quick: bool) -> list[Bank]:
+    banks = []
+    files = demo_files(demo)
+    if len(files) >= 2:
+        names = []
+        for path in files:
+            with FeatureFile(path) as f:
+                names.append(f.meta.backbone)
+        banks.append(read_bank(DEMO, files, names, LITE_TOP1))
+    if files:  # degradations of a real file: the demo's first
+        base = files[0]
+        with FeatureFile(base) as f:
+            prior = LITE_TOP1.get(f.meta.backbone)
+    else:
+        print(f"no demo features in {demo}: degradations start from a synthetic file")
+        base = write_synthetic_features(
+            work / "base.h5", feature_dim=256, signal=0.25, dataset_seed=9, **SYNTHETIC
+        )
+        prior = None
+    banks.append(degraded_bank(base, prior, work))
+    banks.append(
+        synthetic_bank(
+            "synthetic, mixed dims",
+            work,
+            signals=(0.3, 0.25, 0.21, 0.16, 0.1),
+            dims=(64, 384, 32, 128, 512),
+            dataset_seed=1,
+        )
+    )
+    if not quick:
+        banks.append(
+            synthetic_bank(
+                "synthetic, same dims",
+                work,
+                signals=(0.25, 0.22, 0.2, 0.17, 0.15),
+                dims=(64,) * 5,
+                dataset_seed=2,
+            )
+        )
+    return banks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="5 seeds, fewer banks: a smoke run")
+    parser.add_argument("--seeds", type=int, default=None, help="sample seeds (default 50)")
+    parser.add_argument("--resamples", type=int, default=rec.RESAMPLES)
+    parser.add_argument("--jobs", type=int, default=2, help="draws side by side (processes)")
+    parser.add_argument(
+        "--demo-features", type=Path, default=ROOT / "data" / "demo-features", help="real bank"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+    seeds = args.seeds or (5 if args.quick else 50)
+    print("\n".join(machine()))
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-recommend-") as scratch:
+        work = Path(scratch)
+        banks = build_banks(args.demo_features, work, args.quick)
+        rows = []
+        for bank in banks:
+            order = np.argsort(-bank.truth)
+            rows.append(
+                [
+                    bank.name,
+                    len(bank.names),
+                    len(bank.labels),
+                    f"{bank.names[order[0]]} {bank.truth[order[0]]:.2f}",
+                    f"{bank.truth[order[0]] - bank.truth[order[1]]:.2f}",
+                    f"{bank.truth.min():.2f}",
+                ]
+            )
+        table(
+            "Banks: full-data quick-probe test μAP (%)",
+            ["bank", "candidates", "videos", "best", "gap to 2nd", "worst"],
+            rows,
+        )
+        results = {}
+        parallel = Parallel(n_jobs=args.jobs, max_nbytes=None)  # banks are small: no memmaps
+        for bank in banks:
+            for fraction in FRACTIONS:
+                draws = parallel(
+                    delayed(draw)(bank, fraction, s, args.resamples) for s in range(seeds)
+                )
+                results[bank.name, fraction] = [d for d in draws if d is not None]
+        # The cost of N candidates: the demo's files, else a real file and its degraded copies
+        # (each costs what the real file cost to extract).
+        real = [b for b in banks if b.name == DEMO or demo_files(args.demo_features)]
+        cost = measure_cost(real[0].paths, work / "cost", seed=0) if real else None
+    figures = report(banks, results, seeds, cost)
+    print(f"\nbench time {time.perf_counter() - started:.0f} s")
+    report_json(args.json, figures)
+
+
+def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> dict:
+    rows, tau_rows, figures = [], [], {"draws": []}
+    rankers: list[str] = []
+    for values in results.values():
+        for d in values:
+            rankers += [r for r in d["taus"] if r not in rankers]
+    for (name, fraction), draws in results.items():
+        n = len(draws)
+        if not n:
+            rows.append([name, f"{fraction:.0%}", 0, "", "", "", "", "", "", ""])
+            continue
+        right = np.mean([d["right"] for d in draws])
+        top3 = np.mean([d["top3"] for d in draws])
+        regret = np.mean([d["regret"] for d in draws])
+        close = np.mean([d["too_close"] for d in draws])
+        # How often a confident verdict (not "too close to call") is right.
+        called = [d["right"] for d in draws if d["probed"] and not d["too_close"]]
+        right_called = f"{np.mean(called):.0%} of {len(called)}" if called else ""
+        probed = np.mean([d["probed"] for d in draws])
+        p_best = np.nanmean([d["p_best"] for d in draws]) if probed else float("nan")
+        rows.append(
+            [
+                name,
+                f"{fraction:.0%}",
+                f"{n}/{seeds}",
+                f"{right:.0%}",
+                f"{top3:.0%}",
+                f"{regret:.2f}",
+                f"{p_best:.2f}",
+                f"{close:.0%}",
+                right_called,
+                f"{probed:.0%}",
+            ]
+        )
+        # A ranker that rates every candidate alike has no τ (NaN): left out of its mean.
+        taus = {
+            r: [d["taus"][r] for d in draws if np.isfinite(d["taus"].get(r, np.nan))]
+            for r in rankers
+        }
+        mean_tau = {r: float(np.mean(v)) if v else None for r, v in taus.items()}
+        bank = next(b for b in banks if b.name == name)
+        prior = prior_tau(bank)
+        tau_rows.append(
+            [name, f"{fraction:.0%}"]
+            + [f"{mean_tau[r]:+.2f}" if mean_tau[r] is not None else "" for r in rankers]
+            + [f"{prior:+.2f}" if prior is not None else "n/a"]
+        )
+        figures["draws"].append(
+            {
+                "bank": name,
+                "fraction": fraction,
+                "draws": n,
+                "right_pick": right,
+                "top3": top3,
+                "regret": regret,
+                "too_close": close,
+                "right_when_called": float(np.mean(called)) if called else None,
+                "kendall_tau": mean_tau,
+                "prior_tau": prior,
+            }
+        )
+    table(
+        f"Right pick (full-data μAP within {RIGHT:g} of the best), over sample seeds",
+        [
+            "bank",
+            "sample",
+            "draws",
+            "right pick",
+            "top-3",
+            "regret",
+            "P(best)",
+            "too close",
+            "right if called",
+            "probed",
+        ],
+        rows,
+    )
+    labels = [SCORES[r].label if r in SCORES else r for r in rankers]
+    table(
+        "Kendall τ against the full-data ranking (mean over draws); the prior needs no sample",
+        ["bank", "sample", *labels, "prior"],
+        tau_rows,
+    )
+    target = [d for d in figures["draws"] if d["fraction"] == TARGET_FRACTION]
+    if target:
+        worst = min(d["right_pick"] for d in target)
+        print(f"\nright pick at a {TARGET_FRACTION:.0%} sample: {worst:.0%} in the worst bank")
+    if cost is not None:
+        table(
+            "Cost of the recommendation on the demo (embedding seconds from the files' cost)",
+            [
+                "sample",
+                "videos",
+                "sample embed s",
+                "recommend s",
+                "all candidates, full s",
+                "share",
+            ],
+            [
+                [
+                    f"{cost['fraction']:.0%}",
+                    cost["videos"],
+                    f"{cost['sample_embed_seconds']:.1f}",
+                    f"{cost['recommend_seconds']:.1f}",
+                    f"{cost['full_embed_seconds']:.1f}",
+                    f"{cost['share']:.0%}",
+                ]
+            ],
+        )
+        print(cost["line"])
+    else:
+        print("\ncost: not measured (no demo features with a `cost` attribute)")
+    figures["cost"] = cost
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,337 @@
+"""The feature files of an extraction run: which files a run writes (`output_plan`,
+`feature_path`), what each one records (`OutputJob`: paths and fingerprint), whether a finished
+file already holds it (here, or in a folder of finished files to reuse), and writing a file from
+its committed videos (`assemble`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from extract.backbones import (
+    FAMILIES,
+    REGISTRY,
+    Backbone,
+    BackboneSpec,
+    count_params,
+    expand_backbones,
+    get_spec,
+    gflops_per_clip,
+)
+from extract.backbones.registry import class_names
+from extract.config import ExtractConfig
+from extract.shots import shot_detector_name
+from extract.store import WorkStore
+from extract.weights import sha256_file
+from vtl import __version__
+from vtl.errors import FeatureFileError, UserError
+from vtl.features import FeatureFile, FeatureMeta, FeatureWriter, VideoFeatures, write_failures
+from vtl.manifest import Manifest
+from vtl.shards import Shard
+
+
+def output_plan(backbones: str | list[str]) -> list[tuple[BackboneSpec, str]]:
+    """(backbone, family folder) for each requested name: a family name puts its members in its
+    own folder, a backbone name in its spec's family."""
+    tokens = [backbones] if isinstance(backbones, str) else list(backbones)
+    plan: list[tuple[BackboneSpec, str]] = []
+    for token in (t.strip() for item in tokens for t in item.split(",")):
+        if not token:
+            continue
+        family = token if token in FAMILIES and token not in REGISTRY else None
+        for spec in expand_backbones(token):
+            entry = (spec, family or spec.family)
+            if entry not in plan:
+                plan.append(entry)
+    if not plan:
+        expand_backbones("")  # raises the error that lists the valid names
+    return plan
+
+
+def feature_path(out_dir: Path, spec: BackboneSpec, family: str | None = None) -> Path:
+    """`<out>/<family>/<pretrain>.h5` for a family member with a pretraining set of its own in
+    that family (swin/in1k.h5, swin/k400.h5), else `<out>/<family>/<name>.h5` (the three
+    efficientnet-lite models, or a backbone outside its family's pair)."""
+    family = family or spec.family
+    members = [get_spec(name) for name in FAMILIES.get(family, ())]
+    unique = spec in members and sum(m.pretrain == spec.pretrain for m in members) == 1
+    # A name by library (`timm/resnet10t.c3_in1k`) names a file, not folders.
+    stem = spec.pretrain if unique else spec.name.rsplit("/", 1)[-1]
+    return Path(out_dir) / family / f"{stem}.h5"
+
+
+def keyed_plan(plan: list[tuple[BackboneSpec, str]]) -> list[tuple[str, BackboneSpec, str]]:
+    """(output key, backbone, family) of a plan: the backbone's name, or name@family when one
+    backbone goes to two families."""
+    keyed = []
+    for spec, family in plan:
+        twice = sum(s is spec for s, _ in plan) > 1
+        keyed.append((f"{spec.name}@{family}" if twice else spec.name, spec, family))
+    return keyed
+
+
+def target_outputs(out_dir: Path, backbones: str | list[str]) -> dict[str, Path]:
+    """The final feature file of each requested backbone under `out_dir`, by output key."""
+    return {
+        key: feature_path(out_dir, spec, family)
+        for key, spec, family in keyed_plan(output_plan(backbones))
+    }
+
+
+@dataclass
+class OutputJob:
+    """One feature file being built in this run."""
+
+    key: str  # the backbone's name (name@family if one run writes it to two families; with
+    # several targets, prefixed by the target's folder)
+    spec: BackboneSpec
+    family: str  # the folder and the `family` attribute of the file
+    config: ExtractConfig  # its target's: how it cuts clips
+    final: Path  # the merged / single-process file
+    output: Path  # what this process writes: the final file or its shard's part
+    fingerprint: dict
+    store: WorkStore | None = None
+    backbone: Backbone | None = None
+
+
+def plan_jobs(
+    targets: list[tuple[ExtractConfig, Path]],
+    plan: list[tuple[BackboneSpec, str]],
+    weight_files: dict[str, Path],
+    device: torch.device,
+    shard: Shard,
+) -> list[OutputJob]:
+    """A job per (target, backbone): its paths and fingerprint (no model is loaded). With
+    `--logits`, a backbone whose class names are unknown is a UserError here, before any
+    video is decoded."""
+    jobs = []
+    for config, out_dir in targets:
+        for key, spec, family in keyed_plan(plan):
+            if config.logits:
+                class_names(spec)
+            if len(targets) > 1:
+                key = f"{out_dir}/{key}"
+            final = feature_path(out_dir, spec, family)
+            output = final if shard.count == 1 else final.with_name(f"{final.stem}.{shard.tag}.h5")
+            path = weight_files[spec.name]
+            fingerprint = {
+                "backbone": spec.name,
+                "family": family,
+                "weights": {"name": path.name, "sha256": sha256_file(path)},
+                "shot_detector": shot_detector_name(
+                    config.segmentation, config.threshold, config.shot_frames
+                ),
+                "config": config.fingerprint(device),
+                "software_version": __version__,
+            }
+            jobs.append(OutputJob(key, spec, family, config, final, output, fingerprint))
+    return jobs
+
+
+def same_run(meta: FeatureMeta, fingerprint: dict) -> bool:
+    """A file's metadata says it was made by a run with this fingerprint."""
+    return (
+        meta.backbone == fingerprint["backbone"]
+        and meta.family == fingerprint["family"]
+        and meta.weights == fingerprint["weights"]
+        and meta.config == fingerprint["config"]
+        and meta.shot_detector == fingerprint["shot_detector"]
+    )
+
+
+def finished_files(folders: Sequence[Path]) -> list[tuple[Path, tuple[FeatureMeta, set]]]:
+    """(path, (metadata, videos covered)) of the finished feature files under `folders`."""
+    found = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*.h5")):
+            try:
+                with FeatureFile(path) as f:
+                    if f.part is None:
+                        covered = set(f.video_ids) | {x["video_id"] for x in f.meta.failures}
+                        found.append((path, (f.meta, covered)))
+            except FeatureFileError:
+                continue
+    return found
+
+
+def same_output(found: tuple[FeatureMeta, set], fingerprint: dict, manifest: Manifest) -> bool:
+    """A `finished_files` entry made by a run with this fingerprint over every manifest video."""
+    meta, covered = found
+    return same_run(meta, fingerprint) and covered == set(manifest.video_ids)
+
+
+def already_written(path: Path, fingerprint: dict, manifest: Manifest, mine: list[int]) -> bool:
+    """True when `path` is this very run's finished output; refuses a different file there."""
+    if not path.exists():
+        return False
+    try:
+        with FeatureFile(path) as existing:
+            same = same_run(existing.meta, fingerprint)
+            covered = set(existing.video_ids) | {f["video_id"] for f in existing.meta.failures}
+    except FeatureFileError:
+        same, covered = False, set()
+    if same and covered == {manifest.video_ids[i] for i in mine}:
+        return True
+    if same and sample_of_run(path, fingerprint):
+        return False  # a sample made the same way: this run takes its videos and replaces it
+    raise UserError(
+        f"{path} exists and was made with another configuration or manifest; "
+        "delete it or choose another --out"
+    )
+
+
+def sample_of_run(path: Path, fingerprint: dict) -> bool:
+    """True when `path` is a finished sample (`extract run --sample`) made by a run with this
+    fingerprint: a run over more videos may take its videos (`seed_from_sample`)."""
+    if not path.is_file():
+        return False
+    try:
+        with FeatureFile(path) as f:
+            return bool(f.meta.sample) and f.part is None and same_run(f.meta, fingerprint)
+    except FeatureFileError:
+        return False
+
+
+def full_output(path: Path, fingerprint: dict, manifest: Manifest) -> bool:
+    """True when `path` holds this run's extraction of every manifest video (not a sample)."""
+    if not path.is_file():
+        return False
+    try:
+        with FeatureFile(path) as f:
+            if f.part is not None or f.meta.sample:
+                return False
+            covered = set(f.video_ids) | {x["video_id"] for x in f.meta.failures}
+            return same_output((f.meta, covered), fingerprint, manifest)
+    except FeatureFileError:
+        return False
+
+
+def seed_from_sample(job: OutputJob, manifest: Manifest, mine: list[int]) -> int:
+    """Commit to the job's work store the videos of `mine` that a sample at its final path
+    holds, when that sample was made with the same fingerprint; returns how many.
+
+    The sample's arrays are what this run would compute (the same backbone, weights and
+    configuration on the same video; features are float16 both ways), so they are committed as
+    they are and only the other videos are decoded. Each video's `embed_seconds` is its share of
+    the sample's, pro rata of its clips. Videos that failed in the sample are tried again.
+    """
+    if not sample_of_run(job.final, job.fingerprint):
+        return 0
+    wanted = {manifest.video_ids[i] for i in mine}
+    seeded = 0
+    with FeatureFile(job.final) as f:
+        cost = f.meta.cost or {}
+        clips = int(cost.get("clips") or f.n_clips)
+        per_clip = float(cost.get("embed_seconds", 0.0)) / clips if clips else 0.0
+        for i, video_id in enumerate(f.video_ids):
+            if video_id not in wanted or job.store.is_done(video_id):
+                continue
+            video = f.video(i)
+            arrays = {
+                "features": video.features,
+                "frames": video.frames,
+                "shot": video.shot,
+                "shots": video.shots,
+                "n_frames": np.array(video.n_frames),
+                "fps": np.array(video.fps),
+                "embed_seconds": np.array(per_clip * len(video.features)),
+                "concealed": np.array(video.concealed),
+            }
+            if video.logits is not None:
+                arrays["logits"] = video.logits
+            job.store.commit(video_id, arrays)
+            seeded += 1
+    return seeded
+
+
+def assemble(
+    manifest: Manifest, mine: list[int], job: OutputJob, shard: Shard, sample: dict | None = None
+) -> tuple[Path, list]:
+    """Write the job's feature file from its committed videos, in manifest order (`sample`: the
+    record of a sampled run, `vtl.sample.sample_record`)."""
+    spec, store, config = job.spec, job.store, job.config
+    failures: list[dict] = []
+    warnings: list[dict] = []  # videos extracted with frames concealed
+    # The frames an image backbone embeds per clip (a video backbone's figure is per clip).
+    embedded = config.image_frames or config.frames_per_clip
+    cost = {
+        "params_m": round(count_params(spec) / 1e6, 4),
+        "gflops_per_clip": round(gflops_per_clip(spec, embedded), 4),
+        "embed_seconds": 0.0,
+        "videos": 0,
+        "clips": 0,
+    }
+    meta = FeatureMeta(
+        backbone=spec.name,
+        family=job.family,
+        pretrain=spec.pretrain,
+        kind=spec.kind,
+        feature_dim=spec.feature_dim,
+        frames_per_clip=config.frames_per_clip,
+        clip_fps=config.clip_fps,
+        input_size=spec.input_size,
+        weights=job.fingerprint["weights"],
+        shot_detector=job.fingerprint["shot_detector"],
+        config=job.fingerprint["config"],
+        software_version=__version__,
+        failures=failures,
+        cost=cost,
+        sample=sample or {},
+    )
+    part = (shard.index, shard.count) if shard.count > 1 else None
+    logit_names = list(class_names(spec)) if config.logits else None
+    with FeatureWriter(
+        job.output,
+        meta,
+        manifest.label_names,
+        manifest.splits.shape[1],
+        part,
+        logit_names=logit_names,
+    ) as w:
+        for i in mine:
+            video_id = manifest.video_ids[i]
+            arrays = store.load(video_id)
+            if arrays is None:
+                failures.append(store.failure(video_id))
+                continue
+            cost["embed_seconds"] += float(arrays.get("embed_seconds", 0.0))
+            cost["videos"] += 1
+            cost["clips"] += len(arrays["features"])
+            w.add(
+                VideoFeatures(
+                    video_id=video_id,
+                    n_frames=int(arrays["n_frames"]),
+                    fps=float(arrays["fps"]),
+                    features=arrays["features"],
+                    frames=arrays["frames"],
+                    shot=arrays["shot"],
+                    shots=arrays["shots"],
+                    labels=manifest.labels[i],
+                    splits=manifest.splits[i],
+                    manifest_index=i,
+                    logits=arrays.get("logits"),
+                    concealed=int(arrays.get("concealed", 0)),
+                )
+            )
+            if int(arrays.get("concealed", 0)):
+                warnings.append(concealed_warning(manifest, i, arrays))
+        cost["embed_seconds"] = round(cost["embed_seconds"], 3)
+        # The writer serialises meta (and so `failures` and `cost`, filled above) on close.
+    write_failures(job.output, failures, warnings)
+    return job.output, failures
+
+
+def concealed_warning(manifest: Manifest, index: int, arrays: dict) -> dict:
+    """The failures.csv row (status "warning") of a video extracted with concealed frames."""
+    concealed, n_frames = int(arrays["concealed"]), int(arrays["n_frames"])
+    return {
+        "video_id": manifest.video_ids[index],
+        "path": str(manifest.paths[index]),
+        "reason": f"{concealed} of {n_frames} frames concealed (a damaged stream decoded around; "
+        "--strict-decode fails it instead)",
+    }

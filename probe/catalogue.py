@@ -1,0 +1,207 @@
+"""The feature files behind reports: which files, what they hold, and whether they fit together.
+
+`discover_feature_files` finds the files a report names (files, or folders searched for *.h5),
+`read_file_info` reads what reports need of each (identity for the task cache, metadata, costs),
+and the checks run before any training: the files describe one dataset (`check_one_dataset`),
+the requested splits exist (`resolve_splits`) and every one of them is usable (`check_splits`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from probe.data import open_probe_data, split_indices
+from vtl.errors import FeatureFileError, UserError
+from vtl.features import FeatureFile
+
+log = logging.getLogger(__name__)
+
+_PART_FILE = re.compile(r"\.part-\d+-of-\d+\.h5$")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What reports need to know about one feature file (read from its attributes)."""
+
+    path: Path
+    backbone: str
+    family: str
+    pretrain: str
+    kind: str
+    feature_dim: int
+    weights_sha256: str
+    n_videos: int
+    n_clips: int
+    n_splits: int
+    label_names: tuple[str, ...]
+    size: int
+    mtime_ns: int
+    cost: dict = field(default_factory=dict, hash=False, compare=False)
+    config: dict = field(default_factory=dict, hash=False, compare=False)
+    shot_detector: str = ""
+
+    def identity(self) -> dict:
+        """What names this file's content for the cache: a changed file gets new tasks."""
+        return {
+            "path": str(self.path),
+            "backbone": self.backbone,
+            "weights_sha256": self.weights_sha256,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+        }
+
+    @property
+    def params_m(self) -> float | None:
+        return _number(self.cost.get("params_m"))
+
+    @property
+    def gflops_per_clip(self) -> float | None:
+        """GFLOPs of the backbone per clip as extracted (the file's `cost` attribute)."""
+        return _number(self.cost.get("gflops_per_clip"))
+
+    @property
+    def clips_per_video(self) -> float:
+        return self.n_clips / max(1, self.n_videos)
+
+    @property
+    def gflops_per_video(self) -> float | None:
+        per_clip = self.gflops_per_clip
+        return None if per_clip is None else per_clip * self.clips_per_video
+
+    @property
+    def embed_seconds_per_video(self) -> float | None:
+        seconds, videos = _number(self.cost.get("embed_seconds")), self.cost.get("videos")
+        return None if seconds is None or not videos else seconds / videos
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def read_file_info(path: Path) -> FileInfo:
+    """A feature file's identity, metadata and costs.
+
+    Raises:
+        FeatureFileError: not a readable vtl feature file.
+    """
+    with FeatureFile(path) as f:
+        meta = f.meta
+        stat = f.path.stat()
+        return FileInfo(
+            path=f.path.resolve(),
+            backbone=meta.backbone,
+            family=meta.family,
+            pretrain=meta.pretrain,
+            kind=meta.kind,
+            feature_dim=int(f.feature_dim),
+            weights_sha256=str((meta.weights or {}).get("sha256", "")),
+            n_videos=int(f.n_videos),
+            n_clips=int(f.n_clips),
+            n_splits=int(f.splits.shape[1]),
+            label_names=tuple(f.label_names),
+            size=int(stat.st_size),
+            mtime_ns=int(stat.st_mtime_ns),
+            cost=dict(meta.cost or {}),
+            config=dict(meta.config) if isinstance(meta.config, dict) else {},
+            shot_detector=str(meta.shot_detector),
+        )
+
+
+def discover_feature_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The feature files named by `paths`: files as given, folders searched recursively for *.h5.
+
+    In folders, shard part files (`*.part-<i>-of-<n>.h5`, merged by `extract merge`) and files
+    that are not vtl feature files are skipped with a warning. Explicit files are taken as they
+    are (a bad one is reported when it is read).
+
+    Raises:
+        UserError: a path that does not exist, or no feature file found at all.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            for candidate in sorted(path.rglob("*.h5")):
+                if _PART_FILE.search(candidate.name):
+                    log.warning(
+                        "skipping %s: a shard part file (merge it with `extract merge`)", candidate
+                    )
+                    continue
+                try:
+                    with FeatureFile(candidate) as f:
+                        part = f.part
+                except FeatureFileError as error:
+                    log.warning("skipping %s", error)
+                    continue
+                if part is not None:
+                    log.warning("skipping %s: a shard part file (part %s)", candidate, part)
+                    continue
+                found.append(candidate)
+        else:
+            raise UserError(f"--features {path}: no such file or folder")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        where = ", ".join(str(p) for p in paths) or "(nothing)"
+        raise UserError(
+            f"--features {where}: no feature files (*.h5) found; extract some with `extract run`"
+        )
+    return unique
+
+
+def check_one_dataset(infos: list[FileInfo]) -> None:
+    """Reports compare feature files of one dataset: same number of videos, labels and splits.
+
+    Raises:
+        UserError: naming both files and what differs.
+    """
+    first = infos[0]
+    for other in infos[1:]:
+        for what, a, b in (
+            ("labels", first.label_names, other.label_names),
+            ("number of videos", first.n_videos, other.n_videos),
+            ("number of splits", first.n_splits, other.n_splits),
+        ):
+            if a != b:
+                raise UserError(
+                    f"{first.path} and {other.path} disagree on {what} ({a} vs {b}); a report "
+                    "compares backbones on one dataset, so pass the files of one dataset"
+                )
+
+
+def resolve_splits(splits: Sequence[int] | str, info: FileInfo) -> list[int]:
+    """'all' or split indices, checked against the files' splits."""
+    if isinstance(splits, str):
+        if splits.strip().lower() == "all":
+            return list(range(info.n_splits))
+        raise UserError(f"--splits {splits!r}: give 'all' or numbers like 0,1,2")
+    split_list = [int(s) for s in splits]
+    bad = [s for s in split_list if not 0 <= s < info.n_splits]
+    if bad or not split_list:
+        raise UserError(f"--splits {split_list}: the files have splits 0..{info.n_splits - 1}")
+    return split_list
+
+
+def check_splits(info: FileInfo, splits: list[int]) -> None:
+    """Every requested split has train, val and test videos and a positive training video of
+    every label, checked before any training (the files of one dataset share them).
+
+    Raises:
+        UserError: as `probe.data.split_indices`.
+    """
+    data = open_probe_data([info.path])
+    try:
+        for split in splits:
+            split_indices(data, split)
+    finally:
+        data.close()

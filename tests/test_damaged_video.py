@@ -1,0 +1,235 @@
+"""Decoding around damage within a budget, and frames at their display aspect (`extract.video`).
+
+Real files: H.264 MP4s written with PyAV, then damaged on disk the way downloads break (the last
+sample cut off, the bytes of a packet in the middle flipped); an anamorphic DVD-sized video
+whose circle is round only when its sample aspect ratio is applied.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from extract.backbones import create_backbone
+from extract.encode import write_video
+from extract.video import (
+    CONCEAL_RUN_SECONDS,
+    CONCEAL_SHARE,
+    VideoError,
+    VideoSource,
+    conceal_budget,
+)
+
+FRAMES = 60
+FPS = 24
+FASTSTART = {"movflags": "faststart"}  # the index first: the end of the file is frames
+
+
+def pattern(i: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """Frame i of a moving pattern: every frame differs from the one before it (rgb24)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    red = 127 + 100 * np.sin((x + 3 * i) / 10)
+    green = 127 + 100 * np.cos((y - 2 * i) / 8)
+    blue = np.full_like(x, (i * 9) % 256)
+    return np.stack([red, green, blue], axis=-1).clip(0, 255).astype(np.uint8)
+
+
+def clean_video(path: Path, n: int = FRAMES) -> Path:
+    """H.264 with B-frames, its index at the front (so that the end of the file is frames)."""
+    write_video(path, (pattern(i) for i in range(n)), FPS, container_options=FASTSTART)
+    return path
+
+
+def packets(path: Path) -> list[tuple[int, int, int]]:
+    """(byte offset, size, presentation time) of each video packet, in the file's (decoding)
+    order."""
+    with av.open(str(path)) as container:
+        return [(p.pos, p.size, p.pts) for p in container.demux(video=0) if p.size]
+
+
+def cut_last_frames(clean: Path, path: Path, k: int) -> Path:
+    """The file cut where its last `k` samples start: the index still promises them."""
+    data = clean.read_bytes()
+    path.write_bytes(data[: sorted(pos for pos, _, _ in packets(clean))[-k]])
+    return path
+
+
+def flip_packets(clean: Path, path: Path, indices) -> Path:
+    """The first 4 bytes of each packet at `indices` (decoding order) flipped: its NAL unit's
+    length becomes impossible, and the codec refuses that packet."""
+    data = bytearray(clean.read_bytes())
+    where = packets(clean)
+    for i in indices:
+        pos = where[i][0]
+        data[pos : pos + 4] = bytes(b ^ 0xFF for b in data[pos : pos + 4])
+    path.write_bytes(bytes(data))
+    return path
+
+
+def decode(path: Path, strict: bool = False) -> tuple[np.ndarray, VideoSource]:
+    source = VideoSource(path, strict=strict)
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    return frames, source
+
+
+def repeats(frames: np.ndarray) -> list[int]:
+    """Indices of frames equal to the frame before them."""
+    return [i for i in range(1, len(frames)) if np.array_equal(frames[i], frames[i - 1])]
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> Path:
+    return clean_video(tmp_path_factory.mktemp("damaged") / "clean.mp4")
+
+
+@pytest.fixture(scope="module")
+def reference(clean) -> np.ndarray:
+    frames, source = decode(clean, strict=True)
+    assert len(frames) == FRAMES and source.concealed == 0 and not repeats(frames)
+    return frames
+
+
+def test_the_budget():
+    assert conceal_budget(60, 24.0) == (1, 1)  # a short video may lose one frame
+    assert conceal_budget(100, 24.0) == (2, 2)
+    assert conceal_budget(2880, 24.0) == (
+        int(CONCEAL_SHARE * 2880),
+        round(CONCEAL_RUN_SECONDS * 24),
+    )
+    assert conceal_budget(100_000, 60.0) == (2000, 60)
+
+
+def test_a_clean_video_decodes_the_same_with_or_without_concealment(clean, reference):
+    frames, source = decode(clean)
+    np.testing.assert_array_equal(frames, reference)
+    assert source.concealed == 0 and source.info.sample_aspect == 1.0
+
+
+def flat(i: int) -> np.ndarray:
+    """Frame i, one grey level: x264 ends the file with a B-frame shown before the last frame."""
+    return np.full((48, 64, 3), 4 * i, np.uint8)
+
+
+@pytest.mark.parametrize("content", [pattern, flat])
+def test_a_frame_the_index_promises_but_the_data_lacks_is_concealed(content, tmp_path):
+    """The last sample in the file is cut off: the frame before it on screen takes its place
+    (the last frame, or a B-frame's place in the middle)."""
+    clean = tmp_path / "clean.mp4"
+    write_video(clean, (content(i) for i in range(FRAMES)), FPS, container_options=FASTSTART)
+    reference, _ = decode(clean)
+    cut = cut_last_frames(clean, tmp_path / "cut.mp4", 1)
+    where = packets(clean)
+    times = sorted(pts for _, _, pts in where)
+    slot = times.index(max(where)[2])  # the cut frame's place on screen
+    assert slot == (FRAMES - 1 if content is pattern else FRAMES - 2)
+    frames, source = decode(cut)
+    assert source.info.n_frames == FRAMES and len(frames) == FRAMES
+    assert not source.info.variable_rate
+    assert source.concealed == 1
+    np.testing.assert_array_equal(frames[slot], frames[slot - 1])
+    np.testing.assert_array_equal(frames[:slot], reference[:slot])
+    with pytest.raises(VideoError) as strict:
+        VideoSource(cut, strict=True)
+    assert (
+        str(strict.value) == "the data ends after 59 of its 60 frames (truncated or corrupt file)"
+    )
+
+
+def test_an_undecodable_packet_repeats_the_frame_before_it(clean, reference, tmp_path):
+    """Packet 30 in decoding order is frame 30 on screen (a P-frame): it is lost, frame 29 takes
+    its place, and the frames before it are untouched (those after it show the damage, as in
+    every player)."""
+    damaged = flip_packets(clean, tmp_path / "flipped.mp4", [30])
+    frames, source = decode(damaged)
+    assert source.info.n_frames == FRAMES and len(frames) == FRAMES
+    assert source.concealed == 1 and repeats(frames) == [30]
+    np.testing.assert_array_equal(frames[:30], reference[:30])
+    with pytest.raises(
+        VideoError, match=r"^the stream breaks after \d+ of 60 frames \(corrupt data"
+    ):
+        decode(damaged, strict=True)
+
+
+def test_damage_beyond_the_budget_fails_as_before(clean, tmp_path):
+    flipped = flip_packets(clean, tmp_path / "flipped3.mp4", [20, 30, 40])
+    with pytest.raises(VideoError) as failed:
+        decode(flipped)
+    message = str(failed.value)
+    assert message.startswith("the stream breaks after ") and "(corrupt data: " in message
+    assert message.endswith(
+        "2 frames missing or undecodable, beyond what a video may conceal (1 in all, 1 in a row)"
+    )
+    cut = cut_last_frames(clean, tmp_path / "cut5.mp4", 5)
+    with pytest.raises(
+        VideoError,
+        match=r"^the data ends after 55 of its 60 frames \(truncated or corrupt file\); 5 frames",
+    ):
+        VideoSource(cut)
+
+
+def test_a_run_of_concealed_frames_is_at_most_a_second(tmp_path):
+    """A 1,300-frame video may conceal 26 frames, but only 24 in a row (one second): 10 lost
+    packets are concealed, 25 in a row are not."""
+    clean = clean_video(tmp_path / "long.mp4", n=1300)
+    assert conceal_budget(1300, FPS) == (26, 24)
+    frames, source = decode(flip_packets(clean, tmp_path / "ten.mp4", range(600, 610)))
+    assert len(frames) == 1300 and source.concealed == 10 == len(repeats(frames))
+    with pytest.raises(VideoError) as failed:
+        decode(flip_packets(clean, tmp_path / "many.mp4", range(600, 625)))
+    assert str(failed.value).endswith(
+        "25 frames missing or undecodable, beyond what a video may conceal (26 in all, 24 in a row)"
+    )
+
+
+# --- display aspect -----------------------------------------------------------------------------
+
+SAR = Fraction(32, 27)  # NTSC DVD 16:9: 720x480 shown at 853x480
+RADIUS = 150  # of the circle on screen, in display pixels
+
+
+def anamorphic_circle(path: Path, n: int = 4) -> Path:
+    """720x480 at SAR 32:27 holding a circle squeezed horizontally by 27/32 in its stored
+    pixels: on screen, the pixels widened by 32/27, it is round."""
+    height, width = 480, 720
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    inside = ((x - width / 2) * SAR / RADIUS) ** 2 + ((y - height / 2) / RADIUS) ** 2 <= 1
+    image = np.where(inside[..., None], 255, 0).astype(np.uint8).repeat(3, axis=2)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = SAR
+        for _ in range(n):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def extent(image: np.ndarray) -> tuple[int, int]:
+    """(width, height) in pixels of the bright shape in an [H, W] or [H, W, C] image."""
+    bright = (image.mean(axis=-1) if image.ndim == 3 else image) > 128
+    return int(bright.any(axis=0).sum()), int(bright.any(axis=1).sum())
+
+
+def test_anamorphic_frames_come_at_their_display_aspect(tmp_path):
+    path = anamorphic_circle(tmp_path / "dvd.mp4")
+    with av.open(str(path)) as container:  # stored: an ellipse, 27/32 as wide as high
+        stored = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    width, height = extent(stored)
+    assert width / height == pytest.approx(27 / 32, rel=0.02)
+
+    frames, source = decode(path)
+    assert (source.info.width, source.info.height) == (853, 480) == frames.shape[2:0:-1]
+    assert source.info.sample_aspect == pytest.approx(32 / 27)
+    width, height = extent(frames[0])
+    assert width == pytest.approx(height, rel=0.02) and height == pytest.approx(2 * RADIUS, abs=3)
+
+    # what a backbone receives (resized and center-cropped) holds a circle, not an ellipse
+    backbone = create_backbone("efficientnet_lite0")
+    prepared = backbone.prepare(torch.from_numpy(frames[:1]))[0].permute(1, 2, 0).numpy()
+    width, height = extent(prepared)
+    assert width == pytest.approx(height, rel=0.02)

@@ -1,0 +1,145 @@
+"""`probe recommend` end to end on small synthetic sample files: the report, the one line, the
+run cache (a rerun trains nothing), and bad options as one line with exit code 2."""
+
+import csv
+import dataclasses
+
+import pytest
+import torch
+
+from probe.synthetic import write_synthetic_features
+from vtl.features import FeatureFile, FeatureWriter
+from vtl.sample import sample_record, stratified_sample
+
+torch.set_num_threads(1)
+
+QUICK = ["--models", "linear", "--epochs", "3", "--threads", "1", "--quiet"]
+COMMON = dict(n_videos=80, clips=(2, 6), n_labels=3, n_splits=2, dataset_seed=7, feature_dim=8)
+# Three candidates whose true order is known: the label directions' length against the noise.
+SIGNALS = {"strong": 2.0, "medium": 0.7, "weak": 0.1}
+EMBED_SECONDS = 20.0  # each candidate's embedding time on the sample, in its `cost`
+
+
+def write_sample(full, dst, fraction=0.5, seed=0):
+    """A sample feature file as `extract run --sample` writes it: the sampled videos of a full
+    file, with the sample's record and a cost attribute."""
+    with FeatureFile(full) as f:
+        ids = list(f.video_ids)
+        chosen = stratified_sample(f.labels, f.splits, fraction, seed)
+        clips = int(f.clip_counts()[chosen].sum())
+        meta = dataclasses.replace(
+            f.meta,
+            sample=sample_record(chosen, ids, fraction, seed),
+            cost={
+                "params_m": 1.0,
+                "gflops_per_clip": 2.0,
+                "embed_seconds": EMBED_SECONDS,
+                "videos": len(chosen),
+                "clips": clips,
+            },
+        )
+        with FeatureWriter(dst, meta, f.label_names, f.splits.shape[1]) as writer:
+            for i in chosen:
+                writer.add(f.video(int(i)))
+        frames = (int(f.n_frames[chosen].sum()), int(f.n_frames.sum()))
+    return dst, frames
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recommend")
+    frames = None
+    for k, (name, signal) in enumerate(SIGNALS.items()):
+        full = write_synthetic_features(
+            root / f"full-{name}.h5", backbone=name, backbone_seed=k, signal=signal, **COMMON
+        )
+        (root / "sample").mkdir(exist_ok=True)
+        _, frames = write_sample(full, root / "sample" / f"{name}.h5")
+    return root / "sample", frames
+
+
+def test_recommend_end_to_end_and_rerun_trains_nothing(sample_dir, tmp_path, probe_cli):
+    folder, (sample_frames, all_frames) = sample_dir
+    cache = tmp_path / "cache"
+    args = ["recommend", "--features", folder, "--out", tmp_path / "rec", "--cache", cache]
+    code, stdout, stderr = probe_cli([*args, *QUICK])
+    assert code == 0, stderr
+    line, md = stdout.strip().splitlines()[-2:]
+    # Three epochs may leave strong and medium too close to call; strong is named first either way.
+    assert (
+        line.startswith("Extract strong") and "40-video sample" in line and "200 resamples" in line
+    )
+    assert "the whole collection costs about" in line
+    assert md == str(tmp_path / "rec" / "recommendation.md")
+    for suffix in ("md", "csv", "png"):
+        assert (tmp_path / "rec" / f"recommendation.{suffix}").stat().st_size > 0
+    # 3 candidates x 1 probe x 2 splits x 1 seed
+    assert "quick probes: 6 trained, 0 from the cache" in stderr
+    text = (tmp_path / "rec" / "recommendation.md").read_text()
+    assert line in text and "Agreement with the quick probes" in text
+    assert "collection: 80 videos (the sample's record)" in text
+
+    with open(tmp_path / "rec" / "recommendation.csv", newline="") as f:
+        rows = {row["candidate"]: row for row in csv.DictReader(f)}
+    assert set(rows) == set(SIGNALS)
+    assert float(rows["strong"]["uap"]) > float(rows["weak"]["uap"])
+    # The cost on the whole collection: the sample's embedding time x the collection's frames
+    # (extrapolated from the sample's frames per video) / the sample's frames.
+    expected = EMBED_SECONDS * round(sample_frames * 80 / 40) / sample_frames / 3600
+    assert float(rows["weak"]["collection_hours"]) == pytest.approx(expected, rel=1e-6)
+    assert all_frames > sample_frames
+
+    code, stdout2, stderr = probe_cli([*args, *QUICK])
+    assert code == 0, stderr
+    assert "quick probes: 0 trained, 6 from the cache" in stderr
+    assert stdout2 == stdout  # the same runs and bootstrap seed: the same recommendation
+
+    # More seeds train only the new ones.
+    code, _, stderr = probe_cli([*args, *QUICK, "--seeds", "2", "--scores", "logme,knn"])
+    assert code == 0, stderr
+    assert "quick probes: 6 trained, 6 from the cache" in stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--resamples", "0"], "--resamples must be at least 1"),
+        (["--models", "none"], "--models: give at least one quick probe"),
+        (["--models", "lstm"], "--model 'lstm'"),
+        (["--prior", "strong"], "--prior 'strong': give NAME=TOP1"),
+        (["--prior", "strong=180"], "--prior 'strong=180'"),
+        (["--prior", "nosuch=70"], "--prior nosuch: no such candidate"),
+        (["--scores", "bogus"], "--scores 'bogus': choose among"),
+        (["--splits", "5"], "--splits [5]"),
+    ],
+)
+def test_bad_options_are_one_line(sample_dir, tmp_path, probe_cli, extra, message):
+    folder, _ = sample_dir
+    args = ["recommend", "--features", folder, "--out", tmp_path / "rec", *QUICK, *extra]
+    code, _, stderr = probe_cli(args)
+    assert code == 2
+    assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_one_candidate_or_a_file_as_out(sample_dir, tmp_path, probe_cli):
+    folder, _ = sample_dir
+    one = ["recommend", "--features", folder / "strong.h5", "--out", tmp_path / "r", *QUICK]
+    code, _, stderr = probe_cli(one)
+    assert code == 2 and "at least two candidates" in stderr
+    (tmp_path / "file").write_text("x")
+    code, _, stderr = probe_cli(
+        ["recommend", "--features", folder, "--out", tmp_path / "file", *QUICK]
+    )
+    assert code == 2 and "--out" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_manifest_must_hold_the_sample(sample_dir, tmp_path, probe_cli):
+    folder, _ = sample_dir
+    manifest = tmp_path / "m.csv"
+    (tmp_path / "x.mp4").write_bytes(b"")
+    rows = [f"other{i},x.mp4,1,{split}" for i, split in enumerate(("train", "val", "test"))]
+    manifest.write_text("\n".join(["video_id,path,a,split0", *rows]) + "\n")
+    args = ["recommend", "--features", folder, "--out", tmp_path / "r", "--manifest", manifest]
+    code, _, stderr = probe_cli([*args, *QUICK])
+    assert code == 2 and "sampled videos are not in it" in stderr, stderr

@@ -1,0 +1,144 @@
+"""`extract run --sample`: a stratified sample of the videos, recorded in the file, and a later
+full run that takes the sample's videos instead of decoding them again (real demo videos, real
+EfficientNet-Lite0 weights)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from extract.pipeline import ExtractConfig, run_extraction
+from vtl.errors import UserError
+from vtl.features import FeatureFile, verify_features
+from vtl.manifest import read_manifest
+from vtl.sample import METHOD, stratified_sample
+
+FAST = dict(segmentation="fixed", shot_frames=40, image_frames=1, batch_size=8)
+LITE0 = "efficientnet_lite0"
+
+
+@pytest.fixture(scope="module")
+def full_file(demo_manifest, tmp_path_factory):
+    """A from-scratch full run of the demo collection: what a run after a sample must equal."""
+    out = tmp_path_factory.mktemp("full")
+    result = run_extraction(demo_manifest, LITE0, out, ExtractConfig(**FAST), progress=False)
+    assert result.decoded == len(read_manifest(demo_manifest)) and not result.failures
+    return result.files[LITE0]
+
+
+@pytest.fixture
+def extract_cli(capsys):
+    """Run the `extract` console script in-process: args -> (exit code, stdout, stderr)."""
+    from extract.cli import main
+
+    def run(args):
+        old = sys.argv
+        sys.argv = ["extract", *map(str, args)]
+        try:
+            with pytest.raises(SystemExit) as stop:
+                main()
+        finally:
+            sys.argv = old
+        out = capsys.readouterr()
+        return stop.value.code, out.out, out.err
+
+    return run
+
+
+def test_a_full_run_after_a_sample_decodes_only_the_other_videos(
+    demo_manifest, full_file, tmp_path, assert_same_features, extract_cli
+):
+    manifest = read_manifest(demo_manifest)
+    out = tmp_path / "features"
+    sampled = run_extraction(
+        demo_manifest, LITE0, out, ExtractConfig(**FAST), progress=False, sample=3, sample_seed=1
+    )
+    path = sampled.files[LITE0]
+    assert path.relative_to(out) == full_file.relative_to(full_file.parents[1])  # where full goes
+    assert sampled.decoded == 3
+    picked = stratified_sample(manifest.labels, manifest.splits, 3, seed=1)
+    expected_ids = [manifest.video_ids[i] for i in picked]
+    with FeatureFile(path) as f:
+        assert f.video_ids == expected_ids
+        record = f.meta.sample
+        assert f.meta.cost["videos"] == 3
+    assert record["method"] == METHOD and record["requested"] == 3 and record["seed"] == 1
+    assert record["n"] == 3 and record["of_videos"] == len(manifest)
+    assert record["video_ids"] == expected_ids
+    assert verify_features(path)["sample"] == 3
+    code, stdout, _ = extract_cli(["verify", path])
+    assert code == 0 and "a sample of 3 videos" in stdout
+
+    # The same sampled command again finds its file complete and decodes nothing.
+    again = run_extraction(
+        demo_manifest, LITE0, out, ExtractConfig(**FAST), progress=False, sample=3, sample_seed=1
+    )
+    assert again.files[LITE0] == path and again.decoded == 0
+
+    # A full run with another configuration refuses the sample, before decoding anything.
+    other = ExtractConfig(**{**FAST, "shot_frames": 30})
+    with pytest.raises(UserError, match="exists and was made with another configuration"):
+        run_extraction(demo_manifest, LITE0, out, other, progress=False)
+
+    # The full run: the sample's 3 videos come from its file, only the other 3 are decoded,
+    # and the result equals a full run from scratch, features bit for bit.
+    full = run_extraction(demo_manifest, LITE0, out, ExtractConfig(**FAST), progress=False)
+    assert full.files[LITE0] == path
+    assert full.from_sample == 3 and full.decoded == len(manifest) - 3
+    assert_same_features(full_file, path)
+    with FeatureFile(path) as f, FeatureFile(full_file) as scratch:
+        assert f.meta.sample == {} and f.meta.cost["videos"] == len(manifest)
+        assert f.meta.config == scratch.meta.config and f.meta.cost["clips"] == scratch.n_clips
+        assert f.meta.cost["embed_seconds"] > 0
+        np.testing.assert_array_equal(f.labels, manifest.labels)
+        np.testing.assert_array_equal(f.splits, manifest.splits)
+    assert not list(path.parent.glob(".*.work"))
+
+    # A sample asked over the full file: the file already holds every video.
+    over = run_extraction(
+        demo_manifest, LITE0, out, ExtractConfig(**FAST), progress=False, sample=2
+    )
+    assert over.files[LITE0] == path and over.decoded == 0
+    assert_same_features(full_file, path)
+
+
+@pytest.mark.slow  # two shard processes; `make test-all` runs it
+def test_shards_draw_one_sample_and_merge_it(demo_manifest, full_file, tmp_path):
+    out = tmp_path / "sharded"
+    config = ExtractConfig(**FAST)
+    parts = [
+        run_extraction(demo_manifest, LITE0, out, config, shard=shard, progress=False, sample=0.5)
+        for shard in ("0/2", "1/2")
+    ]
+    merged = parts[1].merged[LITE0]
+    assert sum(part.decoded for part in parts) == 3
+    with FeatureFile(merged) as f, FeatureFile(full_file) as scratch:
+        assert f.part is None and f.meta.sample["requested"] == 0.5
+        assert f.video_ids == f.meta.sample["video_ids"] and f.n_videos == 3
+        for i, video_id in enumerate(f.video_ids):
+            j = scratch.video_ids.index(video_id)
+            np.testing.assert_array_equal(f.video(i).features, scratch.video(j).features)
+            np.testing.assert_array_equal(f.video(i).shots, scratch.video(j).shots)
+    assert verify_features(merged)["sample"] == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--sample", "0"], "--sample"),
+        (["--sample=-5"], "--sample"),
+        (["--sample", "1.5"], "--sample"),
+        (["--sample", "a few"], "--sample"),
+        (["--sample", "7"], "6 videos"),
+        (["--sample", "3", "--sample-seed=-1"], "--sample-seed"),
+    ],
+)
+def test_bad_sample_options_are_one_line(demo_manifest, tmp_path, extract_cli, args, words):
+    out = tmp_path / "out"
+    code, _, stderr = extract_cli(["run", "-m", demo_manifest, "-b", LITE0, "-o", out, *args])
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1, stderr
+    assert lines[0].startswith("error:") and words in lines[0]
+    assert not list(tmp_path.rglob("*.h5"))
