@@ -341,11 +341,7 @@ class ShotStream:
 
     def finish(self) -> list[tuple[int, int]]:
         """End of video: return the remaining shots."""
-        if self._finished:
-            raise RuntimeError("ShotStream.finish called twice: start a new stream per video")
-        if self._received < 1:
-            raise ValueError("a video needs at least 1 frame for shot detection, got 0")
-        self._finished = True
+        _finishing(self)
         shots = self._run(range(self._next_window, math.ceil(self._received / STEP)))
         self._buffer = self._buffer[:0]
         return shots + self._tracker.finish()
@@ -410,14 +406,20 @@ class FixedShotStream:
 
     def finish(self) -> list[tuple[int, int]]:
         """End of video: return the last, shorter shot if there is one."""
-        if self._finished:
-            raise RuntimeError("FixedShotStream.finish called twice: start a new stream per video")
-        if self._received < 1:
-            raise ValueError("a video needs at least 1 frame for shot detection, got 0")
-        self._finished = True
+        _finishing(self)
         if self._emitted < self._received:
             return [(self._emitted, self._received - 1)]
         return []
+
+
+def _finishing(stream: ShotStream | FixedShotStream) -> None:
+    """Mark a stream finished, refusing a second finish and a video without frames."""
+    if stream._finished:
+        name = type(stream).__name__
+        raise RuntimeError(f"{name}.finish called twice: start a new stream per video")
+    if stream._received < 1:
+        raise ValueError("a video needs at least 1 frame for shot detection, got 0")
+    stream._finished = True
 
 
 def shot_detector_name(

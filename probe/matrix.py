@@ -275,15 +275,8 @@ def run_matrix(
             for name in scores:
                 tasks = [score_task(row.files[0], name, s, options) for s in split_list]
                 cells.append(Cell(row, "score", name, tasks))
-    work = run_tasks(
-        [t for c in cells for t in c.tasks],
-        cache,
-        config,
-        jobs=jobs,
-        shard=shard,
-        progress=progress,
-        desc="matrix",
-    )
+    tasks = [t for c in cells for t in c.tasks]
+    work = run_tasks(tasks, cache, config, jobs, shard, progress, desc="matrix")
     trained = set(work.trained)
     result = MatrixResult(
         rows=rows,

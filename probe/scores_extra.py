@@ -19,7 +19,8 @@ with a warning. Each score is registered with `transferability.register_score`.
   standardised, and those of their label vectors (multi-label vectors used as they are, as the
   authors do for VOC2007).
 
-The tests check each against the authors' code (tests/reference_scores/) on the same inputs.
+The tests check each against the authors' code (tests/third_party/reference_scores/) on the
+same inputs.
 """
 
 from __future__ import annotations

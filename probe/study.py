@@ -186,15 +186,8 @@ def run_study(
             variants.append(Variant(backbone, settings, label, info, tasks))
     for name, reason in left_out.items():
         log.warning("study variant %s left out: %s", name, reason)
-    work = run_tasks(
-        [t for v in variants for t in v.tasks],
-        cache,
-        config,
-        jobs=jobs,
-        shard=shard,
-        progress=progress,
-        desc="study",
-    )
+    tasks = [t for v in variants for t in v.tasks]
+    work = run_tasks(tasks, cache, config, jobs, shard, progress, desc="study")
     result = StudyResult(variants, left_out, len(work.trained), work.complete)
     result.co_train = {b: [str(p) for p in paths] for b, paths in co_files.items()}
     if not work.complete:

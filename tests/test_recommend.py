@@ -35,7 +35,7 @@ from probe.transferability import logme
 from vtl.errors import UserError
 from vtl.features import FeatureMeta, FeatureWriter, VideoFeatures
 
-REFERENCES = Path(__file__).parent / "reference_scores"
+REFERENCES = Path(__file__).parent / "third_party" / "reference_scores"
 
 
 @pytest.fixture(autouse=True)
@@ -46,8 +46,8 @@ def one_blas_thread():
 
 
 def published_logme(features, labels):
-    """LogME as published (thuml/LogME, verbatim in tests/reference_scores), mean over labels:
-    each label one 0/1 target, its `regression` form, as our multi-label LogME does."""
+    """LogME as published (thuml/LogME, verbatim in tests/third_party/reference_scores), mean
+    over labels: each label one 0/1 target, its `regression` form, as our multi-label LogME does."""
     path = REFERENCES / "thuml_logme_logme.py"
     spec = importlib.util.spec_from_file_location("reference_logme", path)
     module = importlib.util.module_from_spec(spec)

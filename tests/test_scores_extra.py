@@ -1,6 +1,6 @@
-"""NCE, LEEP, SFDA and PARC against the authors' own code (tests/reference_scores/, copied
-verbatim) on the same small inputs, their orderings of informative vs uninformative inputs, and
-reading mean-pooled logits from a real feature file."""
+"""NCE, LEEP, SFDA and PARC against the authors' own code (copied verbatim in
+tests/third_party/reference_scores/) on the same small inputs, their orderings of informative vs
+uninformative inputs, and reading mean-pooled logits from a real feature file."""
 
 import importlib.util
 from pathlib import Path
@@ -24,7 +24,7 @@ from probe.transferability import SCORES, score_feature_file, video_embeddings
 from vtl.errors import FeatureFileError
 from vtl.features import FeatureFile, FeatureMeta, FeatureWriter, VideoFeatures
 
-REFERENCES = Path(__file__).parent / "reference_scores"
+REFERENCES = Path(__file__).parent / "third_party" / "reference_scores"
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def one_blas_thread():
 
 
 def reference(name: str):
-    """A module of tests/reference_scores, loaded by path (`tests` is not a package here)."""
+    """A module of tests/third_party/reference_scores, loaded by path (`tests` is no package)."""
     spec = importlib.util.spec_from_file_location(f"reference_{name}", REFERENCES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
