@@ -59,16 +59,16 @@ def lite0_features(demo_manifest, tmp_path_factory) -> Path:
     return result.files["efficientnet_lite0"]
 
 
-@pytest.fixture
-def probe_cli(capsys):
-    """Run the `probe` console script in-process: args -> (exit code, stdout, stderr)."""
+def _console(capsys, name: str):
+    """A console script run in-process: args -> (exit code, stdout, stderr)."""
+    import importlib
     import sys
 
-    from probe.cli import main
+    main = importlib.import_module(f"{name}.cli").main
 
     def run(args):
         old = sys.argv
-        sys.argv = ["probe", *map(str, args)]
+        sys.argv = [name, *map(str, args)]
         try:
             with pytest.raises(SystemExit) as stop:
                 main()
@@ -78,6 +78,18 @@ def probe_cli(capsys):
         return stop.value.code, out.out, out.err
 
     return run
+
+
+@pytest.fixture
+def probe_cli(capsys):
+    """Run the `probe` console script in-process: args -> (exit code, stdout, stderr)."""
+    return _console(capsys, "probe")
+
+
+@pytest.fixture
+def extract_cli(capsys):
+    """Run the `extract` console script in-process: args -> (exit code, stdout, stderr)."""
+    return _console(capsys, "extract")
 
 
 @pytest.fixture
@@ -100,3 +112,21 @@ def assert_same_features():
             np.testing.assert_array_equal(left[name], right[name], err_msg=name)
 
     return check
+
+
+@pytest.fixture
+def hub_home(monkeypatch, tmp_path: Path) -> Path:
+    """A private, empty HF_HOME with the hub switched off and no socket able to connect."""
+    home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("the test allows no network access")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return home

@@ -4,8 +4,6 @@ EfficientNet-Lite0 weights)."""
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
@@ -26,25 +24,6 @@ def full_file(demo_manifest, tmp_path_factory):
     result = run_extraction(demo_manifest, LITE0, out, ExtractConfig(**FAST), progress=False)
     assert result.decoded == len(read_manifest(demo_manifest)) and not result.failures
     return result.files[LITE0]
-
-
-@pytest.fixture
-def extract_cli(capsys):
-    """Run the `extract` console script in-process: args -> (exit code, stdout, stderr)."""
-    from extract.cli import main
-
-    def run(args):
-        old = sys.argv
-        sys.argv = ["extract", *map(str, args)]
-        try:
-            with pytest.raises(SystemExit) as stop:
-                main()
-        finally:
-            sys.argv = old
-        out = capsys.readouterr()
-        return stop.value.code, out.out, out.err
-
-    return run
 
 
 def test_a_full_run_after_a_sample_decodes_only_the_other_videos(

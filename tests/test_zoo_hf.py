@@ -6,7 +6,6 @@ id through the code a user runs, and embed real frames as the library's processo
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -98,22 +97,6 @@ MODELS = {
     "vjepa2": lambda: _vjepa2(classifier=False),
     "vjepa2-classifier": lambda: _vjepa2(classifier=True),
 }
-
-
-@pytest.fixture
-def hub_home(monkeypatch, tmp_path: Path) -> Path:
-    """A private, empty HF_HOME with the hub switched off and no socket able to connect."""
-    home = tmp_path / "hf"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def refuse(*args, **kwargs):
-        raise OSError("the test allows no network access")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return home
 
 
 def publish(model, processor, repo_id: str, home: Path) -> Path:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 from pathlib import Path
 
 import pytest
@@ -28,22 +27,6 @@ from vtl.errors import UserError
 
 TINY = "resnet10t.c3_in1k"  # 5 M parameters, 176 px, bicubic, crop_pct 0.875, 1000 classes
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-@pytest.fixture
-def hub_home(monkeypatch, tmp_path: Path) -> Path:
-    """A private, empty HF_HOME with the hub switched off and no socket able to connect."""
-    home = tmp_path / "hf"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def refuse(*args, **kwargs):
-        raise OSError("the test allows no network access")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return home
 
 
 def publish(model: torch.nn.Module, repo_id: str, home: Path) -> Path:
