@@ -36,6 +36,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# PyAV's FFmpeg libraries must load before decord's bundled copies: loaded after them, libvpx
+# (VP9) fails to open in this process (`extract.fuzz` writes VP9 after making demo videos).
+import av  # noqa: F401
 import decord
 import numpy as np
 import torch
