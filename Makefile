@@ -100,10 +100,10 @@ demo: matrix
 
 # Pick a backbone from a sample (issue 20): every candidate whose weights are present extracted on
 # a stratified sample of the demo collection (no full extraction needed first), then the
-# recommendation: quick probes on the sample's splits, training-free scores, the source-accuracy
-# prior, a bootstrap over the sampled videos, and the cost of each candidate on the whole
-# collection (from the manifest's videos). Quick probes go to the probe run cache: a rerun of
-# the recommendation trains nothing.
+# recommendation: quick probes on the sample's splits, training-free scores (NCE and LEEP read
+# the class logits that `--logits` stores), the source-accuracy prior, a bootstrap over the
+# sampled videos, and the cost of each candidate on the whole collection (from the manifest's
+# videos). Quick probes go to the probe run cache: a rerun of the recommendation trains nothing.
 SAMPLE ?= 0.5
 DEMO_SAMPLE := $(DATA)/demo-sample
 RECOMMEND_ARGS ?= --models linear,mlp --splits all --seeds 1
@@ -115,7 +115,7 @@ RECOMMEND_PRIORS ?= --prior efficientnet_lite0=75.1 --prior efficientnet_lite1=7
 recommend: setup $(DATA)/demo/manifest.csv
 	$(BIN)/extract run --manifest $(DATA)/demo/manifest.csv \
 		--backbone "$$($(BIN)/extract backbones --present --names)" \
-		--out $(DEMO_SAMPLE) --sample $(SAMPLE) $(DEMO_EXTRACT_ARGS)
+		--out $(DEMO_SAMPLE) --sample $(SAMPLE) --logits $(DEMO_EXTRACT_ARGS)
 	$(BIN)/probe recommend --features $(DEMO_SAMPLE) --manifest $(DATA)/demo/manifest.csv \
 		--out reports/recommend $(RECOMMEND_PRIORS) $(RECOMMEND_ARGS)
 	@echo
