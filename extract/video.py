@@ -55,6 +55,7 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from vtl.errors import UserError
+from vtl.headers import header_frames  # noqa: F401  (re-exported: extract reads it here)
 from vtl.manifest import special_file
 
 # Bytes of decoded frames per chunk: a 1080p video gets small chunks, a 320x180 one large ones.
@@ -415,24 +416,6 @@ def timeline(starts: np.ndarray, fps: float) -> np.ndarray | None:
     shown = np.searchsorted(starts, points + _TIMESTAMP_SLACK / fps, side="right") - 1
     shown = np.clip(shown, 0, n - 1)
     return None if np.array_equal(shown, np.arange(n)) else shown
-
-
-def header_frames(path: str | Path) -> int:
-    """A video's frame count as its container header gives it (MP4: exact), else duration x
-    rate, else 0; no demuxing or decoding, so that balancing shards reads little of each file."""
-    if special_file(path) is not None:  # never opened: it fails fast where it goes
-        return 0
-    try:
-        with _open(path) as container:
-            stream = container.streams.video[0]
-            rate = stream.average_rate or 0
-            if stream.frames:
-                return int(stream.frames)
-            if stream.duration and stream.time_base:
-                return int(stream.duration * stream.time_base * rate)
-            return int((container.duration or 0) / av.time_base * rate)
-    except (av.FFmpegError, IndexError, OSError):
-        return 0  # it fails fast wherever it goes
 
 
 class VideoSource:

@@ -644,7 +644,7 @@ def _collection(manifest: Path | None, path: Path, data) -> tuple[int, int, list
     frames = data.candidates[0].frames
     n = len(data.video_ids)
     if manifest is not None:
-        from extract.video import header_frames
+        from vtl.headers import header_frames
         from vtl.manifest import read_manifest
 
         m = read_manifest(manifest)
