@@ -17,7 +17,8 @@ Modules, each one idea, in dependency order:
   collection) and fine-tuning from another collection's checkpoint (`--init-from`).
 - `probe.sweep`, `probe.stacked`: the sweep protocol, a grid of heads trained at once.
 - `probe.scores_extra`: NCE, LEEP, SFDA and PARC; `probe.recommend`: a recommendation from a
-  sample (bootstrap, guardrails, report).
+  sample (bootstrap, guardrails); `probe.recommend_inputs` gathers what it needs (quick probes
+  through the run cache, priors, the collection's size), `probe.recommend_report` renders it.
 - `probe.transferability`: training-free scores (a registry: LogME, H-score, kNN) and rank
   correlation.
 - `probe.trailers12k`: import the reference work's published Trailers12k features.

@@ -521,6 +521,7 @@ def recommend(
     check_output_dir(out)
     configs = [train_config(shared, model=m).validate() for m in model_list]
     from probe import recommend as rec
+    from probe import recommend_inputs as inputs
     from probe import recommend_report
     from probe.catalogue import discover_feature_files, read_file_info, resolve_splits
     from probe.tasks import Cache
@@ -533,17 +534,17 @@ def recommend(
             "compares at least two candidates' files of the same sample"
         )
     infos = [read_file_info(p) for p in paths]
-    names = _candidate_names(infos)
+    names = inputs.candidate_names(infos)
     data = rec.read_sample(paths, names)
-    rec.set_priors(data.candidates, {**_library_priors(infos, names), **given_priors})
+    rec.set_priors(data.candidates, {**inputs.library_priors(infos, names), **given_priors})
     unknown = sorted(set(given_priors) - set(names))
     if unknown:
         raise UserError(f"--prior {unknown[0]}: no such candidate; the candidates are {names}")
     split_list = resolve_splits(_report_splits(splits), infos[0])
-    collection_videos, collection_frames, notes = _collection(manifest, paths[0], data)
+    collection_videos, collection_frames, notes = inputs.collection_size(manifest, paths[0], data)
     cache = Cache(shared["cache"])
     with _quiet_runs():
-        runs, trained, probe_notes = _quick_probes(
+        runs, trained, probe_notes = inputs.quick_probes(
             infos,
             names,
             data.video_ids,
@@ -599,162 +600,6 @@ def _recommend_scores(text: str) -> list[str]:
     if unknown:
         raise UserError(f"--scores {unknown[0]!r}: choose among {', '.join(registered)} or none")
     return methods
-
-
-def _candidate_names(infos) -> list[str]:
-    """Each file's backbone; files that share one are named by their path instead."""
-    backbones = [i.backbone for i in infos]
-    names = [
-        b if backbones.count(b) == 1 else f"{i.path.parent.name}/{i.path.stem}"
-        for b, i in zip(backbones, infos, strict=True)
-    ]
-    if len(set(names)) != len(names):
-        names = [str(i.path) for i in infos]
-    return names
-
-
-def _library_priors(infos, names: list[str]) -> dict[str, float]:
-    """The ImageNet top-1 torchvision records for each file whose checkpoint is torchvision's
-    (matched by the checkpoint's file name, which is the weights' URL's)."""
-    import os
-
-    import torchvision
-
-    from probe.recommend import torchvision_top1
-    from vtl.features import FeatureFile
-
-    by_file = {}
-    for model in torchvision.models.list_models():
-        for weights in torchvision.models.get_model_weights(model):
-            by_file[os.path.basename(weights.url)] = f"{type(weights).__name__}.{weights.name}"
-    priors = {}
-    for info, name in zip(infos, names, strict=True):
-        with FeatureFile(info.path) as f:
-            checkpoint = (f.meta.weights or {}).get("name", "")
-        top1 = torchvision_top1(by_file[checkpoint]) if checkpoint in by_file else None
-        if top1 is not None:
-            priors[name] = top1
-    return priors
-
-
-def _collection(manifest: Path | None, path: Path, data) -> tuple[int, int, list[str]]:
-    """The whole collection's videos and frames, and a note on where they come from: the
-    manifest's videos (frames from their headers), else the sample's record (`of_videos`, the
-    sample's frames per video extrapolated), else the files themselves (not a sample)."""
-    frames = data.candidates[0].frames
-    n = len(data.video_ids)
-    if manifest is not None:
-        from vtl.headers import header_frames
-        from vtl.manifest import read_manifest
-
-        m = read_manifest(manifest)
-        missing = set(data.video_ids) - set(m.video_ids)
-        if missing:
-            raise UserError(
-                f"--manifest {manifest}: {len(missing)} sampled videos are not in it (e.g. "
-                f"{sorted(missing)[0]!r}); pass the manifest the sample was drawn from"
-            )
-        total = sum(header_frames(p) for p in m.paths)
-        return len(m), total, [f"collection: {len(m)} videos, {total} frames ({manifest})"]
-    from vtl.features import FeatureFile
-
-    with FeatureFile(path) as f:
-        sample = dict(f.meta.sample)
-    if sample.get("of_videos"):
-        videos = int(sample["of_videos"])
-        total = round(frames * videos / n)
-        note = f"collection: {videos} videos (the sample's record), about {total} frames"
-        return videos, total, [note + " extrapolated from the sample's frames per video"]
-    note = f"{path} is not a sample (no `sample` record): its {n} videos are the collection"
-    return n, frames, [note]
-
-
-def _quick_probes(infos, names, video_ids, configs, splits, seeds, cache, progress):
-    """Each candidate's quick probes on each usable split and seed, with their test videos'
-    predictions, through the run cache (`probe.tasks.Cache`): a finished run is not trained
-    again. Returns ([recommend.ProbeRun], runs trained now, notes on splits left out)."""
-    import dataclasses
-    import tempfile
-
-    import numpy as np
-
-    from probe.catalogue import check_splits
-    from probe.recommend import ProbeRun
-    from probe.tasks import run_task
-    from vtl.progress import progress_bar
-
-    usable, notes = [], []
-    for split in splits:
-        try:
-            check_splits(infos[0], [split])
-            usable.append(split)
-        except UserError as error:
-            notes.append(f"split {split} left out of the quick probes: {error}")
-    if not usable:
-        raise UserError(
-            f"--features {infos[0].path}: no split of the sample can train a probe ({notes[0]}); "
-            "draw a larger sample"
-        )
-    index = {v: i for i, v in enumerate(video_ids)}
-    work = [
-        (info, name, config, split, seed)
-        for info, name in zip(infos, names, strict=True)
-        for config in configs
-        for split in usable
-        for seed in seeds
-    ]
-    runs, trained = [], 0
-    bar = progress_bar(len(work), "quick probes", "run", not progress)
-    with tempfile.TemporaryDirectory(prefix="vtl-recommend-") as scratch:
-        for k, (info, name, config, split, seed) in enumerate(work):
-            # The run's own cache key, kind "predictions": the test videos' scores, which the
-            # bootstrap needs and a matrix run's cached metrics do not keep.
-            task = dataclasses.replace(run_task([info], config, split, seed), kind="predictions")
-            result = cache.get(task.key)
-            if result is None:
-                result = _train_predictions(info.path, config, split, seed, Path(scratch) / str(k))
-                cache.folder.mkdir(parents=True, exist_ok=True)
-                cache.put(task, result)
-                trained += 1
-            # Test videos outside the sample's common videos (read_sample's note) drop out.
-            kept = [
-                (index[v], scores)
-                for v, scores in zip(result["video_ids"], result["scores"], strict=True)
-                if v in index
-            ]
-            runs.append(
-                ProbeRun(
-                    candidate=name,
-                    split=split,
-                    seed=seed,
-                    videos=np.array([row for row, _ in kept], dtype=np.int64),
-                    scores=np.array([scores for _, scores in kept], dtype=np.float64),
-                )
-            )
-            bar.update(1)
-    bar.close()
-    return runs, trained, notes
-
-
-def _train_predictions(path: Path, config, split: int, seed: int, scratch: Path) -> dict:
-    """Train one quick probe; its test videos' ids and label scores, and its test metrics."""
-    import csv
-    import dataclasses
-    import time
-
-    from probe.train import train_probe
-
-    started = time.perf_counter()
-    config = dataclasses.replace(config, split=split, seed=seed)
-    result = train_probe([path], config, scratch, progress=False)
-    with open(scratch / "predictions.csv", newline="") as f:
-        rows = list(csv.reader(f))[1:]
-    return {
-        "video_ids": [row[0] for row in rows],
-        "scores": [[float(x) for x in row[1:]] for row in rows],
-        "test": result["metrics"]["test"],
-        "train_seconds": time.perf_counter() - started,
-    }
 
 
 def main() -> None:
