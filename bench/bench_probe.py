@@ -18,6 +18,16 @@ log-spaced over 1e-5..1e-2 and patience exceeds the epochs, so every head trains
     .venv/bin/python bench/bench_probe.py --grid [--videos 400] [--epochs 3] [--threads 2]
 
 Targets: 12 linear heads in at most 1.5x the time of one; 6 DIViTA heads in at most 3x one.
+
+What batching cannot share is each head's own arithmetic, so `--grid` also prints a floor for
+DIViTA: one head is trained by the sweep under torch.profiler, the share of its training and
+validation time spent in its own matrix products (matmuls and attention, forward and backward)
+is measured, and the floor for K heads is 1 + (K - 1) x that share: the ratio K heads would
+take if everything else (data, batch-norm statistics, element-wise steps, optimiser, Python)
+were shared for free. Stacking the same float32 products cannot go below it on this machine
+(their time grows with the heads: they are large enough to cost their FLOPs, unlike a linear
+head's, whose time is per-call overhead that stacking does share). A measured ratio near the
+floor means the time goes to arithmetic, not overhead.
 """
 
 from __future__ import annotations
@@ -38,8 +48,12 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from common import write_trailers12k_shaped  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from probe.config import TrainConfig  # noqa: E402
+from probe.data import open_probe_data, open_store, split_indices  # noqa: E402
+from probe.models import build_probe  # noqa: E402
+from probe.sweep import fit_sweep  # noqa: E402
 from probe.train import train_probe  # noqa: E402
 
 
@@ -121,6 +135,10 @@ GRID_VIDEOS = 400
 # time alone).
 GRID_SIZES = {"linear": (12,), "divita": (6, 12)}  # each size divides the largest
 GRID_EPOCHS = {"linear": 15, "divita": 3}
+# Probes whose floor is printed: those whose per-head products are large enough to cost their
+# FLOPs. A linear head's products are tiny, their time the per-call overhead that stacking
+# shares, so counting it per head would give a floor above what 12 heads measure.
+FLOOR_PROBES = ("divita",)
 
 
 def grid_bench(path: Path, args) -> None:
@@ -133,7 +151,8 @@ def grid_bench(path: Path, args) -> None:
     header = (
         f"  {'probe':<7} {'epochs':>6} {'heads':>5} {'at once':>15} {'one head':>15} {'ratio':>6}"
     )
-    print(header + f" {'run after run':>15} {'saved':>6}")
+    print(header + f" {'floor':>6} {'run after run':>15} {'saved':>6}")
+    shares = {}
     for model, sizes in GRID_SIZES.items():
         epochs = args.epochs or GRID_EPOCHS[model]
         base = dict(
@@ -149,6 +168,8 @@ def grid_bench(path: Path, args) -> None:
         lrs = np.geomspace(1e-5, 1e-2, max(sizes)).tolist()
         solo = [_fit_time(path, TrainConfig(**base, lr=lr)) for lr in lrs]
         one = solo[int(np.argmin([abs(lr - TrainConfig().lr) for lr in lrs]))]
+        if model in FLOOR_PROBES:
+            shares[model] = _product_share(path, TrainConfig(**base, protocol="sweep"))
         for heads in sizes:
             every = max(sizes) // heads
             config = TrainConfig(
@@ -159,12 +180,73 @@ def grid_bench(path: Path, args) -> None:
             )
             at_once = _fit_time(path, config)
             sequential = tuple(sum(t[i] for t in solo[::every]) for i in range(2))
+            floor = f"{1 + (heads - 1) * shares[model]:>5.2f}x" if model in shares else "-"
             print(
                 f"  {model:<7} {epochs:>6} {heads:>5} {_pair(at_once):>15} {_pair(one):>15} "
-                f"{at_once[0] / one[0]:>5.2f}x {_pair(sequential):>15} "
+                f"{at_once[0] / one[0]:>5.2f}x {floor:>6} {_pair(sequential):>15} "
                 f"{sequential[0] / at_once[0]:>5.1f}x"
             )
     print("ratio: at once / one head (wall); saved: run after run / at once (wall)")
+    print(
+        "floor: 1 + (heads - 1) x the share of one head's time in its own matrix products "
+        "(the lowest ratio any stacking could reach here); that share: "
+        + ", ".join(f"{model} {share:.0%}" for model, share in shares.items())
+    )
+
+
+# The matrix products each head computes on its own parameters (forward and backward), which
+# no batching over heads can share: dense products and the attention kernels.
+PER_HEAD_OPS = (
+    "aten::mm",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::baddbmm",
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+    "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+)
+
+
+def _product_share(path: Path, config: TrainConfig) -> float:
+    """Share of one head's training + validation wall time spent in its own matrix products.
+
+    One head of the sweep (the default lr and weight decay) is trained under torch.profiler;
+    the products' time over the training and validation passes' wall time (the profiler's own
+    overhead falls outside the products, so it can only lower the share).
+    """
+    config = TrainConfig.from_dict(
+        {
+            **config.to_dict(),
+            "sweep_lrs": (config.lr,),
+            "sweep_weight_decays": (config.weight_decay,),
+        }
+    )
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    data = open_probe_data([path])
+    try:
+        subsets = split_indices(data, config.split)
+        store = open_store(data, [0], config.memory_budget_gb)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            probe = build_probe(config.model, store.feature_dim, len(data.label_names))
+            with profile(activities=[ProfilerActivity.CPU]) as profiled:
+                _, history = fit_sweep(
+                    probe,
+                    store,
+                    data,
+                    subsets,
+                    data.clip_counts[0],
+                    config,
+                    config.sweep_lrs,
+                    config.sweep_weight_decays,
+                    progress=False,
+                )
+    finally:
+        data.close()
+        torch.set_num_threads(threads)
+    products = sum(e.self_cpu_time_total for e in profiled.key_averages() if e.key in PER_HEAD_OPS)
+    return products / 1e6 / (sum(history["train_seconds"]) + sum(history["val_seconds"]))
 
 
 def _fit_time(path: Path, config: TrainConfig) -> tuple[float, float]:

@@ -3,7 +3,8 @@
 Candidate banks whose true order is known: the demo's real features (when `--demo-features`
 holds them), controlled degradations of one real file (Gaussian noise at set signal-to-noise
 ratios, random projections to fewer dimensions, fewer clips per video; written with the shared
-`FeatureWriter` and read back like any feature file) and synthetic banks (`probe.synthetic`).
+`FeatureWriter` and read back like any feature file) and synthetic banks (`probe.synthetic`),
+one of them of a realistic size (2,000 videos: a 20% sample is 400).
 Without demo features the degradations start from a synthetic file and the cost is not
 measured (run `make demo-features` first).
 
@@ -19,12 +20,15 @@ have none).
 The quick probe here is a closed-form ridge regression on mean-pooled features, its penalty
 picked on each split's validation videos (as `--protocol sweep` picks a learning rate), so that
 thousands of draws run in minutes; `probe recommend` trains the project's linear/MLP probes.
+`--quick-probe cv` cross-validates it over all the sample's videos instead (`recommend.cv_folds`:
+5 folds x 5 repeats, penalties picked by leave-one-out), to compare with the splits.
 The cost section runs the real `probe recommend` (linear and MLP, default epochs) on one sample
 of the demo and compares sample extraction + recommendation with extracting every candidate on
 the whole collection (embedding seconds from the files' `cost`: decoding and shot detection
 scale with the frames as embedding does, so this share is the extraction's).
 
     .venv/bin/python bench/bench_recommend.py [--quick] [--seeds 50] [--demo-features DIR]
+        [--quick-probe splits|cv] [--banks demo,same]
 """
 
 from __future__ import annotations
@@ -59,10 +63,21 @@ TARGET_FRACTION = 0.2  # the issue's target: right pick in >= 90% of draws at a 
 RIGHT = 1.0  # μAP points: a pick within this of the full-data best is right
 # Ridge penalties tried on validation, times the train videos.
 PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+CV_FOLDS, CV_REPEATS = 5, 5  # --quick-probe cv: 5-fold cross-validation, 5 repeats
 # EfficientNet-Lite's published ImageNet top-1 (TensorFlow's EfficientNet-Lite README), the
 # demo backbones' source-accuracy prior; a degraded copy keeps its source's.
 LITE_TOP1 = {"efficientnet_lite0": 75.1, "efficientnet_lite1": 76.7, "efficientnet_lite2": 77.6}
 SYNTHETIC = dict(n_videos=300, clips=(3, 8), n_labels=6, n_splits=3)
+# A collection of a realistic size (Trailers12k has 12,000 videos; a 20% sample of this one is
+# 400): candidates whose full-data gaps run from about 1 μAP to clear.
+LARGE = dict(SYNTHETIC, n_videos=2000)
+# The synthetic banks (--quick: the first): name, label directions' lengths, dims, dataset seed,
+# dataset.
+SYNTHETIC_BANKS = (
+    ("synthetic, mixed dims", (0.3, 0.25, 0.21, 0.16, 0.1), (64, 384, 32, 128, 512), 1, SYNTHETIC),
+    ("synthetic, same dims", (0.25, 0.22, 0.2, 0.17, 0.15), (64,) * 5, 2, SYNTHETIC),
+    ("synthetic, 2,000 videos", (0.2, 0.19, 0.17, 0.15, 0.12), (64,) * 5, 3, LARGE),
+)
 
 
 @dataclasses.dataclass
@@ -102,6 +117,31 @@ def ridge_scores(x, y, train, val, test) -> np.ndarray:
         if best_w is None or value > best:
             best, best_w = value, w
     return z[test] @ best_w
+
+
+def cv_scores(x: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Held-out scores of every video: ridge regressions trained on the other folds, each
+    penalty picked by the closed-form leave-one-out predictions of its training videos (no
+    validation fold is set aside)."""
+    held_out = np.zeros_like(y)
+    for f in np.unique(fold):
+        train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        mean, std = x[train].mean(axis=0), x[train].std(axis=0) + 1e-6
+        z = (x - mean) / std
+        u, s, vt = np.linalg.svd(z[train], full_matrices=False)
+        offset = y[train].mean(axis=0)
+        target = u.T @ (y[train] - offset)
+        best, best_w = -np.inf, None
+        for penalty in PENALTIES:
+            shrink = s**2 / (s**2 + penalty * len(train))
+            fitted = u @ (shrink[:, None] * target) + offset
+            leverage = (1 / len(train) + (u**2) @ shrink)[:, None]
+            loo = (fitted - leverage * y[train]) / (1 - leverage)
+            value = micro_ap(y[train], loo) if y[train].any() else 0.0
+            if best_w is None or value > best:
+                best, best_w = value, vt.T @ ((s / (s**2 + penalty * len(train)))[:, None] * target)
+        held_out[test] = z[test] @ best_w + offset
+    return held_out
 
 
 def usable_splits(labels: np.ndarray, splits: np.ndarray) -> list[int]:
@@ -200,8 +240,9 @@ def degraded_bank(base: Path, prior: float | None, work: Path) -> Bank:
     return read_bank(f"degraded {backbone}", paths, names, priors)
 
 
-def synthetic_bank(name: str, work: Path, signals, dims, dataset_seed: int) -> Bank:
-    """Candidates of one synthetic dataset: label directions of the given lengths and dims."""
+def synthetic_bank(name: str, work: Path, signals, dims, dataset_seed: int, dataset: dict) -> Bank:
+    """Candidates of one synthetic dataset (`dataset`: its size, clips, labels and splits):
+    label directions of the given lengths and dims."""
     paths, names = [], []
     for k, (signal, dim) in enumerate(zip(signals, dims, strict=True)):
         backbone = f"s{signal:g}-d{dim}"
@@ -213,7 +254,7 @@ def synthetic_bank(name: str, work: Path, signals, dims, dataset_seed: int) -> B
                 dataset_seed=dataset_seed,
                 backbone_seed=k,
                 backbone=backbone,
-                **SYNTHETIC,
+                **dataset,
             )
         )
         names.append(backbone)
@@ -223,16 +264,25 @@ def synthetic_bank(name: str, work: Path, signals, dims, dataset_seed: int) -> B
 # ------------------------------------------------------------------ draws
 
 
-def draw(bank: Bank, fraction: float, seed: int, resamples: int) -> dict | None:
+def draw(
+    bank: Bank, fraction: float, seed: int, resamples: int, quick_probe: str = "splits"
+) -> dict | None:
     """One sample's recommendation compared with the truth; None when the sample has no label
-    with both a positive and a negative (nothing to score)."""
+    with both a positive and a negative (nothing to score). The quick probes train on the
+    sample's splits, as `probe recommend` does (`quick_probe` "splits"), or are cross-validated
+    over all its videos ("cv": one run per repeat, every video held out once)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # too small to cover every label
         chosen = stratified_sample(bank.labels, bank.splits, fraction, seed)
     labels, splits = bank.labels[chosen], bank.splits[chosen]
     y = labels.astype(np.float64)
     runs = []
-    for k in usable_splits(labels, splits):
+    if quick_probe == "cv" and len(chosen) >= 2:
+        every = np.arange(len(chosen))
+        for r, fold in enumerate(rec.cv_folds(labels, CV_FOLDS, CV_REPEATS, seed)):
+            for name, x in zip(bank.names, bank.features, strict=True):
+                runs.append(rec.ProbeRun(name, r, 0, every, cv_scores(x[chosen], y, fold)))
+    for k in usable_splits(labels, splits) if quick_probe == "splits" else ():
         train, val, test = (np.flatnonzero(splits[:, k] == c) for c in range(3))
         for name, x in zip(bank.names, bank.features, strict=True):
             scores = ridge_scores(x[chosen], y, train, val, test)
@@ -396,25 +446,8 @@ def build_banks(demo: Path | None, work: Path, quick: bool) -> list[Bank]:
         )
         prior = None
     banks.append(degraded_bank(base, prior, work))
-    banks.append(
-        synthetic_bank(
-            "synthetic, mixed dims",
-            work,
-            signals=(0.3, 0.25, 0.21, 0.16, 0.1),
-            dims=(64, 384, 32, 128, 512),
-            dataset_seed=1,
-        )
-    )
-    if not quick:
-        banks.append(
-            synthetic_bank(
-                "synthetic, same dims",
-                work,
-                signals=(0.25, 0.22, 0.2, 0.17, 0.15),
-                dims=(64,) * 5,
-                dataset_seed=2,
-            )
-        )
+    for name, signals, dims, dataset_seed, dataset in SYNTHETIC_BANKS[: 1 if quick else None]:
+        banks.append(synthetic_bank(name, work, signals, dims, dataset_seed, dataset))
     return banks
 
 
@@ -428,13 +461,25 @@ def main() -> None:
         "--demo-features", type=Path, default=ROOT / "data" / "demo-features", help="real bank"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--quick-probe",
+        choices=("splits", "cv"),
+        default="splits",
+        help="quick probes on the sample's splits (as `probe recommend`) or cross-validated",
+    )
+    parser.add_argument(
+        "--banks", default=None, help="only the banks whose names hold one of these, e.g. demo,same"
+    )
     args = parser.parse_args()
     seeds = args.seeds or (5 if args.quick else 50)
     print("\n".join(machine()))
+    print(f"quick probe: {args.quick_probe}")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-recommend-") as scratch:
         work = Path(scratch)
         banks = build_banks(args.demo_features, work, args.quick)
+        if args.banks:
+            banks = [b for b in banks if any(p in b.name for p in args.banks.split(","))]
         rows = []
         for bank in banks:
             order = np.argsort(-bank.truth)
@@ -458,13 +503,16 @@ def main() -> None:
         for bank in banks:
             for fraction in FRACTIONS:
                 draws = parallel(
-                    delayed(draw)(bank, fraction, s, args.resamples) for s in range(seeds)
+                    delayed(draw)(bank, fraction, s, args.resamples, args.quick_probe)
+                    for s in range(seeds)
                 )
                 results[bank.name, fraction] = [d for d in draws if d is not None]
         # The cost of N candidates: the demo's files, else a real file and its degraded copies
         # (each costs what the real file cost to extract).
         real = [b for b in banks if b.name == DEMO or demo_files(args.demo_features)]
-        cost = measure_cost(real[0].paths, work / "cost", seed=0) if real else None
+        # The cost is `probe recommend`'s, measured with the default quick probes only.
+        measured = real and args.quick_probe == "splits"
+        cost = measure_cost(real[0].paths, work / "cost", seed=0) if measured else None
     figures = report(banks, results, seeds, cost)
     print(f"\nbench time {time.perf_counter() - started:.0f} s")
     report_json(args.json, figures)
@@ -581,7 +629,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
         )
         print(cost["line"])
     else:
-        print("\ncost: not measured (no demo features with a `cost` attribute)")
+        print("\ncost: not measured (no demo features with a `cost`, or --quick-probe cv)")
     figures["cost"] = cost
     return figures
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from vtl.cli import run_app
+from vtl.cli import run_app, shared_options
 from vtl.defaults import CLIP_FPS, FRAMES_PER_CLIP, SEGMENTATION, SHOT_FRAMES, SHOT_THRESHOLD
 
 app = typer.Typer(
@@ -92,7 +92,27 @@ MergeOption = Annotated[bool, typer.Option(help="The last shard to finish merges
 AllowFailuresOption = Annotated[bool, typer.Option(help="Exit 0 even if some videos failed.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
-# The ExtractConfig fields that `run` and `study` both take as options of the same name.
+# The options `run` and `study` share, declared once: name -> (annotation, default).
+SHARED = {
+    "threshold": (ThresholdOption, SHOT_THRESHOLD),
+    "shot_frames": (ShotFramesOption, SHOT_FRAMES),
+    "min_tail": (MinTailOption, None),
+    "image_frames": (ImageFramesOption, None),
+    "batch_size": (BatchSizeOption, 16),
+    "device": (DeviceOption, "auto"),
+    "amp": (AmpOption, True),
+    "video_timeout": (VideoTimeoutOption, None),
+    "strict_decode": (StrictDecodeOption, False),
+    "wait": (WaitOption, False),
+    "logits": (LogitsOption, False),
+    "weights": (WeightsOption, None),
+    "cache_dir": (CacheDirOption, None),
+    "shard": (ShardOption, None),
+    "merge": (MergeOption, True),
+    "allow_failures": (AllowFailuresOption, False),
+    "quiet": (QuietOption, False),
+}
+# The shared options that are ExtractConfig fields of the same name.
 CONFIG_OPTIONS = (
     "threshold",
     "shot_frames",
@@ -108,15 +128,27 @@ CONFIG_OPTIONS = (
 )
 
 
-def _extract_config(options: dict, **cutting):
-    """The ExtractConfig of a command's options (its `locals()`): the CONFIG_OPTIONS, and the
-    `cutting` fields the command takes as single values (`run`; `study` takes lists)."""
+def _extract_config(shared: dict, **cutting):
+    """The ExtractConfig of a command's shared options (CONFIG_OPTIONS) and the `cutting` fields
+    it takes as single values (`run`; `study` takes lists)."""
     from extract.config import ExtractConfig
 
-    return ExtractConfig(**{name: options[name] for name in CONFIG_OPTIONS}, **cutting)
+    return ExtractConfig(**{name: shared[name] for name in CONFIG_OPTIONS}, **cutting)
+
+
+def _run_options(shared: dict) -> dict:
+    """The options of the extraction run itself (`extract.pipeline.extract_targets`'s)."""
+    return {
+        "weights": _weights_option(shared["weights"]),
+        "cache_dir": shared["cache_dir"],
+        "shard": shared["shard"],
+        "merge": shared["merge"],
+        "progress": not shared["quiet"],
+    }
 
 
 @app.command()
+@shared_options(SHARED, SHARED)
 def run(
     manifest: ManifestOption,
     backbone: BackboneOption,
@@ -124,23 +156,7 @@ def run(
     segmentation: str = typer.Option(SEGMENTATION, help="Shots: transnetv2 or fixed."),
     frames_per_clip: int = typer.Option(FRAMES_PER_CLIP, help="Frames per clip."),
     clip_fps: float = typer.Option(CLIP_FPS, help="Frame rate clips are sampled at."),
-    threshold: ThresholdOption = SHOT_THRESHOLD,
-    shot_frames: ShotFramesOption = SHOT_FRAMES,
-    min_tail: MinTailOption = None,
-    image_frames: ImageFramesOption = None,
-    batch_size: BatchSizeOption = 16,
-    device: DeviceOption = "auto",
-    amp: AmpOption = True,
-    video_timeout: VideoTimeoutOption = None,
-    strict_decode: StrictDecodeOption = False,
-    wait: WaitOption = False,
-    logits: LogitsOption = False,
-    weights: WeightsOption = None,
-    cache_dir: CacheDirOption = None,
-    shard: ShardOption = None,
-    merge: MergeOption = True,
-    allow_failures: AllowFailuresOption = False,
-    quiet: QuietOption = False,
+    shared: dict = None,
     sample: str = typer.Option(
         None,
         help=(
@@ -156,27 +172,20 @@ def run(
 
     size = None if sample is None else parse_sample_size(sample)
     config = _extract_config(
-        locals(),
-        segmentation=segmentation,
-        frames_per_clip=frames_per_clip,
-        clip_fps=clip_fps,
+        shared, segmentation=segmentation, frames_per_clip=frames_per_clip, clip_fps=clip_fps
     )
     result = run_extraction(
         manifest,
         backbone,
         out,
         config,
-        weights=_weights_option(weights),
-        cache_dir=cache_dir,
-        shard=shard,
-        merge=merge,
-        progress=not quiet,
+        **_run_options(shared),
         sample=size,
         sample_seed=sample_seed,
     )
     for name, path in {**result.files, **result.merged}.items():
         print(f"{name}\t{path}")
-    return _exit_code(result, allow_failures)
+    return _exit_code(result, shared["allow_failures"])
 
 
 def _exit_code(result, allow_failures: bool) -> int:
@@ -192,6 +201,7 @@ def _exit_code(result, allow_failures: bool) -> int:
 
 
 @app.command()
+@shared_options(SHARED, SHARED)
 def study(
     manifest: ManifestOption,
     backbone: BackboneOption,
@@ -211,23 +221,7 @@ def study(
     reuse: list[Path] = typer.Option(
         None, help="Folder of finished feature files to use when they match (repeatable)."
     ),
-    threshold: ThresholdOption = SHOT_THRESHOLD,
-    shot_frames: ShotFramesOption = SHOT_FRAMES,
-    min_tail: MinTailOption = None,
-    image_frames: ImageFramesOption = None,
-    batch_size: BatchSizeOption = 16,
-    device: DeviceOption = "auto",
-    amp: AmpOption = True,
-    video_timeout: VideoTimeoutOption = None,
-    strict_decode: StrictDecodeOption = False,
-    wait: WaitOption = False,
-    logits: LogitsOption = False,
-    weights: WeightsOption = None,
-    cache_dir: CacheDirOption = None,
-    shard: ShardOption = None,
-    merge: MergeOption = True,
-    allow_failures: AllowFailuresOption = False,
-    quiet: QuietOption = False,
+    shared: dict = None,
 ) -> int:
     """Extract every extraction variant of a study (one decode per video) for `probe study`."""
     from extract.study import extract_study
@@ -244,20 +238,16 @@ def study(
         out,
         axes,
         design=design,
-        config=_extract_config(locals()),
+        config=_extract_config(shared),
         reuse=reuse or (),
-        weights=_weights_option(weights),
-        cache_dir=cache_dir,
-        shard=shard,
-        merge=merge,
-        progress=not quiet,
+        **_run_options(shared),
     )
     for extraction in made.plan.extractions:
         for name, path in extraction["files"].items():
             print(f"{extraction['name']}/{name}\t{path}")
     if not made.result.interrupted:
         print(made.path)
-    return _exit_code(made.result, allow_failures)
+    return _exit_code(made.result, shared["allow_failures"])
 
 
 def _weights_option(values: list[str] | None):
@@ -314,9 +304,10 @@ def backbones(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> int:
     """List every registered backbone: kind, pretrain, dims, cost, weights present here."""
-    from extract.backbones import FAMILIES, describe_backbones
+    from extract.backbones.listing import list_backbones  # no torch: a written-down listing
 
-    rows = [r for r in describe_backbones(cache_dir) if r["weights_present"] or not present]
+    listing = list_backbones(cache_dir)
+    rows = [r for r in listing.rows if r["weights_present"] or not present]
     if names:
         print(",".join(r["name"] for r in rows))
         return 0
@@ -334,7 +325,8 @@ def backbones(
             f"{r['feature_dim']:>5} {r['params']:>6.1f}M {r['gflops_per_clip']:>11.1f} "
             f"{frames:>9}  {present_here}"
         )
-    print("\nfamilies: " + "; ".join(f"{k} = {' + '.join(v)}" for k, v in FAMILIES.items()))
+    families = listing.families.items()
+    print("\nfamilies: " + "; ".join(f"{k} = {' + '.join(v)}" for k, v in families))
     print(
         "GFLOPs: FlopCounterMode FLOPs (2 per multiply-add) / 1e9 for one "
         f"{FRAMES_PER_CLIP}-frame clip."

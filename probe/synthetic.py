@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vtl.features import FeatureMeta, FeatureWriter, VideoFeatures
+from vtl.features import FeatureMeta, FeatureWriter, consecutive_clips
 
 FRAMES_PER_CLIP = 24
+CLIP_FPS = 24.0
 
 
 def synthetic_dataset(
@@ -64,17 +65,11 @@ def write_synthetic_features(
     rng = np.random.default_rng([dataset_seed, backbone_seed, feature_dim])
     directions = rng.standard_normal((n_labels, feature_dim)).astype(np.float32)
     directions *= signal * np.sqrt(feature_dim) / np.linalg.norm(directions, axis=1, keepdims=True)
-    meta = FeatureMeta(
+    meta = synthetic_meta(
+        feature_dim,
         backbone=backbone,
-        family="synthetic",
-        pretrain="none",
         kind=kind,
-        feature_dim=feature_dim,
-        frames_per_clip=FRAMES_PER_CLIP,
-        clip_fps=24.0,
-        input_size=0,
         weights={"name": f"synthetic-{backbone_seed}", "sha256": "0" * 64},
-        shot_detector="none",
         config={"synthetic": {"dataset_seed": dataset_seed, "backbone_seed": backbone_seed}},
     )
     names = [f"label{j}" for j in range(n_labels)]
@@ -84,18 +79,25 @@ def write_synthetic_features(
             x = rng.standard_normal((c, feature_dim), dtype=np.float32)
             for j in np.flatnonzero(data["labels"][i]):
                 x += (rng.random(c) < 0.5)[:, None] * directions[j]
-            starts = np.arange(c, dtype=np.int64) * FRAMES_PER_CLIP
-            writer.add(
-                VideoFeatures(
-                    video_id=vid,
-                    n_frames=c * FRAMES_PER_CLIP,
-                    fps=24.0,
-                    features=x,
-                    frames=np.stack([starts, starts + FRAMES_PER_CLIP - 1], axis=1),
-                    shot=np.zeros(c, np.int32),
-                    shots=np.array([[0, c * FRAMES_PER_CLIP - 1]], np.int64),
-                    labels=data["labels"][i],
-                    splits=data["splits"][i],
-                )
-            )
+            labels, splits = data["labels"][i], data["splits"][i]
+            writer.add(consecutive_clips(vid, x, labels, splits, FRAMES_PER_CLIP, CLIP_FPS))
     return Path(path)
+
+
+def synthetic_meta(feature_dim: int = 8, **changes) -> FeatureMeta:
+    """The root attributes of a synthetic feature file (no real backbone, weights or shot
+    detector); `changes` replace any of them (FeatureMeta's fields). Tests that write small
+    feature files of their own take their metadata from here."""
+    values = {
+        "backbone": "synthetic",
+        "family": "synthetic",
+        "pretrain": "none",
+        "kind": "image",
+        "feature_dim": feature_dim,
+        "frames_per_clip": FRAMES_PER_CLIP,
+        "clip_fps": CLIP_FPS,
+        "input_size": 0,
+        "weights": {"name": "synthetic-0", "sha256": "0" * 64},
+        "shot_detector": "none",
+    }
+    return FeatureMeta(**{**values, **changes})

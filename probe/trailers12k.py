@@ -28,7 +28,8 @@ import numpy as np
 import zarr
 
 from vtl.errors import UserError
-from vtl.features import FeatureMeta, FeatureWriter, VideoFeatures, write_failures
+from vtl.features import FeatureMeta, FeatureWriter, consecutive_clips, write_failures
+from vtl.manifest import SPLIT_CODES, row_cells
 from vtl.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ FRAMES_PER_CLIP = 24  # the reference's clips: 24 frames sampled at 24 fps ("fps
 CLIP_FPS = 24.0
 SHOT_DETECTOR = "reference (imported)"
 _SPLIT_COLUMN = re.compile(r"^split(\d+)$")
-_SPLIT_CODES = {"0": 0, "1": 1, "2": 2, "train": 0, "val": 1, "test": 2}
 # zarr 3 raises BaseZarrError subclasses; zarr 2 raised ValueError/KeyError subclasses.
 _ZARR_ERRORS = (OSError, ValueError, KeyError, getattr(zarr.errors, "BaseZarrError", ValueError))
 
@@ -100,18 +100,8 @@ def read_mtgc(path: str | Path) -> MtgcTable:
     first_line: dict[str, int] = {}
     for v, (line, row) in enumerate(rows[1:]):
         where = f"{path}, row {line}"
-        if len(row) != len(header):
-            raise UserError(f"{where}: {len(row)} fields but the header has {len(header)}")
-        cells = [cell.strip() for cell in row]
-        mid = cells[index["mid"]]
-        if not mid:
-            raise UserError(f"{where}, column mid: empty trailer id")
-        if mid in first_line:
-            raise UserError(
-                f"{where}, column mid: duplicate id {mid!r} (first on row {first_line[mid]})"
-            )
-        first_line[mid] = line
-        mids.append(mid)
+        cells = row_cells(path, line, row, header, "mid", first_line, UserError)
+        mids.append(cells[index["mid"]])
         for j, name in enumerate(label_names):
             value = cells[index[name]]
             if value not in ("0", "1"):
@@ -119,12 +109,12 @@ def read_mtgc(path: str | Path) -> MtgcTable:
             labels[v, j] = int(value)
         for k, name in enumerate(split_columns):
             value = cells[index[name]]
-            if value.lower() not in _SPLIT_CODES:
+            if value.lower() not in SPLIT_CODES:
                 raise UserError(
                     f"{where}, column {name}: split code {value!r} is not 0 (train), "
                     "1 (val) or 2 (test)"
                 )
-            splits[v, k] = _SPLIT_CODES[value.lower()]
+            splits[v, k] = SPLIT_CODES[value.lower()]
     return MtgcTable(path, mids, label_names, labels, splits)
 
 
@@ -187,13 +177,7 @@ def import_trailers12k(
         UserError: bad arguments, a bad CSV (naming file, row and column), a path that is not
             a zarr store, or no trailer usable at all.
     """
-    if kind not in ("image", "video"):
-        raise UserError(f"kind must be 'image' or 'video', got {kind!r}")
-    for name, value in (("backbone", backbone), ("pretrain", pretrain)):
-        if not isinstance(value, str) or not value.strip():
-            raise UserError(f"{name} must be a non-empty string, got {value!r}")
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 0:
-        raise UserError(f"input_size must be an integer >= 0, got {input_size!r}")
+    described = _described_backbone(backbone, pretrain, kind, family, input_size)
     features, out = Path(features), Path(out)
     table = read_mtgc(labels_csv)
     group = open_zarr_group(features)
@@ -213,14 +197,10 @@ def import_trailers12k(
     failures: list[dict] = []
     present = set(store_keys)
     meta = FeatureMeta(
-        backbone=backbone,
-        family=family or backbone,
-        pretrain=pretrain,
-        kind=kind,
+        **described,
         feature_dim=dim,
         frames_per_clip=FRAMES_PER_CLIP,
         clip_fps=CLIP_FPS,
-        input_size=input_size,
         weights={"name": features.name, "sha256": ""},
         shot_detector=SHOT_DETECTOR,
     )
@@ -239,7 +219,8 @@ def import_trailers12k(
                 if reason:
                     failures.append(_failure(features, mid, reason))
                     continue
-                writer.add(_video(mid, array, table.labels[v], table.splits[v]))
+                labels, splits = table.labels[v], table.splits[v]
+                writer.add(consecutive_clips(mid, array, labels, splits, FRAMES_PER_CLIP, CLIP_FPS))
                 written += 1
         if written == 0:
             raise UserError(
@@ -285,6 +266,27 @@ def import_trailers12k(
     return path
 
 
+def _described_backbone(
+    backbone: str, pretrain: str, kind: str, family: str | None, input_size: int
+) -> dict:
+    """The file's attributes that describe the store's backbone, as the caller gives them
+    (checked here: the store itself records none of them)."""
+    if kind not in ("image", "video"):
+        raise UserError(f"kind must be 'image' or 'video', got {kind!r}")
+    for name, value in (("backbone", backbone), ("pretrain", pretrain)):
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(f"{name} must be a non-empty string, got {value!r}")
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 0:
+        raise UserError(f"input_size must be an integer >= 0, got {input_size!r}")
+    return {
+        "backbone": backbone,
+        "family": family or backbone,
+        "pretrain": pretrain,
+        "kind": kind,
+        "input_size": input_size,
+    }
+
+
 def _feature_dim(group, mids: list[str], store_keys: list[str], where: Path) -> int:
     """Feature width: the store's `num_features` attribute (the reference sets it) when some
     trailer has it, else the most common width among the CSV's trailers (metadata only)."""
@@ -322,24 +324,6 @@ def _unusable(array: np.ndarray, dim: int) -> str:
     if not finite:
         return "non-finite features (or values beyond the float16 range)"
     return ""
-
-
-def _video(mid: str, array: np.ndarray, labels: np.ndarray, splits: np.ndarray) -> VideoFeatures:
-    """One trailer with synthetic frames: consecutive 24-frame clips forming a single shot."""
-    n = len(array)
-    starts = np.arange(n, dtype=np.int64) * FRAMES_PER_CLIP
-    n_frames = n * FRAMES_PER_CLIP
-    return VideoFeatures(
-        video_id=mid,
-        n_frames=n_frames,
-        fps=CLIP_FPS,
-        features=array,
-        frames=np.stack([starts, starts + FRAMES_PER_CLIP - 1], axis=1),
-        shot=np.zeros(n, np.int32),
-        shots=np.array([[0, n_frames - 1]], np.int64),
-        labels=labels,
-        splits=splits,
-    )
 
 
 def _array_digest(key: str, array: np.ndarray) -> bytes:

@@ -67,6 +67,58 @@ def _diverged(which: str, value: float, epoch: int, desc: str, where: str, confi
     )
 
 
+class EpochLog:
+    """A training run's history, epoch by epoch (losses and seconds), with the reference's early
+    stopping on the validation loss: an epoch improves only on a strictly lower loss (as
+    Lightning's ModelCheckpoint/EarlyStopping in mode "min"), its weights are kept, training
+    stops after `patience` epochs without improvement, and `finish` restores the best weights.
+
+    Per epoch: `start()`, train, `trained()`, validate, then `end(...)`.
+    """
+
+    def __init__(self, patience: int, cpu_seconds: bool = False):
+        self.patience = patience
+        self.cpu_seconds = cpu_seconds
+        self.history = {"train_loss": [], "val_loss": [], "train_seconds": []}
+        if cpu_seconds:  # process CPU time: the cost on a machine shared with others
+            self.history["train_cpu_seconds"] = []
+        self.history["val_seconds"] = []
+        self.best_loss, self.best_state, self.best_epoch, self.waited = math.inf, None, -1, 0
+        self._started = self._trained = (0.0, 0.0)
+
+    def start(self) -> None:
+        """An epoch's training begins."""
+        self._started = (time.perf_counter(), time.process_time())
+
+    def trained(self) -> None:
+        """An epoch's training ends (its validation begins)."""
+        self._trained = (time.perf_counter(), time.process_time())
+
+    def end(self, model: nn.Module, epoch: int, train_loss: float, val_loss: float) -> bool:
+        """Record an epoch (keeping `model`'s weights when it improves); True: stop training."""
+        history = self.history
+        history["train_loss"].append(train_loss)
+        history["val_loss"].append(val_loss)
+        history["train_seconds"].append(self._trained[0] - self._started[0])
+        if self.cpu_seconds:
+            history["train_cpu_seconds"].append(self._trained[1] - self._started[1])
+        history["val_seconds"].append(time.perf_counter() - self._trained[0])
+        if val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.waited = val_loss, epoch, 0
+            self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def finish(self, model: nn.Module, epochs_run: int) -> dict:
+        """Restore the best epoch's weights into `model`; the history with the best epoch."""
+        model.load_state_dict(self.best_state)
+        self.history.update(
+            best_epoch=self.best_epoch, best_val_loss=self.best_loss, epochs_run=epochs_run
+        )
+        return self.history
+
+
 def fit(
     model: nn.Module,
     store: ClipStore,
@@ -101,17 +153,10 @@ def fit(
     val_windows = sliding_windows(subsets["val"], counts, width)
     val_targets = targets[val_windows.video].to(device)
 
-    best_loss, best_state, best_epoch, waited = math.inf, None, -1, 0
-    history = {
-        "train_loss": [],
-        "val_loss": [],
-        "train_seconds": [],
-        "train_cpu_seconds": [],  # process CPU time: the cost on a machine shared with others
-        "val_seconds": [],
-    }
+    epochs = EpochLog(config.patience, cpu_seconds=True)
     with progress_bar(config.epochs, desc, "epoch", not progress) as bar:
         for epoch in range(config.epochs):
-            started, started_cpu = time.perf_counter(), time.process_time()
+            epochs.start()
             model.train()
             order = train[torch.randperm(len(train), generator=generator).numpy()]
             total, seen = 0.0, 0
@@ -129,30 +174,18 @@ def fit(
                 optimizer.step()
                 total += value * len(videos)
                 seen += len(videos)
-            trained, trained_cpu = time.perf_counter(), time.process_time()
+            epochs.trained()
             logits = window_logits(model, store, val_windows, width, config.mask_padding, device)
             val_loss = float(loss_fn(logits.to(device), val_targets))
             if not math.isfinite(val_loss):
                 raise TrainingError(_diverged("validation", val_loss, epoch, desc, where, config))
             scheduler.step(val_loss)
-            history["train_loss"].append(total / seen)
-            history["val_loss"].append(val_loss)
-            history["train_seconds"].append(trained - started)
-            history["train_cpu_seconds"].append(trained_cpu - started_cpu)
-            history["val_seconds"].append(time.perf_counter() - trained)
+            stop = epochs.end(model, epoch, total / seen, val_loss)
             bar.update(1)
             bar.set_postfix(loss=f"{total / seen:.4f}", val=f"{val_loss:.4f}")
-            # Strict improvement, as Lightning's ModelCheckpoint/EarlyStopping in mode "min".
-            if val_loss < best_loss:
-                best_loss, best_epoch, waited = val_loss, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                waited += 1
-                if waited >= config.patience:
-                    break
-    model.load_state_dict(best_state)
-    history.update(best_epoch=best_epoch, best_val_loss=best_loss, epochs_run=epoch + 1)
-    return history
+            if stop:
+                break
+    return epochs.finish(model, epoch + 1)
 
 
 def train_probe(

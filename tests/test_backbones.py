@@ -10,6 +10,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +33,7 @@ from extract.backbones import (
     get_spec,
     sample_frame_indices,
 )
+from extract.backbones.listing import LISTING_FILE, list_backbones, read_listing, static_rows
 from extract.backbones.registry import class_names
 from vtl.errors import UserError
 
@@ -316,3 +321,158 @@ def test_describe_backbones_lists_every_entry(tmp_path: Path):
     assert rows["resnet18"]["params"] == pytest.approx(11.69, abs=0.01)
     # Image backbones count all 24 frames: resnet18 is 1.82 G multiply-adds per 224 frame.
     assert rows["resnet18"]["gflops_per_clip"] == pytest.approx(24 * 2 * 1.814, rel=0.01)
+
+
+# --- the listing `extract backbones` reads (no torch) -------------------------------------------
+
+REGENERATE = "run `python -m extract.backbones --write-costs` and commit listing.json"
+MODEL_LIBRARIES = ("torch", "torchvision", "timm", "pytorchvideo", "transformers")
+
+
+def _touch(path: Path, text: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _place_weights(torch_checkpoints: Path, hub_cache: Path) -> None:
+    """A few checkpoints where the live lookups find them, and a few that they must not count:
+    torch hub files, a timm repository cached by huggingface_hub (refs/main -> a commit's
+    snapshot) and hub repositories laid out by hand (snapshots/main)."""
+    for name in ("resnet18", "x3d_xs"):
+        _touch(torch_checkpoints / get_spec(name).weights.filename)
+
+    def repo(name: str) -> Path:
+        repo_id = get_spec(name).weights.hub.repo_id
+        return hub_cache / ("models--" + repo_id.replace("/", "--"))
+
+    # timm: the second of the files timm tries, in the commit refs/main names.
+    _touch(repo("clip_vit_b16") / "refs" / "main", "0123abcd\n")
+    _touch(repo("clip_vit_b16") / "snapshots" / "0123abcd" / "pytorch_model.bin")
+    # timm: refs/main names a snapshot that is not there.
+    _touch(repo("dinov2_vit_b14") / "refs" / "main", "feedbeef")
+    # transformers, by hand: sharded weights with every shard, and the configuration.
+    index = json.dumps({"weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}})
+    snapshot = repo("videomae_b") / "snapshots" / "main"
+    _touch(snapshot / "model.safetensors.index.json", index)
+    for file in ("model-1.safetensors", "model-2.safetensors", "config.json"):
+        _touch(snapshot / file)
+    # transformers: a shard missing; weights without their config.json.
+    snapshot = repo("timesformer_b_k400") / "snapshots" / "main"
+    _touch(snapshot / "model.safetensors.index.json", index)
+    _touch(snapshot / "model-1.safetensors")
+    _touch(snapshot / "config.json")
+    _touch(repo("vivit_b_k400") / "snapshots" / "main" / "model.safetensors")
+
+
+def _weights_env(monkeypatch, tmp_path: Path) -> tuple[Path, Path]:
+    """A private torch home and Hugging Face home holding `_place_weights`' files; returns the
+    torch hub checkpoints folder and the hub cache."""
+    for variable in ("VTL_WEIGHTS_DIR", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    checkpoints, hub_cache = tmp_path / "torch" / "hub" / "checkpoints", tmp_path / "hf" / "hub"
+    _place_weights(checkpoints, hub_cache)
+    return checkpoints, hub_cache
+
+
+def _presence(rows: list[dict]) -> dict[str, bool]:
+    return {row["name"]: row["weights_present"] for row in rows}
+
+
+def test_listing_is_current_and_equals_the_live_rows(monkeypatch, tmp_path: Path):
+    listing = read_listing()
+    assert listing is not None, f"{LISTING_FILE} is missing or stale: {REGENERATE}"
+    assert listing["families"] == {name: list(v) for name, v in FAMILIES.items()}, REGENERATE
+
+    # $TORCH_HOME and $HF_HOME: some weights present, some missing.
+    checkpoints, hub_cache = _weights_env(monkeypatch, tmp_path)
+    live = describe_backbones()
+    assert static_rows(listing) == live, REGENERATE
+    present = _presence(live)
+    assert present["resnet18"] and present["x3d_xs"] and present["efficientnet_lite0"]
+    assert present["clip_vit_b16"] and present["videomae_b"]
+    assert not present["resnet50"] and not present["dinov2_vit_b14"]
+    assert not present["timesformer_b_k400"] and not present["vivit_b_k400"]
+    rows = {row["name"]: row for row in live}
+    assert rows["clip_vit_b16"]["weights_file"].endswith("0123abcd/pytorch_model.bin")
+    assert rows["resnet50"]["weights_file"].startswith(str(checkpoints))
+    assert rows["dinov2_vit_b14"]["weights_file"].startswith(str(hub_cache))
+    assert static_rows(listing, clip_frames=16) == describe_backbones(clip_frames=16)
+
+    # --cache-dir over $VTL_WEIGHTS_DIR over $TORCH_HOME; $HF_HUB_CACHE over $HF_HOME.
+    monkeypatch.setenv("VTL_WEIGHTS_DIR", str(tmp_path / "vtl"))
+    _touch(tmp_path / "vtl" / get_spec("swin3d_t").weights.filename)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
+    live = describe_backbones()
+    assert static_rows(listing) == live
+    assert [name for name, here in _presence(live).items() if here] == [
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+        "swin3d_t",
+    ]
+    cache_dir = tmp_path / "given"
+    _touch(cache_dir / get_spec("s3d").weights.filename)
+    live = describe_backbones(cache_dir)
+    assert static_rows(listing, cache_dir) == live
+    assert _presence(live)["s3d"] and not _presence(live)["swin3d_t"]
+
+
+def test_a_stale_or_missing_listing_falls_back_to_the_live_rows(tmp_path: Path):
+    live = describe_backbones(tmp_path)
+    listing = json.loads(LISTING_FILE.read_text())
+    for entry in listing["backbones"]:
+        entry["params"] = 0  # what a stale file could say
+    for key, value in (("registry_sources", "0" * 64), ("versions", {"torch": "0.1"})):
+        stale = tmp_path / f"stale-{key}.json"
+        stale.write_text(json.dumps({**listing, key: value}))
+        assert read_listing(stale) is None
+        result = list_backbones(tmp_path, path=stale)
+        assert result.rows == live and result.families == FAMILIES
+    assert read_listing(tmp_path / "none.json") is None
+    assert list_backbones(tmp_path, path=tmp_path / "none.json").rows == live
+
+
+def _extract_backbones(args: list[str]) -> tuple[str, list[str]]:
+    """`extract backbones ARGS` in a fresh interpreter: (stdout, the model libraries that
+    process imported)."""
+    code = (
+        "import json, sys\n"
+        "from extract.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        f"    print(json.dumps([m for m in {MODEL_LIBRARIES!r} if m in sys.modules]), "
+        "file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "backbones", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, json.loads(done.stderr.strip().splitlines()[-1])
+
+
+def test_extract_backbones_lists_the_zoo_without_importing_torch(monkeypatch, tmp_path: Path):
+    _weights_env(monkeypatch, tmp_path)
+    out, imported = _extract_backbones(["--json"])
+    assert imported == []
+    rows = json.loads(out)
+    assert len(rows) >= 24
+    assert rows == describe_backbones()  # same environment, live in this process
+
+    out, imported = _extract_backbones(["--present", "--names"])
+    assert imported == []
+    present = [row["name"] for row in rows if row["weights_present"]]
+    assert out.strip() == ",".join(present) and "clip_vit_b16" in present
+
+    out, imported = _extract_backbones([])
+    assert imported == []
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["name", "family", "kind"]
+    assert [line.split()[0] for line in lines[1 : len(rows) + 1]] == [r["name"] for r in rows]
+    assert "swin = swin_t + swin3d_t" in out

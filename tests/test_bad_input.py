@@ -683,6 +683,7 @@ def test_non_finite_embeddings_fail_their_videos(demo_manifest, tmp_path):
     assert all("non-finite embedding values" in f["reason"] for f in result.failures)
 
 
+@pytest.mark.slow  # keeps `make test` under its 15 minutes; `make test-all` runs it
 def test_embeddings_beyond_float16_fail_their_videos(demo_manifest, tmp_path):
     from extract.backbones import build_model, get_spec
     from extract.pipeline import ExtractConfig, run_extraction
@@ -701,3 +702,21 @@ def test_embeddings_beyond_float16_fail_their_videos(demo_manifest, tmp_path):
     )
     assert len(result.failures) == 3
     assert all("beyond float16's range" in f["reason"] for f in result.failures)
+
+
+# --- a command line click cannot parse --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (("extract", "run"), "Missing option '--manifest'"),
+        (("extract", "run", "--no-such-option"), "No such option: --no-such-option"),
+        (("probe", "matrix", "--no-such-option"), "No such option: --no-such-option"),
+    ],
+)
+def test_a_bad_command_line_is_a_usage_error_not_a_crash(args, says):
+    run = cli(*args, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert says in run.stderr and "failed unexpectedly" not in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr

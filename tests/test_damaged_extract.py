@@ -9,11 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
-from extract.encode import write_video
+from tests.test_decoder import damaged_video
 from vtl.features import FeatureFile, verify_features
 from vtl.manifest import read_manifest, write_manifest
 
@@ -23,26 +22,13 @@ FAST = ["-b", "efficientnet_lite0", "--segmentation", "fixed", "--shot-frames", 
 OUT_NAME = Path("efficientnet") / "efficientnet_lite0.h5"
 
 
-def cut_video(folder: Path) -> Path:
-    """60 frames of H.264 whose index promises 60 and whose data holds 59 (the last sample cut
-    off, as an unfinished download leaves it)."""
-    clean = folder / "clean.mp4"
-    frames = (np.full((48, 64, 3), (4 * i, 100, 200 - 3 * i), np.uint8) for i in range(60))
-    write_video(clean, frames, 24, container_options={"movflags": "faststart"})
-    with av.open(str(clean)) as container:
-        last = max(p.pos for p in container.demux(video=0) if p.size)
-    path = folder / "cut.mp4"
-    path.write_bytes(clean.read_bytes()[:last])
-    return path
-
-
 @pytest.fixture(scope="module")
 def manifest(demo_manifest, tmp_path_factory) -> Path:
     """Three demo videos and the cut one (third in manifest order)."""
     folder = tmp_path_factory.mktemp("damaged_extract")
     m = read_manifest(demo_manifest)
     ids = [*m.video_ids[:2], "cut", m.video_ids[2]]
-    paths = [str(m.paths[0]), str(m.paths[1]), str(cut_video(folder)), str(m.paths[2])]
+    paths = [str(m.paths[0]), str(m.paths[1]), str(damaged_video(folder)), str(m.paths[2])]
     labels = np.eye(4, len(m.label_names), dtype=np.uint8)
     splits = np.array([[0], [1], [2], [0]], np.uint8)
     return write_manifest(folder / "m.csv", ids, paths, m.label_names, labels, splits)

@@ -64,7 +64,8 @@ def test_missing_and_too_short_videos_fail_without_stopping(videos, tmp_path):
 
 
 def damaged_video(folder: Path) -> Path:
-    """A 60-frame H.264 MP4 whose index promises 60 frames and whose data holds 59."""
+    """`cut.mp4` in `folder`: 60 frames of H.264 whose index promises 60 and whose data holds 59
+    (the last sample cut off, as an unfinished download leaves it)."""
     import av
     import numpy as np
 

@@ -101,6 +101,7 @@ def test_shots_show_their_recorded_footage(demo: Path) -> None:
                 assert nearest.split("[")[0] == row["source"].split("[")[0], (video_id, row)
 
 
+@pytest.mark.slow  # keeps `make test` under its 15 minutes; `make test-all` runs it
 def test_same_seed_same_bytes_other_seed_other_collection(demo: Path, tmp_path: Path) -> None:
     make_demo_data(tmp_path / "again", n_videos=N, seed=0, progress=False)
     assert _digests(tmp_path / "again") == _digests(demo)

@@ -7,27 +7,20 @@ import h5py
 import numpy as np
 import pytest
 
+from probe.synthetic import synthetic_meta
 from vtl.errors import FeatureFileError
-from vtl.features import FeatureFile, FeatureMeta, FeatureWriter, VideoFeatures, verify_features
+from vtl.features import FeatureFile, FeatureWriter, VideoFeatures, verify_features
 
 
-def meta(dim=8, **changes):
-    values = dict(
+def meta():
+    """8-d features of a named backbone, with weights and a failure to read back."""
+    return synthetic_meta(
+        8,
         backbone="efficientnet_lite0",
-        family="efficientnet",
-        pretrain="in1k",
-        kind="image",
-        feature_dim=dim,
-        frames_per_clip=24,
-        clip_fps=24.0,
-        input_size=224,
         weights={"name": "w.pth", "sha256": "ab" * 32},
-        shot_detector="fixed-48",
         config={"frames_per_clip": 24},
         failures=[{"video_id": "x", "path": "/x.mp4", "reason": "empty"}],
     )
-    values.update(changes)
-    return FeatureMeta(**values)
 
 
 def video(video_id, n_clips, dim=8, seed=0):

@@ -139,6 +139,7 @@ def test_a_killed_holder_is_taken_over_and_the_run_resumes(
     assert not lock_path(work_folder(out)).exists()
 
 
+@pytest.mark.slow  # keeps `make test` under its 15 minutes; `make test-all` runs it
 def test_probe_matrix_holds_its_report_folder(lite0_features, tmp_path):
     report = tmp_path / "reports" / "lite0"
     options = "--models linear --splits 0 --scores none --quiet".split()

@@ -152,18 +152,19 @@ def test_bad_input_is_one_line_naming_the_file(good, tmp_path, probe_cli):
             train_probe(paths, TrainConfig(model="linear", epochs=1, threads=1), progress=False)
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--split", "5"], "split 5 does not exist"),
-        (["--model", "resnet"], "--model 'resnet': choose one of divita"),
-        (["--fusion", "mean"], "--fusion 'mean'"),
-        (["--epochs", "0"], "--epochs must be at least 1"),
-        (["--splits", "x,y"], "--splits 'x,y'"),
-    ],
-)
-def test_bad_options_are_one_line(good, tmp_path, probe_cli, args, message):
-    code, _, stderr = probe_cli(["train", "--features", good[0], "--out", tmp_path, *QUICK, *args])
+BAD_OPTIONS = {  # `probe train` option -> its error
+    "--split 5": "split 5 does not exist",
+    "--model resnet": "--model 'resnet': choose one of divita",
+    "--fusion mean": "--fusion 'mean'",
+    "--epochs 0": "--epochs must be at least 1",
+    "--splits x,y": "--splits 'x,y'",
+}
+
+
+@pytest.mark.parametrize("option, message", BAD_OPTIONS.items())
+def test_bad_options_are_one_line(good, tmp_path, probe_cli, option, message):
+    args = ["train", "--features", good[0], "--out", tmp_path, *QUICK, *option.split()]
+    code, _, stderr = probe_cli(args)
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
 
 

@@ -20,6 +20,7 @@ from probe.recommend import (
     Recommendation,
     average_rank,
     bootstrap,
+    cv_folds,
     guarded_features,
     informative_labels,
     read_sample,
@@ -144,6 +145,44 @@ def test_bootstrap_is_reproducible_and_checks_shapes():
         bootstrap([bad], y)
     with pytest.raises(ValueError, match="no quick-probe runs"):
         bootstrap([], y)
+
+
+def test_bootstrap_is_paired_across_candidates():
+    # "b" is "a" with one video's positive labels scored below every other pair: on each
+    # resample b can only lose μAP to a (it loses whenever that video is drawn), which an
+    # unpaired bootstrap, drawing other videos for each candidate, would not show.
+    y, _, rng = sample()
+    a = y + rng.normal(size=y.shape)
+    b = a.copy()
+    worst = int(np.flatnonzero(y.any(axis=1))[0])
+    b[worst, y[worst] == 1] = a.min() - 1
+    every = np.arange(len(y))
+    result = bootstrap([ProbeRun("a", 0, 0, every, a), ProbeRun("b", 0, 0, every, b)], y, 400)
+    # (Up to rounding: a resample without the video sums the same areas in another order.)
+    assert (result.resampled[:, 0] >= result.resampled[:, 1] - 1e-12).all()
+    assert result.regret[0] == pytest.approx(0, abs=1e-12) and result.regret[1] > 1e-3
+    # Without the video the two tie (either wins); it is drawn in 1 - (1 - 1/n)^n of them.
+    drawn = 1 - (1 - 1 / len(y)) ** len(y)
+    assert result.p_best[0] == pytest.approx(drawn + (1 - drawn) / 2, abs=0.06)
+
+
+def test_cv_folds_hold_out_every_video_once_per_repeat():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((23, 3)) < 0.5).astype(np.uint8)
+    labels[:, 2] = 0
+    labels[[1, 6, 10, 15, 20], 2] = 1  # a rare label: 5 positives
+    folds = cv_folds(labels, folds=5, repeats=3, seed=7)
+    assert folds.shape == (3, 23)
+    for row in folds:
+        # One fold per video (the row), folds of 5, 5, 5, 4 and 4 videos.
+        assert sorted(np.bincount(row, minlength=5)) == [4, 4, 5, 5, 5]
+        # The rare label's positives are spread, one per fold.
+        assert sorted(row[labels[:, 2] == 1]) == [0, 1, 2, 3, 4]
+    assert len({row.tobytes() for row in folds}) == 3  # the repeats differ
+    np.testing.assert_array_equal(folds, cv_folds(labels, 5, 3, seed=7))
+    assert sorted(cv_folds(labels[:3], folds=5)[0]) == [0, 1, 2]  # at most one fold per video
+    with pytest.raises(ValueError, match="2 folds"):
+        cv_folds(labels, folds=1)
 
 
 def constructed(point, low, high, n=100):

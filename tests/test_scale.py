@@ -146,6 +146,7 @@ def gone(pid: int) -> bool:
     return state == "Z"
 
 
+@pytest.mark.slow  # keeps `make test` under its 15 minutes; `make test-all` runs it
 def test_sigterm_while_decoding_is_stuck_ends_within_30_s(manifest, tmp_path):
     """The decoder stops making progress (SIGSTOP: as stuck as a codec spinning or a read that
     never returns); SIGTERM still ends the run within 30 s, with the resume hint, and takes the

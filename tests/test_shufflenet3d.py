@@ -1,7 +1,8 @@
 """The reference work's 3D ShuffleNets (Efficient-3DCNNs): the architecture against the official
 definition's state_dict keys and shapes (tests/data/shufflenet3d_*.json, dumped from the
 authors' code at the commit named in each file), checkpoints in the authors' own layout loading
-strictly through `--weights`, and the embedding against the authors' preprocessing.
+strictly through `--weights` (written by tests/checkpoints.py), and the embedding against the
+authors' preprocessing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from extract.backbones import FAMILIES, build_model, create_backbone, get_spec
 from extract.backbones.registry import class_names
 from extract.outputs import feature_path
 from extract.weights import WeightsMissingError, load_state_dict
+from tests.checkpoints import write_efficient3d_checkpoint
 
 DATA = Path(__file__).parent / "data"
 
@@ -51,32 +53,6 @@ def _official_keys(filename: str) -> dict[str, list[int]]:
 
 def _shapes(module: nn.Module) -> dict[str, list[int]]:
     return {key: list(value.shape) for key, value in module.state_dict().items()}
-
-
-def _authors_checkpoint(model: nn.Module, path: Path, seed: int) -> dict[str, torch.Tensor]:
-    """Random weights (batch-norm statistics too) saved as Efficient-3DCNNs' main.py saves a
-    checkpoint: the state_dict of an nn.DataParallel model ("module." prefixes) under
-    "state_dict", beside the epoch, architecture, optimizer state and best accuracy."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in model.state_dict().items():
-        if not value.is_floating_point():
-            state[key] = value.clone()
-        elif key.endswith("running_var"):
-            state[key] = 0.5 + torch.rand(value.shape, generator=generator)
-        else:
-            state[key] = 0.1 * torch.randn(value.shape, generator=generator)
-    torch.save(
-        {
-            "epoch": 40,
-            "arch": "shufflenet",
-            "state_dict": {f"module.{key}": value for key, value in state.items()},
-            "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0, 1]}]},
-            "best_prec1": 57.5,
-        },
-        path,
-    )
-    return state
 
 
 def _panning_frames(count: int) -> torch.Tensor:
@@ -126,7 +102,7 @@ def test_authors_checkpoint_loads_strictly_and_embeds_like_their_preprocessing(
     spec = get_spec(name)
     _, build = OFFICIAL[name]
     checkpoint = tmp_path / spec.weights.filename
-    state = _authors_checkpoint(build(), checkpoint, seed=len(name))
+    state = write_efficient3d_checkpoint(build(), checkpoint, seed=len(name))
     assert load_state_dict(spec.weights, checkpoint).keys() == state.keys()  # prefix removed
 
     backbone = create_backbone(name, weights=checkpoint)

@@ -272,19 +272,12 @@ def test_matrix_under_the_sweep_protocol_records_each_cells_pick(features, tmp_p
     }
     assert len(keys) == 4
     # Runs of the reference protocol at the default weight decay keep their keys.
-    assert [name for name, _ in run_task([info], reference, 0, 0).settings] == list(REFERENCE_KEY)
+    assert [name for name, _ in run_task([info], reference, 0, 0).settings] == REFERENCE_KEY
 
 
 # What keys a reference-protocol run (lr, weight decay at their defaults) before the sweep existed.
 REFERENCE_KEY = (
-    "lr",
-    "epochs",
-    "batch_size",
-    "patience",
-    "scheduler_patience",
-    "window",
-    "fusion",
-    "mask_padding",
+    "lr epochs batch_size patience scheduler_patience window fusion mask_padding".split()
 )
 
 

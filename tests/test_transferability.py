@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
+from probe.synthetic import synthetic_meta
 from probe.transferability import (
     hscore,
     knn_score,
@@ -15,7 +16,7 @@ from probe.transferability import (
     video_embeddings,
 )
 from vtl.errors import UserError
-from vtl.features import FeatureFile, FeatureMeta, FeatureWriter, VideoFeatures
+from vtl.features import FeatureFile, FeatureWriter, consecutive_clips
 
 # ------------------------------------------------------------------ LogME
 
@@ -194,18 +195,7 @@ def test_rank_correlation_hand_computed():
 def write_file(path, informative, seed=0, n_videos=40, dim=16, labels=3):
     """A real feature file: videos with 1..5 clips whose features do (or don't) carry labels."""
     rng = np.random.default_rng(seed)
-    meta = FeatureMeta(
-        backbone="toy",
-        family="toy",
-        pretrain="none",
-        kind="video",
-        feature_dim=dim,
-        frames_per_clip=24,
-        clip_fps=24.0,
-        input_size=0,
-        weights={"name": "toy", "sha256": "0" * 64},
-        shot_detector="fixed",
-    )
+    meta = synthetic_meta(dim)
     mixing = rng.normal(size=(labels, dim)) * 2
     y = (rng.random((n_videos, labels)) < 0.4).astype(np.uint8)
     y[0], y[1] = 1, 0  # every label has both values among the train videos
@@ -214,20 +204,8 @@ def write_file(path, informative, seed=0, n_videos=40, dim=16, labels=3):
             clips = 1 + v % 5
             base = y[v] @ mixing if informative else 0.0
             features = base + rng.normal(size=(clips, dim))
-            starts = np.arange(clips) * 24
-            writer.add(
-                VideoFeatures(
-                    video_id=f"v{v:02d}",
-                    n_frames=24 * clips,
-                    fps=24.0,
-                    features=features,
-                    frames=np.stack([starts, starts + 23], 1),
-                    shot=np.zeros(clips, np.int32),
-                    shots=np.array([[0, 24 * clips - 1]]),
-                    labels=y[v],
-                    splits=np.array([0 if v % 4 else (1 + v // 4 % 2), 0]),
-                )
-            )
+            splits = np.array([0 if v % 4 else (1 + v // 4 % 2), 0])
+            writer.add(consecutive_clips(f"v{v:02d}", features, y[v], splits, 24, 24.0))
     return path
 
 

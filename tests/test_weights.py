@@ -15,6 +15,7 @@ import torchvision.models as tvm
 
 from extract.backbones import build_model, create_backbone, get_spec
 from extract.weights import (
+    HASH_REGEX,
     WeightsMismatchError,
     WeightsMissingError,
     default_weights_dir,
@@ -23,6 +24,7 @@ from extract.weights import (
     locate_weights,
     require_weights,
     sha256_file,
+    torch_hub_dir,
     url_source,
 )
 from vtl.errors import UserError
@@ -196,6 +198,20 @@ def test_default_cache_dir_follows_env_then_torch_hub(monkeypatch, tmp_path: Pat
     assert default_weights_dir() == tmp_path
     monkeypatch.delenv("VTL_WEIGHTS_DIR")
     assert default_weights_dir() == Path(torch.hub.get_dir()) / "checkpoints"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"TORCH_HOME": "{tmp}/th"}, {"XDG_CACHE_HOME": "{tmp}/xdg"}, {"TORCH_HOME": "~/th"}],
+)
+def test_torch_hub_dir_is_torchs_own_without_importing_it(monkeypatch, tmp_path: Path, env):
+    # `extract backbones` finds files without torch: its rule must stay torch's.
+    for variable in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value.format(tmp=tmp_path))
+    assert torch_hub_dir() == Path(torch.hub.get_dir())
+    assert HASH_REGEX.pattern == torch.hub.HASH_REGEX.pattern
 
 
 def test_sha256_file_matches_hashlib(tmp_path: Path):

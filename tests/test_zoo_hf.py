@@ -1,8 +1,9 @@
 """Hugging Face video models through `transformers` (VideoMAE, TimeSformer, ViViT, V-JEPA 2):
 tiny checkpoints the test writes with `save_pretrained` (config.json + model.safetensors) and the
-library's own processor configuration, in a private Hugging Face hub cache, load offline by hub
-id through the code a user runs, and embed real frames as the library's processor and model do
-(the vector the video classifier reads, or the mean of the last hidden states)."""
+library's own processor configuration (tests/checkpoints.py), in a private Hugging Face hub cache,
+load offline by hub id through the code a user runs, and embed real frames as the library's
+processor and model do (the vector the video classifier reads, or the mean of the last hidden
+states)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import try_to_load_from_cache
 from skimage.data import chelsea
 
 from extract.backbones import REGISTRY, create_backbone, get_spec
@@ -18,102 +20,19 @@ from extract.backbones.hf_video import CURATED, derive_settings
 from extract.backbones.registry import class_names
 from extract.hub import repo_folder
 from extract.weights import WeightsMissingError, require_weights
+from tests.checkpoints import COMMIT, HF_FRAMES, TINY_HF_VIDEO_MODELS, publish_hf
 from vtl.errors import UserError
 
 transformers = pytest.importorskip("transformers")
 
-COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
-FRAMES, SIZE = 4, 32
-TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
-SMALL_RESIZE = {"size": {"shortest_edge": 40}, "crop_size": {"height": SIZE, "width": SIZE}}
-
-
-def _videomae(pretraining: bool):
-    config = transformers.VideoMAEConfig(
-        image_size=SIZE,
-        num_frames=FRAMES,
-        intermediate_size=64,
-        num_labels=5,
-        use_mean_pooling=not pretraining,
-        **TINY,
-    )
-    if pretraining:  # a pretraining checkpoint (encoder + decoder), loaded as VideoMAEModel
-        config.architectures = ["VideoMAEForPreTraining"]
-        model = transformers.VideoMAEForPreTraining(config)
-    else:
-        model = transformers.VideoMAEForVideoClassification(config)
-    processor = transformers.VideoMAEImageProcessor(
-        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], **SMALL_RESIZE
-    )
-    return model, processor
-
-
-def _timesformer():
-    config = transformers.TimesformerConfig(
-        image_size=SIZE, num_frames=FRAMES, intermediate_size=64, num_labels=5, **TINY
-    )
-    processor = transformers.TimesformerVideoProcessor(
-        image_mean=[0.45] * 3, image_std=[0.225] * 3, **SMALL_RESIZE
-    )
-    return transformers.TimesformerForVideoClassification(config), processor
-
-
-def _vivit():
-    config = transformers.VivitConfig(
-        image_size=SIZE,
-        num_frames=FRAMES,
-        tubelet_size=[2, 16, 16],
-        intermediate_size=64,
-        num_labels=5,
-        **TINY,
-    )
-    processor = transformers.VivitImageProcessor(**SMALL_RESIZE)  # offset rescale to [-1, 1]
-    return transformers.VivitForVideoClassification(config), processor
-
-
-def _vjepa2(classifier: bool):
-    config = transformers.VJEPA2Config(
-        crop_size=SIZE,
-        frames_per_clip=FRAMES,
-        mlp_ratio=2.0,
-        pred_hidden_size=32,
-        pred_num_hidden_layers=1,
-        pred_num_attention_heads=2,
-        num_pooler_layers=1,
-        num_labels=5,
-        **TINY,
-    )
-    model_class = (
-        transformers.VJEPA2ForVideoClassification if classifier else transformers.VJEPA2Model
-    )
-    return model_class(config), transformers.VJEPA2VideoProcessor(crop_size=SIZE)
-
-
-MODELS = {
-    "videomae": lambda: _videomae(pretraining=False),
-    "videomae-pretraining": lambda: _videomae(pretraining=True),
-    "timesformer": _timesformer,
-    "vivit": _vivit,
-    "vjepa2": lambda: _vjepa2(classifier=False),
-    "vjepa2-classifier": lambda: _vjepa2(classifier=True),
-}
-
-
-def publish(model, processor, repo_id: str, home: Path) -> Path:
-    """save_pretrained into huggingface_hub's cache layout: snapshots/<commit>/, refs/main."""
-    folder = home / "hub" / ("models--" + repo_id.replace("/", "--"))
-    snapshot = folder / "snapshots" / COMMIT
-    model.save_pretrained(snapshot)
-    processor.save_pretrained(snapshot)
-    (folder / "refs").mkdir(parents=True)
-    (folder / "refs" / "main").write_text(COMMIT)
-    return snapshot
-
 
 def video_frames() -> np.ndarray:
-    """FRAMES real frames: a 4:3 window panning across the cat photo, uint8 [T, H, W, 3]."""
+    """HF_FRAMES real frames: a 4:3 window panning across the cat photo, uint8 [T, H, W, 3]."""
     photo = chelsea()
-    return np.stack([photo[20 + 8 * t : 260 + 8 * t, 40 + 16 * t : 360 + 16 * t] for t in range(4)])
+    windows = [
+        photo[20 + 8 * t : 260 + 8 * t, 40 + 16 * t : 360 + 16 * t] for t in range(HF_FRAMES)
+    ]
+    return np.stack(windows)
 
 
 def library_embedding(model, processor, frames: np.ndarray) -> torch.Tensor:
@@ -140,12 +59,15 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.parametrize("kind", list(MODELS))
+@pytest.mark.parametrize("kind", list(TINY_HF_VIDEO_MODELS))
 def test_a_hub_video_model_loads_offline_and_embeds_as_the_library_does(hub_home, kind):
     torch.manual_seed(0)
-    model, processor = MODELS[kind]()
+    model, processor = TINY_HF_VIDEO_MODELS[kind]()
     model.eval()
-    publish(model, processor, f"test-org/tiny-{kind}", hub_home)
+    snapshot = publish_hf(model, processor, f"test-org/tiny-{kind}", hub_home)
+    # The files are where huggingface_hub itself finds them offline.
+    cached = try_to_load_from_cache(f"test-org/tiny-{kind}", "config.json", hub_home / "hub")
+    assert cached == str(snapshot / "config.json")
 
     spec = get_spec(f"hf/test-org/tiny-{kind}")
     assert (spec.kind, spec.num_frames, spec.input_size, spec.feature_dim) == ("video", 4, 32, 32)
@@ -202,7 +124,7 @@ def test_a_curated_entry_loads_a_local_snapshot_folder_and_refuses_another_model
     backbone = create_backbone(name, weights=folder)
     assert backbone.weights_info["name"] == "model.safetensors"
 
-    tiny, tiny_processor = _timesformer()
+    tiny, tiny_processor = TINY_HF_VIDEO_MODELS["timesformer"]()
     other = tmp_path / "tiny"
     tiny.save_pretrained(other)
     tiny_processor.save_pretrained(other)
@@ -230,38 +152,3 @@ def test_curated_entries_build_from_their_config_alone(entry):
         model = spec.build().eval()
     x = torch.empty(1, 3, spec.num_frames, spec.input_size, spec.input_size, device="meta")
     assert model(x).shape == (1, spec.feature_dim)
-
-
-@pytest.mark.slow
-def test_extract_run_and_probe_matrix_over_hub_models(
-    hub_home, demo_manifest: Path, tmp_path: Path, probe_cli
-):
-    """`extract run` over the demo with a timm model by name and a hub video model (both
-    test-written checkpoints in the hub cache, offline), then `probe matrix` over the result."""
-    import timm
-    from timm.models import save_for_hf
-
-    from extract.pipeline import ExtractConfig, run_extraction
-    from vtl.features import verify_features
-
-    torch.manual_seed(0)
-    timm_model = timm.create_model("resnet10t.c3_in1k", pretrained=False)
-    folder = hub_home / "hub" / "models--timm--resnet10t.c3_in1k" / "snapshots" / "main"
-    save_for_hf(timm_model, str(folder), safe_serialization=True)
-    publish(*MODELS["videomae"](), "test-org/tiny-videomae", hub_home)
-
-    names = "timm/resnet10t.c3_in1k,hf/test-org/tiny-videomae"
-    config = ExtractConfig(image_frames=1, batch_size=8)
-    out = tmp_path / "features"
-    result = run_extraction(demo_manifest, names, out, config, progress=False)
-    assert sorted(result.files) == sorted(names.split(","))
-    for path in result.files.values():
-        assert verify_features(path)["videos"] > 0
-
-    options = "--models linear --seeds 1 --epochs 2 --patience 2 --threads 1 --quiet"
-    code, _, stderr = probe_cli(
-        ["matrix", "--features", out, *options.split(), "--out", tmp_path / "report"]
-    )
-    assert code == 0, stderr
-    matrix = (tmp_path / "report" / "matrix.csv").read_text()
-    assert "resnet10t" in matrix and "tiny-videomae" in matrix

@@ -1,7 +1,7 @@
 """Any timm model by name (`timm/<model>.<tag>`) and the curated timm entries: a checkpoint the
-test writes as timm publishes it (`save_for_hf`: model.safetensors + config.json) into a private
-Hugging Face hub cache loads offline, through the code a user runs, and embeds a real photo as
-timm's own preprocessing and forward_head(pre_logits=True) do."""
+test writes as timm publishes it (`save_for_hf`: model.safetensors + config.json, written by
+tests/checkpoints.py) into a private Hugging Face hub cache loads offline, through the code a user
+runs, and embeds a real photo as timm's own preprocessing and forward_head(pre_logits=True) do."""
 
 from __future__ import annotations
 
@@ -23,26 +23,13 @@ from extract.backbones.registry import class_names
 from extract.backbones.timm_models import CURATED, TimmEmbedder
 from extract.hub import repo_folder
 from extract.weights import WeightsMissingError, require_weights
+from tests.checkpoints import COMMIT, TIMM_TINY, publish_timm, tiny_timm_model
 from vtl.errors import UserError
-
-TINY = "resnet10t.c3_in1k"  # 5 M parameters, 176 px, bicubic, crop_pct 0.875, 1000 classes
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def publish(model: torch.nn.Module, repo_id: str, home: Path) -> Path:
-    """Write `model` into the hub cache as timm pushes it, in huggingface_hub's cache layout."""
-    folder = home / "hub" / ("models--" + repo_id.replace("/", "--"))
-    snapshot = folder / "snapshots" / COMMIT
-    save_for_hf(model, str(snapshot), safe_serialization=True)
-    (folder / "refs").mkdir(parents=True)
-    (folder / "refs" / "main").write_text(COMMIT)
-    return snapshot
 
 
 @pytest.fixture
 def tiny_model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return timm.create_model(TINY, pretrained=False).eval()
+    return tiny_timm_model()
 
 
 def frame() -> torch.Tensor:
@@ -63,11 +50,14 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_a_timm_model_by_name_loads_offline_from_the_hub_cache(hub_home, tiny_model):
-    publish(tiny_model, f"timm/{TINY}", hub_home)
-    spec = get_spec(f"timm/{TINY}")
+    publish_timm(tiny_model, f"timm/{TIMM_TINY}", hub_home)
+    # The checkpoint is where and as timm's own pretrained loading finds it offline.
+    loaded = timm.create_model(TIMM_TINY, pretrained=True, cache_dir=hub_home / "hub")
+    torch.testing.assert_close(loaded.state_dict(), tiny_model.state_dict(), rtol=0, atol=0)
+    spec = get_spec(f"timm/{TIMM_TINY}")
     default = get_spec("timm/resnet10t")  # timm's default tag, under the name as written
     assert (default.name, default.pretrain) == ("timm/resnet10t", "c3_in1k")
-    assert default.weights == spec.weights and spec.name == f"timm/{TINY}"
+    assert default.weights == spec.weights and spec.name == f"timm/{TIMM_TINY}"
     # The preprocessing is timm's pretrained configuration, as resolve_model_data_config says.
     data = timm.data.resolve_model_data_config(tiny_model)
     assert (spec.input_size, spec.interpolation) == (data["input_size"][1], data["interpolation"])
@@ -100,7 +90,7 @@ def test_a_timm_model_by_name_loads_offline_from_the_hub_cache(hub_home, tiny_mo
 def test_a_local_file_with_weights_name_path(hub_home, tiny_model, tmp_path: Path):
     path = tmp_path / "mine.pth"
     torch.save(tiny_model.state_dict(), path)
-    name = f"timm/{TINY}"
+    name = f"timm/{TIMM_TINY}"
     assert require_weights([get_spec(name)], {name: path})[name] == path
     backbone = create_backbone(name, weights=path)
     assert backbone.weights_info["name"] == "mine.pth"
@@ -114,18 +104,17 @@ def test_a_local_file_with_weights_name_path(hub_home, tiny_model, tmp_path: Pat
 
 
 def test_missing_weights_offline_name_repository_file_and_folder(hub_home):
-    spec = get_spec(f"timm/{TINY}")
+    spec = get_spec(f"timm/{TIMM_TINY}")
     with pytest.raises(WeightsMissingError) as error:
         require_weights([spec])
     message = str(error.value)
-    folder = repo_folder(f"timm/{TINY}", hub_home / "hub") / "snapshots" / "main"
+    folder = repo_folder(f"timm/{TIMM_TINY}", hub_home / "hub") / "snapshots" / "main"
     assert "\n" not in message
-    assert f"timm/{TINY}" in message and "model.safetensors" in message
+    assert f"timm/{TIMM_TINY}" in message and "model.safetensors" in message
     assert str(folder) in message and "HF_HUB_OFFLINE" in message
     # A file put in that folder by hand is found (no refs/main needed).
     folder.mkdir(parents=True)
-    torch.manual_seed(0)
-    save_for_hf(timm.create_model(TINY, pretrained=False), str(folder), safe_serialization=True)
+    save_for_hf(tiny_timm_model(), str(folder), safe_serialization=True)
     assert require_weights([spec])[spec.name] == folder / "model.safetensors"
 
 

@@ -1,4 +1,5 @@
-"""What both console scripts share: one-line errors, exit codes, logging to stderr.
+"""What both console scripts share: one-line errors, exit codes, logging to stderr, and the
+way a command takes a table of shared options (`shared_options`).
 
 No command ends in a bare traceback. A user error (`UserError`: bad input, bad options, a full
 disk) is one line and exit code 2. An error nobody anticipated is one line too, naming the
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import datetime
 import errno
+import functools
+import inspect
 import logging
 import os
 import platform
@@ -19,7 +22,6 @@ import tempfile
 import traceback
 from pathlib import Path
 
-import click
 import typer
 
 from vtl import __version__
@@ -34,6 +36,10 @@ _NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _PATH_REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
                  errno.ENOENT, errno.ENAMETOOLONG}  # fmt: skip
 _STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve())
+try:  # typer 0.26+ carries its own copy of click, whose usage errors derive from this class
+    from typer import TyperException as _UsageError
+except ImportError:  # older typer uses click's
+    from click import ClickException as _UsageError
 
 
 def run_app(app: typer.Typer) -> None:
@@ -51,17 +57,47 @@ def run_app(app: typer.Typer) -> None:
             _fail(f"{os.fspath(error.filename)}: {os.strerror(error.errno)} (details in {log})",
                   EXIT_USER_ERROR)  # fmt: skip
         _unexpected(error)
-    except click.exceptions.Exit as stop:
+    except typer.Exit as stop:
         sys.exit(stop.exit_code)
-    except click.ClickException as error:
+    except _UsageError as error:  # a missing or unknown option: click's usage line, exit 2
         error.show()
         sys.exit(error.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as error:  # noqa: BLE001 - the last line of defence, see the docstring
         _unexpected(error)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def shared_options(table: dict[str, tuple], names):
+    """A decorator that gives a command the options `names` of `table` (option name ->
+    (annotation, default)) where its `shared` parameter stands, so `--help` lists them in that
+    place; the command receives their values as one dict, `shared`. Each console script keeps
+    its own table (`probe.options.SHARED`, `extract.cli.SHARED`)."""
+    names = tuple(names)
+
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        params = []
+        for param in signature.parameters.values():
+            if param.name != "shared":
+                params.append(param)
+                continue
+            for name in names:
+                annotation, default = table[name]
+                params.append(param.replace(name=name, default=default, annotation=annotation))
+
+        @functools.wraps(command)
+        def wrapper(**values):
+            shared = {name: values.pop(name) for name in names}
+            return command(**values, shared=shared)
+
+        wrapper.__signature__ = signature.replace(parameters=params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
 
 
 def _fail(message: str, code: int) -> None:

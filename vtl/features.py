@@ -135,6 +135,33 @@ class VideoFeatures:
     concealed: int = 0  # frames concealed while decoding (repeats of the last good frame)
 
 
+def consecutive_clips(
+    video_id: str,
+    features: np.ndarray,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    frames_per_clip: int,
+    fps: float,
+) -> VideoFeatures:
+    """A video whose clips come without frame positions (imported or synthetic features), laid
+    out as consecutive clips of `frames_per_clip` frames at `fps` forming a single shot: clip i
+    covers frames [i * frames_per_clip, (i + 1) * frames_per_clip - 1]."""
+    n = len(features)
+    starts = np.arange(n, dtype=np.int64) * frames_per_clip
+    n_frames = n * frames_per_clip
+    return VideoFeatures(
+        video_id=video_id,
+        n_frames=n_frames,
+        fps=fps,
+        features=features,
+        frames=np.stack([starts, starts + frames_per_clip - 1], axis=1),
+        shot=np.zeros(n, np.int32),
+        shots=np.array([[0, n_frames - 1]], np.int64),
+        labels=labels,
+        splits=splits,
+    )
+
+
 class FeatureWriter:
     """Writes a feature file video by video; the file appears at `path` only on `close()`.
 
@@ -160,29 +187,13 @@ class FeatureWriter:
         self.n_splits = n_splits
         self._tmp = temporary_path(self.path)
         self._h5 = h5py.File(self._tmp, "w")
-        d = meta.feature_dim
-        self._features = self._h5.create_dataset(
-            "clips/features",
-            (0, d),
-            np.float16,
-            maxshape=(None, d),
-            chunks=(_CHUNK_ROWS, d),
-            fletcher32=True,  # a checksum per chunk: corrupted bytes fail the read
-        )
+        self._features = self._float16_rows("clips/features", meta.feature_dim)
         self._clip_frames = self._growable("clips/frames", (0, 2), np.int64)
         self._clip_shot = self._growable("clips/shot", (0,), np.int32)
         self._shot_frames = self._growable("shots/frames", (0, 2), np.int64)
         self._logits = None
         if self.logit_names is not None:
-            c = len(self.logit_names)
-            self._logits = self._h5.create_dataset(
-                "clips/logits",
-                (0, c),
-                np.float16,
-                maxshape=(None, c),
-                chunks=(_CHUNK_ROWS, c),
-                fletcher32=True,
-            )
+            self._logits = self._float16_rows("clips/logits", len(self.logit_names))
         self._concealed: list[int] = []
         self._ids: list[str] = []
         self._n_frames: list[int] = []
@@ -192,6 +203,17 @@ class FeatureWriter:
         self._labels: list[np.ndarray] = []
         self._splits: list[np.ndarray] = []
         self._manifest_index: list[int] = []
+
+    def _float16_rows(self, name: str, width: int) -> h5py.Dataset:
+        """A growable (clips, width) float16 dataset, chunked by rows of clips."""
+        return self._h5.create_dataset(
+            name,
+            (0, width),
+            np.float16,
+            maxshape=(None, width),
+            chunks=(_CHUNK_ROWS, width),
+            fletcher32=True,  # a checksum per chunk: corrupted bytes fail the read
+        )
 
     def _growable(self, name: str, shape: tuple, dtype) -> h5py.Dataset:
         chunks = (_CHUNK_ROWS * 4, *shape[1:])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vtl.errors import ManifestError
+from vtl.errors import ManifestError, UserError
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "0": 0, "1": 1, "2": 2}
 SPLIT_NAMES = ("train", "val", "test")
@@ -116,20 +116,8 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     first_row_of: dict[str, int] = {}
     for v, (line, row) in enumerate(rows[1:]):
         where = f"{path}, row {line}"
-        if len(row) != len(header):
-            raise ManifestError(
-                f"{where}: {len(row)} fields but the header has {len(header)}; fix the row's commas"
-            )
-        cells = [cell.strip() for cell in row]
+        cells = row_cells(path, line, row, header, "video_id", first_row_of)
         video_id = cells[index["video_id"]]
-        if not video_id:
-            raise ManifestError(f"{where}, column video_id: empty id; give every video an id")
-        if video_id in first_row_of:
-            raise ManifestError(
-                f"{where}, column video_id: duplicate id {video_id!r} "
-                f"(first on row {first_row_of[video_id]}); ids must be unique"
-            )
-        first_row_of[video_id] = line
         raw_path = cells[index["path"]]
         if not raw_path:
             raise ManifestError(f"{where}, column path: empty path for video {video_id!r}")
@@ -174,6 +162,41 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
                     "every split needs train, val and test videos"
                 )
     return Manifest(path.resolve(), video_ids, paths, label_names, labels, splits)
+
+
+def row_cells(
+    path: Path,
+    line: int,
+    row: list[str],
+    header: list[str],
+    id_column: str,
+    first_row_of: dict[str, int],
+    error: type[UserError] = ManifestError,
+) -> list[str]:
+    """The stripped cells of one data row of a CSV with one row per video (a manifest, the
+    reference's mtgc.csv), after the checks such rows share: as many fields as the header, and
+    an id in `id_column` that is neither empty nor already on an earlier row (`first_row_of`:
+    id -> its row, which this adds the row's id to).
+
+    Raises:
+        `error`: one line naming the file, the row (`line`) and the column.
+    """
+    where = f"{path}, row {line}"
+    if len(row) != len(header):
+        raise error(
+            f"{where}: {len(row)} fields but the header has {len(header)}; fix the row's commas"
+        )
+    cells = [cell.strip() for cell in row]
+    video_id = cells[header.index(id_column)]
+    if not video_id:
+        raise error(f"{where}, column {id_column}: empty id; give every video an id")
+    if video_id in first_row_of:
+        raise error(
+            f"{where}, column {id_column}: duplicate id {video_id!r} "
+            f"(first on row {first_row_of[video_id]}); ids must be unique"
+        )
+    first_row_of[video_id] = line
+    return cells
 
 
 def _check_header(path: Path, header: list[str]) -> None:

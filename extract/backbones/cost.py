@@ -7,14 +7,14 @@ meta-device tensors so no real compute runs.
 The counts of every registry entry are kept in `costs.json` next to this file (with the library
 versions they were counted with), so `extract backbones` lists them without building a model;
 names not in it (`timm/...`, `hf/...`, an entry whose input changed) are counted on demand, once
-per process. `python -m extract.backbones --write-costs` recounts the table.
+per process. `python -m extract.backbones --write-costs` recounts the table and rewrites the
+listing `extract backbones` reads without importing torch (`listing`).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import importlib.metadata
 import json
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,10 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from extract.backbones.listing import LISTING_FILE, library_versions, write_listing
 from extract.backbones.registry import REGISTRY, BackboneSpec, build_model, get_spec
 from extract.memory import largest_activation_bytes
-from extract.weights import expected_path, locate_weights
+from extract.weights import weights_status
 from vtl.atomic import write_text
 from vtl.defaults import FRAMES_PER_CLIP
 
@@ -32,7 +33,6 @@ CLIP_FRAMES = FRAMES_PER_CLIP  # the clip length of FLOPs rows: the reference's
 
 
 COSTS_FILE = Path(__file__).with_name("costs.json")
-COUNTED_WITH = ("torch", "torchvision", "timm", "pytorchvideo", "transformers")
 
 
 def _input_key(spec: BackboneSpec) -> list:
@@ -76,13 +76,6 @@ def model_stats(name: str) -> tuple[int, int, int]:
     return measure(spec)
 
 
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def write_table(path: Path = COSTS_FILE) -> dict[str, Any]:
     """Count every registry entry and write the table `model_stats` reads; returns it."""
     rows = {}
@@ -96,7 +89,7 @@ def write_table(path: Path = COSTS_FILE) -> dict[str, Any]:
         }
     table = {
         "about": "model_stats of every registry entry: python -m extract.backbones --write-costs",
-        "versions": {package: _version(package) for package in COUNTED_WITH},
+        "versions": library_versions(),
         "backbones": rows,
     }
     write_text(path, json.dumps(table, indent=1) + "\n")
@@ -126,7 +119,7 @@ def describe_backbones(
     2 per multiply-add), input_size, num_frames, weights_present, weights_file, description."""
     rows = []
     for spec in REGISTRY.values():
-        found = locate_weights(spec, cache_dir=cache_dir)
+        present, weights_file = weights_status(spec, cache_dir)
         rows.append(
             {
                 "name": spec.name,
@@ -138,8 +131,8 @@ def describe_backbones(
                 "gflops_per_clip": round(gflops_per_clip(spec, clip_frames), 2),
                 "input_size": spec.input_size,
                 "num_frames": spec.num_frames,
-                "weights_present": found is not None,
-                "weights_file": str(found or expected_path(spec, cache_dir)),
+                "weights_present": present,
+                "weights_file": str(weights_file),
                 "description": spec.description,
             }
         )
@@ -147,11 +140,16 @@ def describe_backbones(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m extract.backbones --write-costs`: recount the table of every registry entry."""
+    """`python -m extract.backbones --write-costs`: recount the table of every registry entry
+    and rewrite the listing of `extract backbones`."""
     parser = argparse.ArgumentParser(prog="python -m extract.backbones", description=main.__doc__)
-    parser.add_argument("--write-costs", action="store_true", help=f"rewrite {COSTS_FILE}")
+    parser.add_argument(
+        "--write-costs", action="store_true", help=f"rewrite {COSTS_FILE} and {LISTING_FILE}"
+    )
     if parser.parse_args(argv).write_costs:
         table = write_table()
         print(f"wrote {len(table['backbones'])} entries to {COSTS_FILE}")
+        listing = write_listing()
+        print(f"wrote {len(listing['backbones'])} entries to {LISTING_FILE}")
     else:
         parser.print_help()

@@ -45,6 +45,21 @@ def _weights(filename: str) -> WeightsSource:
     )
 
 
+# What both share: the authors' input recipe, Kinetics-600 and its class names.
+_EFFICIENT3D = {
+    "family": "shufflenet",
+    "kind": "video",
+    "pretrain": "k600",
+    "input_size": SIZE,
+    "resize_size": SIZE,
+    "mean": EFFICIENT3D_MEAN,
+    "std": EFFICIENT3D_STD,
+    "num_frames": FRAMES,
+    "split_head": replace_head("classifier"),
+    "class_names": _kinetics600_names,
+    "library": "efficient3d",
+}
+
 for _name, _label, _file, _dim, _families, _build in (
     (
         "shufflenet3d_x2_0",
@@ -68,16 +83,8 @@ for _name, _label, _file, _dim, _families, _build in (
     register_backbone(
         BackboneSpec(
             name=_name,
-            family="shufflenet",
             families=_families,
-            kind="video",
-            pretrain="k600",
             feature_dim=_dim,
-            input_size=SIZE,
-            resize_size=SIZE,
-            mean=EFFICIENT3D_MEAN,
-            std=EFFICIENT3D_STD,
-            num_frames=FRAMES,
             weights=_weights(_file),
             description=(
                 f"{_label}, Efficient-3DCNNs Kinetics-600 ({FRAMES} frames, {SIZE} crop; "
@@ -89,8 +96,6 @@ for _name, _label, _file, _dim, _families, _build in (
                 )
             ),
             build=_build,
-            split_head=replace_head("classifier"),
-            class_names=_kinetics600_names,
-            library="efficient3d",
+            **_EFFICIENT3D,
         )
     )

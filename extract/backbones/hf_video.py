@@ -79,24 +79,32 @@ def _vjepa2_pool(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return model.pooler(hidden)  # VJEPA2ForVideoClassification.forward
 
 
+# A processor's default normalization, (mean, std): transformers' IMAGENET_STANDARD_MEAN and
+# _STD, or its IMAGENET_DEFAULT_MEAN and _STD (ours too).
+STANDARD_NORMALIZATION = (IMAGENET_STANDARD, IMAGENET_STANDARD)
+IMAGENET_NORMALIZATION = (IMAGENET_MEAN, IMAGENET_STD)
+
+
 @dataclass(frozen=True)
 class VideoArchitecture:
     """How one `transformers` model type is built, fed and pooled, and its processor defaults."""
 
     model_type: str  # config.json's model_type
-    base_class: str  # the model without a head (checkpoints without a classifier)
-    classifier_class: str  # the ...ForVideoClassification
-    base_attribute: str  # where the classifier model keeps the base model
-    input_name: str  # the forward's video argument, [B, T, 3, H, W]
-    frames_key: str  # config key of the frames per clip
-    size_key: str  # config key of the square input size
+    classes: str  # transformers' classes are <classes>Model and <classes>ForVideoClassification
     pool: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # classifier model, hidden -> pooled
     resize: int | None  # the processor's default shortest edge; None: derived from the crop
-    mean: tuple[float, float, float]  # the processor's defaults
-    std: tuple[float, float, float]
+    normalization: tuple[tuple[float, float, float], tuple[float, float, float]]  # mean, std
     rescale: float = 1 / 255
     offset: bool = False  # ViViT: image * rescale - 1
+    input_name: str = "pixel_values"  # the forward's video argument, [B, T, 3, H, W]
+    frames_key: str = "num_frames"  # config key of the frames per clip
+    size_key: str = "image_size"  # config key of the square input size
     base_kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def class_name(self, classifier: bool) -> str:
+        """The model's transformers class: the ...ForVideoClassification, or the model without a
+        head (checkpoints without a classifier)."""
+        return f"{self.classes}ForVideoClassification" if classifier else f"{self.classes}Model"
 
 
 ARCHITECTURES = {
@@ -104,57 +112,36 @@ ARCHITECTURES = {
     for a in (
         VideoArchitecture(
             model_type="videomae",
-            base_class="VideoMAEModel",
-            classifier_class="VideoMAEForVideoClassification",
-            base_attribute="videomae",
-            input_name="pixel_values",
-            frames_key="num_frames",
-            size_key="image_size",
+            classes="VideoMAE",
             pool=_videomae_pool,
             resize=224,
-            mean=IMAGENET_STANDARD,
-            std=IMAGENET_STANDARD,
+            normalization=STANDARD_NORMALIZATION,
         ),
         VideoArchitecture(
             model_type="timesformer",
-            base_class="TimesformerModel",
-            classifier_class="TimesformerForVideoClassification",
-            base_attribute="timesformer",
-            input_name="pixel_values",
-            frames_key="num_frames",
-            size_key="image_size",
+            classes="Timesformer",
             pool=_first_token,
             resize=224,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
+            normalization=IMAGENET_NORMALIZATION,
         ),
         VideoArchitecture(
             model_type="vivit",
-            base_class="VivitModel",
-            classifier_class="VivitForVideoClassification",
-            base_attribute="vivit",
-            input_name="pixel_values",
-            frames_key="num_frames",
-            size_key="image_size",
+            classes="Vivit",
             pool=_first_token,
             resize=256,
-            mean=IMAGENET_STANDARD,
-            std=IMAGENET_STANDARD,
+            normalization=STANDARD_NORMALIZATION,
             rescale=1 / 127.5,
             offset=True,
         ),
         VideoArchitecture(
             model_type="vjepa2",
-            base_class="VJEPA2Model",
-            classifier_class="VJEPA2ForVideoClassification",
-            base_attribute="vjepa2",
+            classes="VJEPA2",
+            pool=_vjepa2_pool,
+            resize=None,  # VJEPA2VideoProcessor: int(crop_size * 256 / 224)
+            normalization=IMAGENET_NORMALIZATION,
             input_name="pixel_values_videos",
             frames_key="frames_per_clip",
             size_key="crop_size",
-            pool=_vjepa2_pool,
-            resize=None,  # VJEPA2VideoProcessor: int(crop_size * 256 / 224)
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
             base_kwargs=(("skip_predictor", True),),
         ),
     )
@@ -173,7 +160,7 @@ class HFVideoEmbedder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.architecture
-        base = getattr(self.model, a.base_attribute) if self.has_classifier else self.model
+        base = self.model.base_model  # transformers: the model without its head
         video = x.transpose(1, 2)  # [B, T, 3, S, S], as transformers takes videos
         hidden = base(**{a.input_name: video}, **dict(a.base_kwargs)).last_hidden_state
         if self.has_classifier:
@@ -228,8 +215,8 @@ def derive_settings(
     # The processor computes (x * rescale - offset - mean) / std; as (x / 255 - m') / s':
     scale = 255 * float(processor.get("rescale_factor", a.rescale))
     offset = float(bool(processor.get("offset", a.offset)))
-    mean = processor.get("image_mean", a.mean)
-    std = processor.get("image_std", a.std)
+    mean = processor.get("image_mean", a.normalization[0])
+    std = processor.get("image_std", a.normalization[1])
     resample = int(processor.get("resample", 2))
     if resample not in RESAMPLE:
         raise UserError(f"{where}: resample {resample} is not one the lab prepares frames with")
@@ -272,7 +259,7 @@ def _build(model_type: str, classifier: bool, config: dict[str, Any]) -> nn.Modu
     a = ARCHITECTURES[model_type]
     config_class = type(_transformers_class("AutoConfig").for_model(model_type))
     hf_config = config_class.from_dict(config)
-    model_class = _transformers_class(a.classifier_class if classifier else a.base_class)
+    model_class = _transformers_class(a.class_name(classifier))
     return HFVideoEmbedder(model_class(hf_config), a, classifier)
 
 
@@ -289,7 +276,7 @@ def _load(name: str, settings: dict[str, Any], path: Path) -> nn.Module:
             f"use --backbone hf/<repository> for a checkpoint of another configuration"
         )
     a = ARCHITECTURES[found["model_type"]]
-    model_class = _transformers_class(a.classifier_class if found["classifier"] else a.base_class)
+    model_class = _transformers_class(a.class_name(found["classifier"]))
     importlib.import_module("transformers").utils.logging.disable_progress_bar()  # ours shows
     try:
         model = model_class.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
@@ -335,6 +322,7 @@ def hf_spec(
     settings = derive_settings(config, processor, f"{name} ({repo_id})")
     model_type, classifier = settings["model_type"], settings["classifier"]
     checked = {k: v for k, v in settings.items() if k not in ("model_type",)}
+    spec_fields = {k: v for k, v in checked.items() if k != "classifier"}
     pooled = "classifier's pooled input" if classifier else "mean of the last hidden states"
     pretrain = pretrain or repo_id.rsplit("/", 1)[-1]
     return BackboneSpec(
@@ -343,13 +331,6 @@ def hf_spec(
         families=families,
         kind="video",
         pretrain=pretrain,
-        feature_dim=settings["feature_dim"],
-        input_size=settings["input_size"],
-        resize_size=settings["resize_size"],
-        interpolation=settings["interpolation"],
-        mean=settings["mean"],
-        std=settings["std"],
-        num_frames=settings["num_frames"],
         weights=WeightsSource(filename=WEIGHT_FILES[0], url=None, hub=_checkpoint(repo_id)),
         description=(description or f"transformers {model_type} {repo_id}") + f"; {pooled}",
         build=functools.partial(_build, model_type, classifier, config),
@@ -357,6 +338,7 @@ def hf_spec(
         split_head=_split_classifier,
         class_names=_class_names(name, config, pretrain),
         library="transformers",
+        **spec_fields,
     )
 
 

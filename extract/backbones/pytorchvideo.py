@@ -32,6 +32,19 @@ def _pytorchvideo(builder_name: str) -> Builder:
     return functools.partial(getattr(pytorchvideo_hub, builder_name), pretrained=False)
 
 
+# What every X3D shares.
+_X3D = {
+    "family": "x3d",
+    "families": ("x3d",),
+    "kind": "video",
+    "pretrain": "k400",
+    "feature_dim": 2048,
+    "mean": KINETICS_MEAN,
+    "std": KINETICS_STD,
+    "split_head": _split_x3d_head,
+    "library": "pytorchvideo",
+}
+
 # X3D: frame counts and crop sizes as pytorchvideo's hub builders fix them (input_clip_length,
 # input_crop_size); the head's average pool is sized for exactly that input.
 for _name, _frames, _crop, _resize in (
@@ -42,15 +55,8 @@ for _name, _frames, _crop, _resize in (
     register_backbone(
         BackboneSpec(
             name=_name,
-            family="x3d",
-            families=("x3d",),
-            kind="video",
-            pretrain="k400",
-            feature_dim=2048,
             input_size=_crop,
             resize_size=_resize,
-            mean=KINETICS_MEAN,
-            std=KINETICS_STD,
             num_frames=_frames,
             weights=url_source(pytorchvideo_hub.x3d.checkpoint_paths[_name]),
             description=(
@@ -58,7 +64,6 @@ for _name, _frames, _crop, _resize in (
                 f"{_crop} crop)"
             ),
             build=_pytorchvideo(_name),
-            split_head=_split_x3d_head,
-            library="pytorchvideo",
+            **_X3D,
         )
     )

@@ -213,7 +213,8 @@ def timm_spec(
 
 register_resolver(PREFIX, timm_spec)
 
-# --- curated entries: (registry name, timm name, family, families, pretrain, dim, description)
+# --- curated entries: one row of `timm_spec` arguments each, in the order of COLUMNS
+COLUMNS = ("name", "timm_name", "family", "families", "pretrain", "feature_dim", "description")
 CURATED = (
     (
         "clip_vit_b16",
@@ -264,15 +265,5 @@ CURATED = (
     ),
 )
 
-for _name, _timm_name, _family, _families, _pretrain, _dim, _description in CURATED:
-    register_backbone(
-        timm_spec(
-            _timm_name,
-            name=_name,
-            family=_family,
-            families=_families,
-            pretrain=_pretrain,
-            feature_dim=_dim,
-            description=_description,
-        )
-    )
+for _row in CURATED:
+    register_backbone(timm_spec(**dict(zip(COLUMNS, _row, strict=True))))

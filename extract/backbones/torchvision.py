@@ -50,132 +50,115 @@ def _split_s3d_head(model: nn.Module) -> nn.Module:
     return head
 
 
-# --- image backbones, ImageNet-1k (embedded per frame) ------------------------------------------
+def _torchvision_spec(checkpoint: Any, **fields: Any) -> BackboneSpec:
+    """The spec of torchvision's model `fields["name"]` (its builder of that name) with the
+    checkpoint and input recipe of `checkpoint`, a torchvision weights enum member."""
+    build = functools.partial(tvm.get_model_builder(fields["name"]), weights=None)
+    return BackboneSpec(build=build, **fields, **_torchvision_preset(checkpoint))
 
-register_backbone(
-    BackboneSpec(
-        name="resnet18",
-        family="resnet",
-        families=("resnet",),
-        kind="image",
-        pretrain="in1k",
-        feature_dim=512,
-        num_frames=1,
-        description="ResNet-18, torchvision IMAGENET1K_V1; the 2D half of the `resnet` family",
-        build=functools.partial(tvm.resnet18, weights=None),
-        split_head=replace_head("fc"),
-        **_torchvision_preset(tvm.ResNet18_Weights.IMAGENET1K_V1),
-    )
+
+# --- declarations: one row of `_torchvision_spec` arguments per backbone, in the order of COLUMNS
+COLUMNS = (
+    "name",
+    "family",
+    "families",  # the 2D/3D family pairs it is a half of
+    "feature_dim",
+    "num_frames",
+    "split_head",
+    "checkpoint",
+    "description",
 )
 
-register_backbone(
-    BackboneSpec(
-        name="resnet50",
-        family="resnet",
-        kind="image",
-        pretrain="in1k",
-        feature_dim=2048,
-        num_frames=1,
-        description="ResNet-50, torchvision IMAGENET1K_V2 (its default); not in a family pair",
-        build=functools.partial(tvm.resnet50, weights=None),
-        split_head=replace_head("fc"),
-        **_torchvision_preset(tvm.ResNet50_Weights.IMAGENET1K_V2),
-    )
+IMAGE_BACKBONES = (  # ImageNet-1k, embedded per frame
+    (
+        "resnet18",
+        "resnet",
+        ("resnet",),
+        512,
+        1,
+        replace_head("fc"),
+        tvm.ResNet18_Weights.IMAGENET1K_V1,
+        "ResNet-18, torchvision IMAGENET1K_V1; the 2D half of the `resnet` family",
+    ),
+    (
+        "resnet50",
+        "resnet",
+        (),
+        2048,
+        1,
+        replace_head("fc"),
+        tvm.ResNet50_Weights.IMAGENET1K_V2,
+        "ResNet-50, torchvision IMAGENET1K_V2 (its default); not in a family pair",
+    ),
+    (
+        "shufflenet_v2_x2_0",
+        "shufflenet",
+        ("shufflenet",),
+        2048,
+        1,
+        replace_head("fc"),
+        tvm.ShuffleNet_V2_X2_0_Weights.IMAGENET1K_V1,
+        "ShuffleNetV2 2.0x, torchvision IMAGENET1K_V1; 2D half of `shufflenet`",
+    ),
+    (
+        "swin_t",
+        "swin",
+        ("swin",),
+        768,
+        1,
+        replace_head("head"),
+        tvm.Swin_T_Weights.IMAGENET1K_V1,
+        "Swin-T, torchvision IMAGENET1K_V1; the 2D half of the `swin` family",
+    ),
 )
 
-register_backbone(
-    BackboneSpec(
-        name="shufflenet_v2_x2_0",
-        family="shufflenet",
-        families=("shufflenet",),
-        kind="image",
-        pretrain="in1k",
-        feature_dim=2048,
-        num_frames=1,
-        description="ShuffleNetV2 2.0x, torchvision IMAGENET1K_V1; 2D half of `shufflenet`",
-        build=functools.partial(tvm.shufflenet_v2_x2_0, weights=None),
-        split_head=replace_head("fc"),
-        **_torchvision_preset(tvm.ShuffleNet_V2_X2_0_Weights.IMAGENET1K_V1),
-    )
+VIDEO_BACKBONES = (  # Kinetics-400, embedded per clip
+    (
+        "r2plus1d_18",
+        "resnet",
+        ("resnet",),
+        512,
+        24,  # fully convolutional with adaptive pooling: takes the clip as it is
+        replace_head("fc"),
+        tvv.R2Plus1D_18_Weights.KINETICS400_V1,
+        "R(2+1)D-18, torchvision KINETICS400_V1 (112 crop); 3D half of `resnet`",
+    ),
+    (
+        "swin3d_t",
+        "swin",
+        ("swin",),
+        768,
+        24,  # shifted windows pad time: takes the clip as it is
+        replace_head("head"),
+        tvv.Swin3D_T_Weights.KINETICS400_V1,
+        "Video Swin-T, torchvision KINETICS400_V1; the 3D half of the `swin` family",
+    ),
+    (
+        "mvit_v2_s",
+        "mvit",
+        ("mvit",),
+        768,
+        16,  # positional layout is fixed at 16 x 224 x 224
+        replace_head("head"),
+        tvv.MViT_V2_S_Weights.KINETICS400_V1,
+        "MViTv2-S, torchvision KINETICS400_V1; class-token embedding, 16 frames",
+    ),
+    (
+        "s3d",
+        "s3d",
+        (),
+        1024,
+        24,  # needs at least 14 frames; takes the clip as it is
+        _split_s3d_head,
+        tvv.S3D_Weights.KINETICS400_V1,
+        "S3D, torchvision KINETICS400_V1",
+    ),
 )
 
-register_backbone(
-    BackboneSpec(
-        name="swin_t",
-        family="swin",
-        families=("swin",),
-        kind="image",
-        pretrain="in1k",
-        feature_dim=768,
-        num_frames=1,
-        description="Swin-T, torchvision IMAGENET1K_V1; the 2D half of the `swin` family",
-        build=functools.partial(tvm.swin_t, weights=None),
-        split_head=replace_head("head"),
-        **_torchvision_preset(tvm.Swin_T_Weights.IMAGENET1K_V1),
-    )
-)
-
-# --- video backbones, Kinetics-400 (embedded per clip) ------------------------------------------
-
-register_backbone(
-    BackboneSpec(
-        name="r2plus1d_18",
-        family="resnet",
-        families=("resnet",),
-        kind="video",
-        pretrain="k400",
-        feature_dim=512,
-        num_frames=24,  # fully convolutional with adaptive pooling: takes the clip as it is
-        description="R(2+1)D-18, torchvision KINETICS400_V1 (112 crop); 3D half of `resnet`",
-        build=functools.partial(tvv.r2plus1d_18, weights=None),
-        split_head=replace_head("fc"),
-        **_torchvision_preset(tvv.R2Plus1D_18_Weights.KINETICS400_V1),
-    )
-)
-
-register_backbone(
-    BackboneSpec(
-        name="swin3d_t",
-        family="swin",
-        families=("swin",),
-        kind="video",
-        pretrain="k400",
-        feature_dim=768,
-        num_frames=24,  # shifted windows pad time: takes the clip as it is
-        description="Video Swin-T, torchvision KINETICS400_V1; the 3D half of the `swin` family",
-        build=functools.partial(tvv.swin3d_t, weights=None),
-        split_head=replace_head("head"),
-        **_torchvision_preset(tvv.Swin3D_T_Weights.KINETICS400_V1),
-    )
-)
-
-register_backbone(
-    BackboneSpec(
-        name="mvit_v2_s",
-        family="mvit",
-        families=("mvit",),
-        kind="video",
-        pretrain="k400",
-        feature_dim=768,
-        num_frames=16,  # positional layout is fixed at 16 x 224 x 224
-        description="MViTv2-S, torchvision KINETICS400_V1; class-token embedding, 16 frames",
-        build=functools.partial(tvv.mvit_v2_s, weights=None),
-        split_head=replace_head("head"),
-        **_torchvision_preset(tvv.MViT_V2_S_Weights.KINETICS400_V1),
-    )
-)
-
-register_backbone(
-    BackboneSpec(
-        name="s3d",
-        family="s3d",
-        kind="video",
-        pretrain="k400",
-        feature_dim=1024,
-        num_frames=24,  # needs at least 14 frames; takes the clip as it is
-        description="S3D, torchvision KINETICS400_V1",
-        build=functools.partial(tvv.s3d, weights=None),
-        split_head=_split_s3d_head,
-        **_torchvision_preset(tvv.S3D_Weights.KINETICS400_V1),
-    )
-)
+for _kind, _pretrain, _rows in (
+    ("image", "in1k", IMAGE_BACKBONES),
+    ("video", "k400", VIDEO_BACKBONES),
+):
+    for _row in _rows:
+        _fields = dict(zip(COLUMNS, _row, strict=True))
+        register_backbone(_torchvision_spec(**_fields, kind=_kind, pretrain=_pretrain))
