@@ -5,7 +5,7 @@ ships clip embeddings as zarr stores, e.g. `trailers_k_r2plus1d_fps24_fpc24.zarr
 one (clips, D) array per trailer, keyed by the trailer id `mid` (an IMDb id such as `tt0347149`),
 float16 or float32. Its `mtgc.csv` holds `mid`, the ten genre columns (0/1) and `split0..split2`
 coded 0 train / 1 val / 2 test. `import_trailers12k` turns a store plus that CSV into one HDF5
-feature file (shared/DESIGN.md, "Feature file") through `vtl.features.FeatureWriter`, so every
+feature file (docs/DESIGN.md, "Feature file") through `vtl.features.FeatureWriter`, so every
 probe, metric and transferability score runs on the reference features unchanged.
 
 The store keeps no frame positions or shots, so the file gets synthetic ones that satisfy the

@@ -248,7 +248,8 @@ def hscore(features, labels) -> float:
     f = f - f.mean(axis=0)
     from sklearn.covariance import LedoitWolf  # here: `probe --help` reads SCORES, not sklearn
 
-    lw = LedoitWolf(assume_centered=True).fit(f)
+    # The precision is not needed (one solve below): skip its pseudo-inverse, most of the cost.
+    lw = LedoitWolf(assume_centered=True, store_precision=False).fit(f)
     positive = y == 1
     p = positive.mean(axis=0)  # (L,)
     # Class-mean differences, one column per label: mu1 - mu0 = (sum over positives) / n1 - ...

@@ -130,3 +130,13 @@ def hub_home(monkeypatch, tmp_path: Path) -> Path:
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     return home
+
+
+@pytest.fixture
+def one_blas_thread():
+    """One BLAS thread for the test (`pytest.mark.usefixtures("one_blas_thread")`): for small
+    matrices on shared cores, more threads only wait for each other."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield

@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.test_decoder import damaged_video
+from tests.test_one_owner import BIN, FAST, OUT_NAME  # the same quick `extract run`
 from vtl.features import FeatureFile, verify_features
 from vtl.manifest import read_manifest, write_manifest
-
-BIN = Path(sys.executable).parent
-FAST = ["-b", "efficientnet_lite0", "--segmentation", "fixed", "--shot-frames", "40",
-        "--image-frames", "1", "--batch-size", "8", "--quiet"]  # fmt: skip
-OUT_NAME = Path("efficientnet") / "efficientnet_lite0.h5"
 
 
 @pytest.fixture(scope="module")

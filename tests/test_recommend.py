@@ -5,8 +5,6 @@ modes, and a whole recommendation on constructed candidates."""
 
 import csv
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,26 +31,18 @@ from probe.recommend import (
 )
 from probe.recommend_report import summary_line, write_report
 from probe.transferability import logme
+from tests.references import reference
 from vtl.errors import UserError
 from vtl.features import FeatureMeta, FeatureWriter, VideoFeatures
 
-REFERENCES = Path(__file__).parent / "third_party" / "reference_scores"
-
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """These matrices are small: on shared cores, BLAS threads only wait for each other."""
-    with threadpool_limits(1):
-        yield
+# These matrices are small: on shared cores, BLAS threads only wait for each other.
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def published_logme(features, labels):
     """LogME as published (thuml/LogME, verbatim in tests/third_party/reference_scores), mean
     over labels: each label one 0/1 target, its `regression` form, as our multi-label LogME does."""
-    path = REFERENCES / "thuml_logme_logme.py"
-    spec = importlib.util.spec_from_file_location("reference_logme", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = reference("thuml_logme_logme")
     return float(module.LogME(regression=True).fit(features, labels.astype(np.float64)))
 
 

@@ -2,13 +2,9 @@
 tests/third_party/reference_scores/) on the same small inputs, their orderings of informative vs
 uninformative inputs, and reading mean-pooled logits from a real feature file."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import special
-from threadpoolctl import threadpool_limits
 
 from probe.scores_extra import (
     PARC_DIMS,
@@ -21,25 +17,12 @@ from probe.scores_extra import (
     video_logits,
 )
 from probe.transferability import SCORES, score_feature_file, video_embeddings
+from tests.references import reference
 from vtl.errors import FeatureFileError
 from vtl.features import FeatureFile, FeatureMeta, FeatureWriter, VideoFeatures
 
-REFERENCES = Path(__file__).parent / "third_party" / "reference_scores"
-
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """These matrices are small: on shared cores, BLAS threads only wait for each other."""
-    with threadpool_limits(1):
-        yield
-
-
-def reference(name: str):
-    """A module of tests/third_party/reference_scores, loaded by path (`tests` is no package)."""
-    spec = importlib.util.spec_from_file_location(f"reference_{name}", REFERENCES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# These matrices are small: on shared cores, BLAS threads only wait for each other.
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def problem(n=150, d=12, labels=4, classes=20, seed=0, scale=1.0):

@@ -33,8 +33,15 @@ EXIT_SOFTWARE = 70
 # A write refused for lack of room: the user frees space (or lifts a limit) and reruns.
 _NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 # The system refused a path: the user points the command elsewhere or fixes the permissions.
-_PATH_REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
-                 errno.ENOENT, errno.ENAMETOOLONG}  # fmt: skip
+_PATH_REFUSED = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENOENT,
+    errno.ENAMETOOLONG,
+}
 _STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve())
 try:  # typer 0.26+ carries its own copy of click, whose usage errors derive from this class
     from typer import TyperException as _UsageError
@@ -54,8 +61,10 @@ def run_app(app: typer.Typer) -> None:
             _fail(no_room_message(error), EXIT_USER_ERROR)
         if error.errno in _PATH_REFUSED and error.filename:
             log = write_crash_log(error)
-            _fail(f"{os.fspath(error.filename)}: {os.strerror(error.errno)} (details in {log})",
-                  EXIT_USER_ERROR)  # fmt: skip
+            _fail(
+                f"{os.fspath(error.filename)}: {os.strerror(error.errno)} (details in {log})",
+                EXIT_USER_ERROR,
+            )
         _unexpected(error)
     except typer.Exit as stop:
         sys.exit(stop.exit_code)
@@ -159,7 +168,7 @@ def write_crash_log(error: BaseException) -> Path:
                 f"{m} {getattr(sys.modules[m], '__version__', '?')}\n"
                 for m in ("torch", "numpy", "h5py", "av")
                 if m in sys.modules
-            ),  # fmt: skip
+            ),
             "\n",
             *traceback.format_exception(error),
         ]

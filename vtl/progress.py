@@ -36,11 +36,16 @@ class LogProgress:
         elapsed = time.monotonic() - self._started
         rate = (self.n - self._first) / elapsed if elapsed > 0 else 0.0
         line = tqdm.format_meter(
-            self.n, self.total, elapsed, prefix=self.desc, unit=self.unit,
-            rate=rate or None, postfix=self.postfix or None,
+            self.n,
+            self.total,
+            elapsed,
+            prefix=self.desc,
+            unit=self.unit,
+            rate=rate or None,
+            postfix=self.postfix or None,
             bar_format="{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}, "
-                       "{rate_fmt}{postfix}]",
-        )  # fmt: skip
+            "{rate_fmt}{postfix}]",
+        )
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()
@@ -83,6 +88,6 @@ def progress_bar(
     """A progress indicator on stderr for `total` units of work (see the module docstring)."""
     stream = sys.stderr
     if disable or stream.isatty():
-        return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable,
-                    file=stream, dynamic_ncols=True)  # fmt: skip
+        shown = {"disable": disable, "file": stream, "dynamic_ncols": True}  # how, not what
+        return tqdm(total=total, desc=desc, unit=unit, initial=initial, **shown)
     return LogProgress(total, desc, unit, initial, stream)
