@@ -33,7 +33,7 @@ from scipy import stats
 
 import probe.scores_extra  # noqa: F401  (registers NCE, LEEP, SFDA and PARC in SCORES)
 from probe.scores_extra import guard_dims, reduce_dims, video_logits
-from probe.transferability import SCORES, rank_correlation
+from probe.transferability import SCORES, knn_neighbours, rank_correlation
 from vtl.errors import UserError
 from vtl.features import FeatureFile
 
@@ -249,7 +249,7 @@ def score_candidates(
         raise ValueError(f"unknown scores {unknown}; choose among {list(SCORES)}")
     table: dict[str, dict[str, float]] = {m: {} for m in methods}
     notes: list[str] = []
-    k = min(knn_k, len(labels) - 1)
+    k = knn_neighbours(knn_k, len(labels))
     for candidate in candidates:
         guarded, note = guarded_features(candidate.features)
         if note:

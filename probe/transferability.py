@@ -309,6 +309,13 @@ def knn_score(features, labels, k: int = 10, block: int = 1024) -> float:
     return micro_ap(y, predicted)
 
 
+def knn_neighbours(k: int, n: int) -> int:
+    """The kNN score's neighbours for `n` samples: `k`, at most half of them. With k = n - 1
+    every sample's neighbours would be all the others whatever the features, and every backbone
+    would get the same score (small samples, e.g. a recommendation's)."""
+    return max(1, min(k, n // 2))
+
+
 # ------------------------------------------------------------------ rank correlation
 
 
@@ -447,7 +454,7 @@ def score_feature_file(
     for method in methods:
         try:
             results[method] = SCORES[method].compute(
-                x, y, knn_k=min(knn_k, len(x) - 1), logits=logits
+                x, y, knn_k=knn_neighbours(knn_k, len(x)), logits=logits
             )
         except ValueError as error:
             raise UserError(f"{path}: {method} on split {split} train videos: {error}") from None

@@ -9,6 +9,7 @@ from scipy import optimize, stats
 from probe.synthetic import synthetic_meta
 from probe.transferability import (
     hscore,
+    knn_neighbours,
     knn_score,
     logme,
     rank_correlation,
@@ -241,3 +242,12 @@ def test_score_feature_file_ranks_informative_file_higher(tmp_path):
 
 
 METHODS_ALL = ("logme", "hscore", "knn")
+
+
+def test_knn_on_a_small_sample_still_reads_the_features():
+    # With as many neighbours as other videos, every backbone would score the same.
+    assert [knn_neighbours(10, n) for n in (2, 6, 40)] == [1, 3, 10]
+    informative, random, y = informative_and_random(n=8, labels=2, seed=3)
+    k = knn_neighbours(10, len(y))
+    assert knn_score(informative, y, k=k) != knn_score(random, y, k=k)
+    assert knn_score(informative, y, k=7) == knn_score(random, y, k=7)  # what the cap avoids
