@@ -16,8 +16,9 @@ Adding backbones from another library is a new declaration file here and its nam
 The package loads lazily: its names below (`REGISTRY`, `create_backbone`, ...) import the
 declaration files, and with them torch and the model libraries, on first use (`load`), so that
 `extract.backbones.listing` imports in milliseconds. Import those names from the package, as
-everything here does, not from its modules: `extract.backbones.registry` alone holds only the
-entries of the declaration files imported so far.
+everything here does, not from its modules: `extract.backbones.registry`'s lookups (`get_spec`,
+`expand_backbones`) load the declarations too, but its `REGISTRY` dict, imported alone, holds
+only the entries of the declaration files imported so far.
 """
 
 from __future__ import annotations

@@ -108,6 +108,14 @@ def replace_head(attribute: str) -> HeadSplitter:
     return split
 
 
+def _declared() -> None:
+    # The declaration files register their entries when imported, and the package imports
+    # them on first use of its names; a caller that came straight to this module gets them too.
+    from extract import backbones
+
+    backbones.load()
+
+
 def _valid_names() -> str:
     return f"backbones: {', '.join(REGISTRY)}; families: {', '.join(FAMILIES)}; {NAME_FORMS}"
 
@@ -118,6 +126,7 @@ def get_spec(name: BackboneSpec | str) -> BackboneSpec:
     matches and every valid name otherwise."""
     if isinstance(name, BackboneSpec):
         return name
+    _declared()
     name = name.strip()
     if name in REGISTRY:
         return REGISTRY[name]
@@ -136,6 +145,7 @@ def expand_backbones(names: str | Sequence[str]) -> list[BackboneSpec]:
     """Specs for comma-separated or listed backbone and family names, families expanded,
     duplicates dropped, first-mention order kept (`"swin"`, `"efficientnet_lite0,r2plus1d_18"`,
     `["x3d"]`)."""
+    _declared()
     if isinstance(names, str):
         names = [names]
     tokens = [token.strip() for item in names for token in item.split(",") if token.strip()]
