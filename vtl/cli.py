@@ -43,7 +43,7 @@ _PATH_REFUSED = {
     errno.ENAMETOOLONG,
 }
 _STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve())
-try:  # typer 0.26+ carries its own copy of click, whose usage errors derive from this class
+try:  # recent typer carries its own copy of click, whose usage errors derive from this class
     from typer import TyperException as _UsageError
 except ImportError:  # older typer uses click's
     from click import ClickException as _UsageError
