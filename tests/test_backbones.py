@@ -423,7 +423,7 @@ def test_a_stale_or_missing_listing_falls_back_to_the_live_rows(tmp_path: Path):
     live = describe_backbones(tmp_path)
     listing = json.loads(LISTING_FILE.read_text())
     for entry in listing["backbones"]:
-        entry["params"] = 0  # what a stale file could say
+        entry["feature_dim"] = 0  # what a stale file could say
     for key, value in (("registry_sources", "0" * 64), ("versions", {"torch": "0.1"})):
         stale = tmp_path / f"stale-{key}.json"
         stale.write_text(json.dumps({**listing, key: value}))

@@ -22,7 +22,14 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from extract.backbones.listing import LISTING_FILE, library_versions, write_listing
+from extract.backbones.listing import (
+    COSTS_FILE,
+    LISTING_FILE,
+    backbone_row,
+    entry_fields,
+    library_versions,
+    write_listing,
+)
 from extract.backbones.registry import REGISTRY, BackboneSpec, build_model, get_spec
 from extract.memory import largest_activation_bytes
 from extract.weights import weights_status
@@ -30,9 +37,6 @@ from vtl.atomic import write_text
 from vtl.defaults import FRAMES_PER_CLIP
 
 CLIP_FRAMES = FRAMES_PER_CLIP  # the clip length of FLOPs rows: the reference's
-
-
-COSTS_FILE = Path(__file__).with_name("costs.json")
 
 
 def _input_key(spec: BackboneSpec) -> list:
@@ -119,23 +123,9 @@ def describe_backbones(
     2 per multiply-add), input_size, num_frames, weights_present, weights_file, description."""
     rows = []
     for spec in REGISTRY.values():
-        present, weights_file = weights_status(spec, cache_dir)
-        rows.append(
-            {
-                "name": spec.name,
-                "family": spec.family,
-                "kind": spec.kind,
-                "pretrain": spec.pretrain,
-                "feature_dim": spec.feature_dim,
-                "params": round(count_params(spec) / 1e6, 2),
-                "gflops_per_clip": round(gflops_per_clip(spec, clip_frames), 2),
-                "input_size": spec.input_size,
-                "num_frames": spec.num_frames,
-                "weights_present": present,
-                "weights_file": str(weights_file),
-                "description": spec.description,
-            }
-        )
+        params, flops, _ = model_stats(spec.name)
+        weights = weights_status(spec, cache_dir)
+        rows.append(backbone_row(entry_fields(spec), params, flops, clip_frames, weights))
     return rows
 
 

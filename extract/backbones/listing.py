@@ -31,9 +31,12 @@ from extract.weights import PackageFile, WeightsSource, weights_status
 from vtl.defaults import FRAMES_PER_CLIP
 
 __all__ = [
+    "COSTS_FILE",
     "LISTED_WITH",
     "LISTING_FILE",
     "Listing",
+    "backbone_row",
+    "entry_fields",
     "library_versions",
     "list_backbones",
     "read_listing",
@@ -44,6 +47,7 @@ __all__ = [
 ]
 
 LISTING_FILE = Path(__file__).with_name("listing.json")
+COSTS_FILE = Path(__file__).with_name("costs.json")  # `cost.write_table`'s counts
 # The libraries whose versions the rows depend on (architectures, checkpoint URLs, timm
 # pretrained configurations): counts and lookups made under other versions are stale.
 LISTED_WITH = ("torch", "torchvision", "timm", "pytorchvideo", "transformers")
@@ -137,32 +141,53 @@ def read_listing(path: Path = LISTING_FILE) -> dict[str, Any] | None:
     return listing
 
 
+def backbone_row(
+    entry: Mapping[str, Any],
+    params: int,
+    flops: int,
+    clip_frames: int,
+    weights: tuple[bool, Path],
+) -> dict[str, Any]:
+    """One row of `extract backbones` (`describe_backbones`' keys): an entry's fields
+    (`entry_fields`), its counts (`model_stats`'s parameters and FLOPs of one forward: image
+    backbones embed every frame of a `clip_frames`-frame clip, video backbones the clip once) and
+    `weights_status`."""
+    frames = clip_frames if entry["kind"] == "image" else 1
+    present, weights_file = weights
+    return {
+        **{key: entry[key] for key in ("name", "family", "kind", "pretrain", "feature_dim")},
+        "params": round(params / 1e6, 2),
+        "gflops_per_clip": round(flops * frames / 1e9, 2),
+        "input_size": entry["input_size"],
+        "num_frames": entry["num_frames"],
+        "weights_present": present,
+        "weights_file": str(weights_file),
+        "description": entry["description"],
+    }
+
+
+def entry_fields(spec: Any) -> dict[str, Any]:
+    """What a row says of a registry entry (a `BackboneSpec`), as the listing writes it down."""
+    fields = ("name", "family", "kind", "pretrain", "feature_dim", "input_size", "num_frames")
+    return {**{key: getattr(spec, key) for key in fields}, "description": spec.description}
+
+
 def static_rows(
     listing: Mapping[str, Any], cache_dir: Path | None = None, clip_frames: int = FRAMES_PER_CLIP
 ) -> list[dict[str, Any]]:
-    """The rows of `describe_backbones(cache_dir, clip_frames)` from a listing, weights looked
-    up on this machine now."""
-    rows = []
-    for entry in listing["backbones"]:
-        present, weights_file = weights_status(_source(entry["weights"]), cache_dir)
-        frames = clip_frames if entry["kind"] == "image" else 1
-        rows.append(
-            {
-                "name": entry["name"],
-                "family": entry["family"],
-                "kind": entry["kind"],
-                "pretrain": entry["pretrain"],
-                "feature_dim": entry["feature_dim"],
-                "params": round(entry["params"] / 1e6, 2),
-                "gflops_per_clip": round(entry["flops"] * frames / 1e9, 2),
-                "input_size": entry["input_size"],
-                "num_frames": entry["num_frames"],
-                "weights_present": present,
-                "weights_file": str(weights_file),
-                "description": entry["description"],
-            }
+    """The rows of `describe_backbones(cache_dir, clip_frames)` from a listing and the cost
+    table it was written with (`costs.json`), weights looked up on this machine now."""
+    counts = json.loads(COSTS_FILE.read_text())["backbones"]
+    return [
+        backbone_row(
+            entry,
+            counts[entry["name"]]["params"],
+            counts[entry["name"]]["flops"],
+            clip_frames,
+            weights_status(_source(entry["weights"]), cache_dir),
         )
-    return rows
+        for entry in listing["backbones"]
+    ]
 
 
 def list_backbones(
@@ -182,30 +207,16 @@ def list_backbones(
 
 
 def write_listing(path: Path = LISTING_FILE) -> dict[str, Any]:
-    """Write the listing of every registry entry (counts from `model_stats`: write the cost
-    table first) for `list_backbones`; returns it."""
+    """Write the listing of every registry entry for `list_backbones` (after the cost table,
+    whose counts its rows read); returns it."""
     from extract.backbones import FAMILIES, REGISTRY
-    from extract.backbones.cost import model_stats
     from vtl.atomic import write_text
 
-    entries = []
-    for spec in REGISTRY.values():
-        params, flops, _ = model_stats(spec.name)
-        entries.append(
-            {
-                "name": spec.name,
-                "family": spec.family,
-                "kind": spec.kind,
-                "pretrain": spec.pretrain,
-                "feature_dim": spec.feature_dim,
-                "params": params,
-                "flops": flops,  # one forward: a frame (image) or a clip (video), as model_stats
-                "input_size": spec.input_size,
-                "num_frames": spec.num_frames,
-                "description": spec.description,
-                "weights": weights_lookup(spec.weights),
-            }
-        )
+    # Counts stay in the cost table (written first): the rows read them from there.
+    entries = [
+        {**entry_fields(spec), "weights": weights_lookup(spec.weights)}
+        for spec in REGISTRY.values()
+    ]
     listing = {
         "about": "rows of `extract backbones`: python -m extract.backbones --write-costs",
         "versions": library_versions(),
