@@ -305,7 +305,7 @@ def main() -> None:
 
 
 def _frames(path: Path) -> int:
-    from extract.video import header_frames
+    from vtl.headers import header_frames
 
     return header_frames(path)
 

@@ -112,28 +112,17 @@ SHARED = {
     "allow_failures": (AllowFailuresOption, False),
     "quiet": (QuietOption, False),
 }
-# The shared options that are ExtractConfig fields of the same name.
-CONFIG_OPTIONS = (
-    "threshold",
-    "shot_frames",
-    "min_tail",
-    "image_frames",
-    "batch_size",
-    "device",
-    "amp",
-    "video_timeout",
-    "strict_decode",
-    "wait",
-    "logits",
-)
 
 
 def _extract_config(shared: dict, **cutting):
-    """The ExtractConfig of a command's shared options (CONFIG_OPTIONS) and the `cutting` fields
-    it takes as single values (`run`; `study` takes lists)."""
+    """The ExtractConfig of a command's shared options that are its fields (same names) and the
+    `cutting` fields it takes as single values (`run`; `study` takes lists)."""
+    import dataclasses
+
     from extract.config import ExtractConfig
 
-    return ExtractConfig(**{name: shared[name] for name in CONFIG_OPTIONS}, **cutting)
+    fields = {f.name for f in dataclasses.fields(ExtractConfig)}
+    return ExtractConfig(**{k: v for k, v in shared.items() if k in fields}, **cutting)
 
 
 def _run_options(shared: dict) -> dict:

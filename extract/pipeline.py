@@ -51,11 +51,11 @@ from extract.processor import Output, VideoProcessor
 from extract.shots import make_shot_detector
 from extract.stop import RESUME_HINT, StopGuard
 from extract.store import WorkStore, work_folder
-from extract.video import header_frames
 from extract.video_loop import Processed, VideoLoop
 from extract.weights import require_weights
 from vtl.errors import UserError
 from vtl.features import FeatureFile
+from vtl.headers import header_frames
 from vtl.lock import lock_outputs
 from vtl.manifest import Manifest, read_manifest
 from vtl.paths import check_output_dir

@@ -55,7 +55,6 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from vtl.errors import UserError
-from vtl.headers import header_frames  # noqa: F401  (re-exported: extract reads it here)
 from vtl.manifest import special_file
 
 # Bytes of decoded frames per chunk: a 1080p video gets small chunks, a 320x180 one large ones.

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from extract.decoder import Decoder, Failure
-from extract.video import VideoError, VideoSource, header_frames
+from extract.video import VideoError, VideoSource
 from vtl.errors import ManifestError
+from vtl.headers import header_frames
 from vtl.manifest import read_manifest, special_file
 
 BIN = Path(sys.executable).parent

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from extract.pipeline import ExtractConfig, run_extraction
-from extract.video import VideoSource, header_frames
+from extract.video import VideoSource
 from vtl.errors import UserError
 from vtl.features import FeatureFile
+from vtl.headers import header_frames
 from vtl.manifest import read_manifest, write_manifest
 from vtl.shards import assign_shards, resolve_shard
 

@@ -28,6 +28,7 @@ from extract.backbones.listing import (
     backbone_row,
     entry_fields,
     library_versions,
+    read_costs,
     write_listing,
 )
 from extract.backbones.registry import REGISTRY, BackboneSpec, build_model, get_spec
@@ -43,14 +44,6 @@ def _input_key(spec: BackboneSpec) -> list:
     # What the counts depend on besides the architecture: a table row whose key differs from
     # the spec's is stale and counted again.
     return [spec.kind, spec.input_size, spec.num_frames]
-
-
-@functools.cache
-def _table() -> dict[str, dict[str, Any]]:
-    try:
-        return json.loads(COSTS_FILE.read_text())["backbones"]
-    except FileNotFoundError:
-        return {}
 
 
 def measure(spec: BackboneSpec | str) -> tuple[int, int, int]:
@@ -74,7 +67,7 @@ def model_stats(name: str) -> tuple[int, int, int]:
     image backbones, one resampled clip for video ones, and the largest activation of that
     forward in bytes): from the table when it holds this entry as it is, else counted."""
     spec = get_spec(name)
-    row = _table().get(spec.name)
+    row = read_costs().get(spec.name)
     if row is not None and row["input"] == _input_key(spec):
         return row["params"], row["flops"], row["activation_bytes"]
     return measure(spec)
@@ -97,7 +90,7 @@ def write_table(path: Path = COSTS_FILE) -> dict[str, Any]:
         "backbones": rows,
     }
     write_text(path, json.dumps(table, indent=1) + "\n")
-    _table.cache_clear()
+    read_costs.cache_clear()
     model_stats.cache_clear()
     return table
 

@@ -60,10 +60,6 @@ IMAGENET_STANDARD = (0.5, 0.5, 0.5)  # transformers' IMAGENET_STANDARD_MEAN and 
 RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL codes in processor configs
 
 
-def _mean_tokens(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    return hidden.mean(dim=1)
-
-
 def _first_token(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return hidden[:, 0]
 

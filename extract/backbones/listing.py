@@ -18,6 +18,7 @@ declaration files on first use, so importing this module does not.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -39,6 +40,7 @@ __all__ = [
     "entry_fields",
     "library_versions",
     "list_backbones",
+    "read_costs",
     "read_listing",
     "registry_sources",
     "static_rows",
@@ -62,6 +64,16 @@ class Listing:
 
     rows: list[dict[str, Any]]
     families: dict[str, tuple[str, ...]]
+
+
+@functools.cache
+def read_costs() -> dict[str, dict[str, Any]]:
+    """The cost table's rows (`costs.json`: name -> params, flops, activation_bytes, input);
+    empty when there is none."""
+    try:
+        return json.loads(COSTS_FILE.read_text())["backbones"]
+    except FileNotFoundError:
+        return {}
 
 
 def library_versions() -> dict[str, str | None]:
@@ -177,7 +189,7 @@ def static_rows(
 ) -> list[dict[str, Any]]:
     """The rows of `describe_backbones(cache_dir, clip_frames)` from a listing and the cost
     table it was written with (`costs.json`), weights looked up on this machine now."""
-    counts = json.loads(COSTS_FILE.read_text())["backbones"]
+    counts = read_costs()
     return [
         backbone_row(
             entry,

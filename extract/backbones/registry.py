@@ -20,6 +20,7 @@ from torch import nn
 
 from extract.weights import WeightsSource
 from vtl.errors import UserError
+from vtl.registry import register
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -80,9 +81,9 @@ NAME_FORMS = "timm/<model>.<tag> (any timm model), hf/<org>/<repository> (hub vi
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     """Add `spec` to REGISTRY and to the FAMILIES it declares; returns it."""
-    if spec.name in REGISTRY or spec.name in FAMILIES:
+    if spec.name in FAMILIES:
         raise ValueError(f"backbone name {spec.name!r} is already registered")
-    REGISTRY[spec.name] = spec
+    register(REGISTRY, spec.name, spec, "backbone name")
     for family in spec.families:
         if family in REGISTRY:
             raise ValueError(f"family name {family!r} clashes with a backbone name")
@@ -92,9 +93,7 @@ def register_backbone(spec: BackboneSpec) -> BackboneSpec:
 
 def register_resolver(prefix: str, resolve: Callable[[str], BackboneSpec]) -> None:
     """Let `get_spec` make the spec of any name starting with `prefix` with `resolve(name)`."""
-    if prefix in RESOLVERS:
-        raise ValueError(f"name prefix {prefix!r} already has a resolver")
-    RESOLVERS[prefix] = resolve
+    register(RESOLVERS, prefix, resolve, "name prefix")
 
 
 def replace_head(attribute: str) -> HeadSplitter:
