@@ -84,7 +84,7 @@ def train(
     quiet: QuietOption = False,
 ) -> None:
     """Train a probe on one split and seed (or on every split and seed) and test it."""
-    from probe.train import run_grid, train_probe
+    from probe.train import run_grid, sweep_picks, train_probe
 
     own = {"seed": seed, "split": split, "fusion": fusion, "threads": threads}
     own["co_train"] = tuple(str(p) for p in co_train or ())
@@ -95,7 +95,7 @@ def train(
         _print_table(["split", "seed"], [[split, seed, result["metrics"]["test"]]])
         _print_chance(result["chance"]["test"])
         _print_collections(result.get("co_training", {}).get("collections", []))
-        _print_picks([t["sweep"]["pick"] for t in result["training"] if "sweep" in t])
+        _print_picks(sweep_picks(result).get("sweep", []))
         typer.echo(
             f"wrote {out / 'metrics.json'}, {out / 'predictions.csv'}, {out / 'checkpoint.pt'}"
         )

@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-import probe.scores_extra  # noqa: F401  (registers NCE, LEEP, SFDA and PARC in SCORES)
 from probe.scores_extra import guard_dims, reduce_dims, video_logits
 from probe.transferability import SCORES, knn_neighbours, rank_correlation
 from vtl.errors import UserError

@@ -66,7 +66,6 @@ from probe.data import ClipStore, ProbeData, open_store, random_windows, sliding
 from probe.evaluate import (
     EVAL_BATCH_WINDOWS,
     _model_mask,
-    load_body,
     video_scores,
     window_logits,
 )
@@ -482,8 +481,6 @@ def sweep_group(data, group, subsets, eval_windows, config: TrainConfig, progres
         # The seed and the draws of probe.train._train_group: every head starts as its solo run.
         torch.manual_seed(config.seed)
         probe = build_probe(config.model, store.feature_dim, len(data.label_names))
-        if config.init_from:  # fine-tuning (A -> B): every head starts from that body
-            load_body(config.init_from, probe, config.model, str(data.files[group[0]].path))
         heads, shared = fit_sweep(
             probe,
             store,

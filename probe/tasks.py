@@ -30,7 +30,7 @@ import torch
 
 from probe.catalogue import FileInfo, read_file_info
 from probe.config import TrainConfig
-from probe.train import summarize_runs, train_probe
+from probe.train import summarize_runs, sweep_picks, train_probe
 from probe.transferability import score_feature_file
 from vtl.atomic import write_text
 from vtl.defaults import WEIGHT_DECAY
@@ -211,9 +211,7 @@ def _run_one(task: Task, config: dict) -> dict:
         }
         if "co_training" in result:  # each collection's own test metrics
             out["co_training"] = result["co_training"]["collections"]
-        picks = [t["sweep"]["pick"] for t in result["training"] if "sweep" in t]
-        if picks:  # the sweep protocol: the (lr, weight decay) each model picked on val
-            out["sweep"] = picks
+        out.update(sweep_picks(result))  # the sweep protocol: each model's pick on val
     elif task.kind == "score":
         options = dict(task.settings)
         scores = score_feature_file(

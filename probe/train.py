@@ -386,7 +386,7 @@ def run_grid(
                     "test": result["metrics"]["test"],
                     "chance": result["chance"]["test"],
                     "per_label": result["per_label"]["test"],
-                    **_picks(result),
+                    **sweep_picks(result),
                 }
             )
             if "co_training" in result:
@@ -406,7 +406,7 @@ def run_grid(
     return summary
 
 
-def _picks(result: dict) -> dict:
+def sweep_picks(result: dict) -> dict:
     """{"sweep": the (lr, weight decay) each model of a sweep-protocol run picked}, else {}."""
     picks = [t["sweep"]["pick"] for t in result["training"] if "sweep" in t]
     return {"sweep": picks} if picks else {}
