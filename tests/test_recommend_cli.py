@@ -3,6 +3,9 @@ run cache (a rerun trains nothing), and bad options as one line with exit code 2
 
 import csv
 import dataclasses
+import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -100,10 +103,48 @@ def test_recommend_end_to_end_and_rerun_trains_nothing(sample_dir, tmp_path, pro
     assert "quick probes: 6 trained, 6 from the cache" in stderr
 
 
+def test_ridge_quick_probe_by_default_cross_validated_or_on_the_splits(sample_dir, tmp_path):
+    """The default quick probe is the closed-form ridge, cross-validated: no torch, no cache.
+    Run in a fresh interpreter to see what it imports."""
+    folder, _ = sample_dir
+    code = (
+        "import json, sys\n"
+        "from probe.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    print(json.dumps([m for m in ('torch', 'torchvision') if m in sys.modules]), "
+        "file=sys.stderr)\n"
+    )
+    cache = tmp_path / "cache"
+    ran = {
+        "5": "quick probes: ridge, 5 folds x 5 repeats over the sampled videos",
+        "0": "quick probes: ridge on 2 of the sample's splits",
+    }
+    for folds, what in ran.items():
+        args = ["recommend", "--features", str(folder), "--out", str(tmp_path / folds)]
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args, "--cache", str(cache), "--folds", folds],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stderr.strip().splitlines()[-1]) == []  # torch-free
+        assert what in done.stderr
+        line = done.stdout.strip().splitlines()[0]
+        assert line.startswith("Extract strong") and "40-video sample" in line, line
+        with open(tmp_path / folds / "recommendation.csv", newline="") as f:
+            rows = {row["candidate"]: float(row["uap"]) for row in csv.DictReader(f)}
+        assert rows["strong"] > rows["medium"] > rows["weak"]
+    assert not cache.exists()  # nothing trained, nothing cached
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--folds", "1"], "--folds must be 0 (the sample's splits) or at least 2"),
         (["--resamples", "0"], "--resamples must be at least 1"),
         (["--models", "none"], "--models: give at least one quick probe"),
         (["--models", "lstm"], "--model 'lstm'"),

@@ -1,0 +1,198 @@
+"""Closed-form quick probes for `probe recommend`: ridge regressions of the 0/1 labels on a
+sample's video features, the penalty picked on held-out videos.
+
+A recommendation from a sample needs a probe whose ranking of the candidates can be trusted and
+whose cost is small next to the sample's extraction. A ridge regression is the linear probe with
+its weight decay swept (as LAION's clip_benchmark sweeps a logistic regression's on validation),
+solved exactly: one SVD of the training videos gives every penalty's weights at once, and no
+learning rate, epoch budget or early stopping enters the comparison. Features are each
+candidate's clip features averaged per video (`recommend.read_sample`), standardised on the
+training videos; the targets are centred 0/1 labels, so every label is one column of one solve.
+
+Two ways to hold videos out, both giving `recommend.ProbeRun`s for the bootstrap:
+
+- `split_runs`: the sample's own splits, as the probes of the matrix train: fit on the split's
+  train videos, pick the penalty with the best val μAP, score its test videos.
+- `cv_runs`: cross-validation over every sampled video (`cv_folds`, K folds x R repeats), the
+  penalty picked by the exact leave-one-out predictions of each fold's training videos. A 20%
+  sample of a 36-video collection has 1-2 test videos per split; cross-validation scores all 7.
+
+The torch probes (linear, MLP, ... through the run cache) remain available to `probe recommend`
+with `--models`; the bench (`bench/bench_recommend.py`) measures these ridge probes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from probe.recommend import Candidate, ProbeRun, weighted_micro_ap
+
+# Penalties tried, times the training videos: wide enough that the pick is rarely at an edge.
+PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+FOLDS, REPEATS = 5, 5  # the cross-validation's default: 5 folds, 5 repeats
+_EPS = 1e-6  # added to each feature's standard deviation (constant features)
+SUBSETS = ("train", "val", "test")  # the split codes 0, 1, 2 (vtl.features)
+
+
+def _micro_ap(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """μAP of one prediction matrix (`probe.metrics.micro_ap`; 0 without positives)."""
+    if not y_true.any():
+        return 0.0
+    return float(weighted_micro_ap(y_true, y_score, np.ones((1, len(y_true))))[0])
+
+
+def _standardise(x: np.ndarray, train: np.ndarray) -> np.ndarray:
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0) + _EPS
+    return (x - mean) / std
+
+
+def ridge_scores(
+    x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, test: np.ndarray
+) -> np.ndarray:
+    """Test scores of a ridge regression of y on x fit on `train`, its penalty the one of
+    PENALTIES with the best μAP on `val` (the smallest on a tie).
+
+    Args:
+        x: (N, D) video features; y: (N, L) 0/1 labels; train, val, test: row indices.
+
+    Returns:
+        (len(test), L) the regression's predictions (intercept included).
+    """
+    z = _standardise(x, train)
+    u, s, vt = np.linalg.svd(z[train], full_matrices=False)
+    offset = y[train].mean(axis=0)  # the intercept: μAP pools labels, so their rates count
+    target = u.T @ (y[train] - offset)
+    best, best_w = -np.inf, None
+    for penalty in PENALTIES:
+        w = vt.T @ ((s / (s**2 + penalty * len(train)))[:, None] * target)
+        value = _micro_ap(y[val], z[val] @ w + offset)
+        if best_w is None or value > best:
+            best, best_w = value, w
+    return z[test] @ best_w + offset
+
+
+def cv_scores(x: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Every video's held-out scores: for each fold, a ridge regression fit on the other folds,
+    its penalty the one of PENALTIES whose exact leave-one-out predictions of those training
+    videos have the best μAP (no validation videos are set aside).
+
+    Args:
+        x: (N, D) video features; y: (N, L) 0/1 labels; fold: (N,) each video's fold.
+
+    Returns:
+        (N, L) scores, each row from the model that did not see that video.
+    """
+    held_out = np.zeros_like(y, dtype=np.float64)
+    for f in np.unique(fold):
+        train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        z = _standardise(x, train)
+        u, s, vt = np.linalg.svd(z[train], full_matrices=False)
+        offset = y[train].mean(axis=0)
+        target = u.T @ (y[train] - offset)
+        best, best_w = -np.inf, None
+        for penalty in PENALTIES:
+            shrink = s**2 / (s**2 + penalty * len(train))
+            fitted = u @ (shrink[:, None] * target) + offset
+            # The hat matrix's diagonal, intercept included: y_loo = (fit - h y) / (1 - h).
+            leverage = (1 / len(train) + (u**2) @ shrink)[:, None]
+            loo = (fitted - leverage * y[train]) / (1 - leverage)
+            value = _micro_ap(y[train], loo)
+            if best_w is None or value > best:
+                best = value
+                best_w = vt.T @ ((s / (s**2 + penalty * len(train)))[:, None] * target)
+        held_out[test] = z[test] @ best_w + offset
+    return held_out
+
+
+def cv_folds(labels: np.ndarray, folds: int = FOLDS, repeats: int = 1, seed: int = 0) -> np.ndarray:
+    """Repeated k-fold assignments of the sample's videos, each label's positives spread out.
+
+    Every video is in exactly one fold of each repeat, so quick probes tested on each fold in
+    turn (trained on the others) give every video one held-out prediction per repeat. Within a
+    repeat the videos are dealt to the folds in turn, those whose rarest positive label is
+    rarest first (ties in random order), so a label with p positives has them in min(p, folds)
+    folds.
+
+    Args:
+        labels: (N, L) 0/1 labels of the sample.
+        folds: folds per repeat (at most N are used).
+        repeats: independent assignments.
+        seed: the assignments' seed.
+
+    Returns:
+        (repeats, N) int: each video's fold in each repeat, 0 .. min(folds, N) - 1.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n < 2 or folds < 2 or repeats < 1:
+        raise ValueError(
+            f"cv_folds needs >= 2 videos, >= 2 folds, >= 1 repeat; got {n}, {folds}, {repeats}"
+        )
+    folds = min(folds, n)
+    frequency = labels.sum(axis=0)
+    rng = np.random.default_rng(seed)
+    assignment = np.empty((repeats, n), dtype=np.int64)
+    for r in range(repeats):
+        shuffled = rng.permutation(n)
+        rarest = np.where(labels[shuffled] == 1, frequency, np.inf).min(axis=1)
+        dealt = shuffled[np.argsort(rarest, kind="stable")]
+        assignment[r, dealt] = np.arange(n) % folds
+    return assignment
+
+
+def split_problem(labels: np.ndarray, splits: np.ndarray, split: int) -> str | None:
+    """Why a split of the sample cannot train a probe (None when it can): as the matrix's
+    probes require, it needs train, val and test videos and a positive training video of every
+    label (`probe.data.split_indices`)."""
+    subsets = {name: np.flatnonzero(splits[:, split] == code) for code, name in enumerate(SUBSETS)}
+    for name, index in subsets.items():
+        if index.size == 0:
+            return f"no {name} videos in the sample"
+    missing = np.flatnonzero(~labels[subsets["train"]].any(axis=0))
+    if missing.size:
+        return f"{missing.size} labels have no positive training video in the sample"
+    return None
+
+
+def split_runs(
+    candidates: Sequence[Candidate], labels: np.ndarray, splits: np.ndarray, split_list
+) -> tuple[list[ProbeRun], list[str]]:
+    """Each candidate's ridge probe on each usable split of the sample (`ridge_scores`).
+
+    Returns:
+        (runs, notes): one run per candidate and usable split; a note per split left out.
+    """
+    y = np.asarray(labels, dtype=np.float64)
+    runs, notes = [], []
+    for k in split_list:
+        problem = split_problem(labels, splits, k)
+        if problem is not None:
+            notes.append(f"split {k} left out of the quick probes: {problem}")
+            continue
+        train, val, test = (np.flatnonzero(splits[:, k] == code) for code in range(len(SUBSETS)))
+        for candidate in candidates:
+            scores = ridge_scores(candidate.features, y, train, val, test)
+            runs.append(ProbeRun(candidate.name, k, 0, test, scores))
+    return runs, notes
+
+
+def cv_runs(
+    candidates: Sequence[Candidate],
+    labels: np.ndarray,
+    folds: int = FOLDS,
+    repeats: int = REPEATS,
+    seed: int = 0,
+) -> list[ProbeRun]:
+    """Each candidate's cross-validated ridge probe (`cv_scores`), one run per repeat over
+    every sampled video; every candidate sees the same folds. None with fewer than 2 videos."""
+    if len(labels) < 2:
+        return []
+    y = np.asarray(labels, dtype=np.float64)
+    every = np.arange(len(y))
+    return [
+        ProbeRun(candidate.name, r, 0, every, cv_scores(candidate.features, y, fold))
+        for r, fold in enumerate(cv_folds(labels, folds, repeats, seed))
+        for candidate in candidates
+    ]
