@@ -547,7 +547,7 @@ def recommend(
         raise UserError(f"--prior {unknown[0]}: no such candidate; the candidates are {names}")
     split_list = resolve_splits(_report_splits(splits), infos[0])
     collection_videos, collection_frames, notes = inputs.collection_size(manifest, paths[0], data)
-    runs, probe_notes, done = [], [], []
+    runs, probe_notes, done, cached = [], [], [], ""
     if RIDGE in model_list:
         runs, probe_notes, line = inputs.ridge_probes(data, split_list, folds, seed)
         done.append(line)
@@ -567,7 +567,9 @@ def recommend(
             )
         runs += trained_runs
         probe_notes += [n for n in trained_notes if n not in probe_notes]
-        done.append(f"{trained} trained, {len(trained_runs) - trained} from the cache")
+        plural = "s" if seeds > 1 else ""
+        done.append(f"{', '.join(trained_models)} on the sample's splits x {seeds} seed{plural}")
+        cached = f" ({trained} trained, {len(trained_runs) - trained} from the cache)"
     result = rec.recommend(
         data.candidates,
         data.labels,
@@ -579,9 +581,10 @@ def recommend(
         collection_videos=collection_videos,
         collection_frames=collection_frames,
     )
-    result.notes[:0] = data.notes + notes + probe_notes
+    probes = f"quick probes: {'; '.join(done)}"
+    result.notes[:0] = [*data.notes, *notes, probes, *probe_notes]
     outputs = recommend_report.write_report(result, out)
-    typer.echo(f"quick probes: {'; '.join(done)}", err=True)
+    typer.echo(probes + cached, err=True)  # the cache's counts vary from run to run
     if print_:
         typer.echo(outputs["md"].read_text())
     typer.echo(recommend_report.summary_line(result))

@@ -22,6 +22,7 @@ setting above, "sweep" a grid of learning rates (`sweep_lrs`) x weight decays
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -34,6 +35,9 @@ PROTOCOLS = ("reference", "sweep")
 # 1e-5..1e-1, the reference's 1e-4 among them, and weight decays from none to strong.
 SWEEP_LRS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SWEEP_WEIGHT_DECAYS = (0.0, 0.01, 0.1, 1.0)
+# AdamW moves each weight by about lr a step: a larger one only overflows (torch then fails
+# with "value cannot be converted to type float without overflow", not a loss message).
+MAX_LR = 10.0
 
 
 @dataclass
@@ -81,9 +85,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience", "scheduler_patience", "window"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
-        if not self.weight_decay >= 0:
+        if not 0 < self.lr <= MAX_LR:
+            raise UserError(f"--lr must be positive and at most {MAX_LR:g}, got {self.lr}")
+        if not 0 <= self.weight_decay < math.inf:
             raise UserError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
         self._validate_protocol()
         if self.split < 0:
@@ -118,9 +122,11 @@ class TrainConfig:
         lrs, wds = self.sweep_lrs, self.sweep_weight_decays
         if not lrs or not wds:
             raise UserError("the sweep needs at least one learning rate and one weight decay")
-        if any(not lr > 0 for lr in lrs):
-            raise UserError(f"sweep learning rates must be positive, got {list(lrs)}")
-        if any(not wd >= 0 for wd in wds):
+        if any(not 0 < lr <= MAX_LR for lr in lrs):
+            raise UserError(
+                f"sweep learning rates must be positive and at most {MAX_LR:g}, got {list(lrs)}"
+            )
+        if any(not 0 <= wd < math.inf for wd in wds):
             raise UserError(f"sweep weight decays must be 0 or more, got {list(wds)}")
         if len(set(lrs)) != len(lrs) or len(set(wds)) != len(wds):
             raise UserError("the sweep grid repeats a learning rate or a weight decay")

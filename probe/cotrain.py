@@ -66,10 +66,9 @@ from probe.data import (
 from probe.evaluate import _model_mask, load_body, video_scores, window_logits
 from probe.metrics import compute_metrics
 from probe.models import Probe, build_probe, masked_batch_norm
-from probe.train import EpochLog, TrainingError, _report, _write_run, summarize_values
+from probe.train import _report, _write_run, summarize_values, train_epochs
 from vtl.errors import UserError
 from vtl.paths import check_output_dir
-from vtl.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -322,17 +321,12 @@ def _train(collections: list[Collection], config: TrainConfig, weights, progress
 
 
 def _fit(model, collections, weights, config, progress, desc) -> dict:
-    """`probe.train.fit` over several collections: batches drawn by collection, the target's
-    validation loss for the schedule, early stopping and the best epoch (restored)."""
+    """`probe.train.fit` over several collections (`train_epochs`): batches drawn by
+    collection, the target's validation loss for the schedule, early stopping and the best
+    epoch (restored)."""
     device, width = config.device, config.window
     model.to(device)
     views = [model.view(k) for k in range(len(collections))]
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=True
-    )
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, patience=config.scheduler_patience
-    )
     loss_fn = nn.BCEWithLogitsLoss()
     target = collections[0]
     val_windows = sliding_windows(target.subsets["val"], target.counts, width)
@@ -343,54 +337,31 @@ def _fit(model, collections, weights, config, progress, desc) -> dict:
         if w > 0
     )
     draw = np.random.default_rng(_seed(config.seed, _DRAW))
-    where = ", ".join(str(c.path) for c in collections)
+    drawn = np.zeros(len(collections), np.int64)  # batches per collection
 
-    epochs = EpochLog(config.patience)
-    batches = np.zeros(len(collections), np.int64)
-    with progress_bar(config.epochs, desc, "epoch", not progress) as bar:
-        for epoch in range(config.epochs):
-            epochs.start()
-            model.train()
-            total, seen = 0.0, 0
-            for k in collection_draws(weights, steps, draw).tolist():
-                c = collections[k]
-                videos, windows = c.batch(config.batch_size, width)
-                x, mask = c.store.windows(windows, width)
-                logits = views[k](x.to(device), _model_mask(mask, config.mask_padding, device))
-                loss = loss_fn(logits, c.targets[videos].to(device))
-                value = loss.item()
-                if not math.isfinite(value):
-                    which = f"training loss of {c.path}"
-                    raise TrainingError(_diverged(which, value, epoch, where))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                batches[k] += 1
-                total += value * len(videos)
-                seen += len(videos)
-            epochs.trained()
-            logits = window_logits(
-                views[0], target.store, val_windows, width, config.mask_padding, device
+    def batches():
+        for k in collection_draws(weights, steps, draw).tolist():
+            c = collections[k]
+            videos, windows = c.batch(config.batch_size, width)
+            x, mask = c.store.windows(windows, width)
+            logits = views[k](x.to(device), _model_mask(mask, config.mask_padding, device))
+            drawn[k] += 1
+            yield (
+                loss_fn(logits, c.targets[videos].to(device)),
+                len(videos),
+                f"training loss of {c.path}",
             )
-            val_loss = float(loss_fn(logits.to(device), val_targets))
-            if not math.isfinite(val_loss):
-                raise TrainingError(_diverged("target's validation loss", val_loss, epoch, where))
-            scheduler.step(val_loss)
-            stop = epochs.end(model, epoch, total / max(seen, 1), val_loss)
-            bar.update(1)
-            bar.set_postfix(loss=f"{total / max(seen, 1):.4f}", val=f"{val_loss:.4f}")
-            if stop:
-                break
-    history = epochs.finish(model, epoch + 1)
-    history["batches"] = batches.tolist()
+
+    def validate() -> float:
+        logits = window_logits(
+            views[0], target.store, val_windows, width, config.mask_padding, device
+        )
+        return float(loss_fn(logits.to(device), val_targets))
+
+    where = ", ".join(str(c.path) for c in collections)
+    history = train_epochs(model, config, batches, validate, progress, desc, where)
+    history["batches"] = drawn.tolist()
     return history
-
-
-def _diverged(which: str, value: float, epoch: int, where: str) -> str:
-    return (
-        f"{where}: the {which} became {value} at epoch {epoch + 1} of co-training; check the "
-        "features with `extract verify` (extreme values) or lower --lr"
-    )
 
 
 def summarize_collections(runs: list[list[dict]]) -> list[dict]:

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +61,11 @@ class TrainingError(UserError):
     """Training that cannot go on (a non-finite loss): one line naming the epoch and the files."""
 
 
-def _diverged(which: str, value: float, epoch: int, desc: str, where: str, config) -> str:
+def diverged(what: str, value: float, epoch: int, where: str, lr: float) -> str:
+    """The message of a loss that is no longer finite."""
     return (
-        f"{where}: the {which} loss of {desc} became {value} at epoch {epoch + 1}; check the "
-        f"features with `extract verify` (extreme values) or lower --lr ({config.lr:g})"
+        f"{where}: the {what} became {value} at epoch {epoch + 1}; check the features with "
+        f"`extract verify` (extreme values) or lower --lr ({lr:g})"
     )
 
 
@@ -119,6 +121,66 @@ class EpochLog:
         return self.history
 
 
+def train_epochs(
+    model: nn.Module,
+    config: TrainConfig,
+    batches: Callable[[], Iterator[tuple[torch.Tensor, int, str]]],
+    validate: Callable[[], float],
+    progress: bool = True,
+    desc: str = "train",
+    where: str = "",
+    cpu_seconds: bool = False,
+) -> dict:
+    """The reference's training loop, shared by `fit` and co-training: AdamW (amsgrad) at the
+    config's lr and weight decay, ReduceLROnPlateau and early stopping (`EpochLog`) on the
+    validation loss, the best epoch's weights restored.
+
+    Args:
+        batches: one epoch's batches, drawn as the epoch runs: each yields (its loss, its videos,
+            what the loss is, for the message if it is not finite).
+        validate: the validation loss after an epoch.
+        desc: the progress bar's label; where: the feature files, for messages.
+
+    Returns the history (`EpochLog.finish`).
+
+    Raises:
+        TrainingError: a training or validation loss that is not finite.
+    """
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=True
+    )
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, patience=config.scheduler_patience
+    )
+    epochs = EpochLog(config.patience, cpu_seconds=cpu_seconds)
+    with progress_bar(config.epochs, desc, "epoch", not progress) as bar:
+        for epoch in range(config.epochs):
+            epochs.start()
+            model.train()
+            total, seen = 0.0, 0
+            for loss, videos, what in batches():
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise TrainingError(diverged(what, value, epoch, where, config.lr))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += value * videos
+                seen += videos
+            epochs.trained()
+            val_loss = validate()
+            if not math.isfinite(val_loss):
+                what = f"validation loss of {desc}"
+                raise TrainingError(diverged(what, val_loss, epoch, where, config.lr))
+            scheduler.step(val_loss)
+            stop = epochs.end(model, epoch, total / max(seen, 1), val_loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / max(seen, 1):.4f}", val=f"{val_loss:.4f}")
+            if stop:
+                break
+    return epochs.finish(model, epoch + 1)
+
+
 def fit(
     model: nn.Module,
     store: ClipStore,
@@ -130,7 +192,8 @@ def fit(
     desc: str = "train",
     where: str = "",
 ) -> dict:
-    """Train `model` in place and restore its best epoch (lowest validation loss).
+    """Train `model` in place (`train_epochs`) and restore its best epoch (lowest validation
+    loss): each epoch, one random window of every training video, in batches.
 
     Returns the training history: best epoch, its validation loss, per-epoch losses and times.
 
@@ -141,51 +204,30 @@ def fit(
     device, width = config.device, config.window
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=True
-    )
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, patience=config.scheduler_patience
-    )
     loss_fn = nn.BCEWithLogitsLoss()
     targets = torch.from_numpy(data.labels.astype(np.float32))
     train = subsets["train"]
     val_windows = sliding_windows(subsets["val"], counts, width)
     val_targets = targets[val_windows.video].to(device)
 
-    epochs = EpochLog(config.patience, cpu_seconds=True)
-    with progress_bar(config.epochs, desc, "epoch", not progress) as bar:
-        for epoch in range(config.epochs):
-            epochs.start()
-            model.train()
-            order = train[torch.randperm(len(train), generator=generator).numpy()]
-            total, seen = 0.0, 0
-            for a in range(0, len(order), config.batch_size):
-                videos = order[a : a + config.batch_size]
-                windows = random_windows(videos, counts, width, generator)
-                x, mask = store.windows(windows, width)
-                logits = model(x.to(device), _model_mask(mask, config.mask_padding, device))
-                loss = loss_fn(logits, targets[videos].to(device))
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise TrainingError(_diverged("training", value, epoch, desc, where, config))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += value * len(videos)
-                seen += len(videos)
-            epochs.trained()
-            logits = window_logits(model, store, val_windows, width, config.mask_padding, device)
-            val_loss = float(loss_fn(logits.to(device), val_targets))
-            if not math.isfinite(val_loss):
-                raise TrainingError(_diverged("validation", val_loss, epoch, desc, where, config))
-            scheduler.step(val_loss)
-            stop = epochs.end(model, epoch, total / seen, val_loss)
-            bar.update(1)
-            bar.set_postfix(loss=f"{total / seen:.4f}", val=f"{val_loss:.4f}")
-            if stop:
-                break
-    return epochs.finish(model, epoch + 1)
+    def batches():
+        order = train[torch.randperm(len(train), generator=generator).numpy()]
+        for a in range(0, len(order), config.batch_size):
+            videos = order[a : a + config.batch_size]
+            windows = random_windows(videos, counts, width, generator)
+            x, mask = store.windows(windows, width)
+            logits = model(x.to(device), _model_mask(mask, config.mask_padding, device))
+            yield (
+                loss_fn(logits, targets[videos].to(device)),
+                len(videos),
+                f"training loss of {desc}",
+            )
+
+    def validate() -> float:
+        logits = window_logits(model, store, val_windows, width, config.mask_padding, device)
+        return float(loss_fn(logits.to(device), val_targets))
+
+    return train_epochs(model, config, batches, validate, progress, desc, where, cpu_seconds=True)
 
 
 def train_probe(

@@ -21,7 +21,7 @@ from probe.models import build_probe
 from probe.study import run_study
 from probe.synthetic import write_synthetic_features
 from probe.tasks import run_task
-from probe.train import train_probe
+from probe.train import TrainingError, train_probe
 from vtl.errors import UserError
 
 DIM = 8
@@ -63,6 +63,19 @@ def test_a_collection_never_drawn_changes_nothing(files) -> None:
     assert alone["co_training"]["collections"][1]["batches"] == 0
     # The other collection has one split: split 1 falls back to its split 0.
     assert alone["co_training"]["collections"][1]["split"] == 0
+
+
+def test_a_diverging_cotraining_stops_with_one_line(files) -> None:
+    # The largest learning rate allowed with an absurd weight decay: the weights overflow and
+    # the loss is no longer finite. Co-training shares plain training's loop
+    # (probe.train.train_epochs) and its message (test_bad_input checks plain training's).
+    config = TrainConfig(**SMALL, lr=10.0, weight_decay=1e38, co_train=(str(files["other"]),))
+    with pytest.raises(TrainingError) as error:
+        train_probe([files["target"]], config, progress=False)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(str(files["target"]))
+    assert " loss of " in message and "became" in message and "at epoch " in message
+    assert message.endswith("or lower --lr (10)")
 
 
 def test_cotraining_scores_the_target_and_each_collection(files, tmp_path) -> None:

@@ -77,7 +77,7 @@ def test_recommend_end_to_end_and_rerun_trains_nothing(sample_dir, tmp_path, pro
     for suffix in ("md", "csv", "png"):
         assert (tmp_path / "rec" / f"recommendation.{suffix}").stat().st_size > 0
     # 3 candidates x 1 probe x 2 splits x 1 seed
-    assert "quick probes: 6 trained, 0 from the cache" in stderr
+    assert "quick probes: linear on the sample's splits x 1 seed (6 trained, 0 from" in stderr
     text = (tmp_path / "rec" / "recommendation.md").read_text()
     assert line in text and "Agreement with the quick probes" in text
     assert "collection: 80 videos (the sample's record)" in text
@@ -94,13 +94,13 @@ def test_recommend_end_to_end_and_rerun_trains_nothing(sample_dir, tmp_path, pro
 
     code, stdout2, stderr = probe_cli([*args, *QUICK])
     assert code == 0, stderr
-    assert "quick probes: 0 trained, 6 from the cache" in stderr
+    assert "(0 trained, 6 from the cache)" in stderr
     assert stdout2 == stdout  # the same runs and bootstrap seed: the same recommendation
 
     # More seeds train only the new ones.
     code, _, stderr = probe_cli([*args, *QUICK, "--seeds", "2", "--scores", "logme,knn"])
     assert code == 0, stderr
-    assert "quick probes: 6 trained, 6 from the cache" in stderr
+    assert "(6 trained, 6 from the cache)" in stderr
 
 
 def test_ridge_quick_probe_by_default_cross_validated_or_on_the_splits(sample_dir, tmp_path):
@@ -131,7 +131,7 @@ def test_ridge_quick_probe_by_default_cross_validated_or_on_the_splits(sample_di
         )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stderr.strip().splitlines()[-1]) == []  # torch-free
-        assert what in done.stderr
+        assert what in done.stderr and what in (tmp_path / folds / "recommendation.md").read_text()
         line = done.stdout.strip().splitlines()[0]
         assert line.startswith("Extract strong") and "40-video sample" in line, line
         with open(tmp_path / folds / "recommendation.csv", newline="") as f:

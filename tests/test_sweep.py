@@ -106,15 +106,16 @@ def assert_same_weights(got: dict, expected: dict, model: str, seed: int) -> Non
 
 def test_a_diverging_head_is_dropped_and_never_picked(features, tmp_path):
     config = TrainConfig(model="linear", **FAST)
-    result, _ = sweep(features, config, (1e-3, 1e30), (0.01,), tmp_path)
+    # An absurd weight decay overflows the weights (learning rates are capped: MAX_LR).
+    result, _ = sweep(features, config, (1e-3,), (0.01, 1e38), tmp_path)
     record = result["training"][0]["sweep"]
     good, bad = record["heads"]
     assert bad["diverged"] == "training" and bad["val_uap"] is None and bad["epochs_run"] == 1
     assert good["diverged"] is None and good["epochs_run"] == FAST["epochs"]
-    assert record["pick"]["lr"] == 1e-3
-    assert record["pick"]["edges"] == ["lr_low"] and record["pick"]["at_edge"]
+    assert (record["pick"]["lr"], record["pick"]["weight_decay"]) == (1e-3, 0.01)
+    assert record["pick"]["edges"] == ["weight_decay_low"] and record["pick"]["at_edge"]
     with pytest.raises(TrainingError, match="the loss of every head of the sweep"):
-        sweep(features, config, (1e30, 1e31), (0.01,), tmp_path / "all")
+        sweep(features, config, (1e-3,), (1e37, 1e38), tmp_path / "all")
 
 
 def test_stacked_adamw_is_torch_adamw():
@@ -150,7 +151,9 @@ def test_edges_of_the_grid():
     [
         ((), (0.01,), "at least one"),
         ((1e-3, 0.0), (0.01,), "learning rates must be positive"),
+        ((1e-3, 1e38), (0.01,), "learning rates must be positive and at most 10"),
         ((1e-3,), (-0.1,), "weight decays must be 0 or more"),
+        ((1e-3,), (float("inf"),), "weight decays must be 0 or more"),
         ((1e-3, 1e-3), (0.01,), "repeats"),
     ],
 )
@@ -165,6 +168,9 @@ def test_bad_protocol_and_weight_decay_are_one_line():
         TrainConfig(protocol="tuned").validate()
     with pytest.raises(UserError, match="--weight-decay must be 0 or more"):
         TrainConfig(weight_decay=-1.0).validate()
+    for lr in (0.0, 1e38, float("nan")):  # 1e38: AdamW's step would overflow a float
+        with pytest.raises(UserError, match="--lr must be positive and at most 10"):
+            TrainConfig(lr=lr).validate()
 
 
 def test_heads_start_from_the_solo_runs_weights(features, tmp_path):
