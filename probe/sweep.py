@@ -50,6 +50,7 @@ clip_benchmark on the validation metric). The picked head is scored on test exac
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -62,15 +63,14 @@ from torch.func import functional_call, vmap
 
 from probe import stacked
 from probe.config import TrainConfig
-from probe.data import ClipStore, ProbeData, open_store, random_windows, sliding_windows
+from probe.data import ClipStore, ProbeData, random_windows, sliding_windows
 from probe.evaluate import (
     EVAL_BATCH_WINDOWS,
     _model_mask,
     video_scores,
-    window_logits,
 )
 from probe.metrics import micro_ap
-from probe.models import Probe, build_probe, masked_mean
+from probe.models import Probe, masked_mean
 from probe.train import TrainingError
 from vtl.progress import progress_bar
 
@@ -466,46 +466,33 @@ def sweep_summary(heads: list[_HeadRecord], picked: int, lrs, weight_decays) -> 
     }
 
 
-def sweep_group(data, group, subsets, eval_windows, config: TrainConfig, progress: bool):
-    """`probe.train._train_group` under the sweep protocol: train the grid, keep the pick.
+def fit_grid(
+    probe: Probe,
+    store: ClipStore,
+    data,
+    subsets,
+    counts,
+    config: TrainConfig,
+    progress: bool,
+    desc: str,
+    where: str,
+) -> tuple[Probe, dict]:
+    """`probe.train.fit` under the sweep protocol: the grid of `config`'s learning rates x
+    weight decays trained at once from `probe`'s weights (`fit_sweep`), the head with the best
+    validation μAP picked (`pick_head`).
 
-    Returns (the picked model on the CPU in eval mode, its training history with the sweep's
-    record under "sweep", its val and test window logits), as `_train_group` returns them.
+    Returns (a probe with the pick's best weights, on the config's device; its history, with
+    the sweep's record under "sweep"), as `fit` trains and returns them.
     """
     lrs, weight_decays = config.sweep_lrs, config.sweep_weight_decays
-    started = time.perf_counter()
-    store = open_store(data, group, config.memory_budget_gb)
-    loaded = time.perf_counter() - started
-    name = "+".join(data.files[j].meta.backbone for j in group)
-    with torch.random.fork_rng(devices=[]):
-        # The seed and the draws of probe.train._train_group: every head starts as its solo run.
-        torch.manual_seed(config.seed)
-        probe = build_probe(config.model, store.feature_dim, len(data.label_names))
-        heads, shared = fit_sweep(
-            probe,
-            store,
-            data,
-            subsets,
-            data.clip_counts[group[0]],
-            config,
-            lrs,
-            weight_decays,
-            progress,
-            desc=f"{config.model} {name} sweep",
-            where=", ".join(str(data.files[j].path) for j in group),
-        )
+    heads, shared = fit_sweep(
+        probe, store, data, subsets, counts, config, lrs, weight_decays, progress, desc, where
+    )
     picked = pick_head(heads)
     head = heads[picked]
-    model = build_probe(config.model, store.feature_dim, len(data.label_names))
+    model = copy.deepcopy(probe)
     model.load_state_dict(head.best_state)
     model.to(config.device)
-    started = time.perf_counter()
-    logits = {
-        subset: window_logits(
-            model, store, windows, config.window, config.mask_padding, config.device
-        )
-        for subset, windows in eval_windows.items()
-    }
     history = {
         "train_loss": head.train_loss,
         "val_loss": head.val_loss,
@@ -516,18 +503,15 @@ def sweep_group(data, group, subsets, eval_windows, config: TrainConfig, progres
         "best_val_loss": head.best_loss,
         "epochs_run": head.epochs_run,
         "sweep_epochs": len(shared["train_seconds"]),  # until the last head stopped
-        "load_seconds": loaded,
-        "test_seconds": time.perf_counter() - started,
         "sweep": sweep_summary(heads, picked, lrs, weight_decays),
     }
     log.info(
-        "%s on %s: sweep of %d heads picked lr %g, weight decay %g (val μAP %.2f)%s",
-        config.model,
-        name,
+        "%s: %d heads, picked lr %g, weight decay %g (val μAP %.2f)%s",
+        desc,
         len(heads),
         head.lr,
         head.weight_decay,
         head.val_uap,
         " at an edge of the grid" if history["sweep"]["pick"]["edges"] else "",
     )
-    return model.cpu().eval(), history, logits
+    return model, history

@@ -299,31 +299,28 @@ def train_probe(
 
 
 def _train_group(data, group, subsets, eval_windows, config, progress):
-    if config.protocol == "sweep":  # a grid of (lr, weight decay) at once, the best on val
-        from probe.sweep import sweep_group  # probe.sweep builds on this module
-
-        return sweep_group(data, group, subsets, eval_windows, config, progress)
+    """One probe on the files of `group`: built under the run's seed, trained (`fit`, or under
+    the sweep protocol `probe.sweep.fit_grid`, which returns its pick), then its val and test
+    window logits. Returns (the model on the CPU in eval mode, its history, the logits)."""
     started = time.perf_counter()
     store = open_store(data, group, config.memory_budget_gb)
     loaded = time.perf_counter() - started
+    name = "+".join(data.files[j].meta.backbone for j in group)
+    where = ", ".join(str(data.files[j].path) for j in group)
+    inputs = (store, data, subsets, data.clip_counts[group[0]], config, progress)
     with torch.random.fork_rng(devices=[]):
-        # Same seed, same model: a file's model in a late fusion equals its single-file model.
+        # Same seed, same model: a file's model in a late fusion equals its single-file model,
+        # and every head of a sweep starts as its setting's solo run.
         torch.manual_seed(config.seed)
         model = build_probe(config.model, store.feature_dim, len(data.label_names))
-        if config.init_from:  # fine-tuning (A -> B): another collection's body, a fresh head
-            load_body(config.init_from, model, config.model, str(data.files[group[0]].path))
-        name = "+".join(data.files[j].meta.backbone for j in group)
-        history = fit(
-            model,
-            store,
-            data,
-            subsets,
-            data.clip_counts[group[0]],
-            config,
-            progress,
-            desc=f"{config.model} {name}",
-            where=", ".join(str(data.files[j].path) for j in group),
-        )
+        if config.protocol == "sweep":  # a grid of (lr, weight decay) at once, the best on val
+            from probe.sweep import fit_grid  # probe.sweep builds on this module
+
+            model, history = fit_grid(model, *inputs, f"{config.model} {name} sweep", where)
+        else:
+            if config.init_from:  # fine-tuning (A -> B): another collection's body, a fresh head
+                load_body(config.init_from, model, config.model, str(data.files[group[0]].path))
+            history = fit(model, *inputs, desc=f"{config.model} {name}", where=where)
     started = time.perf_counter()
     # Score val and test while this file's features are loaded: late fusion holds one at a time.
     logits = {
