@@ -13,9 +13,11 @@ collection. Then, for samples of 10/20/30/50% drawn as `extract run --sample` dr
 (`vtl.sample.stratified_sample`) over many sample seeds, the recommendation
 (`probe.recommend.recommend`: training-free scores, the quick probes, a 200-resample
 bootstrap) is compared with the truth: the right-pick rate (the pick's full-data μAP within 1
-point of the best's), the same when "too close to call" counts as naming its two candidates
-("A or B right"), the top-3 rate, and each ranker's Kendall τ against the full-data ranking,
-next to the source-accuracy prior's (the banks without published top-1s have none).
+point of the best's), the same without the source prior's tie-break of candidates too close
+to call ("probes alone"), the same when "too close to call" counts as naming its two
+candidates ("A or B right"), the top-3 rate, and each ranker's Kendall τ against the
+full-data ranking, next to the source-accuracy prior's (the banks without published top-1s
+have none).
 
 The quick probe is `probe recommend`'s default, a closed-form ridge regression on mean-pooled
 features (`probe.quick`): `--quick-probe cv` (`probe recommend --folds 5`) cross-validates it
@@ -240,8 +242,9 @@ def draw(
         return None
     if result.verdict is not None:
         pick = result.verdict.best
+        alone = rec.verdict(result.bootstrap).best  # without the prior's tie-break
     else:  # no split of the sample can train a probe: the scores' average rank decides
-        pick = min(bank.names, key=lambda n: result.average_rank[n])
+        pick = alone = min(bank.names, key=lambda n: result.average_rank[n])
     truth = dict(zip(bank.names, bank.truth, strict=True))
     order = sorted(bank.names, key=lambda n: -truth[n])
     rankers = {m: values for m, values in result.scores.items()}
@@ -263,6 +266,7 @@ def draw(
     )
     return {
         "right": truth[order[0]] - truth[pick] <= RIGHT,
+        "right_alone": truth[order[0]] - truth[alone] <= RIGHT,
         "named_right": any(truth[order[0]] - truth[n] <= RIGHT for n in named),
         "top3": pick in order[:3],
         "regret": truth[order[0]] - truth[pick],
@@ -476,10 +480,11 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
     for (name, fraction), draws in results.items():
         n = len(draws)
         if not n:
-            rows.append([name, f"{fraction:.0%}", 0, "", "", "", "", "", "", "", ""])
+            rows.append([name, f"{fraction:.0%}", 0, *[""] * 9])
             continue
         right = np.mean([d["right"] for d in draws])
         named = np.mean([d["named_right"] for d in draws])
+        alone = np.mean([d["right_alone"] for d in draws])
         top3 = np.mean([d["top3"] for d in draws])
         regret = np.mean([d["regret"] for d in draws])
         close = np.mean([d["too_close"] for d in draws])
@@ -494,6 +499,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 f"{fraction:.0%}",
                 f"{n}/{seeds}",
                 f"{right:.0%}",
+                f"{alone:.0%}",
                 f"{named:.0%}",
                 f"{top3:.0%}",
                 f"{regret:.2f}",
@@ -522,6 +528,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 "fraction": fraction,
                 "draws": n,
                 "right_pick": right,
+                "right_pick_probes_alone": alone,
                 "named_right": named,
                 "top3": top3,
                 "regret": regret,
@@ -538,6 +545,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
             "sample",
             "draws",
             "right pick",
+            "probes alone",
             "A or B right",
             "top-3",
             "regret",

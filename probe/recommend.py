@@ -98,6 +98,7 @@ class Verdict:
     runner_up: str | None
     too_close: bool  # the best's and runner-up's intervals overlap
     videos_to_separate: int | None  # sample size at which they would not, if estimable
+    by_prior: bool = False  # too close to call: `best` is the one with the higher source top-1
 
 
 @dataclass
@@ -422,7 +423,11 @@ def bootstrap(
     )
 
 
-def verdict(result: Bootstrap, collection_videos: int | None = None) -> Verdict:
+def verdict(
+    result: Bootstrap,
+    collection_videos: int | None = None,
+    priors: Mapping[str, float] | None = None,
+) -> Verdict:
     """The candidate with the least expected regret, and whether the runner-up is too close.
 
     The runner-up is the next best by μAP on the sample. They are "too close to call" when their
@@ -431,6 +436,12 @@ def verdict(result: Bootstrap, collection_videos: int | None = None) -> Verdict:
     observed on the sample holds; on a small sample that gap is itself uncertain, so n' is a
     first estimate, to be checked on the larger sample. No estimate when the gap is 0, or when
     n' exceeds the collection (`collection_videos`).
+
+    When they are too close to call and every candidate whose interval overlaps the best's has
+    a source prior (`priors`: candidate -> published top-1), the one of them with the highest
+    prior is named first (`by_prior`), the probes' pick second: the sample cannot tell them
+    apart, and source accuracy is the strongest simple predictor of transfer the literature
+    reports (the baseline every score here is measured against).
     """
     order = np.lexsort((-result.point, result.regret))
     best = int(order[0])
@@ -438,11 +449,19 @@ def verdict(result: Bootstrap, collection_videos: int | None = None) -> Verdict:
         return Verdict(result.candidates[best], 1.0, 0.0, None, False, None)
     others = [int(i) for i in np.argsort(-result.point, kind="stable") if i != best]
     runner = others[0]
-    too_close = bool(
-        result.low[best] <= result.high[runner] and result.low[runner] <= result.high[best]
-    )
+
+    def overlaps(i: int) -> bool:  # candidate i's interval and the best's
+        return bool(result.low[best] <= result.high[i] and result.low[i] <= result.high[best])
+
+    too_close = overlaps(runner)
+    tied = [best, *(i for i in others if overlaps(i))]
+    priors, names, by_prior = priors or {}, result.candidates, False
+    if too_close and all(names[i] in priors for i in tied):
+        first = max(tied, key=lambda i: priors[names[i]])  # the earliest of equal priors
+        if priors[names[first]] > priors[names[best]]:
+            best, runner, by_prior = first, best, True
     needed = None
-    gap = result.point[best] - result.point[runner]
+    gap = abs(result.point[best] - result.point[runner])
     if too_close and gap > 0:
         half = (result.high[best] - result.low[best] + result.high[runner] - result.low[runner]) / 2
         needed = math.ceil(result.n_videos * (half / gap) ** 2)
@@ -455,6 +474,7 @@ def verdict(result: Bootstrap, collection_videos: int | None = None) -> Verdict:
         runner_up=result.candidates[runner],
         too_close=too_close,
         videos_to_separate=needed,
+        by_prior=by_prior,
     )
 
 
@@ -514,7 +534,7 @@ def recommend(
     agreement: dict[str, float] = {}
     if runs:
         result = bootstrap(runs, labels, resamples=resamples, seed=seed)
-        verdict_ = verdict(result, collection_videos)
+        verdict_ = verdict(result, collection_videos, priors)
         probe = dict(zip(result.candidates, result.point.tolist(), strict=True))
         rows = {m: values for m, values in table.items()}
         if combined:

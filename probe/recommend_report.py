@@ -32,6 +32,11 @@ def summary_line(result: Recommendation) -> str:
             f"{boot.n_videos}-video sample ({choice.best} best in {choice.p_best:.0%} of "
             f"{len(boot.resampled)} resamples, expected regret {100 * choice.regret:.2f} μAP)"
         )
+        if choice.by_prior:
+            ahead = (result.priors[choice.best], result.priors[choice.runner_up])
+            line += (
+                f"; {choice.best} first for its higher source top-1 ({ahead[0]:g} vs {ahead[1]:g})"
+            )
         if choice.videos_to_separate is not None:
             line += (
                 f"; a sample of about {choice.videos_to_separate} videos would separate them "

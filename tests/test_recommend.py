@@ -182,6 +182,26 @@ def test_verdict_sample_size_that_would_separate_the_top_two():
     assert tie.point[0] == tie.point[1] and verdict(tie).videos_to_separate is None
 
 
+def test_the_source_prior_breaks_only_a_tie_the_sample_cannot():
+    close = constructed([0.60, 0.58, 0.40], [0.58, 0.56, 0.35], [0.62, 0.60, 0.45])
+    # Too close to call: the runner-up has the higher published top-1, so it is named first.
+    choice = verdict(close, priors={"c0": 75.1, "c1": 77.6, "c2": 90.0})
+    assert (choice.best, choice.runner_up, choice.by_prior) == ("c1", "c0", True)
+    assert choice.p_best == close.p_best[1] and choice.regret == close.regret[1]
+    # Not when the best's prior is as high, or one of the tie has none; c2 is not in the tie.
+    for priors in ({"c0": 77.6, "c1": 77.6}, {"c1": 80.0}, {"c0": 70.0, "c2": 90.0}, None):
+        assert not verdict(close, priors=priors).by_prior
+        assert verdict(close, priors=priors).best == "c0"
+    # Every candidate whose interval overlaps the best's is in the tie, not only the runner-up.
+    three = constructed([0.60, 0.59, 0.58], [0.55, 0.54, 0.53], [0.65, 0.64, 0.63])
+    choice = verdict(three, priors={"c0": 75.1, "c1": 76.7, "c2": 77.6})
+    assert (choice.best, choice.runner_up, choice.by_prior) == ("c2", "c0", True)
+    # A clear winner keeps its place whatever the priors say.
+    clear = constructed([0.60, 0.50], [0.58, 0.48], [0.62, 0.52])
+    choice = verdict(clear, priors={"c0": 70.0, "c1": 80.0})
+    assert choice.best == "c0" and not choice.too_close and not choice.by_prior
+
+
 # ------------------------------------------------------------------ guardrails
 
 
@@ -339,6 +359,11 @@ def test_summary_line_when_too_close_or_without_probes():
     assert "a sample of about 400 videos would separate them" in line
     scores_only = dataclasses.replace(close, bootstrap=None, verdict=None)
     assert summary_line(scores_only).startswith("Extract c0: first by the average rank of 1")
+    priors = {"c0": 75.1, "c1": 77.6}
+    by_prior = dataclasses.replace(close, priors=priors, verdict=verdict(result, 1000, priors))
+    line = summary_line(by_prior)
+    assert line.startswith("Extract c1 or c0: too close to call on the 100-video sample")
+    assert "; c1 first for its higher source top-1 (77.6 vs 75.1)" in line
 
 
 def test_recommend_without_probes_scores_only():
