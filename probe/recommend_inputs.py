@@ -35,7 +35,7 @@ def library_priors(infos, names: list[str]) -> dict[str, float]:
     for info in infos:
         with FeatureFile(info.path) as f:
             checkpoints.append((f.meta.weights or {}).get("name", ""))
-    if not any(_torchvision_file(c) for c in checkpoints):
+    if not set(checkpoints) & torchvision_files():
         return {}  # no need to import torchvision (seconds)
     import torchvision
 
@@ -53,22 +53,21 @@ def library_priors(infos, names: list[str]) -> dict[str, float]:
     return priors
 
 
-def _torchvision_file(checkpoint: str) -> bool:
-    """Could torchvision have served this checkpoint? Its files are NAME-HASH.pth (torch.hub's
-    rule); the registry's checkpoints from other sources named alike are in the backbone
-    listing with their package, and are not."""
-    from extract.backbones.listing import read_listing
-    from extract.weights import HASH_REGEX
+def torchvision_files() -> set[str]:
+    """The file names of the checkpoints torchvision's model builders download (the last part
+    of their URLs), read from its sources: importing torchvision takes seconds (it imports
+    torch._dynamo), and a recommendation needs it only for these checkpoints."""
+    import importlib.util
+    import re
 
-    if not (checkpoint.endswith(".pth") and HASH_REGEX.search(checkpoint)):
-        return False
-    listing = read_listing() or {"backbones": []}
-    elsewhere = {
-        row["weights"].get("filename")
-        for row in listing["backbones"]
-        if row.get("weights", {}).get("package") or row.get("weights", {}).get("hub")
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return set()
+    models = Path(next(iter(spec.submodule_search_locations))) / "models"
+    url = re.compile(r"https://download\.pytorch\.org/models/(?:[\w.-]+/)*([\w.-]+\.pth)")
+    return {
+        name for p in models.rglob("*.py") for name in url.findall(p.read_text("utf-8", "replace"))
     }
-    return checkpoint not in elsewhere
 
 
 def collection_size(manifest: Path | None, path: Path, data) -> tuple[int, int, list[str]]:

