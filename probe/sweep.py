@@ -71,7 +71,7 @@ from probe.evaluate import (
 )
 from probe.metrics import micro_ap
 from probe.models import Probe, masked_mean
-from probe.train import TrainingError
+from probe.train import EarlyStopping, TrainingError
 from vtl.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -181,10 +181,11 @@ class _StackedAdamW:
         self.scratch = {n: [t[index] for t in ts] for n, ts in self.scratch.items()}
 
 
-class _HeadRecord:
-    """One head's run: its schedule, early stopping, history and best epoch."""
+class _HeadRecord(EarlyStopping):
+    """One head's run: its schedule, early stopping (a solo run's), history and best epoch."""
 
-    def __init__(self, lr: float, weight_decay: float, scheduler_patience: int):
+    def __init__(self, lr: float, weight_decay: float, scheduler_patience: int, patience: int):
+        super().__init__(patience)
         self.lr, self.weight_decay = lr, weight_decay
         # torch's own scheduler on a placeholder optimizer: the same plateau rule as a solo run.
         self._holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
@@ -193,7 +194,6 @@ class _HeadRecord:
         )
         self.train_loss: list[float] = []
         self.val_loss: list[float] = []
-        self.best_loss, self.best_epoch, self.waited = math.inf, -1, 0
         self.best_state: dict | None = None
         self.best_val_logits: torch.Tensor | None = None
         self.val_uap: float | None = None  # at the best epoch, in percent (after training)
@@ -305,7 +305,10 @@ def fit_sweep(
         TrainingError: every head's loss became non-finite.
     """
     device, width = config.device, config.window
-    heads = [_HeadRecord(lr, wd, config.scheduler_patience) for lr, wd in grid(lrs, weight_decays)]
+    heads = [
+        _HeadRecord(lr, wd, config.scheduler_patience, config.patience)
+        for lr, wd in grid(lrs, weight_decays)
+    ]
     stack = _Stack(probe, config.model, len(heads), device)
     alive = list(range(len(heads)))  # grid index of each head in the stack, in stack order
     generator = torch.Generator().manual_seed(config.seed)
@@ -361,15 +364,11 @@ def fit_sweep(
                     stopped.append(h)
                     continue
                 head.scheduler.step(val_loss)
-                # Strict improvement, as probe.train.fit (Lightning's mode "min").
-                if val_loss < head.best_loss:
-                    head.best_loss, head.best_epoch, head.waited = val_loss, epoch, 0
+                if head.improves(val_loss, epoch):
                     head.best_state = stack.state_of(k)
                     head.best_val_logits = logits[k].clone()
-                else:
-                    head.waited += 1
-                    if head.waited >= config.patience:
-                        stopped.append(h)
+                elif head.exhausted:
+                    stopped.append(h)
             history["train_seconds"].append(trained - started)
             history["train_cpu_seconds"].append(trained_cpu - started_cpu)
             history["val_seconds"].append(time.perf_counter() - trained)

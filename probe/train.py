@@ -69,23 +69,44 @@ def diverged(what: str, value: float, epoch: int, where: str, lr: float) -> str:
     )
 
 
-class EpochLog:
+class EarlyStopping:
+    """The reference's early stopping on the validation loss: an epoch improves only on a
+    strictly lower loss (as Lightning's ModelCheckpoint/EarlyStopping in mode "min"), and
+    training stops after `patience` epochs without improvement."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best_loss, self.best_epoch, self.waited = math.inf, -1, 0
+
+    def improves(self, loss: float, epoch: int) -> bool:
+        """Record an epoch's validation loss; True when it is the best so far."""
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.waited = loss, epoch, 0
+            return True
+        self.waited += 1
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        """`patience` epochs without improvement: stop."""
+        return self.waited >= self.patience
+
+
+class EpochLog(EarlyStopping):
     """A training run's history, epoch by epoch (losses and seconds), with the reference's early
-    stopping on the validation loss: an epoch improves only on a strictly lower loss (as
-    Lightning's ModelCheckpoint/EarlyStopping in mode "min"), its weights are kept, training
-    stops after `patience` epochs without improvement, and `finish` restores the best weights.
+    stopping (`EarlyStopping`): the best epoch's weights are kept, and `finish` restores them.
 
     Per epoch: `start()`, train, `trained()`, validate, then `end(...)`.
     """
 
     def __init__(self, patience: int, cpu_seconds: bool = False):
-        self.patience = patience
+        super().__init__(patience)
         self.cpu_seconds = cpu_seconds
         self.history = {"train_loss": [], "val_loss": [], "train_seconds": []}
         if cpu_seconds:  # process CPU time: the cost on a machine shared with others
             self.history["train_cpu_seconds"] = []
         self.history["val_seconds"] = []
-        self.best_loss, self.best_state, self.best_epoch, self.waited = math.inf, None, -1, 0
+        self.best_state = None
         self._started = self._trained = (0.0, 0.0)
 
     def start(self) -> None:
@@ -105,12 +126,9 @@ class EpochLog:
         if self.cpu_seconds:
             history["train_cpu_seconds"].append(self._trained[1] - self._started[1])
         history["val_seconds"].append(time.perf_counter() - self._trained[0])
-        if val_loss < self.best_loss:
-            self.best_loss, self.best_epoch, self.waited = val_loss, epoch, 0
+        if self.improves(val_loss, epoch):
             self.best_state = copy.deepcopy(model.state_dict())
-            return False
-        self.waited += 1
-        return self.waited >= self.patience
+        return self.exhausted
 
     def finish(self, model: nn.Module, epochs_run: int) -> dict:
         """Restore the best epoch's weights into `model`; the history with the best epoch."""
