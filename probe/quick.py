@@ -7,7 +7,9 @@ its weight decay swept (as LAION's clip_benchmark sweeps a logistic regression's
 solved exactly: one SVD of the training videos gives every penalty's weights at once, and no
 learning rate, epoch budget or early stopping enters the comparison. Features are each
 candidate's clip features averaged per video (`recommend.read_sample`), standardised on the
-training videos; the targets are centred 0/1 labels, so every label is one column of one solve.
+training videos; the targets are the 0/1 labels, centred, with the intercept (each label's rate)
+added back to the scores, since μAP pools every (video, label) pair. Every label is one column of
+one solve.
 
 Two ways to hold videos out, both giving `recommend.ProbeRun`s for the bootstrap:
 
@@ -29,7 +31,8 @@ import numpy as np
 
 from probe.recommend import Candidate, ProbeRun, weighted_micro_ap
 
-# Penalties tried, times the training videos: wide enough that the pick is rarely at an edge.
+# Penalties tried, times the training videos: four decades, from nearly least squares to strong
+# shrinkage (the pick is not recorded: it only decides the held-out scores).
 PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 FOLDS, REPEATS = 5, 5  # the cross-validation's default: 5 folds, 5 repeats
 _EPS = 1e-6  # added to each feature's standard deviation (constant features)
