@@ -46,9 +46,26 @@ def _micro_ap(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(weighted_micro_ap(y_true, y_score, np.ones((1, len(y_true))))[0])
 
 
-def _standardise(x: np.ndarray, train: np.ndarray) -> np.ndarray:
-    mean, std = x[train].mean(axis=0), x[train].std(axis=0) + _EPS
-    return (x - mean) / std
+class _Path:
+    """What every penalty's fit on the `train` rows shares: the features standardised on them,
+    the SVD of theirs, the intercept (each label's rate) and the centred targets in the SVD's
+    basis."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, train: np.ndarray):
+        mean, std = x[train].mean(axis=0), x[train].std(axis=0) + _EPS
+        self.z = (x - mean) / std
+        self.u, self.s, self.vt = np.linalg.svd(self.z[train], full_matrices=False)
+        self.offset = y[train].mean(axis=0)
+        self.target = self.u.T @ (y[train] - self.offset)
+        self.n = len(train)
+
+    def weights(self, penalty: float) -> np.ndarray:
+        """(D, L) the ridge weights at `penalty` times the training rows."""
+        return self.vt.T @ ((self.s / (self.s**2 + penalty * self.n))[:, None] * self.target)
+
+    def scores(self, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The regression's predictions for `rows`, intercept included."""
+        return self.z[rows] @ weights + self.offset
 
 
 def ridge_scores(
@@ -63,17 +80,14 @@ def ridge_scores(
     Returns:
         (len(test), L) the regression's predictions (intercept included).
     """
-    z = _standardise(x, train)
-    u, s, vt = np.linalg.svd(z[train], full_matrices=False)
-    offset = y[train].mean(axis=0)  # the intercept: μAP pools labels, so their rates count
-    target = u.T @ (y[train] - offset)
+    path = _Path(x, y, train)
     best, best_w = -np.inf, None
     for penalty in PENALTIES:
-        w = vt.T @ ((s / (s**2 + penalty * len(train)))[:, None] * target)
-        value = _micro_ap(y[val], z[val] @ w + offset)
+        w = path.weights(penalty)
+        value = _micro_ap(y[val], path.scores(val, w))
         if best_w is None or value > best:
             best, best_w = value, w
-    return z[test] @ best_w + offset
+    return path.scores(test, best_w)
 
 
 def cv_scores(x: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
@@ -90,22 +104,18 @@ def cv_scores(x: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
     held_out = np.zeros_like(y, dtype=np.float64)
     for f in np.unique(fold):
         train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        z = _standardise(x, train)
-        u, s, vt = np.linalg.svd(z[train], full_matrices=False)
-        offset = y[train].mean(axis=0)
-        target = u.T @ (y[train] - offset)
-        best, best_w = -np.inf, None
+        path = _Path(x, y, train)
+        best, best_penalty = -np.inf, None
         for penalty in PENALTIES:
-            shrink = s**2 / (s**2 + penalty * len(train))
-            fitted = u @ (shrink[:, None] * target) + offset
+            shrink = path.s**2 / (path.s**2 + penalty * path.n)
+            fitted = path.u @ (shrink[:, None] * path.target) + path.offset
             # The hat matrix's diagonal, intercept included: y_loo = (fit - h y) / (1 - h).
-            leverage = (1 / len(train) + (u**2) @ shrink)[:, None]
+            leverage = (1 / path.n + (path.u**2) @ shrink)[:, None]
             loo = (fitted - leverage * y[train]) / (1 - leverage)
             value = _micro_ap(y[train], loo)
-            if best_w is None or value > best:
-                best = value
-                best_w = vt.T @ ((s / (s**2 + penalty * len(train)))[:, None] * target)
-        held_out[test] = z[test] @ best_w + offset
+            if best_penalty is None or value > best:
+                best, best_penalty = value, penalty
+        held_out[test] = path.scores(test, path.weights(best_penalty))
     return held_out
 
 
