@@ -43,6 +43,7 @@ class FileInfo:
     cost: dict = field(default_factory=dict, hash=False, compare=False)
     config: dict = field(default_factory=dict, hash=False, compare=False)
     shot_detector: str = ""
+    weights_name: str = field(default="", compare=False)  # the checkpoint's file name
 
     def identity(self) -> dict:
         """What names this file's content for the cache: a changed file gets new tasks."""
@@ -112,6 +113,7 @@ def read_file_info(path: Path) -> FileInfo:
             cost=dict(meta.cost or {}),
             config=dict(meta.config) if isinstance(meta.config, dict) else {},
             shot_detector=str(meta.shot_detector),
+            weights_name=str((meta.weights or {}).get("name", "")),
         )
 
 

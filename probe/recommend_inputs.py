@@ -29,12 +29,7 @@ def library_priors(infos, names: list[str]) -> dict[str, float]:
     (matched by the checkpoint's file name, which is the weights' URL's)."""
     import os
 
-    from vtl.features import FeatureFile
-
-    checkpoints = []
-    for info in infos:
-        with FeatureFile(info.path) as f:
-            checkpoints.append((f.meta.weights or {}).get("name", ""))
+    checkpoints = [info.weights_name for info in infos]
     if not set(checkpoints) & torchvision_files():
         return {}  # no need to import torchvision (seconds)
     import torchvision
