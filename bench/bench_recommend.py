@@ -31,7 +31,7 @@ decoding and shot detection scale with the frames as embedding does, so this sha
 extraction's).
 
     .venv/bin/python bench/bench_recommend.py [--quick] [--seeds 50] [--demo-features DIR]
-        [--quick-probe cv|splits] [--banks demo,same]
+        [--quick-probe cv|splits] [--banks demo,same] [--fractions 0.1,0.2,0.3,0.5]
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from probe import recommend as rec  # noqa: E402
 from probe.synthetic import write_synthetic_features  # noqa: E402
 from probe.transferability import SCORES  # noqa: E402
 from vtl.features import FeatureFile, FeatureWriter  # noqa: E402
+from vtl.manifest import split_problem  # noqa: E402
 from vtl.sample import sample_record, stratified_sample  # noqa: E402
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.5)
@@ -103,7 +104,9 @@ def full_truth(bank: Bank) -> np.ndarray:
     """Each candidate's quick-probe test μAP (percent) on the whole collection, over its splits."""
     y = bank.labels.astype(np.float64)
     usable = [
-        k for k in range(bank.splits.shape[1]) if quick.split_problem(y, bank.splits, k) is None
+        k
+        for k in range(bank.splits.shape[1])
+        if split_problem(y, bank.splits, k, bank.label_names) is None
     ]
     values = []
     for x in bank.features:
@@ -231,7 +234,9 @@ def draw(
     if quick_probe == "cv":
         runs = quick.cv_runs(candidates, labels, quick.FOLDS, quick.REPEATS, seed)
     else:
-        runs, _ = quick.split_runs(candidates, labels, splits, range(splits.shape[1]))
+        runs, _ = quick.split_runs(
+            candidates, labels, bank.label_names, splits, range(splits.shape[1])
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # labels left out: in the result's notes
@@ -313,7 +318,7 @@ def measure_cost(files: list[Path], work: Path, seed: int, folds: int) -> dict |
     collection, at the target's sample size (or the next on which the recommend command runs)."""
     full = 0.0
     with FeatureFile(files[0]) as f:
-        labels, splits = f.labels, f.splits
+        labels, splits, names = f.labels, f.splits, list(f.label_names)
     for path in files:
         with FeatureFile(path) as f:
             if f.meta.cost.get("embed_seconds") is None:
@@ -324,7 +329,7 @@ def measure_cost(files: list[Path], work: Path, seed: int, folds: int) -> dict |
             warnings.simplefilter("ignore", UserWarning)
             chosen = stratified_sample(labels, splits, fraction, seed)
         problems = [
-            quick.split_problem(labels[chosen], splits[chosen], k) for k in range(splits.shape[1])
+            split_problem(labels[chosen], splits[chosen], k, names) for k in range(splits.shape[1])
         ]
         if folds == 0 and all(problems):
             continue
@@ -422,10 +427,16 @@ def main() -> None:
         "--folds 5) or on the sample's splits (--folds 0)",
     )
     parser.add_argument(
+        "--fractions",
+        default=",".join(f"{f:g}" for f in FRACTIONS),
+        help="sample fractions to draw, comma-separated",
+    )
+    parser.add_argument(
         "--banks", default=None, help="only the banks whose names hold one of these, e.g. demo,same"
     )
     args = parser.parse_args()
     seeds = args.seeds or (5 if args.quick else 50)
+    fractions = [float(f) for f in args.fractions.split(",")]
     print("\n".join(machine()))
     print(f"quick probe: {args.quick_probe}")
     started = time.perf_counter()
@@ -455,7 +466,7 @@ def main() -> None:
         results = {}
         parallel = Parallel(n_jobs=args.jobs, max_nbytes=None)  # banks are small: no memmaps
         for bank in banks:
-            for fraction in FRACTIONS:
+            for fraction in fractions:
                 draws = parallel(
                     delayed(draw)(bank, fraction, s, args.resamples, args.quick_probe)
                     for s in range(seeds)
@@ -483,6 +494,8 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
             rows.append([name, f"{fraction:.0%}", 0, *[""] * 9])
             continue
         right = np.mean([d["right"] for d in draws])
+        # The right-pick rate's 95% Wilson interval: 50 draws leave it +-6-13 points wide.
+        ci = stats.binomtest(sum(d["right"] for d in draws), n).proportion_ci(method="wilson")
         named = np.mean([d["named_right"] for d in draws])
         alone = np.mean([d["right_alone"] for d in draws])
         top3 = np.mean([d["top3"] for d in draws])
@@ -498,7 +511,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 name,
                 f"{fraction:.0%}",
                 f"{n}/{seeds}",
-                f"{right:.0%}",
+                f"{right:.0%} ({ci.low:.0%}-{ci.high:.0%})",
                 f"{alone:.0%}",
                 f"{named:.0%}",
                 f"{top3:.0%}",
@@ -528,6 +541,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 "fraction": fraction,
                 "draws": n,
                 "right_pick": right,
+                "right_pick_ci95": [ci.low, ci.high],
                 "right_pick_probes_alone": alone,
                 "named_right": named,
                 "top3": top3,
@@ -544,7 +558,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
             "bank",
             "sample",
             "draws",
-            "right pick",
+            "right pick (95% CI)",
             "probes alone",
             "A or B right",
             "top-3",

@@ -26,10 +26,11 @@ import torch
 
 from vtl.errors import FeatureFileError, UserError
 from vtl.features import FeatureFile
+from vtl.manifest import SPLIT_NAMES, split_problem, split_subsets
 
 log = logging.getLogger(__name__)
 
-SUBSETS = {"train": 0, "val": 1, "test": 2}
+SUBSETS = {name: code for code, name in enumerate(SPLIT_NAMES)}
 _READ_ROWS = 65536  # rows per read when loading a file into memory
 # Streamed reads: at most 8192 rows (12 MiB of 768-d float16, ~80 Trailers12k videos) at once,
 # merging windows at most 1024 rows apart (one HDF5 chunk of the writer). Each HDF5 read has a
@@ -184,19 +185,14 @@ def split_indices(data: ProbeData, split: int) -> dict[str, np.ndarray]:
         raise UserError(
             f"{where}: split {split} does not exist (the file has splits 0..{data.n_splits - 1})"
         )
-    subsets = {name: data.subset(split, name) for name in SUBSETS}
-    for name, index in subsets.items():
-        if index.size == 0:
-            raise UserError(
-                f"{where}: split {split} has no {name} videos; every split needs train, val and "
-                "test videos (fix the split column of the manifest and re-extract)"
-            )
-    positives = data.labels[subsets["train"]].sum(axis=0)
-    for j in np.flatnonzero(positives == 0):
+    problem = split_problem(data.labels, data.splits, split, data.label_names)
+    if problem is not None:
         raise UserError(
-            f"{where}: label {data.label_names[j]!r} has no positive training video in split "
-            f"{split}; drop the label or rebalance the split"
+            f"{where}: split {split} has {problem}; every split needs train, val and test videos "
+            "and a positive training video of every label (fix the split column of the manifest "
+            "and re-extract, or drop the label)"
         )
+    subsets = split_subsets(data.splits, split)
     for name in ("val", "test"):
         absent = np.flatnonzero(data.labels[subsets[name]].sum(axis=0) == 0)
         labels = tuple(data.label_names[j] for j in absent)

@@ -30,13 +30,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from probe.recommend import Candidate, ProbeRun, weighted_micro_ap
+from vtl.manifest import split_problem, split_subsets
 
 # Penalties tried, times the training videos: four decades, from nearly least squares to strong
 # shrinkage (the pick is not recorded: it only decides the held-out scores).
 PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 FOLDS, REPEATS = 5, 5  # the cross-validation's default: 5 folds, 5 repeats
 _EPS = 1e-6  # added to each feature's standard deviation (constant features)
-SUBSETS = ("train", "val", "test")  # the split codes 0, 1, 2 (vtl.features)
 
 
 def _micro_ap(y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -155,24 +155,15 @@ def cv_folds(labels: np.ndarray, folds: int = FOLDS, repeats: int = 1, seed: int
     return assignment
 
 
-def split_problem(labels: np.ndarray, splits: np.ndarray, split: int) -> str | None:
-    """Why a split of the sample cannot train a probe (None when it can): as the matrix's
-    probes require, it needs train, val and test videos and a positive training video of every
-    label (`probe.data.split_indices`)."""
-    subsets = {name: np.flatnonzero(splits[:, split] == code) for code, name in enumerate(SUBSETS)}
-    for name, index in subsets.items():
-        if index.size == 0:
-            return f"no {name} videos in the sample"
-    missing = np.flatnonzero(~labels[subsets["train"]].any(axis=0))
-    if missing.size:
-        return f"{missing.size} labels have no positive training video in the sample"
-    return None
-
-
 def split_runs(
-    candidates: Sequence[Candidate], labels: np.ndarray, splits: np.ndarray, split_list
+    candidates: Sequence[Candidate],
+    labels: np.ndarray,
+    label_names: Sequence[str],
+    splits: np.ndarray,
+    split_list,
 ) -> tuple[list[ProbeRun], list[str]]:
-    """Each candidate's ridge probe on each usable split of the sample (`ridge_scores`).
+    """Each candidate's ridge probe on each usable split of the sample (`ridge_scores`): a split
+    is usable by the rule of every probe (`vtl.manifest.split_problem`).
 
     Returns:
         (runs, notes): one run per candidate and usable split; a note per split left out.
@@ -180,11 +171,11 @@ def split_runs(
     y = np.asarray(labels, dtype=np.float64)
     runs, notes = [], []
     for k in split_list:
-        problem = split_problem(labels, splits, k)
+        problem = split_problem(labels, splits, k, label_names)
         if problem is not None:
-            notes.append(f"split {k} left out of the quick probes: {problem}")
+            notes.append(f"split {k} left out of the quick probes: {problem} in the sample")
             continue
-        train, val, test = (np.flatnonzero(splits[:, k] == code) for code in range(len(SUBSETS)))
+        train, val, test = split_subsets(splits, k).values()
         for candidate in candidates:
             scores = ridge_scores(candidate.features, y, train, val, test)
             runs.append(ProbeRun(candidate.name, k, 0, test, scores))

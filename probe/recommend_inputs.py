@@ -112,7 +112,9 @@ def ridge_probes(data, splits: list[int], folds: int, seed: int):
         runs = quick.cv_runs(data.candidates, data.labels, folds, quick.REPEATS, seed)
         used = min(folds, len(data.video_ids))
         return runs, [], f"ridge, {used} folds x {quick.REPEATS} repeats over the sampled videos"
-    runs, notes = quick.split_runs(data.candidates, data.labels, data.splits, splits)
+    runs, notes = quick.split_runs(
+        data.candidates, data.labels, data.label_names, data.splits, splits
+    )
     if not runs:
         raise UserError(
             f"no split of the sample can train a probe ({notes[0]}); draw a larger sample or "

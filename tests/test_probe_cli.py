@@ -127,7 +127,7 @@ def bad_files(good, root):
         ("splits", [good[0], resplit], "disagree on the splits of video 'v00009'"),
         ("clips", [good[0], clipped], "disagree on clips: video 'v00002'"),
         ("empty-split", [no_val], "noval.h5: split 0 has no val videos"),
-        ("no-positives", [no_pos], "label 'label1' has no positive training video"),
+        ("no-positives", [no_pos], "split 0 has no positive training video of label 'label1'"),
     ]
 
 

@@ -14,10 +14,10 @@ from probe.quick import (
     cv_runs,
     cv_scores,
     ridge_scores,
-    split_problem,
     split_runs,
 )
 from probe.recommend import Candidate, bootstrap
+from vtl.manifest import split_problem
 
 
 def dataset(n=40, d=12, labels=3, signal=1.0, seed=0):
@@ -94,17 +94,24 @@ def test_split_problems_and_the_runs_of_usable_splits():
     splits[:, 1] = np.where(splits[:, 1] == 1, 0, splits[:, 1])  # split 1: no val videos
     splits[[0, 1, 2], 2] = 2  # split 2: the first videos (a label's only positive) in test
     y[3:, 0] = 0
-    assert split_problem(y, splits, 0) is None
-    assert split_problem(y, splits, 1) == "no val videos in the sample"
-    assert "no positive training video" in split_problem(y, splits, 2)
+    names = [f"l{j}" for j in range(y.shape[1])]
+    assert split_problem(y, splits, 0, names) is None
+    assert split_problem(y, splits, 1, names) == "no val videos"
+    assert split_problem(y, splits, 2, names) == "no positive training video of label 'l0'"
+    y_none = np.hstack([y, y[:, :2]])  # 5 labels, none with a training positive in split 0
+    y_none[splits[:, 0] == 0] = 0
+    assert split_problem(y_none, splits, 0, [f"l{j}" for j in range(5)]) == (
+        "no positive training video of labels 'l0', 'l1', 'l2' and 2 more"
+    )
     rng = np.random.default_rng(0)
     candidates = [Candidate(name, rng.random((12, 5))) for name in "ab"]
-    runs, notes = split_runs(candidates, y, splits, [0, 1, 2])
+    runs, notes = split_runs(candidates, y, names, splits, [0, 1, 2])
     assert [(r.candidate, r.split) for r in runs] == [("a", 0), ("b", 0)]
     assert [note.split(":")[0] for note in notes] == [
         "split 1 left out of the quick probes",
         "split 2 left out of the quick probes",
     ]
+    assert notes[1].endswith("no positive training video of label 'l0' in the sample")
     np.testing.assert_array_equal(runs[0].videos, [10, 11])
     assert runs[0].scores.shape == (2, y.shape[1])
 

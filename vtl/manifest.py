@@ -155,13 +155,41 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
             splits[v, k] = SPLIT_CODES[value]
 
     for k, name in enumerate(split_columns):
-        for code, split_name in enumerate(SPLIT_NAMES):
-            if not np.any(splits[:, k] == code):
+        for split_name, rows in split_subsets(splits, k).items():
+            if not rows.size:
                 raise ManifestError(
                     f"{path}, column {name}: no {split_name} videos; "
                     "every split needs train, val and test videos"
                 )
     return Manifest(path.resolve(), video_ids, paths, label_names, labels, splits)
+
+
+def split_subsets(splits: np.ndarray, split: int) -> dict[str, np.ndarray]:
+    """The rows of each subset (train, val, test) of split column `split` of (V, K) codes."""
+    return {name: np.flatnonzero(splits[:, split] == code) for code, name in enumerate(SPLIT_NAMES)}
+
+
+def split_problem(
+    labels: np.ndarray, splits: np.ndarray, split: int, label_names: list[str]
+) -> str | None:
+    """Why split column `split` cannot train and test a probe, as a phrase ("no val videos",
+    "no positive training video of label 'x'"), or None when it can. The rule of every probe
+    (`probe.data.split_indices`, `probe recommend`'s quick probes): train, val and test each
+    need videos, and every label a positive training video.
+
+    Args:
+        labels: (V, L) 0/1; splits: (V, K) split codes; label_names: the L labels' names.
+    """
+    subsets = split_subsets(splits, split)
+    for name, rows in subsets.items():
+        if not rows.size:
+            return f"no {name} videos"
+    missing = np.flatnonzero(~np.asarray(labels)[subsets["train"]].any(axis=0))
+    if not missing.size:
+        return None
+    named = ", ".join(repr(label_names[j]) for j in missing[:3])
+    more = f" and {missing.size - 3} more" if missing.size > 3 else ""
+    return f"no positive training video of label{'s' * (missing.size > 1)} {named}{more}"
 
 
 def row_cells(

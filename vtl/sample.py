@@ -25,11 +25,12 @@ import warnings
 import numpy as np
 
 from vtl.errors import UserError
+from vtl.manifest import SPLIT_NAMES
 
 METHOD = "iterative-stratification"
 STRATA = "labels, split subsets, labels x train subset of each split"
-_TRAIN = 0  # split code of the train subset (vtl.manifest.SPLIT_NAMES)
-_SUBSETS = 3  # train, val, test
+_TRAIN = SPLIT_NAMES.index("train")  # the train subset's split code
+_SUBSETS = len(SPLIT_NAMES)  # train, val, test
 
 
 def parse_sample_size(text: str) -> int | float:
