@@ -144,71 +144,72 @@ def same_run(meta: FeatureMeta, fingerprint: dict) -> bool:
     )
 
 
-def finished_files(folders: Sequence[Path]) -> list[tuple[Path, tuple[FeatureMeta, set]]]:
-    """(path, (metadata, videos covered)) of the finished feature files under `folders`."""
-    found = []
-    for folder in folders:
-        for path in sorted(Path(folder).rglob("*.h5")):
-            try:
-                with FeatureFile(path) as f:
-                    if f.part is None:
-                        covered = set(f.video_ids) | {x["video_id"] for x in f.meta.failures}
-                        found.append((path, (f.meta, covered)))
-            except FeatureFileError:
-                continue
-    return found
+@dataclass(frozen=True)
+class Finished:
+    """What deciding to reuse, resume or replace a feature file reads of it: its metadata, the
+    videos it covers (written or failed) and its shard part (None for a whole run's file)."""
+
+    meta: FeatureMeta
+    covered: frozenset[str]
+    part: str | None
+
+    def is_sample_of(self, fingerprint: dict) -> bool:
+        """A finished sample (`extract run --sample`) made by a run with this fingerprint: a run
+        over more videos may take its videos (`seed_from_sample`)."""
+        return bool(self.meta.sample) and self.part is None and same_run(self.meta, fingerprint)
+
+    def is_output_of(self, fingerprint: dict, manifest: Manifest) -> bool:
+        """Made by a run with this fingerprint over every manifest video."""
+        return same_run(self.meta, fingerprint) and self.covered == set(manifest.video_ids)
 
 
-def same_output(found: tuple[FeatureMeta, set], fingerprint: dict, manifest: Manifest) -> bool:
-    """A `finished_files` entry made by a run with this fingerprint over every manifest video."""
-    meta, covered = found
-    return same_run(meta, fingerprint) and covered == set(manifest.video_ids)
+def read_finished(path: Path) -> Finished | None:
+    """The feature file at `path` as `Finished`; None when there is no readable one."""
+    if not path.is_file():
+        return None
+    try:
+        with FeatureFile(path) as f:
+            failed = {x["video_id"] for x in f.meta.failures}
+            return Finished(f.meta, frozenset(f.video_ids) | failed, f.part)
+    except FeatureFileError:
+        return None
+
+
+def finished_files(folders: Sequence[Path]) -> list[tuple[Path, Finished]]:
+    """The finished feature files under `folders` (shard parts left out)."""
+    found = [
+        (path, read_finished(path))
+        for folder in folders
+        for path in sorted(Path(folder).rglob("*.h5"))
+    ]
+    return [(path, f) for path, f in found if f is not None and f.part is None]
 
 
 def already_written(path: Path, fingerprint: dict, manifest: Manifest, mine: list[int]) -> bool:
     """True when `path` is this very run's finished output; refuses a different file there."""
     if not path.exists():
         return False
-    try:
-        with FeatureFile(path) as existing:
-            same = same_run(existing.meta, fingerprint)
-            covered = set(existing.video_ids) | {f["video_id"] for f in existing.meta.failures}
-    except FeatureFileError:
-        same, covered = False, set()
-    if same and covered == {manifest.video_ids[i] for i in mine}:
-        return True
-    if same and sample_of_run(path, fingerprint):
-        return False  # a sample made the same way: this run takes its videos and replaces it
+    found = read_finished(path)
+    if found is not None and same_run(found.meta, fingerprint):
+        if found.covered == {manifest.video_ids[i] for i in mine}:
+            return True
+        if found.is_sample_of(fingerprint):
+            return False  # a sample made the same way: this run takes its videos and replaces it
     raise UserError(
         f"{path} exists and was made with another configuration or manifest; "
         "delete it or choose another --out"
     )
 
 
-def sample_of_run(path: Path, fingerprint: dict) -> bool:
-    """True when `path` is a finished sample (`extract run --sample`) made by a run with this
-    fingerprint: a run over more videos may take its videos (`seed_from_sample`)."""
-    if not path.is_file():
-        return False
-    try:
-        with FeatureFile(path) as f:
-            return bool(f.meta.sample) and f.part is None and same_run(f.meta, fingerprint)
-    except FeatureFileError:
-        return False
-
-
 def full_output(path: Path, fingerprint: dict, manifest: Manifest) -> bool:
     """True when `path` holds this run's extraction of every manifest video (not a sample)."""
-    if not path.is_file():
-        return False
-    try:
-        with FeatureFile(path) as f:
-            if f.part is not None or f.meta.sample:
-                return False
-            covered = set(f.video_ids) | {x["video_id"] for x in f.meta.failures}
-            return same_output((f.meta, covered), fingerprint, manifest)
-    except FeatureFileError:
-        return False
+    found = read_finished(path)
+    return (
+        found is not None
+        and found.part is None
+        and not found.meta.sample
+        and found.is_output_of(fingerprint, manifest)
+    )
 
 
 def seed_from_sample(job: OutputJob, manifest: Manifest, mine: list[int]) -> int:
@@ -220,7 +221,8 @@ def seed_from_sample(job: OutputJob, manifest: Manifest, mine: list[int]) -> int
     they are and only the other videos are decoded. Each video's `embed_seconds` is its share of
     the sample's, pro rata of its clips. Videos that failed in the sample are tried again.
     """
-    if not sample_of_run(job.final, job.fingerprint):
+    found = read_finished(job.final)
+    if found is None or not found.is_sample_of(job.fingerprint):
         return 0
     wanted = {manifest.video_ids[i] for i in mine}
     seeded = 0

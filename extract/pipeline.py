@@ -43,7 +43,6 @@ from extract.outputs import (
     full_output,
     output_plan,
     plan_jobs,
-    same_output,
     seed_from_sample,
     target_outputs,
 )
@@ -172,7 +171,7 @@ def extract_targets(
         todo_jobs = []
         for job in jobs:
             found = next(
-                (p for p, m in candidates if same_output(m, job.fingerprint, manifest)), None
+                (p for p, f in candidates if f.is_output_of(job.fingerprint, manifest)), None
             )
             if found is not None and not job.final.exists():
                 log.info(
