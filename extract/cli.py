@@ -278,10 +278,12 @@ def merge(
 ) -> int:
     """Merge shard part files into one file, in manifest order."""
     from extract.merge import merge_parts
+    from vtl.lock import OutputLock
     from vtl.paths import check_output_file
 
     check_output_file(out)
-    print(merge_parts(parts, out, remove_parts=remove_parts))
+    with OutputLock(out):  # not while a finishing shard merges the same file
+        print(merge_parts(parts, out, remove_parts=remove_parts))
     return 0
 
 

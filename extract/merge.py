@@ -9,12 +9,12 @@ from __future__ import annotations
 import csv
 import heapq
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from vtl.errors import FeatureFileError
+from vtl.errors import FeatureFileError, UserError
 from vtl.features import FeatureFile, FeatureMeta, FeatureWriter, write_failures
+from vtl.lock import OutputLock
 
 log = logging.getLogger("extract")
 
@@ -116,28 +116,23 @@ def try_merge(final: Path, count: int) -> Path | None:
     """Merge `final`'s parts if all are present and no other shard is merging them.
 
     Called by every shard when it finishes: the last one to finish sees all parts and merges
-    (an exclusive lock file makes sure only one does), so shards never wait for each other.
+    (the output's lock, `vtl.lock.OutputLock`, makes sure only one does), so shards never
+    wait for each other.
     """
     parts = part_paths(final, count)
     if not all(p.is_file() for p in parts):
         return None
-    lock = final.with_name(f".{final.name}.merging")
+    lock = OutputLock(final)  # released by the kernel if this process dies mid-merge
     try:
-        handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        log.info(
-            "%s: another shard is merging the parts (if none is, a merge was killed: delete "
-            "%s and run `extract merge`)",
-            final,
-            lock,
-        )
+        lock.acquire()
+    except UserError as busy:  # another shard holds it: that one merges
+        log.info("%s: left to the shard merging it: %s", final, busy)
         return None
     try:
-        os.close(handle)
         if not all(p.is_file() for p in parts):  # another shard merged them meanwhile
             return None
         merged = merge_parts(parts, final, remove_parts=True)
         log.info("merged %d parts into %s", count, merged)
         return merged
     finally:
-        lock.unlink(missing_ok=True)
+        lock.release()

@@ -8,6 +8,7 @@ report folder; tests/test_lock.py tests the lock itself with bare processes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -18,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from extract.merge import part_paths, try_merge
+from probe.synthetic import write_synthetic_features
+from vtl.features import FeatureFile, FeatureWriter
 from vtl.lock import OutputLock, lock_path
 from vtl.manifest import read_manifest, write_manifest
 
@@ -157,3 +161,42 @@ def test_probe_matrix_holds_its_report_folder(lite0_features, tmp_path):
     code, err = finish(waiting, timeout=600)
     assert code == 0, err
     assert (report / "matrix.md").exists()
+
+
+def _parts(final: Path, count: int = 2) -> list[Path]:
+    """A synthetic feature file cut into `count` shard part files of `final`."""
+    whole = write_synthetic_features(
+        final.parent / "whole.h5", n_videos=6, clips=(2, 3), n_labels=2, n_splits=1
+    )
+    parts = part_paths(final, count)
+    with FeatureFile(whole) as f:
+        for p, path in enumerate(parts):
+            with FeatureWriter(path, f.meta, f.label_names, 1, part=(p, count)) as writer:
+                for i in range(p, f.n_videos, count):
+                    writer.add(dataclasses.replace(f.video(i), manifest_index=i))
+    return parts
+
+
+def test_the_merge_of_parts_is_left_to_the_shard_holding_it(tmp_path):
+    final = tmp_path / "fam" / "model.h5"
+    parts = _parts(final)
+    with OutputLock(final):  # another shard is merging
+        assert try_merge(final, 2) is None
+    assert all(p.is_file() for p in parts) and not final.exists()
+    assert try_merge(final, 2) == final  # free again: this shard merges
+    assert not any(p.exists() for p in parts) and not lock_path(final).exists()
+    with FeatureFile(final) as merged, FeatureFile(tmp_path / "fam" / "whole.h5") as whole:
+        assert merged.video_ids == whole.video_ids
+
+
+def test_a_merge_killed_midway_does_not_block_the_next(tmp_path):
+    """The lock dies with its holder: a merge killed by SIGKILL leaves nothing to delete."""
+    final = tmp_path / "fam" / "model.h5"
+    _parts(final)
+    code = (
+        "import os, sys, signal\nfrom vtl.lock import OutputLock\n"
+        "OutputLock(sys.argv[1]).acquire()\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", code, str(final)], timeout=60)
+    assert killed.returncode == -signal.SIGKILL and lock_path(final).exists()
+    assert try_merge(final, 2) == final
