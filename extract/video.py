@@ -55,6 +55,7 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from vtl.errors import UserError
+from vtl.headers import video_stream
 from vtl.manifest import special_file
 
 # Bytes of decoded frames per chunk: a 1080p video gets small chunks, a 320x180 one large ones.
@@ -203,9 +204,13 @@ class _Frames:
         self.strict = strict
         try:
             with _open(path) as container:
-                if not container.streams.video:
-                    raise VideoError("no video stream (an audio-only file, or not a video)")
-                stream = container.streams.video[0]
+                stream = video_stream(container)
+                if stream is None:
+                    raise VideoError(
+                        "no video stream, only a cover picture (an audio file, not a video)"
+                        if container.streams.video
+                        else "no video stream (an audio-only file, or not a video)"
+                    )
                 declared = stream.frames  # from the container's index; 0 when it has none
                 base = float(stream.time_base) if stream.time_base else 0.0
                 # (timestamp, shown) per packet; an edit list marks the packets not shown
@@ -269,7 +274,7 @@ class _Frames:
         last, error = None, None
         lost = self._missing if expected is not None and not self.strict else 0
         with _open(self.path) as container:
-            stream = container.streams.video[0]
+            stream = video_stream(container)  # the stream __init__ read (same file, same pick)
             stream.thread_type, stream.thread_count = "AUTO", DECODE_THREADS
             self.sample_aspect = _sample_aspect(stream)
             for frame in _decode(container, stream, self.strict):

@@ -26,6 +26,7 @@ from extract.backbones import EXTREME_ASPECT, create_backbone
 from extract.video import VideoSource
 from vtl.errors import FeatureFileError
 from vtl.features import FeatureFile, verify_features
+from vtl.headers import header_frames
 from vtl.manifest import read_manifest, write_manifest
 
 FAST_OPTIONS = (
@@ -89,13 +90,50 @@ def size_change_video(path: Path, n=48) -> Path:
     return path
 
 
-def audio_only(path: Path) -> Path:
+def add_picture(container, height: int, width: int, cover: bool):
+    """A video stream for one MJPEG picture (`mux_picture`), marked as the file's cover art
+    when `cover`. Add every stream before muxing the first packet."""
+    stream = container.add_stream("mjpeg", rate=1)
+    stream.height, stream.width, stream.pix_fmt = height, width, "yuvj420p"
+    if cover:
+        stream.disposition = av.stream.Disposition.attached_pic
+    return stream
+
+
+def mux_picture(container, stream, image: np.ndarray) -> None:
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuvj420p")
+    for packet in [*stream.encode(frame), *stream.encode()]:
+        container.mux(packet)
+
+
+def audio_only(path: Path, cover: bool = False) -> Path:
+    """AAC audio; with `cover`, a cover picture too (as music files carry)."""
     with av.open(str(path), "w") as container:
+        picture = add_picture(container, 64, 64, cover=True) if cover else None
         stream = container.add_stream("aac", rate=16000)
+        if picture is not None:
+            mux_picture(container, picture, pattern(0, 64, 64))
         for i in range(16):
             samples = np.sin(np.arange(1024) / 9.0).astype(np.float32)[None]
             frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
             frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def picture_then_video(path: Path, n=48) -> Path:
+    """MKV whose first video stream is one still picture, unmarked (an image attachment muxed
+    as a track), and whose second is the video (H.264, the `pattern` frames)."""
+    with av.open(str(path), "w") as container:
+        picture = add_picture(container, 96, 128, cover=False)
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        mux_picture(container, picture, np.full((96, 128, 3), 200, np.uint8))
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(pattern(i, 48, 64), format="rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
@@ -124,6 +162,10 @@ def unusable_videos(folder: Path, demo: Path) -> dict[str, tuple[Path, str]]:
         "truncated_streamable": (cut_in_half(streamable, folder / "cut_fast.mp4"), "truncated"),
         "text_as_mp4": (folder / "notes.mp4", "not a decodable video file"),
         "audio_only": (audio_only(folder / "audio.mp4"), "no video stream"),
+        "audio_with_cover": (
+            audio_only(folder / "song.mp4", cover=True),
+            "no video stream, only a cover picture",
+        ),
         "one_frame": (pattern_video(folder / "one.mp4", n=1), "shorter than one clip"),
     }
 
@@ -139,6 +181,7 @@ def unusual_videos(folder: Path) -> dict[str, Path]:
         "yuv420p10le": pattern_video(folder / "p10.mp4", pix_fmt="yuv420p10le"),
         "yuv444p": pattern_video(folder / "p444.mp4", pix_fmt="yuv444p"),
         "size_change": size_change_video(folder / "joined.ts"),
+        "picture_then_video": picture_then_video(folder / "picture_first.mkv"),
     }
 
 
@@ -223,6 +266,7 @@ def mixed(demo_manifest, tmp_path_factory):
         "truncated_streamable",
         "text_as_mp4",
         "audio_only",
+        "audio_with_cover",
         "one_frame",
     ],
 )
@@ -269,6 +313,7 @@ def test_allow_failures_exits_zero(demo_manifest, tmp_path):
         "yuv420p10le",
         "yuv444p",
         "size_change",
+        "picture_then_video",
     ],
 )
 def test_unusual_video_is_extracted(mixed, case):
@@ -287,6 +332,18 @@ def test_unusual_video_is_extracted(mixed, case):
             assert features.shape == plain.shape
             same = cosine(features, plain)
             assert same.min() > 0.9 and same.min() > cosine(plain[: len(other)], other).max()
+
+
+def test_the_video_stream_is_the_video_not_a_picture_before_it(tmp_path):
+    """A still picture muxed as the first video stream is passed over for the video, as ffmpeg
+    and decord pick it, by the decoder and by the header read that balances the shards."""
+    path = picture_then_video(tmp_path / "picture_first.mkv", n=24)
+    source = VideoSource(path)
+    assert (source.info.n_frames, source.info.width, source.info.height) == (24, 64, 48)
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    assert np.abs(frames.astype(int) - np.stack([pattern(i, 48, 64) for i in range(24)])).mean() < 6
+    assert header_frames(path) == 24
+    assert header_frames(audio_only(tmp_path / "song.mp4", cover=True)) == 0
 
 
 @pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv444p"])

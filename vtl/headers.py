@@ -1,11 +1,27 @@
 """What a video's container header says, without demuxing or decoding: read by both stages
-(extraction balances its shards on it; `probe recommend` costs a whole collection with it)."""
+(extraction balances its shards on it; `probe recommend` costs a whole collection with it),
+and which of its streams is the video (`video_stream`, also the decoder's choice)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from vtl.manifest import special_file
+
+
+def video_stream(container):
+    """The stream of an open PyAV container that is its video, or None: the one ffmpeg's
+    `av_find_best_stream` picks, as decord and players do (a stream that decodes several frames
+    before one that decodes a single picture), never cover art (a stream marked as an attached
+    picture, as audio files and some MP4/MKV files carry)."""
+    import av
+
+    cover = av.stream.Disposition.attached_pic
+    videos = [s for s in container.streams.video if not s.disposition & cover]
+    if not videos:
+        return None
+    best = container.streams.best("video")
+    return next((s for s in videos if best is not None and s.index == best.index), videos[0])
 
 
 def header_frames(path: str | Path) -> int:
@@ -18,12 +34,14 @@ def header_frames(path: str | Path) -> int:
         return 0
     try:
         with av.open(str(path), metadata_errors="replace") as container:
-            stream = container.streams.video[0]
+            stream = video_stream(container)
+            if stream is None:
+                return 0
             rate = stream.average_rate or 0
             if stream.frames:
                 return int(stream.frames)
             if stream.duration and stream.time_base:
                 return int(stream.duration * stream.time_base * rate)
             return int((container.duration or 0) / av.time_base * rate)
-    except (av.FFmpegError, IndexError, OSError):
+    except (av.FFmpegError, OSError):
         return 0  # it fails fast wherever it goes
