@@ -55,7 +55,7 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from vtl.errors import UserError
-from vtl.headers import video_stream
+from vtl.headers import MAX_FPS, MIN_FPS, declared_rate, video_stream
 from vtl.manifest import special_file
 
 # Bytes of decoded frames per chunk: a 1080p video gets small chunks, a 320x180 one large ones.
@@ -68,9 +68,6 @@ DECODE_THREADS = 2
 # A frame start this far (in frame periods) past a timeline point still counts as on screen:
 # timestamps are rounded to the stream's time base.
 _TIMESTAMP_SLACK = 0.25
-# Frame rates a real video has (a time-lapse at one frame a minute, a 1,000 fps camera); beyond
-# them the container's rate is damaged.
-MIN_FPS, MAX_FPS = 1 / 60, 1000.0
 # Sample aspect ratios a real video has (anamorphic formats are within 1:2 and 2:1, 4:1 allows
 # unusual lenses); beyond them the ratio is damaged metadata and pixels are taken as square.
 MAX_SAMPLE_ASPECT = 4.0
@@ -224,10 +221,10 @@ class _Frames:
                     # the data breaks: unless strict, the index says what is missing after it
                     if strict or not declared:
                         raise
-                rate = stream.average_rate
+                header_rate, time_base = declared_rate(stream), stream.time_base
         except av.FFmpegError as error:
             raise VideoError(_reason(str(error))) from None
-        self.fps = float(rate) if rate else 0.0
+        self.fps = frame_rate([stamp for stamp, shown in packets if shown], time_base, header_rate)
         missing = max(0, declared - len(packets))  # promised by the index, absent in the data
         if missing:
             message = (
@@ -384,6 +381,32 @@ class _Frames:
             ) from None
         k = self.rotation // 90
         return np.ascontiguousarray(np.rot90(np.stack(out), k=k, axes=(1, 2)))
+
+
+def frame_rate(stamps: list, time_base: Fraction | None, header_rate: Fraction | None) -> float:
+    """A video's frame rate from its shown frames' timestamps and its header.
+
+    Frames evenly spaced in time are a constant-rate video whose rate is one over the spacing,
+    whatever the header says: streams without an index declare a wrong rate or none (raw MPEG-2
+    at 24 fps reads 25, DV 60000, IVF and NUT none). Otherwise the header's rate
+    (`vtl.headers.declared_rate`: for a variable-rate video, its average), else the timestamps'
+    average, (frames - 1) / (last start - first start); 0 when nothing tells.
+
+    Args:
+        stamps: the shown frames' timestamps in decoding order (None where a packet has none).
+        time_base: the stream's time base (seconds per timestamp unit).
+        header_rate: the rate the header declares, if plausible.
+    """
+    known = None not in stamps and len(stamps) >= 2 and bool(time_base)
+    if known:
+        steps = np.diff(np.sort(np.array(stamps, np.int64)))
+        if steps.min() > 0 and steps.min() == steps.max():
+            return float(1 / (int(steps[0]) * Fraction(time_base)))
+    if header_rate:
+        return float(header_rate)
+    if known and int(steps.sum()) > 0:
+        return float((len(stamps) - 1) / (int(steps.sum()) * Fraction(time_base)))
+    return 0.0
 
 
 def _with_missing(times: np.ndarray, missing: int, period: float) -> np.ndarray:

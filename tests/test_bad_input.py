@@ -23,7 +23,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from extract.backbones import EXTREME_ASPECT, create_backbone
-from extract.video import VideoSource
+from extract.video import VideoSource, frame_rate
 from vtl.errors import FeatureFileError
 from vtl.features import FeatureFile, verify_features
 from vtl.headers import header_frames
@@ -344,6 +344,51 @@ def test_the_video_stream_is_the_video_not_a_picture_before_it(tmp_path):
     assert np.abs(frames.astype(int) - np.stack([pattern(i, 48, 64) for i in range(24)])).mean() < 6
     assert header_frames(path) == 24
     assert header_frames(audio_only(tmp_path / "song.mp4", cover=True)) == 0
+
+
+@pytest.mark.parametrize(
+    "name, fmt, codec, rate, size",
+    [
+        ("raw.m2v", "mpeg2video", "mpeg2video", Fraction(24), (64, 48)),  # header: 25 fps
+        ("vp8.ivf", "ivf", "libvpx", Fraction(24), (64, 48)),  # header: no average rate
+        ("v.nut", "nut", "mpeg4", Fraction(24), (64, 48)),  # header: no average rate
+        ("ntsc.dv", "dv", "dvvideo", Fraction(30000, 1001), (720, 480)),  # header: 60000 fps
+    ],
+)
+def test_a_header_that_misstates_the_rate_gives_way_to_the_timestamps(
+    tmp_path, name, fmt, codec, rate, size
+):
+    """Streams without an index declare a wrong frame rate or none; evenly spaced timestamps
+    say the rate, and the video is read frame by frame at it (not resampled as variable)."""
+    width, height = size
+    path = tmp_path / name
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv411p" if codec == "dvvideo" else "yuv420p"
+        for i in range(24):
+            frame = av.VideoFrame.from_ndarray(pattern(i, height, width), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    source = VideoSource(path)
+    assert source.info.fps == pytest.approx(float(rate), rel=1e-9)
+    assert source.info.n_frames == 24 and not source.info.variable_rate
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    if source.info.width == width:  # DV's pixels are not square: its frames are resized
+        expected = np.stack([pattern(i, height, width) for i in range(24)])
+        assert np.abs(frames.astype(int) - expected).mean() < 12
+
+
+def test_the_frame_rate_from_timestamps_and_header():
+    ms = Fraction(1, 1000)
+    assert frame_rate([0, 40, 80, 120], ms, Fraction(25)) == 25.0
+    assert frame_rate([120, 0, 80, 40], ms, Fraction(60000)) == 25.0  # decoding order
+    assert frame_rate([0, 80, 100, 120], ms, Fraction(20)) == 20.0  # variable: the header's
+    assert frame_rate([0, 80, 100, 120], ms, None) == 25.0  # ... else 3 steps in 120 ms
+    assert frame_rate([None, None], ms, Fraction(24)) == 24.0  # no timestamps
+    assert frame_rate([0], ms, None) == 0.0
 
 
 @pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv444p"])

@@ -4,9 +4,14 @@ and which of its streams is the video (`video_stream`, also the decoder's choice
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 from vtl.manifest import special_file
+
+# Frame rates a real video has (a time-lapse at one frame a minute, a 1,000 fps camera); beyond
+# them a container's rate is damaged.
+MIN_FPS, MAX_FPS = 1 / 60, 1000.0
 
 
 def video_stream(container):
@@ -24,6 +29,16 @@ def video_stream(container):
     return next((s for s in videos if best is not None and s.index == best.index), videos[0])
 
 
+def declared_rate(stream) -> Fraction | None:
+    """The frame rate a video stream's header declares: its average (frames / duration) when
+    that is a real video's, else ffmpeg's guess from the stream and codec (`av_guess_frame_rate`;
+    a DV file declares an average of 60000, an IVF or NUT file none); None when neither is."""
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate and MIN_FPS <= rate <= MAX_FPS:
+            return Fraction(rate)
+    return None
+
+
 def header_frames(path: str | Path) -> int:
     """A video's frame count as its container header gives it (MP4: exact), else duration x
     rate, else 0; no demuxing or decoding, so that reading it for thousands of files is cheap.
@@ -37,7 +52,7 @@ def header_frames(path: str | Path) -> int:
             stream = video_stream(container)
             if stream is None:
                 return 0
-            rate = stream.average_rate or 0
+            rate = declared_rate(stream) or 0
             if stream.frames:
                 return int(stream.frames)
             if stream.duration and stream.time_base:
