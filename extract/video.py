@@ -462,7 +462,9 @@ class VideoSource:
         if n_frames == 0:
             raise VideoError("the video stream has no frames")
         if not np.isfinite(fps) or fps <= 0:
-            raise VideoError(f"unusable frame rate {fps!r}")
+            raise VideoError(
+                "no usable frame rate in the header or the timestamps (a damaged header)"
+            )
         if not MIN_FPS <= fps <= MAX_FPS:
             raise VideoError(f"implausible frame rate {fps:g} fps (a damaged header)")
         starts = self._frames.starts()

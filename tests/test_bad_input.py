@@ -23,7 +23,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from extract.backbones import EXTREME_ASPECT, create_backbone
-from extract.video import VideoSource, frame_rate
+from extract.video import VideoError, VideoSource, frame_rate
 from vtl.errors import FeatureFileError
 from vtl.features import FeatureFile, verify_features
 from vtl.headers import header_frames
@@ -379,6 +379,19 @@ def test_a_header_that_misstates_the_rate_gives_way_to_the_timestamps(
     if source.info.width == width:  # DV's pixels are not square: its frames are resized
         expected = np.stack([pattern(i, height, width) for i in range(24)])
         assert np.abs(frames.astype(int) - expected).mean() < 12
+
+
+@pytest.mark.parametrize("scale", [0, 100])
+def test_a_damaged_time_scale_is_an_implausible_frame_rate(tmp_path, scale):
+    """The MP4 track's time scale damaged (1 tick a second: frames 512 s apart; or 100x too
+    fine: 2,400 fps): one line naming the damage, not a video read at such a rate."""
+    data = bytearray(pattern_video(tmp_path / "v.mp4", n=24).read_bytes())
+    at = data.index(b"mdhd") + 4 + 4 + 8  # version and flags, creation and modification times
+    timescale = int.from_bytes(data[at : at + 4], "big")
+    data[at : at + 4] = max(1, int(timescale * scale)).to_bytes(4, "big")
+    (tmp_path / "damaged.mp4").write_bytes(bytes(data))
+    with pytest.raises(VideoError, match=r"frame rate .*\(a damaged header\)"):
+        VideoSource(tmp_path / "damaged.mp4")
 
 
 def test_the_frame_rate_from_timestamps_and_header():
