@@ -13,7 +13,9 @@ the video: 1,400 queued frames (242 MB at 320x180) 100 s into a video, measured 
 (bench/bench_scale.py, part 3). decord remains the random-access reader of the demo generator
 and the tests' independent reference.
 
-Five cases need more than reading frames in order (README, "Bad input"):
+The video is the stream ffmpeg would pick, never cover art (`vtl.headers.video_stream`), and its
+frame rate is one over its frames' spacing when they are evenly spaced, else what the header
+declares (`frame_rate`). Five cases need more than reading frames in order (README, "Bad input"):
 
 - Rotation metadata (a display matrix, as phones write): frames come out upright, each turned
   with `np.rot90` as ffmpeg's own autorotation would show it.
