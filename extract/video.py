@@ -369,6 +369,11 @@ class _Frames:
                     self._next += 1
                 out.append(self._last)
         except StopIteration:
+            if self._next == 0:  # packets, but not one frame and no error
+                raise VideoError(
+                    "no frame decodes (a codec or format this FFmpeg cannot decode, "
+                    "or a corrupt file)"
+                ) from None
             raise VideoError(
                 f"the decoder stopped after {self._next} of {self.n_frames} frames "
                 "(truncated or corrupt file)"

@@ -394,6 +394,26 @@ def test_a_damaged_time_scale_is_an_implausible_frame_rate(tmp_path, scale):
         VideoSource(tmp_path / "damaged.mp4")
 
 
+def test_a_stream_of_which_no_frame_decodes_says_so(tmp_path):
+    """Animated WebP: FFmpeg before 8 demuxes its packets but decodes no frame of them."""
+    path = tmp_path / "anim.webp"
+    with av.open(str(path), "w", format="webp") as container:
+        stream = container.add_stream("libwebp_anim", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(pattern(i, 48, 64), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    try:
+        source = VideoSource(path)
+    except VideoError as error:
+        assert "no frame decodes" in str(error)
+        return
+    pytest.skip(f"this FFmpeg decodes animated WebP ({source.info.n_frames} frames)")
+
+
 def test_the_frame_rate_from_timestamps_and_header():
     ms = Fraction(1, 1000)
     assert frame_rate([0, 40, 80, 120], ms, Fraction(25)) == 25.0
