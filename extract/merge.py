@@ -125,8 +125,8 @@ def try_merge(final: Path, count: int) -> Path | None:
     lock = OutputLock(final)  # released by the kernel if this process dies mid-merge
     try:
         lock.acquire()
-    except UserError as busy:  # another shard holds it: that one merges
-        log.info("%s: left to the shard merging it: %s", final, busy)
+    except UserError as busy:  # another shard holds it and merges (or the folder is read-only)
+        log.info("%s: not merged by this shard: %s", final, busy)
         return None
     try:
         if not all(p.is_file() for p in parts):  # another shard merged them meanwhile
