@@ -241,7 +241,13 @@ def draw(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # labels left out: in the result's notes
             result = rec.recommend(
-                candidates, labels, bank.label_names, runs, resamples=resamples, seed=seed
+                candidates,
+                labels,
+                bank.label_names,
+                runs,
+                resamples=resamples,
+                seed=seed,
+                collection_videos=len(bank.labels),
             )
     except ValueError:
         return None
@@ -277,6 +283,8 @@ def draw(
         "regret": truth[order[0]] - truth[pick],
         "probed": result.verdict is not None,
         "too_close": bool(result.verdict and result.verdict.too_close),
+        # the sample size "too close to call" asks for, when it estimates one
+        "asks_for": result.verdict.videos_to_separate if result.verdict else None,
         "p_best": result.verdict.p_best if result.verdict else float("nan"),
         "taus": taus,
     }
@@ -491,7 +499,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
     for (name, fraction), draws in results.items():
         n = len(draws)
         if not n:
-            rows.append([name, f"{fraction:.0%}", 0, *[""] * 9])
+            rows.append([name, f"{fraction:.0%}", 0, *[""] * 10])
             continue
         right = np.mean([d["right"] for d in draws])
         # The right-pick rate's 95% Wilson interval: 50 draws leave it +-6-13 points wide.
@@ -505,6 +513,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
         called = [d["right"] for d in draws if d["probed"] and not d["too_close"]]
         right_called = f"{np.mean(called):.0%} of {len(called)}" if called else ""
         probed = np.mean([d["probed"] for d in draws])
+        asked = [d["asks_for"] for d in draws if d["too_close"] and d["asks_for"]]
         p_best = np.nanmean([d["p_best"] for d in draws]) if probed else float("nan")
         rows.append(
             [
@@ -518,6 +527,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 f"{regret:.2f}",
                 f"{p_best:.2f}",
                 f"{close:.0%}",
+                f"{np.median(asked):.0f} in {len(asked)}" if asked else "",
                 right_called,
                 f"{probed:.0%}",
             ]
@@ -547,6 +557,8 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 "top3": top3,
                 "regret": regret,
                 "too_close": close,
+                "asks_for_median": float(np.median(asked)) if asked else None,
+                "asks_for_draws": len(asked),
                 "right_when_called": float(np.mean(called)) if called else None,
                 "kendall_tau": mean_tau,
                 "prior_tau": prior,
@@ -565,6 +577,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
             "regret",
             "P(best)",
             "too close",
+            "asks for (median in draws)",
             "right if called",
             "probed",
         ],
