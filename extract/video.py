@@ -211,7 +211,7 @@ class _Frames:
                         else "no video stream (an audio-only file, or not a video)"
                     )
                 declared = stream.frames  # from the container's index; 0 when it has none
-                base = float(stream.time_base) if stream.time_base else 0.0
+                time_base = stream.time_base
                 # (timestamp, shown) per packet; an edit list marks the packets not shown
                 packets = []
                 try:
@@ -223,10 +223,11 @@ class _Frames:
                     # the data breaks: unless strict, the index says what is missing after it
                     if strict or not declared:
                         raise
-                header_rate, time_base = declared_rate(stream), stream.time_base
+                header_rate = declared_rate(stream)
         except av.FFmpegError as error:
             raise VideoError(_reason(str(error))) from None
-        self.fps = frame_rate([stamp for stamp, shown in packets if shown], time_base, header_rate)
+        stamps = [stamp for stamp, shown in packets if shown]
+        self.fps = frame_rate(stamps, time_base, header_rate)
         missing = max(0, declared - len(packets))  # promised by the index, absent in the data
         if missing:
             message = (
@@ -239,11 +240,11 @@ class _Frames:
             if missing > in_a_row or not packets:
                 self.n_frames = declared
                 raise VideoError(message + self._budget_clause(missing))
-        stamps = [stamp for stamp, shown in packets if shown]
         self.n_frames = len(stamps) + missing
         self._missing = missing
         # the shown frames' times in display order (where concealment places lost frames)
         self._stamps: np.ndarray | None = None
+        base = float(time_base) if time_base else 0.0
         if base and None not in stamps and stamps:
             period = 1.0 / (self.fps * base) if self.fps > 0 else 1.0
             self._stamps = _with_missing(np.sort(np.array(stamps, np.int64)), missing, period)
