@@ -140,6 +140,17 @@ def test_ridge_quick_probe_by_default_cross_validated_or_on_the_splits(sample_di
     assert not cache.exists()  # nothing trained, nothing cached
 
 
+def test_the_folds_default_is_the_quick_probes():
+    """The CLI declares --folds without importing probe.quick (scipy): the same default, and the
+    bench's `--quick-probe cv`, which uses probe.quick's, measures the command's."""
+    import inspect
+
+    from probe import quick
+    from probe.cli import recommend
+
+    assert inspect.signature(recommend).parameters["folds"].default.default == quick.FOLDS
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
