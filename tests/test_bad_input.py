@@ -350,6 +350,9 @@ def test_the_video_stream_is_the_video_not_a_picture_before_it(tmp_path):
     "name, fmt, codec, rate, size",
     [
         ("raw.m2v", "mpeg2video", "mpeg2video", Fraction(24), (64, 48)),  # header: 25 fps
+        # raw H.264 and HEVC: no timestamps, the demuxer's 25 fps; the stream's timing says 30
+        ("raw.h264", "h264", "libx264", Fraction(30), (64, 48)),
+        ("raw.hevc", "hevc", "libx265", Fraction(30000, 1001), (64, 48)),
         ("vp8.ivf", "ivf", "libvpx", Fraction(24), (64, 48)),  # header: no average rate
         ("v.nut", "nut", "mpeg4", Fraction(24), (64, 48)),  # header: no average rate
         ("ntsc.dv", "dv", "dvvideo", Fraction(30000, 1001), (720, 480)),  # header: 60000 fps
@@ -359,7 +362,8 @@ def test_a_header_that_misstates_the_rate_gives_way_to_the_timestamps(
     tmp_path, name, fmt, codec, rate, size
 ):
     """Streams without an index declare a wrong frame rate or none; evenly spaced timestamps
-    say the rate, and the video is read frame by frame at it (not resampled as variable)."""
+    say the rate (raw H.264 and HEVC have none: their own timing information says it), and the
+    video is read frame by frame at it (not resampled as variable)."""
     width, height = size
     path = tmp_path / name
     with av.open(str(path), "w", format=fmt) as container:

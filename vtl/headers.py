@@ -12,6 +12,14 @@ from vtl.manifest import special_file
 # Frame rates a real video has (a time-lapse at one frame a minute, a 1,000 fps camera); beyond
 # them a container's rate is damaged.
 MIN_FPS, MAX_FPS = 1 / 60, 1000.0
+# ffmpeg's demuxers of raw elementary streams (.h264, .hevc, .m4v, ...: no container, no clock).
+# Their average rate is their `-framerate` option (25) whatever the stream says, while the
+# stream's own headers (H.264 and HEVC timing information, an MPEG-4 VOL's) give the rate
+# players show it at, which ffmpeg's guess reads.
+RAW_DEMUXERS = frozenset(
+    "avs2 avs3 cavsvideo dirac dnxhd evc h261 h263 h264 hevc ingenient m4v mjpeg mjpeg_2000 "
+    "mpegvideo vc1 vvc".split()
+)
 
 
 def video_stream(container):
@@ -32,8 +40,10 @@ def video_stream(container):
 def declared_rate(stream) -> Fraction | None:
     """The frame rate a video stream's header declares: its average (frames / duration) when
     that is a real video's, else ffmpeg's guess from the stream and codec (`av_guess_frame_rate`;
-    a DV file declares an average of 60000, an IVF or NUT file none); None when neither is."""
-    for rate in (stream.average_rate, stream.guessed_rate):
+    a DV file declares an average of 60000, an IVF or NUT file none); None when neither is. A raw
+    elementary stream's average is no declaration (`RAW_DEMUXERS`): only the guess counts."""
+    raw = stream.container.format.name in RAW_DEMUXERS
+    for rate in (stream.guessed_rate,) if raw else (stream.average_rate, stream.guessed_rate):
         if rate and MIN_FPS <= rate <= MAX_FPS:
             return Fraction(rate)
     return None
