@@ -54,7 +54,7 @@ from extract.video_loop import Processed, VideoLoop
 from extract.weights import require_weights
 from vtl.errors import UserError
 from vtl.features import FeatureFile
-from vtl.headers import header_frames
+from vtl.headers import fill_unknown, header_frames
 from vtl.lock import lock_outputs
 from vtl.manifest import Manifest, read_manifest
 from vtl.paths import check_output_dir
@@ -262,7 +262,7 @@ def _shard_videos(manifest: Manifest, shard: Shard, videos: list[int]) -> list[i
     """This shard's share of `videos` (manifest rows), balanced by frame count."""
     if shard.count == 1:
         return videos
-    lengths = [header_frames(manifest.paths[i]) for i in videos]
+    lengths, _ = fill_unknown([header_frames(manifest.paths[i]) for i in videos], 1.0)
     assignment = assign_shards(lengths, shard.count)
     return [i for i, s in zip(videos, assignment, strict=True) if s == shard.index]
 

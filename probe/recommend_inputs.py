@@ -67,12 +67,13 @@ def torchvision_files() -> set[str]:
 
 def collection_size(manifest: Path | None, path: Path, data) -> tuple[int, int, list[str]]:
     """The whole collection's videos and frames, and a note on where they come from: the
-    manifest's videos (frames from their headers), else the sample's record (`of_videos`, the
-    sample's frames per video extrapolated), else the files themselves (not a sample)."""
+    manifest's videos (frames from their headers, `vtl.headers.fill_unknown`), else the
+    sample's record (`of_videos`, the sample's frames per video extrapolated), else the files
+    themselves (not a sample)."""
     frames = data.candidates[0].frames
     n = len(data.video_ids)
     if manifest is not None:
-        from vtl.headers import header_frames
+        from vtl.headers import fill_unknown, header_frames
         from vtl.manifest import read_manifest
 
         m = read_manifest(manifest)
@@ -82,8 +83,18 @@ def collection_size(manifest: Path | None, path: Path, data) -> tuple[int, int, 
                 f"--manifest {manifest}: {len(missing)} sampled videos are not in it (e.g. "
                 f"{sorted(missing)[0]!r}); pass the manifest the sample was drawn from"
             )
-        total = sum(header_frames(p) for p in m.paths)
-        return len(m), total, [f"collection: {len(m)} videos, {total} frames ({manifest})"]
+        counts, unknown = fill_unknown([header_frames(p) for p in m.paths], frames / n)
+        total = round(sum(counts))
+        if not unknown:
+            return len(m), total, [f"collection: {len(m)} videos, {total} frames ({manifest})"]
+        return (
+            len(m),
+            total,
+            [
+                f"collection: {len(m)} videos, about {total} frames ({manifest}; {unknown} of them "
+                "raw streams whose headers give no frame count, each counted at the others' mean)"
+            ],
+        )
     from vtl.features import FeatureFile
 
     with FeatureFile(path) as f:

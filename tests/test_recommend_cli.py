@@ -195,3 +195,31 @@ def test_manifest_must_hold_the_sample(sample_dir, tmp_path, probe_cli):
     args = ["recommend", "--features", folder, "--out", tmp_path / "r", "--manifest", manifest]
     code, _, stderr = probe_cli([*args, *QUICK])
     assert code == 2 and "sampled videos are not in it" in stderr, stderr
+
+
+def test_videos_whose_headers_give_no_frame_count_cost_the_others_mean(sample_dir, tmp_path):
+    """The collection's frames come from the manifest's video headers; a raw H.264 stream's
+    header gives none (no index, no duration), and it counts at the other videos' mean rather
+    than as free."""
+    from probe import recommend as rec
+    from probe.recommend_inputs import collection_size
+    from tests.test_bad_input import pattern_video
+    from vtl.manifest import SPLIT_NAMES
+
+    folder, _ = sample_dir
+    mp4 = pattern_video(tmp_path / "v.mp4", n=24)
+    raw = pattern_video(tmp_path / "v.h264", n=30, format="h264")
+    with FeatureFile(folder.parent / "full-strong.h5") as f:
+        ids, names, labels, splits = f.video_ids, f.label_names, f.labels, f.splits[:, 0]
+    header = ["video_id", "path", *names, "split0"]
+    rows = [
+        [vid, raw if i == 0 else mp4, *map(int, labels[i]), SPLIT_NAMES[int(splits[i])]]
+        for i, vid in enumerate(ids)
+    ]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("\n".join(",".join(map(str, r)) for r in [header, *rows]) + "\n")
+    paths = sorted(folder.glob("*.h5"))
+    data = rec.read_sample(paths, [p.stem for p in paths])
+    videos, frames, notes = collection_size(manifest, paths[0], data)
+    assert (videos, frames) == (80, 80 * 24)
+    assert "1 of them raw streams whose headers give no frame count" in notes[0], notes

@@ -15,9 +15,10 @@ import pytest
 
 from extract.pipeline import ExtractConfig, run_extraction
 from extract.video import VideoSource
+from tests.test_bad_input import pattern_video
 from vtl.errors import UserError
 from vtl.features import FeatureFile
-from vtl.headers import header_frames
+from vtl.headers import fill_unknown, header_frames
 from vtl.manifest import read_manifest, write_manifest
 from vtl.shards import assign_shards, resolve_shard
 
@@ -270,6 +271,12 @@ def test_shards_balance_on_header_frame_counts(demo_manifest, tmp_path):
         assert header_frames(path) == VideoSource(path).info.n_frames > 0
     (tmp_path / "notes.mp4").write_text("not a video")
     assert header_frames(tmp_path / "notes.mp4") == header_frames(tmp_path / "missing.mp4") == 0
+    # A raw H.264 stream (a camera's .h264) has no index and no duration: its count is unknown,
+    # and it weighs the known videos' mean, neither nothing nor a guess.
+    raw = pattern_video(tmp_path / "cam.h264", n=30, format="h264")
+    assert header_frames(raw) is None and VideoSource(raw).info.n_frames == 30
+    assert fill_unknown([100, None, 0, 300], 1.0) == ([100, 200.0, 0, 300], 1)
+    assert fill_unknown([None, 0], 7.0) == ([7.0, 0], 1)
 
 
 def test_merge_refuses_parts_of_different_runs(manifest, tmp_path):

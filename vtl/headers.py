@@ -49,10 +49,12 @@ def declared_rate(stream) -> Fraction | None:
     return None
 
 
-def header_frames(path: str | Path) -> int:
+def header_frames(path: str | Path) -> int | None:
     """A video's frame count as its container header gives it (MP4: exact), else duration x
-    rate, else 0; no demuxing or decoding, so that reading it for thousands of files is cheap.
-    A path that is no regular file (a pipe, a device) is never opened: 0."""
+    rate; no demuxing or decoding, so that reading it for thousands of files is cheap. None for
+    a video whose header gives neither count nor duration (a raw .h264 or .hevc stream: no
+    index, no clock; `fill_unknown` counts it). 0 for a file that is no video, unreadable, or a
+    path that is no regular file (a pipe, a device: never opened): it fails fast anywhere."""
     import av  # here: the probe stage imports this module only to cost a collection
 
     if special_file(path) is not None:
@@ -62,11 +64,23 @@ def header_frames(path: str | Path) -> int:
             stream = video_stream(container)
             if stream is None:
                 return 0
-            rate = declared_rate(stream) or 0
             if stream.frames:
                 return int(stream.frames)
             if stream.duration and stream.time_base:
-                return int(stream.duration * stream.time_base * rate)
-            return int((container.duration or 0) / av.time_base * rate)
+                seconds = stream.duration * stream.time_base
+            elif container.duration:
+                seconds = container.duration / av.time_base
+            else:
+                return None
+            return int(seconds * (declared_rate(stream) or 0))
     except (av.FFmpegError, OSError):
         return 0  # it fails fast wherever it goes
+
+
+def fill_unknown(counts: list[int | None], default: float) -> tuple[list[float], int]:
+    """`header_frames` counts with each unknown one (None) at the mean of the videos' known
+    counts (`default` when none is known), so that a raw stream is neither free nor guessed
+    wildly; and how many were unknown."""
+    known = [c for c in counts if c]
+    mean = sum(known) / len(known) if known else default
+    return [mean if c is None else c for c in counts], counts.count(None)

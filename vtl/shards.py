@@ -51,7 +51,7 @@ def _checked(index: int, count: int, source: str) -> Shard:
     return Shard(index, count, source if count > 1 else "single")
 
 
-def assign_shards(lengths: Sequence[int], count: int) -> list[int]:
+def assign_shards(lengths: Sequence[float], count: int) -> list[int]:
     """Shard of each video, balancing total frames (longest first onto the lightest shard).
 
     Deterministic: ties break on manifest position and shard index, so every process computes
