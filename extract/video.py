@@ -15,7 +15,7 @@ and the tests' independent reference.
 
 The video is the stream ffmpeg would pick, never cover art (`vtl.headers.video_stream`), and its
 frame rate is one over its frames' spacing when they are evenly spaced, else what the header
-declares (`frame_rate`). Five cases need more than reading frames in order (README, "Bad input"):
+declares (`frame_rate`). Six cases need more than reading frames in order (README, "Bad input"):
 
 - Rotation metadata (a display matrix, as phones write): frames come out upright, each turned
   with `np.rot90` as ffmpeg's own autorotation would show it.
@@ -31,6 +31,10 @@ declares (`frame_rate`). Five cases need more than reading frames in order (READ
   is shown 853x480): frames are brought to their display size, the height kept and the width
   scaled (bicubic, in the same swscale call as the colour conversion), as ffmpeg's
   `scale=iw*sar:ih` and every player show them; `VideoInfo` gives the display size.
+- A stream that starts mid-GOP (a broadcast capture, a file cut with `tail -c`): the packets
+  before its first keyframe, and an open GOP's pictures that reference the part cut away, decode
+  to nothing; they are no part of the video, which starts at the keyframe as ffmpeg and players
+  show it (`_head`), rather than frames lost to conceal.
 - Damage (a packet the codec cannot decode, frames the index promises but the data lacks): decoded
   around, as players conceal it, within a budget (`conceal_budget`). Packets are decoded one by one,
   so one bad packet does not end the stream. A frame that cannot be decoded is replaced by the frame
@@ -155,23 +159,31 @@ class _Lost:
         self.pts = pts
 
 
-def _decode(container, stream, strict: bool) -> Iterator[av.VideoFrame | _Lost]:
-    """The stream's frames in decoding order; unless `strict`, a packet that fails to decode is
-    a `_Lost` in their place (the codec goes on with the next packet), and data that breaks
-    ends the stream (the codec's delayed frames flushed)."""
-    if strict:
-        yield from container.decode(stream)
-        return
-    packets = container.demux(stream)
+def _decode(
+    container, stream, strict: bool, skip: frozenset[int] = frozenset()
+) -> Iterator[av.VideoFrame | _Lost]:
+    """The stream's frames in decoding order, the packets `skip` names not decoded (`_head`:
+    indices among the packets with data); unless `strict`, a packet that fails to decode is a
+    `_Lost` in their place (the codec goes on with the next packet), and data that breaks ends
+    the stream (the codec's delayed frames flushed)."""
+    packets, index = container.demux(stream), -1
     while True:
         try:
             packet = next(packets)
         except StopIteration:
             return
         except av.FFmpegError:  # the data breaks here: what it still promised is missing
+            if strict:
+                raise
             with contextlib.suppress(av.FFmpegError):
                 yield from stream.codec_context.decode(None)
             return
+        index += bool(packet.size)
+        if packet.size and index in skip:
+            continue
+        if strict:
+            yield from packet.decode()
+            continue
         try:
             frames = packet.decode()
         except av.FFmpegError as error:
@@ -179,6 +191,60 @@ def _decode(container, stream, strict: bool) -> Iterator[av.VideoFrame | _Lost]:
                 yield _Lost(error, packet.pts)
             continue
         yield from frames
+
+
+def _head(path: Path, packets: list) -> frozenset[int]:
+    """The stream's packets that are no part of the video, as ffmpeg and players show it from
+    its first keyframe: a recording or a cut that starts mid-GOP (broadcast captures, files cut
+    with `tail -c`) begins with packets that decoders drop (H.264, HEVC, MPEG-2) or fail on,
+    and, in an open GOP, pictures shown before the keyframe that follow it in decoding order
+    and reference the GOP cut away. They are found by decoding the head of the stream once (a
+    GOP at most): the packets before the keyframe when none of them shows a frame (MPEG-4 Part
+    2 shows them grey: kept), and the open GOP's pictures whose times no frame shows.
+
+    Args:
+        path: the video file.
+        packets: (timestamp, shown, keyframe) of each packet with data, in decoding order.
+
+    Returns:
+        The packets' indices (in `packets`) to leave out; empty for a stream that starts at a
+        keyframe with nothing shown before it (every file an encoder or muxer wrote whole).
+    """
+    key = next((i for i, (_, _, keyframe) in enumerate(packets) if keyframe), None)
+    if key is None:
+        return frozenset()
+    key_time = packets[key][0]
+    before = range(key)  # in decoding order
+    after = []  # in display order only: an open GOP's leading pictures
+    if key_time is not None:
+        for i in range(key + 1, len(packets)):
+            if packets[i][0] is None or packets[i][0] >= key_time:
+                break
+            after.append(i)
+    if not before and not after:
+        return frozenset()
+    last = after[-1] if after else key - 1
+    times, early = set(), 0  # the decoded frames' times; frames out before the keyframe went in
+    with _open(path) as container:
+        stream = video_stream(container)
+        i = 0
+        for packet in container.demux(stream):
+            if packet.size:
+                if i > last:
+                    break
+                i += 1
+            with contextlib.suppress(av.FFmpegError):
+                for frame in packet.decode():
+                    early += i <= key
+                    times.add(frame.pts)
+        with contextlib.suppress(av.FFmpegError):
+            times.update(frame.pts for frame in stream.codec_context.decode(None))
+    # Frames of the packets before the keyframe: by their times, else (a raw stream) by when
+    # they came out.
+    before_times = {packets[i][0] for i in before} - {None}
+    shown = bool(before_times & times) if before_times else early > 0
+    dropped = set() if shown else set(before)
+    return frozenset(dropped | {i for i in after if packets[i][0] not in times})
 
 
 def _sample_aspect(stream) -> Fraction | None:
@@ -218,15 +284,18 @@ class _Frames:
                     for packet in container.demux(stream):
                         if packet.size:
                             stamp = packet.pts if packet.pts is not None else packet.dts
-                            packets.append((stamp, not packet.is_discard))
+                            packets.append((stamp, not packet.is_discard, packet.is_keyframe))
                 except av.FFmpegError:
                     # the data breaks: unless strict, the index says what is missing after it
                     if strict or not declared:
                         raise
                 header_rate = declared_rate(stream)
+            self._head = _head(path, packets)
         except av.FFmpegError as error:
             raise VideoError(_reason(str(error))) from None
-        stamps = [stamp for stamp, shown in packets if shown]
+        packets = [p for i, p in enumerate(packets) if i not in self._head]
+        declared = max(0, declared - len(self._head))
+        stamps = [stamp for stamp, shown, _ in packets if shown]
         self.fps = frame_rate(stamps, time_base, header_rate)
         missing = max(0, declared - len(packets))  # promised by the index, absent in the data
         if missing:
@@ -277,7 +346,7 @@ class _Frames:
             stream = video_stream(container)  # the stream __init__ read (same file, same pick)
             stream.thread_type, stream.thread_count = "AUTO", DECODE_THREADS
             self.sample_aspect = _sample_aspect(stream)
-            for frame in _decode(container, stream, self.strict):
+            for frame in _decode(container, stream, self.strict, self._head):
                 if isinstance(frame, _Lost):
                     error, lost = frame.error, lost + 1
                     if self.concealed + lost > total:

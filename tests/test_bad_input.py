@@ -385,6 +385,47 @@ def test_a_header_that_misstates_the_rate_gives_way_to_the_timestamps(
         assert np.abs(frames.astype(int) - expected).mean() < 12
 
 
+@pytest.mark.parametrize(
+    "fmt, codec, gop",
+    [
+        ("mpegts", "libx264", 50),  # a broadcast capture started mid-GOP
+        ("mpegts", "libx265", 50),
+        ("mpegts", "mpeg2video", 15),
+        ("h264", "libx264", 50),  # a camera's raw stream cut with `tail -c`
+    ],
+)
+def test_a_stream_that_starts_mid_gop_is_shown_from_its_first_keyframe(tmp_path, fmt, codec, gop):
+    """The packets before a stream's first keyframe decode to nothing (the decoder drops them,
+    as ffmpeg and players show the stream from its first keyframe): they are no part of the
+    video, neither frames to conceal nor a timeline gap. Before, a 2 s GOP cut in half made 27
+    of 177 frames 'missing' and the video failed."""
+    n = 250
+    path = tmp_path / f"whole.{fmt}"
+    options = {"g": str(gop), "bf": "2"}
+    if codec == "libx264":
+        options |= {"keyint_min": str(gop), "sc_threshold": "0"}
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=25, options=options)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(pattern(i, 48, 64), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = path.read_bytes()
+    cut = tmp_path / f"cut.{fmt}"
+    cut.write_bytes(data[int(len(data) * 0.3) // 188 * 188 :])  # mid-GOP, on a TS packet
+    source = VideoSource(cut)
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    shown = sum(len(p.decode()) for p in av.open(str(cut)).demux(video=0))  # as ffmpeg shows it
+    assert source.info.n_frames == len(frames) == shown and source.concealed == 0
+    assert source.info.fps == 25 and not source.info.variable_rate
+    first = n - shown  # every frame from the first keyframe on, in order
+    expected = np.stack([pattern(first + i, 48, 64) for i in range(shown)])
+    assert np.abs(frames.astype(int) - expected).mean() < 12
+
+
 @pytest.mark.parametrize("scale", [0, 100])
 def test_a_damaged_time_scale_is_an_implausible_frame_rate(tmp_path, scale):
     """The MP4 track's time scale damaged (1 tick a second: frames 512 s apart; or 100x too
