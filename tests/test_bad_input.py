@@ -49,14 +49,23 @@ def pattern(i: int, height: int, width: int) -> np.ndarray:
 
 
 def encode(
-    path: Path, frames, fps=24, pix_fmt="yuv420p", rotation=None, pts_ms=None, format=None, **opts
+    path: Path,
+    frames,
+    fps=24,
+    pix_fmt="yuv420p",
+    rotation=None,
+    pts_ms=None,
+    format=None,
+    codec="libx264",
+    codec_options=None,
+    **opts,
 ):
-    """Write rgb24 frames with H.264 (MP4 unless `format`). `pts_ms`: per-frame times (variable
-    frame rate)."""
+    """Write rgb24 frames with H.264 (or `codec`, with its `codec_options`; MP4 unless
+    `format`; `opts`: the muxer's). `pts_ms`: per-frame times (variable frame rate)."""
     frames = list(frames)
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w", format=format, options=opts) as container:
-        stream = container.add_stream("libx264", rate=fps)
+        stream = container.add_stream(codec, rate=fps, options=codec_options)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if pts_ms is not None:  # both time bases before the first encode
             stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
@@ -400,19 +409,13 @@ def test_a_stream_that_starts_mid_gop_is_shown_from_its_first_keyframe(tmp_path,
     video, neither frames to conceal nor a timeline gap. Before, a 2 s GOP cut in half made 27
     of 177 frames 'missing' and the video failed."""
     n = 250
-    path = tmp_path / f"whole.{fmt}"
     options = {"g": str(gop), "bf": "2"}
     if codec == "libx264":
         options |= {"keyint_min": str(gop), "sc_threshold": "0"}
-    with av.open(str(path), "w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=25, options=options)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(n):
-            frame = av.VideoFrame.from_ndarray(pattern(i, 48, 64), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    frames = (pattern(i, 48, 64) for i in range(n))
+    path = encode(
+        tmp_path / f"whole.{fmt}", frames, 25, format=fmt, codec=codec, codec_options=options
+    )
     data = path.read_bytes()
     cut = tmp_path / f"cut.{fmt}"
     cut.write_bytes(data[int(len(data) * 0.3) // 188 * 188 :])  # mid-GOP, on a TS packet
