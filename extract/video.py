@@ -227,16 +227,15 @@ def _head(path: Path, packets: list) -> frozenset[int]:
     times, early = set(), 0  # the decoded frames' times; frames out before the keyframe went in
     with _open(path) as container:
         stream = video_stream(container)
-        i = 0
+        i = 0  # packets with data read; never one past `last`, where the data may break
         for packet in container.demux(stream):
-            if packet.size:
-                if i > last:
-                    break
-                i += 1
+            i += bool(packet.size)
             with contextlib.suppress(av.FFmpegError):
                 for frame in packet.decode():
                     early += i <= key
                     times.add(frame.pts)
+            if i > last:
+                break
         with contextlib.suppress(av.FFmpegError):
             times.update(frame.pts for frame in stream.codec_context.decode(None))
     # Frames of the packets before the keyframe: by their times, else (a raw stream) by when
