@@ -32,9 +32,10 @@ declares (`frame_rate`). Six cases need more than reading frames in order (READM
   scaled (bicubic, in the same swscale call as the colour conversion), as ffmpeg's
   `scale=iw*sar:ih` and every player show them; `VideoInfo` gives the display size.
 - A stream that starts mid-GOP (a broadcast capture, a file cut with `tail -c`): the packets
-  before its first keyframe, and an open GOP's pictures that reference the part cut away, decode
-  to nothing; they are no part of the video, which starts at the keyframe as ffmpeg and players
-  show it (`_head`), rather than frames lost to conceal.
+  before its first keyframe, an open GOP's pictures that reference the part cut away, and an
+  intra-refresh stream's pictures before its refresh completes decode to nothing; they are no
+  part of the video, which starts at its first shown frame as ffmpeg and players show it
+  (`_head`), rather than frames lost to conceal.
 - Damage (a packet the codec cannot decode, frames the index promises but the data lacks): decoded
   around, as players conceal it, within a budget (`conceal_budget`). Packets are decoded one by one,
   so one bad packet does not end the stream. A frame that cannot be decoded is replaced by the frame
@@ -162,10 +163,10 @@ class _Lost:
 def _decode(
     container, stream, strict: bool, skip: frozenset[int] = frozenset()
 ) -> Iterator[av.VideoFrame | _Lost]:
-    """The stream's frames in decoding order, the packets `skip` names not decoded (`_head`:
-    indices among the packets with data); unless `strict`, a packet that fails to decode is a
-    `_Lost` in their place (the codec goes on with the next packet), and data that breaks ends
-    the stream (the codec's delayed frames flushed)."""
+    """The stream's frames in decoding order, the packets `skip` names not decoded (`_head`'s
+    packets before the first keyframe: indices among the packets with data); unless `strict`, a
+    packet that fails to decode is a `_Lost` in their place (the codec goes on with the next
+    packet), and data that breaks ends the stream (the codec's delayed frames flushed)."""
     packets, index = container.demux(stream), -1
     while True:
         try:
@@ -193,57 +194,82 @@ def _decode(
         yield from frames
 
 
-def _head(path: Path, packets: list) -> frozenset[int]:
+def _head(path: Path, packets: list, indexed: bool) -> tuple[frozenset[int], frozenset[int]]:
     """The stream's packets that are no part of the video, as ffmpeg and players show it from
-    its first keyframe: a recording or a cut that starts mid-GOP (broadcast captures, files cut
-    with `tail -c`) begins with packets that decoders drop (H.264, HEVC, MPEG-2) or fail on,
-    and, in an open GOP, pictures shown before the keyframe that follow it in decoding order
-    and reference the GOP cut away. They are found by decoding the head of the stream once (a
-    GOP at most): the packets before the keyframe when none of them shows a frame (MPEG-4 Part
-    2 shows them grey: kept), and the open GOP's pictures whose times no frame shows.
+    its first keyframe. A recording or a cut that starts mid-GOP (broadcast captures, files cut
+    with `tail -c`) begins with packets that decoders drop (H.264, HEVC, MPEG-2) or fail on;
+    after the keyframe, an open GOP's pictures that reference the GOP cut away, and the pictures
+    an intra-refresh stream shows only once its refresh completes, decode to nothing too. They
+    are found by decoding the head of the stream (up to its first shown frame, a GOP at most):
+    the packets before the keyframe when none of them shows a frame (MPEG-4 Part 2 shows them
+    grey: kept), then those up to the first shown frame whose times no frame shows (or, without
+    times, as many as show nothing). A packet the codec fails on is damage, not head: it stays,
+    for concealment.
 
     Args:
         path: the video file.
         packets: (timestamp, shown, keyframe) of each packet with data, in decoding order.
+        indexed: the container's index gave the frame count: a file written whole, which starts
+            at a keyframe; only pictures shown before it (an open GOP) are looked for then.
 
     Returns:
-        The packets' indices (in `packets`) to leave out; empty for a stream that starts at a
-        keyframe with nothing shown before it (every file an encoder or muxer wrote whole).
+        (left out, not decoded): indices in `packets`; the second, the packets before the
+        keyframe, is part of the first. Both empty for a stream whose every packet is shown.
     """
+    none = frozenset(), frozenset()
     key = next((i for i, (_, _, keyframe) in enumerate(packets) if keyframe), None)
     if key is None:
-        return frozenset()
-    key_time = packets[key][0]
-    before = range(key)  # in decoding order
-    after = []  # in display order only: an open GOP's leading pictures
-    if key_time is not None:
-        for i in range(key + 1, len(packets)):
-            if packets[i][0] is None or packets[i][0] >= key_time:
-                break
-            after.append(i)
-    if not before and not after:
-        return frozenset()
-    last = after[-1] if after else key - 1
-    times, early = set(), 0  # the decoded frames' times; frames out before the keyframe went in
+        return none
+    times = [t for t, _, _ in packets]
+    leading = (
+        key + 1 < len(times) and None not in times[key : key + 2] and times[key + 1] < times[key]
+    )
+    if indexed and key == 0 and not leading:
+        return none
+    skip = frozenset()
+    if key and not _decode_head(path, packets, skip, lambda i, shown: i >= key - 1)[0]:
+        skip = frozenset(range(key))
+
+    def first_shown(i: int, shown: list) -> bool:  # and nothing sent yet that shows before it
+        known = [t for t in shown if t is not None]
+        return bool(shown) and (
+            not known or i + 1 >= len(times) or times[i + 1] is None or times[i + 1] >= min(known)
+        )
+
+    shown, last, failed = _decode_head(path, packets, skip, first_shown)
+    if not shown:
+        return none  # nothing decodes: the decoder says so, as for any such stream
+    sent = [i for i in range(last + 1) if i not in skip and i not in failed]
+    if None in (times[i] for i in sent):  # no times (a raw stream): as many as show nothing
+        hidden = sent[: max(0, len(sent) - len(shown))]
+    else:
+        hidden = [i for i in sent if times[i] not in set(shown)]
+    return skip | frozenset(hidden), skip
+
+
+def _decode_head(path: Path, packets: list, skip: frozenset[int], stop) -> tuple[list, int, set]:
+    """Decode the stream's packets with data in order, those in `skip` not sent, until
+    `stop(index, shown times)` after one (or the last of `packets`: the data may break after
+    it), then flush the codec. Returns the shown frames' times, the last packet's index and the
+    packets the codec failed on."""
+    shown, last, failed = [], -1, set()
     with _open(path) as container:
         stream = video_stream(container)
-        i = 0  # packets with data read; never one past `last`, where the data may break
-        for packet in container.demux(stream):
-            i += bool(packet.size)
-            with contextlib.suppress(av.FFmpegError):
-                for frame in packet.decode():
-                    early += i <= key
-                    times.add(frame.pts)
-            if i > last:
-                break
         with contextlib.suppress(av.FFmpegError):
-            times.update(frame.pts for frame in stream.codec_context.decode(None))
-    # Frames of the packets before the keyframe: by their times, else (a raw stream) by when
-    # they came out.
-    before_times = {packets[i][0] for i in before} - {None}
-    shown = bool(before_times & times) if before_times else early > 0
-    dropped = set() if shown else set(before)
-    return frozenset(dropped | {i for i in after if packets[i][0] not in times})
+            for packet in container.demux(stream):
+                if not packet.size:
+                    continue
+                last += 1
+                if last not in skip:
+                    try:
+                        shown += [frame.pts for frame in packet.decode()]
+                    except av.FFmpegError:
+                        failed.add(last)
+                if last >= len(packets) - 1 or stop(last, shown):
+                    break
+        with contextlib.suppress(av.FFmpegError):
+            shown += [frame.pts for frame in stream.codec_context.decode(None)]
+    return shown, last, failed
 
 
 def _sample_aspect(stream) -> Fraction | None:
@@ -289,11 +315,11 @@ class _Frames:
                     if strict or not declared:
                         raise
                 header_rate = declared_rate(stream)
-            self._head = _head(path, packets)
+            head, self._skip = _head(path, packets, indexed=declared > 0)
         except av.FFmpegError as error:
             raise VideoError(_reason(str(error))) from None
-        packets = [p for i, p in enumerate(packets) if i not in self._head]
-        declared = max(0, declared - len(self._head))
+        packets = [p for i, p in enumerate(packets) if i not in head]
+        declared = max(0, declared - len(head))
         stamps = [stamp for stamp, shown, _ in packets if shown]
         self.fps = frame_rate(stamps, time_base, header_rate)
         missing = max(0, declared - len(packets))  # promised by the index, absent in the data
@@ -345,7 +371,7 @@ class _Frames:
             stream = video_stream(container)  # the stream __init__ read (same file, same pick)
             stream.thread_type, stream.thread_count = "AUTO", DECODE_THREADS
             self.sample_aspect = _sample_aspect(stream)
-            for frame in _decode(container, stream, self.strict, self._head):
+            for frame in _decode(container, stream, self.strict, self._skip):
                 if isinstance(frame, _Lost):
                     error, lost = frame.error, lost + 1
                     if self.concealed + lost > total:

@@ -394,24 +394,30 @@ def test_a_header_that_misstates_the_rate_gives_way_to_the_timestamps(
         assert np.abs(frames.astype(int) - expected).mean() < 12
 
 
+X264_GOP = {"g": "50", "keyint_min": "50", "sc_threshold": "0", "bf": "2"}
+
+
 @pytest.mark.parametrize(
-    "fmt, codec, gop",
+    "fmt, codec, options",
     [
-        ("mpegts", "libx264", 50),  # a broadcast capture started mid-GOP
-        ("mpegts", "libx265", 50),
-        ("mpegts", "mpeg2video", 15),
-        ("h264", "libx264", 50),  # a camera's raw stream cut with `tail -c`
+        ("mpegts", "libx264", X264_GOP),  # a broadcast capture started mid-GOP
+        ("mpegts", "libx265", {"g": "50", "bf": "2"}),  # open GOPs: leading pictures after a CRA
+        ("mpegts", "mpeg2video", {"g": "15", "bf": "2"}),  # open GOPs
+        ("h264", "libx264", X264_GOP),  # a camera's raw stream cut with `tail -c`
+        # no keyframes after the first: intra refresh, shown once a refresh completes
+        ("mpegts", "libx264", {"x264-params": "intra-refresh=1:keyint=50"}),
+        ("h264", "libx264", {"x264-params": "intra-refresh=1:keyint=50"}),
     ],
 )
-def test_a_stream_that_starts_mid_gop_is_shown_from_its_first_keyframe(tmp_path, fmt, codec, gop):
+def test_a_stream_that_starts_mid_gop_is_shown_from_its_first_keyframe(
+    tmp_path, fmt, codec, options
+):
     """The packets before a stream's first keyframe decode to nothing (the decoder drops them,
-    as ffmpeg and players show the stream from its first keyframe): they are no part of the
-    video, neither frames to conceal nor a timeline gap. Before, a 2 s GOP cut in half made 27
-    of 177 frames 'missing' and the video failed."""
+    as ffmpeg and players show the stream from its first keyframe), and so do an open GOP's
+    leading pictures and those before an intra refresh completes: they are no part of the video,
+    neither frames to conceal nor a timeline gap. Before, a 2 s GOP cut in half made 27 of 177
+    frames 'missing' and the video failed."""
     n = 250
-    options = {"g": str(gop), "bf": "2"}
-    if codec == "libx264":
-        options |= {"keyint_min": str(gop), "sc_threshold": "0"}
     frames = (pattern(i, 48, 64) for i in range(n))
     path = encode(
         tmp_path / f"whole.{fmt}", frames, 25, format=fmt, codec=codec, codec_options=options
