@@ -202,9 +202,9 @@ def _head(path: Path, packets: list, indexed: bool) -> tuple[frozenset[int], fro
     an intra-refresh stream shows only once its refresh completes, decode to nothing too. They
     are found by decoding the head of the stream (up to its first shown frame, a GOP at most):
     the packets before the keyframe when none of them shows a frame (MPEG-4 Part 2 shows them
-    grey: kept), then those up to the first shown frame whose times no frame shows (or, without
-    times, as many as show nothing). A packet the codec fails on is damage, not head: it stays,
-    for concealment.
+    grey: kept), then those up to the first shown frame whose times no frame shows (or, where
+    the frames' times are not their packets', as many as show nothing). A packet the codec
+    fails on is damage, not head: it stays, for concealment.
 
     Args:
         path: the video file.
@@ -240,7 +240,10 @@ def _head(path: Path, packets: list, indexed: bool) -> tuple[frozenset[int], fro
     if not shown:
         return none  # nothing decodes: the decoder says so, as for any such stream
     sent = [i for i in range(last + 1) if i not in skip and i not in failed]
-    if None in (times[i] for i in sent):  # no times (a raw stream): as many as show nothing
+    sent_times = {times[i] for i in sent}
+    if None in sent_times or not set(shown) <= sent_times:
+        # no times (a raw stream), or frames timed otherwise than their packets (guessed
+        # timestamps, as AVI's with B-frames): as many as show nothing
         hidden = sent[: max(0, len(sent) - len(shown))]
     else:
         hidden = [i for i in sent if times[i] not in set(shown)]

@@ -435,6 +435,30 @@ def test_a_stream_that_starts_mid_gop_is_shown_from_its_first_keyframe(
     assert np.abs(frames.astype(int) - expected).mean() < 12
 
 
+def test_an_avi_without_index_or_frame_count_reads_every_frame(tmp_path):
+    """An AVI whose capture was killed before it closed the file: no index, header frame counts
+    0. Its packets carry guessed times (H.264 with B-frames: the frames' times differ from their
+    packets'); every frame is read, in order, none taken for the stream's head."""
+    import struct
+
+    data = bytearray(pattern_video(tmp_path / "v.avi", n=48, format="avi").read_bytes())
+    data = data[: data.rfind(b"idx1")]
+    struct.pack_into("<I", data, data.find(b"avih") + 8 + 16, 0)  # dwTotalFrames
+    struct.pack_into("<I", data, data.find(b"strh") + 8 + 32, 0)  # dwLength
+    path = tmp_path / "killed.avi"
+    path.write_bytes(bytes(data))
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 0  # nothing says how many
+        times = [p.pts for p in container.demux(video=0) if p.size]
+    with av.open(str(path)) as container:
+        assert [f.pts for f in container.decode(video=0)] != times  # reordered, guessed
+    source = VideoSource(path)
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    assert source.info.n_frames == len(frames) == 48 and source.concealed == 0
+    expected = np.stack([pattern(i, 48, 64) for i in range(48)])
+    assert np.abs(frames.astype(int) - expected).mean() < 12
+
+
 @pytest.mark.parametrize("scale", [0, 100])
 def test_a_damaged_time_scale_is_an_implausible_frame_rate(tmp_path, scale):
     """The MP4 track's time scale damaged (1 tick a second: frames 512 s apart; or 100x too
