@@ -102,7 +102,9 @@ def read_frames(path: Path, n: int = FRAMES) -> list[np.ndarray]:
 
 
 def write_in(path: Path, frames: list[np.ndarray], container: Container, fps: int = FPS) -> Path:
-    """Encode rgb24 frames (even sizes) with `container`'s format and codec; returns `path`."""
+    """Encode rgb24 frames (even sizes) with `container`'s format and codec; returns `path`.
+    Bit-exact (no encoder versions, dates or random Matroska UIDs), so that a corpus is the
+    same from run to run."""
     write_video(
         path,
         frames,
@@ -112,6 +114,7 @@ def write_in(path: Path, frames: list[np.ndarray], container: Container, fps: in
         pix_fmt=container.pix_fmt,
         options=dict(container.options),
         container_options=dict(container.container_options),
+        bitexact=True,
     )
     return path
 
@@ -287,7 +290,8 @@ def make_fuzz_corpus(
     """Write `n` broken or odd files made from `sources` (clean videos) under `out`.
 
     Returns the cases and the clean rewrites (`<source>_<container>` -> path), which are valid
-    videos of every container and codec. The same sources, `n` and seed give the same files.
+    videos of every container and codec. The same sources, `n` and seed give the same files,
+    but for libx264's, which now and then encode otherwise (README, "Fuzzing").
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
