@@ -240,13 +240,13 @@ def _head(path: Path, packets: list, indexed: bool) -> tuple[frozenset[int], fro
     if not shown:
         return none  # nothing decodes: the decoder says so, as for any such stream
     sent = [i for i in range(last + 1) if i not in skip and i not in failed]
-    sent_times = {times[i] for i in sent}
-    if None in sent_times or not set(shown) <= sent_times:
+    sent_times, shown_times = {times[i] for i in sent}, set(shown)
+    if None in sent_times or not shown_times <= sent_times:
         # no times (a raw stream), or frames timed otherwise than their packets (guessed
         # timestamps, as AVI's with B-frames): as many as show nothing
         hidden = sent[: max(0, len(sent) - len(shown))]
     else:
-        hidden = [i for i in sent if times[i] not in set(shown)]
+        hidden = [i for i in sent if times[i] not in shown_times]
     return skip | frozenset(hidden), skip
 
 
