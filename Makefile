@@ -100,7 +100,7 @@ demo: matrix
 
 # Pick a backbone from a sample (issue 20): every candidate whose weights are present extracted on
 # a stratified sample of the demo collection (no full extraction needed first), then the
-# recommendation: the closed-form ridge probe cross-validated over the sampled videos,
+# recommendation: the closed-form ridge probe, leave-one-out over the sampled videos,
 # training-free scores (NCE and LEEP read the class logits that `--logits` stores), the
 # source-accuracy prior, a bootstrap over the sampled videos, and the cost of each candidate on
 # the whole collection (from the manifest's videos). RECOMMEND_ARGS="--models ridge,linear,mlp"

@@ -13,15 +13,15 @@ collection. Then, for samples of 10/20/30/50% drawn as `extract run --sample` dr
 (`vtl.sample.stratified_sample`) over many sample seeds, the recommendation
 (`probe.recommend.recommend`: training-free scores, the quick probes, a 200-resample
 bootstrap) is compared with the truth: the right-pick rate (the pick's full-data μAP within 1
-point of the best's), the same without the source prior's tie-break of candidates too close
-to call ("probes alone"), the same when "too close to call" counts as naming its two
-candidates ("A or B right"), the top-3 rate, and each ranker's Kendall τ against the
+point of the best's), the same without the tie-breaks of candidates too close to call (the
+source prior's and LogME's: "probes alone"), the same when "too close to call" counts as naming
+its two candidates ("A or B right"), the top-3 rate, and each ranker's Kendall τ against the
 full-data ranking, next to the source-accuracy prior's (the banks without published top-1s
 have none).
 
 The quick probe is `probe recommend`'s default, a closed-form ridge regression on mean-pooled
-features (`probe.quick`): `--quick-probe cv` (`probe recommend --folds 5`) cross-validates it
-over all the sample's videos (5 folds x 5 repeats, penalties picked by exact leave-one-out);
+features (`probe.quick`): `--quick-probe cv` (`probe recommend`'s default) cross-validates it
+over all the sample's videos (exact leave-one-out, the penalty picked by leave-one-out μAP);
 `--quick-probe splits` (`--folds 0`) fits it on each of the sample's splits, its penalty picked
 on the split's validation videos. The truth is the same ridge probe on the whole collection's
 splits. The cost section runs the real `probe recommend` (its default quick probe, `--folds`
@@ -253,7 +253,7 @@ def draw(
         return None
     if result.verdict is not None:
         pick = result.verdict.best
-        alone = rec.verdict(result.bootstrap).best  # without the prior's tie-break
+        alone = rec.verdict(result.bootstrap).best  # without the tie-breaks
     else:  # no split of the sample can train a probe: the scores' average rank decides
         pick = alone = min(bank.names, key=lambda n: result.average_rank[n])
     truth = dict(zip(bank.names, bank.truth, strict=True))
@@ -321,7 +321,7 @@ def write_sample_file(src: Path, dst: Path, chosen: np.ndarray, fraction: float,
     return share
 
 
-def measure_cost(files: list[Path], work: Path, seed: int, folds: int) -> dict | None:
+def measure_cost(files: list[Path], work: Path, seed: int, folds: int | None) -> dict | None:
     """Sample extraction + `probe recommend` against extracting every candidate on the whole
     collection, at the target's sample size (or the next on which the recommend command runs)."""
     full = 0.0
@@ -356,8 +356,7 @@ def measure_cost(files: list[Path], work: Path, seed: int, folds: int) -> dict |
                 str(work / f"report-{fraction:g}"),
                 "--cache",
                 str(work / f"cache-{fraction:g}"),
-                "--folds",
-                str(folds),
+                *([] if folds is None else ["--folds", str(folds)]),
                 "--quiet",
             ],
             check=False,
@@ -432,7 +431,7 @@ def main() -> None:
         choices=("cv", "splits"),
         default="cv",
         help="the ridge probe cross-validated over the sample (`probe recommend`'s default, "
-        "--folds 5) or on the sample's splits (--folds 0)",
+        "leave-one-out) or on the sample's splits (--folds 0)",
     )
     parser.add_argument(
         "--fractions",

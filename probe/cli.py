@@ -481,9 +481,10 @@ def recommend(
         "...: through the run cache, on the sample's splits).",
     ),
     folds: int = typer.Option(
-        5,
-        help="The ridge probe: cross-validated over every sampled video, with this many folds "
-        "x 5 repeats; 0: on the sample's splits instead, as the trained probes.",
+        None,
+        help="The ridge probe: cross-validated over every sampled video, leave-one-out "
+        "(default: exact, one fit per candidate) or with this many folds x 5 repeats; 0: on "
+        "the sample's splits instead, as the trained probes.",
     ),
     splits: ReportSplitsOption = "all",
     seeds: int = typer.Option(1, help="Seeds per split of the trained probes (seed, seed+1, ...)."),
@@ -515,7 +516,7 @@ def recommend(
         raise UserError("--seeds must be at least 1")
     if resamples is not None and resamples < 1:
         raise UserError(f"--resamples must be at least 1, got {resamples}")
-    if folds < 0 or folds == 1:
+    if folds is not None and (folds < 0 or folds == 1):
         raise UserError(f"--folds must be 0 (the sample's splits) or at least 2, got {folds}")
     model_list = _names(models)
     if not model_list:

@@ -108,28 +108,32 @@ def collection_size(manifest: Path | None, path: Path, data) -> tuple[int, int, 
     return n, frames, [note]
 
 
-def ridge_probes(data, splits: list[int], folds: int, seed: int):
+def ridge_probes(data, splits: list[int], folds: int | None, seed: int):
     """The closed-form ridge probe of every candidate (`probe.quick`): cross-validated over the
-    sampled videos (`folds` > 0, seeded by `seed`), else on the sample's `splits`.
+    sampled videos (`folds` None: leave-one-out; >= 2: that many folds x `quick.REPEATS`,
+    seeded by `seed`), else (`folds` 0) on the sample's `splits`.
     Returns ([recommend.ProbeRun], notes on splits left out, a line saying what ran)."""
     from probe import quick
 
-    if folds:
-        if len(data.video_ids) < 2:
+    n = len(data.video_ids)
+    if folds != 0:
+        if n < 2:
             raise UserError(
-                f"the sample holds {len(data.video_ids)} video: cross-validation needs at least "
-                "2; draw a larger sample"
+                f"the sample holds {n} video: cross-validation needs at least 2; draw a larger "
+                "sample"
             )
         runs = quick.cv_runs(data.candidates, data.labels, folds, quick.REPEATS, seed)
-        used = min(folds, len(data.video_ids))
-        return runs, [], f"ridge, {used} folds x {quick.REPEATS} repeats over the sampled videos"
+        if folds is None:
+            return runs, [], f"ridge, leave-one-out over the {n} sampled videos"
+        line = f"ridge, {min(folds, n)} folds x {quick.REPEATS} repeats over the sampled videos"
+        return runs, [], line
     runs, notes = quick.split_runs(
         data.candidates, data.labels, data.label_names, data.splits, splits
     )
     if not runs:
         raise UserError(
             f"no split of the sample can train a probe ({notes[0]}); draw a larger sample or "
-            "cross-validate the ridge probe (--folds 5)"
+            "cross-validate the ridge probe (leave out --folds 0)"
         )
     return runs, notes, f"ridge on {len(runs) // len(data.candidates)} of the sample's splits"
 

@@ -37,6 +37,12 @@ def summary_line(result: Recommendation) -> str:
             line += (
                 f"; {choice.best} first for its higher source top-1 ({ahead[0]:g} vs {ahead[1]:g})"
             )
+        if choice.by_evidence:
+            ahead = (result.evidence[choice.best], result.evidence[choice.runner_up])
+            line += (
+                f"; {choice.best} first for its higher LogME on the sample ({ahead[0]:.3g} vs "
+                f"{ahead[1]:.3g}, at least two videos per feature dimension)"
+            )
         if choice.videos_to_separate is not None:
             line += (
                 f"; a sample of about {choice.videos_to_separate} videos would separate them "

@@ -1,18 +1,20 @@
 """The closed-form quick probes of `probe recommend` (`probe.quick`) against scikit-learn's Ridge
-refit explicitly: the penalty picked on validation, and the exact leave-one-out predictions that
-pick it under cross-validation; the folds; splits a sample cannot train on; and a ranking of
-candidates whose order is known."""
+refit explicitly: the penalty picked on validation, the exact leave-one-out predictions that
+pick it under K-fold cross-validation and that are the default cross-validation; the folds;
+splits a sample cannot train on; and a ranking of candidates whose order is known."""
 
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
+from probe import quick
 from probe.metrics import micro_ap
 from probe.quick import (
     PENALTIES,
     cv_folds,
     cv_runs,
     cv_scores,
+    loo_scores,
     ridge_scores,
     split_runs,
 )
@@ -66,6 +68,43 @@ def test_cv_scores_pick_the_penalty_by_explicit_leave_one_out(seed):
         penalty = PENALTIES[int(np.argmax(values))]
         model = Ridge(alpha=penalty * len(train), solver="svd").fit(z[train], y[train])
         np.testing.assert_allclose(held_out[test], model.predict(z[test]), atol=1e-8)
+
+
+@pytest.mark.parametrize(("n", "d", "seed"), [(16, 24, 0), (24, 8, 4), (8, 64, 8)])
+def test_leave_one_out_scores_equal_nested_refits_without_each_video(n, d, seed):
+    """Every row i of `loo_scores` is scikit-learn's Ridge refit on the other N - 1 videos, at
+    the penalty whose refits without each other video j (and i) predict j with the best μAP:
+    the held-out video's labels enter neither the fit nor the penalty's choice. Features are
+    standardised on all N videos and the penalty's scale is N, as in the closed form; also with
+    more dims than videos and on 8 videos. Above NESTED_MAX the choice is shared: refits
+    without each video at the penalty of the best μAP over all of them."""
+    x, y = dataset(n=n, d=d, seed=seed)
+    # Every label keeps a positive and a negative in every fit without two videos: a label with
+    # none predicts 0 for all, and the refit's exact zeros and the closed form's 1e-16s would
+    # order those ties differently.
+    assert y.sum(axis=0).min() >= 3 and (1 - y).sum(axis=0).min() >= 3
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = (x - mean) / std
+
+    def refit(rows, penalty, at):
+        return Ridge(alpha=penalty * n, solver="svd").fit(z[rows], y[rows]).predict(z[at])
+
+    every = np.arange(n)
+    expected = np.empty_like(y)
+    for i in every:
+        others = np.delete(every, i)
+        values = []
+        for penalty in PENALTIES:
+            inner = np.array([refit(np.setdiff1d(others, [j]), penalty, [j])[0] for j in others])
+            values.append(micro_ap(y[others], inner))
+        expected[i] = refit(others, PENALTIES[int(np.argmax(values))], [i])[0]
+    np.testing.assert_allclose(loo_scores(x, y), expected, atol=1e-7)
+
+    shared = [np.array([refit(np.delete(every, i), p, [i])[0] for i in every]) for p in PENALTIES]
+    best = shared[int(np.argmax([micro_ap(y, loo) for loo in shared]))]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(quick, "NESTED_MAX", n - 1)
+        np.testing.assert_allclose(loo_scores(x, y), best, atol=1e-7)
 
 
 def test_cv_folds_hold_out_every_video_once_per_repeat():
@@ -133,4 +172,13 @@ def test_cross_validated_ridge_ranks_candidates_of_known_order():
     assert all(len(r.videos) == 60 for r in runs)  # every video scored once per repeat
     result = bootstrap(runs, y.astype(np.uint8), resamples=200)
     assert result.candidates == ["strong", "noise"]
+    assert result.p_best[0] > 0.95 and result.point[0] > result.point[1] + 0.1
+    # The default: leave-one-out, one run per candidate over every video, the same order.
+    runs = cv_runs(candidates, y)
+    assert [(r.candidate, r.split, len(r.videos)) for r in runs] == [
+        ("strong", 0, 60),
+        ("noise", 0, 60),
+    ]
+    np.testing.assert_array_equal(runs[0].scores, loo_scores(x_strong, y))
+    result = bootstrap(runs, y.astype(np.uint8), resamples=200)
     assert result.p_best[0] > 0.95 and result.point[0] > result.point[1] + 0.1

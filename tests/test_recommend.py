@@ -22,6 +22,7 @@ from probe.recommend import (
     informative_labels,
     read_sample,
     recommend,
+    regime_evidence,
     score_candidates,
     set_priors,
     torchvision_top1,
@@ -200,6 +201,59 @@ def test_the_source_prior_breaks_only_a_tie_the_sample_cannot():
     clear = constructed([0.60, 0.50], [0.58, 0.48], [0.62, 0.52])
     choice = verdict(clear, priors={"c0": 70.0, "c1": 80.0})
     assert choice.best == "c0" and not choice.too_close and not choice.by_prior
+
+
+def test_logme_breaks_a_tie_the_priors_cannot_where_the_sample_allows_it():
+    close = constructed([0.60, 0.58, 0.40], [0.58, 0.56, 0.35], [0.62, 0.60, 0.45])
+    evidence = {"c0": -0.5, "c1": -0.2, "c2": 3.0}  # c2 is not in the tie: it does not count
+    choice = verdict(close, evidence=evidence)
+    assert (choice.best, choice.runner_up, choice.by_evidence, choice.by_prior) == (
+        "c1",
+        "c0",
+        True,
+        False,
+    )
+    assert choice.p_best == close.p_best[1] and choice.regret == close.regret[1]
+    # Equal priors (copies of one backbone) or a missing one do not separate: the evidence does.
+    for priors in ({"c0": 75.1, "c1": 75.1}, {"c0": 75.1}):
+        assert verdict(close, priors=priors, evidence=evidence).by_evidence
+    # Priors that separate them decide, whichever way they point.
+    for priors in ({"c0": 77.6, "c1": 75.1}, {"c0": 75.1, "c1": 77.6}):
+        choice = verdict(close, priors=priors, evidence=evidence)
+        assert choice.best == max(priors, key=priors.get) and not choice.by_evidence
+    # A candidate of the tie without evidence (fewer than two videos per dimension): no tie-break.
+    assert verdict(close, evidence={"c0": -0.5, "c2": 3.0}).best == "c0"
+    assert not verdict(close, evidence={"c0": 1.0, "c1": -0.2}).by_evidence  # c0 already first
+    clear = constructed([0.60, 0.50], [0.58, 0.48], [0.62, 0.52])
+    assert verdict(clear, evidence={"c0": -1.0, "c1": 1.0}).best == "c0"
+
+
+def test_regime_evidence_is_logme_where_the_sample_has_two_videos_per_dimension():
+    y, signal, noise = noise_and_signal()  # 200 videos: 64 dims in LogME's regime, 1024 not
+    candidates = [Candidate("signal", signal), Candidate("noise", noise)]
+    evidence = regime_evidence(candidates, y, {})
+    assert list(evidence) == ["signal"]
+    assert evidence["signal"] == pytest.approx(logme(signal, y), rel=1e-12)
+    assert regime_evidence(candidates, y, {"logme": {"signal": 1.5}}) == {"signal": 1.5}
+
+
+def test_recommend_breaks_a_tie_of_the_probes_by_logme():
+    """Two candidates whose quick probes predict alike (a tie the bootstrap cannot break) and no
+    priors: the one whose features hold the labels' signal is named first, by its LogME."""
+    y, signal, _ = noise_and_signal()
+    weak = signal + 4 * np.random.default_rng(1).normal(size=signal.shape)
+    every = np.arange(len(y))
+    scores = y + np.random.default_rng(2).normal(size=y.shape)
+    runs = [ProbeRun(name, 0, 0, every, scores) for name in ("weak", "signal")]
+    candidates = [Candidate("weak", weak), Candidate("signal", signal)]
+    result = recommend(candidates, y, list("abcde"), runs, methods=["hscore"])
+    choice = result.verdict
+    assert choice.too_close and choice.by_evidence
+    assert (choice.best, choice.runner_up) == ("signal", "weak")
+    assert result.evidence["signal"] > result.evidence["weak"]
+    line = summary_line(result)
+    assert "; signal first for its higher LogME on the sample (" in line
+    assert "at least two videos per feature dimension)" in line
 
 
 # ------------------------------------------------------------------ guardrails
