@@ -74,10 +74,14 @@ class _Path:
         """The regression's predictions for `rows`, intercept included."""
         return self.z[rows] @ weights + self.offset
 
+    def shrink(self, penalty: float) -> np.ndarray:
+        """Each singular direction's shrinkage at `penalty`: s^2 / (s^2 + penalty x N)."""
+        return self.s**2 / (self.s**2 + penalty * self.n)
+
     def loo(self, penalty: float, y: np.ndarray) -> np.ndarray:
         """Exact leave-one-out predictions of the training rows `y` at `penalty`: from the hat
         matrix's diagonal h (intercept included), y_loo = (fit - h y) / (1 - h)."""
-        shrink = self.s**2 / (self.s**2 + penalty * self.n)
+        shrink = self.shrink(penalty)
         fitted = self.u @ (shrink[:, None] * self.target) + self.offset
         leverage = (1 / self.n + (self.u**2) @ shrink)[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):  # h = 1: no prediction
@@ -85,8 +89,7 @@ class _Path:
 
     def hat(self, penalty: float) -> np.ndarray:
         """(N, N) the hat matrix of the training rows at `penalty`, intercept included."""
-        shrink = self.s**2 / (self.s**2 + penalty * self.n)
-        return 1 / self.n + (self.u * shrink) @ self.u.T
+        return 1 / self.n + (self.u * self.shrink(penalty)) @ self.u.T
 
 
 def _leave_two_out(hat: np.ndarray, fitted: np.ndarray, y: np.ndarray, i: int) -> np.ndarray:
