@@ -17,7 +17,11 @@ point of the best's), the same without the tie-breaks of candidates too close to
 source prior's and LogME's: "probes alone"), the same when "too close to call" counts as naming
 its two candidates ("A or B right"), the top-3 rate, and each ranker's Kendall τ against the
 full-data ranking, next to the source-accuracy prior's (the banks without published top-1s
-have none).
+have none). Two columns say what a rate rests on: "trained on rest", the pick of the same probe
+trained on the videos the sample left out and tested on the sample's (what the sample's few
+training videos cost, next to what testing on its videos alone allows), and "distinct", how
+many different samples the seeds drew (a small collection's 10% sample has few choices, so its
+rates move in steps).
 
 The quick probe is `probe recommend`'s default, a closed-form ridge regression on mean-pooled
 features (`probe.quick`): `--quick-probe cv` (`probe recommend`'s default) cross-validates it
@@ -271,6 +275,7 @@ def draw(
             taus[ranker] = stats.kendalltau(
                 [values[n] for n in shared], [truth[n] for n in shared]
             ).statistic
+    rest = rest_pick(bank, chosen)
     # "Extract A or B: too close to call" names two: right when either is.
     named = (
         [pick, result.verdict.runner_up] if result.verdict and result.verdict.too_close else [pick]
@@ -287,7 +292,27 @@ def draw(
         "asks_for": result.verdict.videos_to_separate if result.verdict else None,
         "p_best": result.verdict.p_best if result.verdict else float("nan"),
         "taus": taus,
+        "rest_right": None if rest is None else truth[order[0]] - truth[rest] <= RIGHT,
+        "sample": tuple(int(i) for i in sorted(chosen)),
     }
+
+
+def rest_pick(bank: Bank, chosen: np.ndarray) -> str | None:
+    """The candidate whose probe, trained on the videos the sample left out (the rest of the
+    collection) and tested on the sample's, has the best μAP: how far the sample's own training
+    videos hold its pick back, against what testing on its videos alone allows. None for a
+    sample of the whole collection."""
+    test = np.isin(np.arange(len(bank.labels)), chosen)
+    if test.all():
+        return None
+    y = bank.labels[:, rec.informative_labels(bank.labels[chosen])].astype(np.float64)
+    ones = np.ones((1, int(test.sum())))
+    values = {
+        # two folds: the ridge fit on the rest, its penalty by their leave-one-out μAP
+        name: rec.weighted_micro_ap(y[test], quick.cv_scores(x, y, test.astype(int))[test], ones)
+        for name, x in zip(bank.names, bank.features, strict=True)
+    }
+    return max(values, key=lambda name: values[name][0])
 
 
 def prior_tau(bank: Bank) -> float | None:
@@ -498,13 +523,15 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
     for (name, fraction), draws in results.items():
         n = len(draws)
         if not n:
-            rows.append([name, f"{fraction:.0%}", 0, *[""] * 10])
+            rows.append([name, f"{fraction:.0%}", 0, *[""] * 12])
             continue
         right = np.mean([d["right"] for d in draws])
         # The right-pick rate's 95% Wilson interval: 50 draws leave it +-6-13 points wide.
         ci = stats.binomtest(sum(d["right"] for d in draws), n).proportion_ci(method="wilson")
         named = np.mean([d["named_right"] for d in draws])
         alone = np.mean([d["right_alone"] for d in draws])
+        rest = [d["rest_right"] for d in draws if d["rest_right"] is not None]
+        distinct = len({d["sample"] for d in draws})  # few: the rates move in steps
         top3 = np.mean([d["top3"] for d in draws])
         regret = np.mean([d["regret"] for d in draws])
         close = np.mean([d["too_close"] for d in draws])
@@ -519,8 +546,10 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 name,
                 f"{fraction:.0%}",
                 f"{n}/{seeds}",
+                distinct,
                 f"{right:.0%} ({ci.low:.0%}-{ci.high:.0%})",
                 f"{alone:.0%}",
+                f"{np.mean(rest):.0%}" if rest else "",
                 f"{named:.0%}",
                 f"{top3:.0%}",
                 f"{regret:.2f}",
@@ -552,6 +581,8 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 "right_pick": right,
                 "right_pick_ci95": [ci.low, ci.high],
                 "right_pick_probes_alone": alone,
+                "right_pick_trained_on_rest": float(np.mean(rest)) if rest else None,
+                "distinct_samples": distinct,
                 "named_right": named,
                 "top3": top3,
                 "regret": regret,
@@ -569,8 +600,10 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
             "bank",
             "sample",
             "draws",
+            "distinct",
             "right pick (95% CI)",
             "probes alone",
+            "trained on rest",
             "A or B right",
             "top-3",
             "regret",
