@@ -150,7 +150,8 @@ def run(
         None,
         help=(
             "Extract only a sample: N videos or a fraction (0.2, 20%), stratified over the "
-            "labels and splits (for `probe recommend`); a later full run reuses its videos."
+            "labels and splits (for `probe recommend`); a larger sample with the same seed "
+            "grows it, and a later full run reuses its videos."
         ),
     ),
     sample_seed: int = typer.Option(0, help="Seed of the --sample draw."),

@@ -212,6 +212,24 @@ def full_output(path: Path, fingerprint: dict, manifest: Manifest) -> bool:
     )
 
 
+def samples_to_grow(jobs: Sequence[OutputJob], manifest: Manifest, seed: int) -> list[int]:
+    """The manifest rows of the finished samples at the jobs' final paths that a new sample
+    with this seed keeps (`stratified_sample(keep=...)`): those made the same way (fingerprint
+    and seed) from this manifest. Sorted; empty when there are none."""
+    rows = {video_id: i for i, video_id in enumerate(manifest.video_ids)}
+    kept: set[int] = set()
+    for job in jobs:
+        found = read_finished(job.final)
+        if found is None or not found.is_sample_of(job.fingerprint):
+            continue
+        record = found.meta.sample
+        ids = record.get("video_ids", [])
+        if record.get("seed") == seed and record.get("of_videos") == len(manifest):
+            if all(video_id in rows for video_id in ids):
+                kept.update(rows[video_id] for video_id in ids)
+    return sorted(kept)
+
+
 def seed_from_sample(job: OutputJob, manifest: Manifest, mine: list[int]) -> int:
     """Commit to the job's work store the videos of `mine` that a sample at its final path
     holds, when that sample was made with the same fingerprint; returns how many.

@@ -43,6 +43,7 @@ from extract.outputs import (
     full_output,
     output_plan,
     plan_jobs,
+    samples_to_grow,
     seed_from_sample,
     target_outputs,
 )
@@ -140,7 +141,8 @@ def extract_targets(
     `vtl.sample.stratified_sample` with `sample_seed` (every shard draws the same sample, then
     takes its share) and recorded in the file's `sample` attribute. It is not part of the
     configuration: a later run with the same settings over more videos (the full collection, a
-    larger sample) takes the sample file's videos and decodes only the others.
+    larger sample) takes the sample file's videos and decodes only the others; a larger sample
+    with the same `sample_seed` is grown from it (`samples_to_grow`), so it holds all of them.
     """
     started = time.perf_counter()
     configs = [config.validate() for config, _ in targets]
@@ -151,22 +153,25 @@ def extract_targets(
     for _, out_dir in targets:
         check_output_dir(out_dir)
     manifest = read_manifest(manifest_path)
-    chosen = _sample_videos(manifest, sample, sample_seed)
+    _check_sample(manifest, sample, sample_seed)
     plan = output_plan(backbones)
     specs = list(dict.fromkeys(spec for spec, _ in plan))
     device = resolve_device(_local_device(base.device))
     weight_files = require_weights(specs, weights=weights, cache_dir=cache_dir)
     shard = shard if isinstance(shard, Shard) else resolve_shard(shard)
-    mine = _shard_videos(manifest, shard, chosen)
 
     result = ExtractResult()
-    if sample is not None:
-        result.sample = sample_record(chosen, manifest.video_ids, sample, sample_seed)
     jobs = plan_jobs(targets, plan, weight_files, device, shard)
     # One owner per output: every work folder is locked before anything is read or written
     # there (a second run stops with one line, or waits with --wait; a --wait run then finds
     # the finished file complete), until the files are assembled and merged.
     with lock_outputs([work_folder(job.output) for job in jobs], wait=base.wait):
+        chosen, kept = _sample_videos(manifest, sample, sample_seed, jobs)
+        mine = _shard_videos(manifest, shard, chosen)
+        if sample is not None:
+            result.sample = sample_record(
+                chosen, manifest.video_ids, sample, sample_seed, grown_from=kept or None
+            )
         candidates = finished_files(reuse)
         todo_jobs = []
         for job in jobs:
@@ -241,21 +246,36 @@ def _local_device(device: str) -> str:
     return device
 
 
-def _sample_videos(manifest: Manifest, sample: int | float | None, seed: int) -> list[int]:
-    """The manifest rows a run extracts: all of them, or the stratified sample (checked here,
-    before any model loads or video opens)."""
+def _check_sample(manifest: Manifest, sample: int | float | None, seed: int) -> None:
+    """`--sample` and `--sample-seed` checked before any model loads or video opens."""
     if sample is None:
-        return list(range(len(manifest)))
+        return
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"--sample-seed must be a whole number >= 0, got {seed!r}")
     sample_count(sample, len(manifest))  # a size the collection cannot give is one line
+
+
+def _sample_videos(
+    manifest: Manifest, sample: int | float | None, seed: int, jobs: list[OutputJob]
+) -> tuple[list[int], int]:
+    """The manifest rows a run extracts: all of them, or the stratified sample, and how many of
+    them it keeps from a smaller sample made the same way with this seed (`samples_to_grow`):
+    growing a sample re-extracts none of its videos. Every shard draws the same."""
+    if sample is None:
+        return list(range(len(manifest))), 0
+    n = sample_count(sample, len(manifest))
+    keep = samples_to_grow(jobs, manifest, seed)
+    if len(keep) > n:
+        log.info("the finished samples hold %d videos, more than %d: a new sample", len(keep), n)
+        keep = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        picked = stratified_sample(manifest.labels, manifest.splits, sample, seed)
+        picked = stratified_sample(manifest.labels, manifest.splits, sample, seed, keep=keep)
     for warning in caught:  # a sample too small for every label: one log line, not a traceback
         log.warning("%s", warning.message)
-    log.info("a sample of %d of %d videos (seed %d)", len(picked), len(manifest), seed)
-    return [int(i) for i in picked]
+    grown = f", growing the finished sample of {len(keep)}" if keep else ""
+    log.info("a sample of %d of %d videos (seed %d%s)", len(picked), len(manifest), seed, grown)
+    return [int(i) for i in picked], len(keep)
 
 
 def _shard_videos(manifest: Manifest, shard: Shard, videos: list[int]) -> list[int]:

@@ -112,6 +112,37 @@ def test_label_and_split_shares_close_to_the_collection(size):
     assert ours.mean() < 0.5 * plain.mean()  # and much closer than random sampling
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_grown_sample_holds_the_smaller_one_and_stays_stratified(seed):
+    """Growing a 10% sample to 20% (`keep`) re-draws none of its videos, where a fresh 20% draw
+    would hold fewer than half of them; the grown sample keeps every train positive pair and
+    the collection's label and split shares as a fresh draw does."""
+    labels, splits = collection(n_videos=1000, seed=seed)
+    small = stratified_sample(labels, splits, 0.1, seed=seed)
+    grown = stratified_sample(labels, splits, 0.2, seed=seed, keep=small)
+    fresh = stratified_sample(labels, splits, 0.2, seed=seed)
+    assert len(grown) == 200 and set(small) <= set(grown)
+    assert len(set(small) & set(fresh)) < 0.5 * len(small)
+    assert train_positive_pairs(labels[grown], splits[grown]) == train_positive_pairs(
+        labels, splits
+    )
+    full_labels, full_splits = shares(labels, splits)
+    got_labels, got_splits = shares(labels[grown], splits[grown])
+    assert np.abs(got_labels - full_labels).max() < 0.03
+    assert np.abs(got_splits - full_splits).max() < 0.03
+
+
+def test_keep_fills_the_sample_or_is_refused():
+    labels, splits = collection()
+    kept = stratified_sample(labels, splits, 60, seed=1)
+    assert stratified_sample(labels, splits, 60, seed=5, keep=kept).tolist() == kept.tolist()
+    assert stratified_sample(labels, splits, 60, seed=1, keep=[]).tolist() == kept.tolist()
+    with pytest.raises(ValueError, match="keep: 60 videos to keep in a sample of 30"):
+        stratified_sample(labels, splits, 30, seed=1, keep=kept)
+    with pytest.raises(ValueError, match="indices in range"):
+        stratified_sample(labels, splits, 60, seed=1, keep=[len(labels)])
+
+
 def test_without_split_columns_labels_keep_positives():
     labels, _ = collection()
     chosen = stratified_sample(labels, np.zeros((len(labels), 0), np.uint8), 20, seed=0)

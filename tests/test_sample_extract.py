@@ -1,6 +1,6 @@
-"""`extract run --sample`: a stratified sample of the videos, recorded in the file, and a later
-full run that takes the sample's videos instead of decoding them again (real demo videos, real
-EfficientNet-Lite0 weights)."""
+"""`extract run --sample`: a stratified sample of the videos, recorded in the file, a larger
+sample grown from it and a later full run, both taking the sample's videos instead of decoding
+them again (real demo videos, real EfficientNet-Lite0 weights)."""
 
 from __future__ import annotations
 
@@ -61,11 +61,23 @@ def test_a_full_run_after_a_sample_decodes_only_the_other_videos(
     with pytest.raises(UserError, match="exists and was made with another configuration"):
         run_extraction(demo_manifest, LITE0, out, other, progress=False)
 
-    # The full run: the sample's 3 videos come from its file, only the other 3 are decoded,
+    # A larger sample with the same seed grows this one: its 3 videos are kept (taken from
+    # its file), 2 more are drawn around them and decoded, and the record says so.
+    grown = run_extraction(
+        demo_manifest, LITE0, out, ExtractConfig(**FAST), progress=False, sample=5, sample_seed=1
+    )
+    assert grown.from_sample == 3 and grown.decoded == 2
+    picked = stratified_sample(manifest.labels, manifest.splits, 5, seed=1, keep=picked)
+    with FeatureFile(path) as f:
+        assert f.video_ids == [manifest.video_ids[i] for i in picked]
+        assert set(expected_ids) <= set(f.video_ids)
+        assert f.meta.sample["grown_from"] == 3 and f.meta.sample["requested"] == 5
+
+    # The full run: the sample's 5 videos come from its file, only the other one is decoded,
     # and the result equals a full run from scratch, features bit for bit.
     full = run_extraction(demo_manifest, LITE0, out, ExtractConfig(**FAST), progress=False)
     assert full.files[LITE0] == path
-    assert full.from_sample == 3 and full.decoded == len(manifest) - 3
+    assert full.from_sample == 5 and full.decoded == len(manifest) - 5
     assert_same_features(full_file, path)
     with FeatureFile(path) as f, FeatureFile(full_file) as scratch:
         assert f.meta.sample == {} and f.meta.cost["videos"] == len(manifest)
@@ -96,11 +108,23 @@ def test_shards_draw_one_sample_and_merge_it(demo_manifest, full_file, tmp_path)
     with FeatureFile(merged) as f, FeatureFile(full_file) as scratch:
         assert f.part is None and f.meta.sample["requested"] == 0.5
         assert f.video_ids == f.meta.sample["video_ids"] and f.n_videos == 3
+        first = list(f.video_ids)
         for i, video_id in enumerate(f.video_ids):
             j = scratch.video_ids.index(video_id)
             np.testing.assert_array_equal(f.video(i).features, scratch.video(j).features)
             np.testing.assert_array_equal(f.video(i).shots, scratch.video(j).shots)
     assert verify_features(merged)["sample"] == 3
+
+    # Grown under shards: each shard draws the same grown sample around the finished one.
+    grown = [
+        run_extraction(demo_manifest, LITE0, out, config, shard=shard, progress=False, sample=5)
+        for shard in ("0/2", "1/2")
+    ]
+    assert sum(part.decoded for part in grown) == 2
+    assert sum(part.from_sample for part in grown) == 3
+    with FeatureFile(grown[1].merged[LITE0]) as f:
+        assert f.n_videos == 5 and f.meta.sample["grown_from"] == 3
+        assert set(first) <= set(f.video_ids)
 
 
 @pytest.mark.parametrize(

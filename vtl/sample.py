@@ -82,7 +82,11 @@ def sample_count(size: int | float, n_videos: int) -> int:
 
 
 def stratified_sample(
-    labels: np.ndarray, splits: np.ndarray, size: int | float, seed: int = 0
+    labels: np.ndarray,
+    splits: np.ndarray,
+    size: int | float,
+    seed: int = 0,
+    keep: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draw a sample of videos stratified over labels and splits (module docstring).
 
@@ -91,9 +95,15 @@ def stratified_sample(
         splits: (V, K) split codes (0 train, 1 val, 2 test); K may be 0.
         size: the number of videos, or a fraction in (0, 1] of them.
         seed: the draw's seed; the same inputs and seed give the same sample.
+        keep: video indices the sample must hold: a smaller sample being grown, whose videos
+            are already extracted. They count towards the cover and the quotas, and the
+            rest of the sample is drawn around them.
 
     Returns:
         The chosen video indices, sorted, exactly `sample_count(size, V)` of them.
+
+    Raises:
+        ValueError: `keep` holds more videos than the sample, or indices out of range.
 
     Warns:
         UserWarning: when the sample is too small to hold a train positive of every label in
@@ -111,14 +121,26 @@ def stratified_sample(
     strata = np.concatenate([labels, subsets, required], axis=1)
     strata = strata[:, strata.any(axis=0)]
 
-    chosen = _cover(required[:, required.any(axis=0)], n, rng)
+    kept = np.unique(np.asarray([] if keep is None else keep, dtype=np.int64))
+    if len(kept) > n or (len(kept) and (kept[0] < 0 or kept[-1] >= n_videos)):
+        raise ValueError(
+            f"keep: {len(kept)} videos to keep in a sample of {n} of {n_videos} "
+            "(at most the sample, indices in range)"
+        )
+    chosen = _cover(required[:, required.any(axis=0)], n, rng, kept.tolist())
     in_sample = np.zeros(n_videos, bool)
     in_sample[chosen] = True
-    in_sample |= _iterative_stratification(strata, in_sample, n, rng)
+    in_sample |= _iterative_stratification(strata, in_sample, kept, n, rng)
     return np.flatnonzero(in_sample)
 
 
-def sample_record(indices: np.ndarray, video_ids: list[str], size: int | float, seed: int) -> dict:
+def sample_record(
+    indices: np.ndarray,
+    video_ids: list[str],
+    size: int | float,
+    seed: int,
+    grown_from: int | None = None,
+) -> dict:
     """How a sample was drawn, for the feature file's `sample` attribute (JSON).
 
     Args:
@@ -126,8 +148,10 @@ def sample_record(indices: np.ndarray, video_ids: list[str], size: int | float, 
         video_ids: every video of the collection, in manifest order.
         size: the size asked for (a count or a fraction).
         seed: the seed of the draw.
+        grown_from: the size of the smaller sample it was grown from (its `keep`), if any.
     """
     indices = np.asarray(indices, dtype=np.int64)
+    grown = {} if grown_from is None else {"grown_from": int(grown_from)}
     return {
         "method": METHOD,
         "strata": STRATA,
@@ -137,6 +161,7 @@ def sample_record(indices: np.ndarray, video_ids: list[str], size: int | float, 
         "seed": int(seed),
         "of_videos": len(video_ids),
         "video_ids": [video_ids[i] for i in indices],
+        **grown,
     }
 
 
@@ -156,8 +181,9 @@ def _check_inputs(labels, splits) -> tuple[np.ndarray, np.ndarray]:
     return labels.astype(bool), splits.astype(np.int64)
 
 
-def _cover(required: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
-    """Videos that put one member of every required stratum in the sample, rarest first.
+def _cover(required: np.ndarray, n: int, rng: np.random.Generator, chosen: list[int]) -> list[int]:
+    """Videos that put one member of every required stratum in the sample, rarest first,
+    after the `chosen` ones (kept from a smaller sample), which cover what they hold.
 
     Each pick is the member covering most still-uncovered strata (ties at random), so few picks
     cover many strata and the rest of the sample stays free for the stratification.
@@ -166,8 +192,8 @@ def _cover(required: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
     # Rarest first; a random permutation first breaks ties between equal sizes at random.
     order = rng.permutation(required.shape[1])
     order = order[np.argsort(sizes[order], kind="stable")]
-    uncovered = np.ones(required.shape[1], bool)
-    chosen: list[int] = []
+    uncovered = ~required[chosen].any(axis=0)
+    chosen = list(chosen)
     for column in order:
         if not uncovered[column]:
             continue
@@ -191,7 +217,7 @@ def _cover(required: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
 
 
 def _iterative_stratification(
-    strata: np.ndarray, fixed: np.ndarray, n: int, rng: np.random.Generator
+    strata: np.ndarray, fixed: np.ndarray, kept: np.ndarray, n: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Iterative stratification into two folds, the sample (size n) and the rest.
 
@@ -201,8 +227,9 @@ def _iterative_stratification(
     those labels' shares to chance. So each video goes to the fold whose quotas over *all* its
     strata are least filled (the sum of the fraction of each quota still wanted), ties to the
     fold with more room, then at random. A full fold takes nothing more, so sizes are exact.
-    `fixed` videos are already in the sample and count towards its quotas. Returns the mask of
-    the videos it adds to the sample.
+    `fixed` videos are already in the sample and count towards its quotas: the cover's and the
+    `kept` ones (indices) of a smaller sample being grown, whose share the stratification
+    fills around. Returns the mask of the videos it adds to the sample.
     """
     n_videos = len(strata)
     share = np.array([n / n_videos, 1 - n / n_videos])
@@ -210,6 +237,12 @@ def _iterative_stratification(
     quota = share[:, None] * totals[None, :]  # (fold, stratum)
     wanted = quota.copy()  # how many more members of each stratum each fold should receive
     wanted[0] -= strata[fixed].sum(axis=0)
+    # Need is the share of a quota still wanted; the sample's quotas are less the kept videos
+    # (a sample being grown), so its fold starts as hungry as the rest's. A stratum the kept
+    # videos already fill keeps its whole quota as the measure (its need is then negative).
+    scale = quota.copy()
+    scale[0] -= strata[kept].sum(axis=0)
+    scale = np.where(scale > 0, scale, quota)
     capacity = np.array([n - int(fixed.sum()), n_videos - n])
     remaining = ~fixed
     added = np.zeros(n_videos, bool)
@@ -217,7 +250,7 @@ def _iterative_stratification(
     def assign(video: int) -> None:
         folds = np.flatnonzero(capacity > 0)
         mine = strata[video]
-        need = (wanted[folds][:, mine] / quota[folds][:, mine]).sum(axis=1)
+        need = (wanted[folds][:, mine] / scale[folds][:, mine]).sum(axis=1)
         folds = folds[need == need.max()]
         folds = folds[capacity[folds] == capacity[folds].max()]
         fold = int(rng.choice(folds))
