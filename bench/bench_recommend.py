@@ -21,7 +21,9 @@ have none). Two columns say what a rate rests on: "trained on rest", the pick of
 trained on the videos the sample left out and tested on the sample's (what the sample's few
 training videos cost, next to what testing on its videos alone allows), and "distinct", how
 many different samples the seeds drew (a small collection's 10% sample has few choices, so its
-rates move in steps).
+rates move in steps). Where "too close to call" asks for a larger sample, the draw grows its
+sample to that size as `extract run --sample` grows one (every sampled video kept) and
+recommends again: "right if grown" is that second pick's rate, over the draws that asked.
 
 The quick probe is `probe recommend`'s default, a closed-form ridge regression on mean-pooled
 features (`probe.quick`): `--quick-probe cv` (`probe recommend`'s default) cross-validates it
@@ -220,16 +222,11 @@ def synthetic_bank(name: str, work: Path, signals, dims, dataset_seed: int, data
 # ------------------------------------------------------------------ draws
 
 
-def draw(
-    bank: Bank, fraction: float, seed: int, resamples: int, quick_probe: str = "splits"
-) -> dict | None:
-    """One sample's recommendation compared with the truth; None when the sample has no label
-    with both a positive and a negative (nothing to score). The quick probes train on the
-    sample's splits, as `probe recommend` does (`quick_probe` "splits"), or are cross-validated
-    over all its videos ("cv": one run per repeat, every video held out once)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # too small to cover every label
-        chosen = stratified_sample(bank.labels, bank.splits, fraction, seed)
+def recommend_on(
+    bank: Bank, chosen: np.ndarray, resamples: int, seed: int, quick_probe: str
+) -> tuple[rec.Recommendation, str, str] | None:
+    """The recommendation on the sample `chosen`, its pick, and the pick without the
+    tie-breaks; None when the sample has no label with both a positive and a negative."""
     labels, splits = bank.labels[chosen], bank.splits[chosen]
     candidates = [
         rec.Candidate(name, x[chosen], prior=bank.priors.get(name))
@@ -256,10 +253,36 @@ def draw(
     except ValueError:
         return None
     if result.verdict is not None:
-        pick = result.verdict.best
-        alone = rec.verdict(result.bootstrap).best  # without the tie-breaks
-    else:  # no split of the sample can train a probe: the scores' average rank decides
-        pick = alone = min(bank.names, key=lambda n: result.average_rank[n])
+        return result, result.verdict.best, rec.verdict(result.bootstrap).best  # w/o tie-breaks
+    # no split of the sample can train a probe: the scores' average rank decides
+    pick = min(bank.names, key=lambda n: result.average_rank[n])
+    return result, pick, pick
+
+
+def draw(
+    bank: Bank, fraction: float, seed: int, resamples: int, quick_probe: str = "splits"
+) -> dict | None:
+    """One sample's recommendation compared with the truth; None when the sample has no label
+    with both a positive and a negative (nothing to score). The quick probes train on the
+    sample's splits, as `probe recommend` does (`quick_probe` "splits"), or are cross-validated
+    over all its videos ("cv": one run per repeat, every video held out once). When the
+    recommendation is too close to call and asks for a larger sample, the sample is grown to
+    that size as `extract run --sample` grows one (its videos kept) and recommended on again."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # too small to cover every label
+        chosen = stratified_sample(bank.labels, bank.splits, fraction, seed)
+    found = recommend_on(bank, chosen, resamples, seed, quick_probe)
+    if found is None:
+        return None
+    result, pick, alone = found
+    grown_pick = None
+    asks = result.verdict.videos_to_separate if result.verdict else None  # only when too close
+    if asks:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            bigger = stratified_sample(bank.labels, bank.splits, asks, seed, keep=chosen)
+        grown = recommend_on(bank, bigger, resamples, seed, quick_probe)
+        grown_pick = None if grown is None else grown[1]
     truth = dict(zip(bank.names, bank.truth, strict=True))
     order = sorted(bank.names, key=lambda n: -truth[n])
     rankers = {m: values for m, values in result.scores.items()}
@@ -289,10 +312,12 @@ def draw(
         "probed": result.verdict is not None,
         "too_close": bool(result.verdict and result.verdict.too_close),
         # the sample size "too close to call" asks for, when it estimates one
-        "asks_for": result.verdict.videos_to_separate if result.verdict else None,
+        "asks_for": asks,
         "p_best": result.verdict.p_best if result.verdict else float("nan"),
         "taus": taus,
         "rest_right": None if rest is None else truth[order[0]] - truth[rest] <= RIGHT,
+        # grown to the size "too close to call" asks for, and recommended on again
+        "grown_right": None if grown_pick is None else truth[order[0]] - truth[grown_pick] <= RIGHT,
         "sample": tuple(int(i) for i in sorted(chosen)),
     }
 
@@ -523,7 +548,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
     for (name, fraction), draws in results.items():
         n = len(draws)
         if not n:
-            rows.append([name, f"{fraction:.0%}", 0, *[""] * 12])
+            rows.append([name, f"{fraction:.0%}", 0, *[""] * 13])
             continue
         right = np.mean([d["right"] for d in draws])
         # The right-pick rate's 95% Wilson interval: 50 draws leave it +-6-13 points wide.
@@ -540,6 +565,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
         right_called = f"{np.mean(called):.0%} of {len(called)}" if called else ""
         probed = np.mean([d["probed"] for d in draws])
         asked = [d["asks_for"] for d in draws if d["too_close"] and d["asks_for"]]
+        grown = [d["grown_right"] for d in draws if d["grown_right"] is not None]
         p_best = np.nanmean([d["p_best"] for d in draws]) if probed else float("nan")
         rows.append(
             [
@@ -556,6 +582,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 f"{p_best:.2f}",
                 f"{close:.0%}",
                 f"{np.median(asked):.0f} in {len(asked)}" if asked else "",
+                f"{np.mean(grown):.0%} of {len(grown)}" if grown else "",
                 right_called,
                 f"{probed:.0%}",
             ]
@@ -589,6 +616,8 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 "too_close": close,
                 "asks_for_median": float(np.median(asked)) if asked else None,
                 "asks_for_draws": len(asked),
+                "right_when_grown_as_asked": float(np.mean(grown)) if grown else None,
+                "grown_draws": len(grown),
                 "right_when_called": float(np.mean(called)) if called else None,
                 "kendall_tau": mean_tau,
                 "prior_tau": prior,
@@ -610,6 +639,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
             "P(best)",
             "too close",
             "asks for (median in draws)",
+            "right if grown",
             "right if called",
             "probed",
         ],
