@@ -435,8 +435,9 @@ def verdict(
 
     The runner-up is the next best by μAP on the sample. They are "too close to call" when their
     intervals overlap. Intervals shrink about as 1/sqrt(n), so they would separate at
-    n' = n ((h1 + h2) / gap)^2 videos (h the half-widths, gap the μAP difference) if the gap
-    observed on the sample holds; on a small sample that gap is itself uncertain, so n' is a
+    n' = n ((d1 + d2) / gap)^2 videos (d1 the higher one's point less its interval's low end, d2
+    the other's high end less its point: the sides facing each other; gap the μAP difference)
+    if the gap observed on the sample holds; on a small sample that gap is itself uncertain, so n' is a
     first estimate, to be checked on the larger sample. No estimate when the gap is 0, or when
     n' exceeds the collection (`collection_videos`).
 
@@ -477,10 +478,13 @@ def verdict(
         if evidence[names[first]] > evidence[names[best]]:
             best, runner, by_evidence = first, best, True
     needed = None
-    gap = abs(result.point[best] - result.point[runner])
+    upper, lower = sorted((best, runner), key=lambda i: -result.point[i])
+    gap = result.point[upper] - result.point[lower]
     if too_close and gap > 0:
-        half = (result.high[best] - result.low[best] + result.high[runner] - result.low[runner]) / 2
-        needed = math.ceil(result.n_videos * (half / gap) ** 2)
+        # The sides that face each other: overlapping, they span at least the gap, so the
+        # estimate is above the sample's size (percentile intervals need not be symmetric).
+        facing = result.point[upper] - result.low[upper] + result.high[lower] - result.point[lower]
+        needed = math.ceil(result.n_videos * (facing / gap) ** 2)
         if collection_videos is not None and needed > collection_videos:
             needed = None
     return Verdict(

@@ -181,6 +181,12 @@ def test_verdict_sample_size_that_would_separate_the_top_two():
     # A tie on the sample: no estimate either.
     tie = constructed([0.6, 0.6], [0.55, 0.55], [0.65, 0.65])
     assert tie.point[0] == tie.point[1] and verdict(tie).videos_to_separate is None
+    # Skewed intervals: the sides facing each other (0.025 below the first, 0.005 above the
+    # second) decide, 0.03 over a gap of 0.02; the half-widths (0.0125 + 0.0025) would ask for
+    # 57 videos, fewer than the 100 that could not separate them.
+    skewed = constructed([0.60, 0.58], [0.575, 0.58], [0.60, 0.585])
+    choice = verdict(skewed, collection_videos=1000)
+    assert choice.too_close and choice.videos_to_separate == 225
 
 
 def test_the_source_prior_breaks_only_a_tie_the_sample_cannot():
