@@ -437,9 +437,9 @@ def verdict(
     intervals overlap. Intervals shrink about as 1/sqrt(n), so they would separate at
     n' = n ((d1 + d2) / gap)^2 videos (d1 the higher one's point less its interval's low end, d2
     the other's high end less its point: the sides facing each other; gap the μAP difference)
-    if the gap observed on the sample holds; on a small sample that gap is itself uncertain, so n' is a
-    first estimate, to be checked on the larger sample. No estimate when the gap is 0, or when
-    n' exceeds the collection (`collection_videos`).
+    if the gap observed on the sample holds; on a small sample that gap is itself uncertain, so
+    n' is a first estimate, to be checked on the larger sample. No estimate when the gap is 0,
+    or when n' exceeds the collection (`collection_videos`).
 
     When they are too close to call and every candidate whose interval overlaps the best's has
     a source prior (`priors`: candidate -> published top-1), the one of them with the highest
