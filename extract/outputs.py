@@ -219,13 +219,15 @@ def finished_samples(jobs: Sequence[OutputJob]) -> list[tuple[Path, dict]]:
     return [(path, f.meta.sample) for path, f, made in found if f and f.is_sample_of(made)]
 
 
-def samples_to_grow(jobs: Sequence[OutputJob], manifest: Manifest, seed: int) -> list[int]:
-    """The manifest rows of the finished samples at the jobs' final paths that a new sample
-    with this seed keeps (`stratified_sample(keep=...)`): those made the same way (fingerprint
-    and seed) from this manifest. Sorted; empty when there are none."""
+def samples_to_grow(
+    samples: Sequence[tuple[Path, dict]], manifest: Manifest, seed: int
+) -> list[int]:
+    """The manifest rows of the finished `samples` (`finished_samples`) that a new sample with
+    this seed keeps (`stratified_sample(keep=...)`): those drawn with this seed from this
+    manifest. Sorted; empty when there are none."""
     rows = {video_id: i for i, video_id in enumerate(manifest.video_ids)}
     kept: set[int] = set()
-    for _, record in finished_samples(jobs):
+    for _, record in samples:
         ids = record.get("video_ids", [])
         if record.get("seed") == seed and record.get("of_videos") == len(manifest):
             if all(video_id in rows for video_id in ids):
@@ -233,14 +235,15 @@ def samples_to_grow(jobs: Sequence[OutputJob], manifest: Manifest, seed: int) ->
     return sorted(kept)
 
 
-def check_no_sample_lost(jobs: Sequence[OutputJob], video_ids: set[str]) -> None:
-    """Refuse a sample run that would replace a finished sample holding videos it does not:
-    their finished features would leave the file (a smaller sample, or another seed).
+def check_no_sample_lost(samples: Sequence[tuple[Path, dict]], video_ids: set[str]) -> None:
+    """Refuse a sample run that would replace one of the finished `samples`
+    (`finished_samples`) holding videos it does not: their finished features would leave the
+    file (a smaller sample, or another seed).
 
     Raises:
         UserError: naming the file and the ways out.
     """
-    for path, record in finished_samples(jobs):
+    for path, record in samples:
         lost = set(record.get("video_ids", [])) - video_ids
         if lost:
             raise UserError(

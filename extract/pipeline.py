@@ -41,6 +41,7 @@ from extract.outputs import (
     check_no_sample_lost,
     feature_path,
     finished_files,
+    finished_samples,
     full_output,
     output_plan,
     plan_jobs,
@@ -265,7 +266,8 @@ def _sample_videos(
     if sample is None:
         return list(range(len(manifest))), 0
     n = sample_count(sample, len(manifest))
-    keep = samples_to_grow(jobs, manifest, seed)
+    samples = finished_samples(jobs)  # read once: grown from, and checked against
+    keep = samples_to_grow(samples, manifest, seed)
     if len(keep) > n:  # a smaller sample than the finished one: refused below
         keep = []
     with warnings.catch_warnings(record=True) as caught:
@@ -273,7 +275,7 @@ def _sample_videos(
         picked = stratified_sample(manifest.labels, manifest.splits, sample, seed, keep=keep)
     for warning in caught:  # a sample too small for every label: one log line, not a traceback
         log.warning("%s", warning.message)
-    check_no_sample_lost(jobs, {manifest.video_ids[i] for i in picked})
+    check_no_sample_lost(samples, {manifest.video_ids[i] for i in picked})
     grown = f", growing the finished sample of {len(keep)}" if keep else ""
     log.info("a sample of %d of %d videos (seed %d%s)", len(picked), len(manifest), seed, grown)
     return [int(i) for i in picked], len(keep)
