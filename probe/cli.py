@@ -584,6 +584,7 @@ def recommend(
     )
     probes = f"quick probes: {'; '.join(done)}"
     result.notes[:0] = [*data.notes, *notes, probes, *probe_notes]
+    result.sample_seed = data.sample_seed
     outputs = recommend_report.write_report(result, out)
     typer.echo(probes + cached, err=True)  # the cache's counts vary from run to run
     if print_:

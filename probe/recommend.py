@@ -118,6 +118,7 @@ class Recommendation:
     notes: list[str]
     costs: dict[str, dict] = field(default_factory=dict)  # candidate -> collection_cost
     evidence: dict[str, float] = field(default_factory=dict)  # the verdict's LogME tie-break
+    sample_seed: int | None = None  # the sample's seed (files of `extract run --sample`)
 
 
 @dataclass
@@ -130,6 +131,7 @@ class SampleData:
     label_names: list[str]
     splits: np.ndarray  # (N, K) uint8
     notes: list[str]
+    sample_seed: int | None = None  # the seed every file's sample was drawn with, if one
 
 
 def read_sample(paths: Sequence[str | Path], names: Sequence[str] | None = None) -> SampleData:
@@ -183,6 +185,7 @@ def read_sample(paths: Sequence[str | Path], names: Sequence[str] | None = None)
             )
         first_index = {v: i for i, v in enumerate(first.video_ids)}
         rows = np.array([first_index[v] for v in ids])
+        seeds = {f.meta.sample.get("seed") for f in files}
         return SampleData(
             candidates=candidates,
             video_ids=ids,
@@ -190,6 +193,7 @@ def read_sample(paths: Sequence[str | Path], names: Sequence[str] | None = None)
             label_names=list(first.label_names),
             splits=first.splits[rows],
             notes=notes,
+            sample_seed=seeds.pop() if len(seeds) == 1 else None,
         )
     finally:
         for f in files:

@@ -48,6 +48,11 @@ def summary_line(result: Recommendation) -> str:
                 f"; a sample of about {choice.videos_to_separate} videos would separate them "
                 "if the observed gap holds"
             )
+            if result.sample_seed is not None:  # growing keeps every video extracted so far
+                line += (
+                    f" (grow this one: extract run --sample {choice.videos_to_separate} "
+                    f"--sample-seed {result.sample_seed}, the same --manifest and --out)"
+                )
         else:
             line += "; no sample within the collection would separate them"
         best = choice.best

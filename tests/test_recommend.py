@@ -416,7 +416,9 @@ def test_summary_line_when_too_close_or_without_probes():
     )
     line = summary_line(close)
     assert line.startswith("Extract c0 or c1: too close to call on the 100-video sample")
-    assert "a sample of about 400 videos would separate them" in line
+    assert "a sample of about 400 videos would separate them" in line and "grow" not in line
+    grown = summary_line(dataclasses.replace(close, sample_seed=7))
+    assert "(grow this one: extract run --sample 400 --sample-seed 7, the same" in grown
     scores_only = dataclasses.replace(close, bootstrap=None, verdict=None)
     assert summary_line(scores_only).startswith("Extract c0: first by the average rank of 1")
     priors = {"c0": 75.1, "c1": 77.6}

@@ -225,3 +225,15 @@ def test_videos_whose_headers_give_no_frame_count_cost_the_others_mean(sample_di
     videos, frames, notes = collection_size(manifest, paths[0], data)
     assert (videos, frames) == (80, 80 * 24)
     assert "1 of them raw streams whose headers give no frame count" in notes[0], notes
+
+
+def test_the_sample_seed_is_read_when_every_file_shares_it(sample_dir):
+    """The seed the one line's "grow this one" command names: the files' common sample seed,
+    none when a file is not a sample (or the files' seeds differ)."""
+    from probe import recommend as rec
+
+    folder, _ = sample_dir
+    paths = sorted(folder.glob("*.h5"))
+    assert rec.read_sample(paths).sample_seed == 0
+    full = folder.parent / "full-strong.h5"
+    assert rec.read_sample([*paths, full], [*(p.stem for p in paths), "full"]).sample_seed is None
