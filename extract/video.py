@@ -134,8 +134,28 @@ def _open(path: Path):
     return av.open(str(path), metadata_errors="replace")
 
 
-def _reason(message: str) -> str:
-    """ffmpeg's messages, turned into a short reason."""
+# ffmpeg's errors that name no damage of their own, by PyAV's type: what they mean for a file.
+_BY_TYPE = (
+    (
+        av.error.PatchWelcomeError,
+        "uses a feature this FFmpeg does not implement (a damaged header, or a rare variant of "
+        "its format: re-encode it if it plays elsewhere)",
+    ),
+    (
+        av.error.DecoderNotFoundError,
+        "no decoder for its codec in this FFmpeg build (re-encode it, e.g. to H.264)",
+    ),
+    (av.error.DemuxerNotFoundError, "not a container format this FFmpeg build reads"),
+)
+
+
+def _reason(error: av.FFmpegError) -> str:
+    """ffmpeg's error, turned into a short reason (without its errno and the file's path: the
+    failure record names the file)."""
+    for kind, reason in _BY_TYPE:
+        if isinstance(error, kind):
+            return reason
+    message = _message(error)
     if "cannot find video stream" in message or "no video stream" in message:
         return "no video stream (an audio-only file, or not a video)"
     corrupt = ("Error reading", "Invalid data", "moov atom", "Invalid argument")
@@ -145,8 +165,12 @@ def _reason(message: str) -> str:
         return "input/output error while reading (a damaged file, or a failing disk)"
     if "End of file" in message:
         return "the data ends or breaks before the last frame (truncated or corrupt file)"
-    first = message.strip().splitlines()[0] if message.strip() else "unknown decoder error"
-    return first.split("Error: ")[-1][:160]
+    return (message or "unknown decoder error").split("Error: ")[-1][:160]
+
+
+def _message(error: av.FFmpegError) -> str:
+    """ffmpeg's message on one line, without the errno and the path PyAV's str() adds."""
+    return " ".join((error.strerror or str(error)).split())
 
 
 class _Lost:
@@ -320,7 +344,7 @@ class _Frames:
                 header_rate = declared_rate(stream)
             head, self._skip = _head(path, packets, indexed=declared > 0)
         except av.FFmpegError as error:
-            raise VideoError(_reason(str(error))) from None
+            raise VideoError(_reason(error)) from None
         packets = [p for i, p in enumerate(packets) if i not in head]
         declared = max(0, declared - len(head))
         stamps = [stamp for stamp, shown, _ in packets if shown]
@@ -419,7 +443,7 @@ class _Frames:
             return
         if last is None:  # nothing decodes: as a strict decode says it
             if error is not None:
-                raise VideoError(_reason(str(error)))
+                raise VideoError(_reason(error))
             return
         # The data ended: the frames still promised (lost ones not placed yet, frames a codec
         # dropped without an error, frames the index promises but the data lacks) are
@@ -448,8 +472,8 @@ class _Frames:
         """The failure of a stream damaged beyond the budget (`lost` frames), as a strict
         decode words it, with the budget."""
         if first:  # nothing decoded yet
-            return VideoError(_reason(str(error)))
-        detail = " ".join(str(error).split()).split("] ")[-1][:120]
+            return VideoError(_reason(error))
+        detail = _message(error)[:120]
         return VideoError(
             f"the stream breaks after {produced} of {self.n_frames} frames "
             f"(corrupt data: {detail})" + self._budget_clause(lost)
@@ -478,8 +502,8 @@ class _Frames:
             ) from None
         except av.FFmpegError as error:
             if self._next == 0:  # nothing decodes at all
-                raise VideoError(_reason(str(error))) from None
-            detail = " ".join(str(error).split()).split("] ")[-1][:120]
+                raise VideoError(_reason(error)) from None
+            detail = _message(error)[:120]
             raise VideoError(
                 f"the stream breaks after {self._next} of {self.n_frames} frames (corrupt data: "
                 f"{detail})"

@@ -380,7 +380,7 @@ def video_embeddings(
         chosen = np.intersect1d(chosen, np.asarray(videos, dtype=np.int64))
     x = np.empty((len(chosen), feature_file.feature_dim), np.float64)
     for row, i in enumerate(chosen):
-        x[row] = feature_file.video_features(int(i)).mean(axis=0, dtype=np.float64)
+        x[row] = feature_file.mean_features(int(i))
     return x, feature_file.labels[chosen].astype(np.uint8)
 
 

@@ -517,26 +517,41 @@ class FeatureFile:
         return CheckedDataset(self._h5[name], self.path)
 
     def check_finite(
-        self, features: np.ndarray | None = None, start: int = 0, chunk_rows: int = 65536
+        self,
+        features: np.ndarray | None = None,
+        start: int = 0,
+        chunk_rows: int = 65536,
+        what: str = "features",
     ) -> None:
         """Raise FeatureFileError naming the first video with a NaN or infinite feature value.
 
-        `features`: rows `start`, `start + 1`, ... of /clips/features already in memory (the
-        whole file by default); without them the file's rows are read `chunk_rows` at a time."""
+        `features`: rows `start`, `start + 1`, ... of /clips/features (or of /clips/logits,
+        `what="logits"`) already in memory (the whole file by default); without them the
+        file's rows are read `chunk_rows` at a time."""
         if features is None:
-            data = self.dataset("clips/features")
+            data = self.dataset(f"clips/{what}")
             for a in range(0, self.n_clips, chunk_rows):
-                self.check_finite(data[a : a + chunk_rows], start=a)
+                self.check_finite(data[a : a + chunk_rows], start=a, what=what)
             return
         bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
         if bad.size:
             row = start + int(bad[0])
             video = int(np.searchsorted(self.offsets, row, side="right")) - 1
+            kind = "feature" if what == "features" else "logit"
             raise FeatureFileError(
-                f"{self.path}: non-finite feature values (NaN or infinity) in video "
-                f"{self.video_ids[video]!r} (clip row {row}); re-extract the file (features "
+                f"{self.path}: non-finite {kind} values (NaN or infinity) in video "
+                f"{self.video_ids[video]!r} (clip row {row}); re-extract the file ({what} "
                 "written by this software are checked to be finite)"
             )
+
+    def mean_features(self, i: int, what: str = "features") -> np.ndarray:
+        """Video i's clip features (or source logits, `what="logits"`) averaged, float64: what
+        the quick probes and the training-free scores read. FeatureFileError on a NaN or an
+        infinity, which would otherwise surface later as a failed fit."""
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        rows = (self.read_logits if what == "logits" else self.read_features)(a, b)
+        self.check_finite(rows, start=a, what=what)
+        return rows.mean(axis=0, dtype=np.float64)
 
     def close(self) -> None:
         self._h5.close()
