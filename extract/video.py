@@ -184,6 +184,28 @@ class _Lost:
         self.pts = pts
 
 
+# The demuxer's "try again" (EAGAIN) in a row before the data counts as broken: av_read_frame
+# says it where no packet is ready yet, as the MPEG-TS demuxer does while it resyncs over
+# damaged data; ffmpeg's own tools read on (each retry reads further into the file).
+EAGAIN_TRIES = 1000
+
+
+def _demux(container, stream) -> Iterator[av.Packet]:
+    """`container.demux(stream)`, read on after the demuxer's "try again" (EAGAIN_TRIES in a row
+    at most; then its error, as any other)."""
+    tries = 0
+    while True:
+        try:
+            for packet in container.demux(stream):
+                tries = 0
+                yield packet
+            return
+        except av.error.BlockingIOError:
+            tries += 1
+            if tries > EAGAIN_TRIES:
+                raise
+
+
 def _decode(
     container, stream, strict: bool, skip: frozenset[int] = frozenset()
 ) -> Iterator[av.VideoFrame | _Lost]:
@@ -191,7 +213,7 @@ def _decode(
     packets before the first keyframe: indices among the packets with data); unless `strict`, a
     packet that fails to decode is a `_Lost` in their place (the codec goes on with the next
     packet), and data that breaks ends the stream (the codec's delayed frames flushed)."""
-    packets, index = container.demux(stream), -1
+    packets, index = _demux(container, stream), -1
     while True:
         try:
             packet = next(packets)
@@ -283,7 +305,7 @@ def _decode_head(path: Path, packets: list, skip: frozenset[int], stop) -> tuple
     with _open(path) as container:
         stream = video_stream(container)
         with contextlib.suppress(av.FFmpegError):
-            for packet in container.demux(stream):
+            for packet in _demux(container, stream):
                 if not packet.size:
                     continue
                 last += 1
@@ -333,7 +355,7 @@ class _Frames:
                 # (timestamp, shown) per packet; an edit list marks the packets not shown
                 packets = []
                 try:
-                    for packet in container.demux(stream):
+                    for packet in _demux(container, stream):
                         if packet.size:
                             stamp = packet.pts if packet.pts is not None else packet.dts
                             packets.append((stamp, not packet.is_discard, packet.is_keyframe))

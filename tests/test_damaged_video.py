@@ -233,3 +233,33 @@ def test_anamorphic_frames_come_at_their_display_aspect(tmp_path):
     prepared = backbone.prepare(torch.from_numpy(frames[:1]))[0].permute(1, 2, 0).numpy()
     width, height = extent(prepared)
     assert width == pytest.approx(height, rel=0.02)
+
+
+def test_a_demuxer_that_says_try_again_is_read_on(tmp_path):
+    """An MPEG-TS download whose tail is zeros: while it resyncs over them, the MPEG-TS demuxer
+    answers "try again" (EAGAIN, PyAV's BlockingIOError), which ffmpeg's own tools read on
+    after. Before, it failed the video as "Resource temporarily unavailable"; now the frames
+    before the zeros are the video, as for a TS file cut there."""
+    whole = tmp_path / "whole.ts"
+    write_video(whole, (pattern(i) for i in range(96)), FPS, format="mpegts")
+    data = whole.read_bytes()
+    broken = tmp_path / "zeros.ts"
+
+    def says_try_again(keep: int) -> bool:
+        broken.write_bytes(data[:keep] + bytes(len(data) - keep))
+        with av.open(str(broken)) as container:
+            try:
+                for _ in container.demux(video=0):
+                    pass
+            except av.error.BlockingIOError:
+                return True
+        return False
+
+    # zeros from within a TS packet on (a preallocated file, written up to a byte), the first
+    # cut past the middle that makes the demuxer say it (about 1 in 4 do)
+    keep = next((k for k in range(len(data) // 2, len(data), 61) if says_try_again(k)), None)
+    assert keep is not None, "no zeroed tail made this FFmpeg's MPEG-TS demuxer say EAGAIN"
+    frames, source = decode(broken)
+    full, _ = decode(whole)
+    assert 24 <= len(frames) < len(full) and source.concealed == 0
+    assert np.array_equal(frames[:20], full[:20])
