@@ -254,6 +254,14 @@ def score_candidates(
     table: dict[str, dict[str, float]] = {m: {} for m in methods}
     notes: list[str] = []
     k = knn_neighbours(knn_k, len(labels))
+    need_logits = [m for m in methods if SCORES[m].needs_logits]
+    without = [c.name for c in candidates if c.logits is None]
+    if need_logits and without:  # one note for them all
+        files = "its file has" if len(without) == 1 else "their files have"
+        notes.append(
+            f"{', '.join(need_logits)}: skipped for {', '.join(without)} ({files} no "
+            "/clips/logits; extract with --logits)"
+        )
     for candidate in candidates:
         guarded, note = guarded_features(candidate.features)
         if note:
@@ -261,10 +269,6 @@ def score_candidates(
         for method in methods:
             spec = SCORES[method]
             if spec.needs_logits and candidate.logits is None:
-                notes.append(
-                    f"{method}: skipped for {candidate.name} (its file has no /clips/logits; "
-                    "extract with --logits)"
-                )
                 continue
             try:
                 with warnings.catch_warnings():
