@@ -255,11 +255,22 @@ def _weights_option(values: list[str] | None):
 
 
 @app.command()
-def verify(files: list[Path] = typer.Argument(..., help="Feature files to check.")) -> int:
+def verify(
+    files: list[Path] = typer.Argument(
+        ..., help="Feature files to check, or folders (every *.h5 in them, e.g. a run's --out)."
+    ),
+) -> int:
     """Check every invariant of feature files; print a short summary of each."""
+    from vtl.errors import UserError
     from vtl.features import verify_features
 
-    for path in files:
+    paths = []
+    for given in files:
+        found = sorted(given.rglob("*.h5")) if given.is_dir() else [given]
+        if not found:
+            raise UserError(f"{given}: a folder without feature files (*.h5)")
+        paths += found
+    for path in paths:
         s = verify_features(path)
         print(
             f"ok {s['path']}: {s['videos']} videos, {s['clips']} clips, {s['shots']} shots, "

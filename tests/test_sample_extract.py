@@ -49,6 +49,11 @@ def test_a_full_run_after_a_sample_decodes_only_the_other_videos(
     assert verify_features(path)["sample"] == 3
     code, stdout, _ = extract_cli(["verify", path])
     assert code == 0 and "a sample of 3 videos" in stdout
+    code, by_folder, _ = extract_cli(["verify", out])  # a run's --out: every file in it
+    assert code == 0 and by_folder == stdout
+    (out / "empty").mkdir()
+    code, _, stderr = extract_cli(["verify", out / "empty"])
+    assert code == 2 and "a folder without feature files (*.h5)" in stderr
 
     # The same sampled command again finds its file complete and decodes nothing.
     again = run_extraction(
