@@ -171,7 +171,7 @@ def read_sample(paths: Sequence[str | Path], names: Sequence[str] | None = None)
         for k, f in enumerate(files):
             index = {v: i for i, v in enumerate(f.video_ids)}
             rows = np.array([index[v] for v in ids])
-            features = np.stack([f.mean_features(int(i)) for i in rows])
+            features = np.stack([f.video_mean(int(i)) for i in rows])
             candidates.append(
                 Candidate(
                     name=names[k] if names is not None else f.meta.backbone,

@@ -96,7 +96,7 @@ def video_logits(feature_file: FeatureFile, videos: np.ndarray | None = None) ->
         FeatureFileError: the file has no logits.
     """
     chosen = np.arange(feature_file.n_videos) if videos is None else np.asarray(videos)
-    rows = [feature_file.mean_features(int(i), "logits") for i in chosen]
+    rows = [feature_file.video_mean(int(i), "logits") for i in chosen]
     if not rows:
         width = len(feature_file.logit_names or ())
         return np.empty((0, width), np.float64)

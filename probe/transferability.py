@@ -380,7 +380,7 @@ def video_embeddings(
         chosen = np.intersect1d(chosen, np.asarray(videos, dtype=np.int64))
     x = np.empty((len(chosen), feature_file.feature_dim), np.float64)
     for row, i in enumerate(chosen):
-        x[row] = feature_file.mean_features(int(i))
+        x[row] = feature_file.video_mean(int(i))
     return x, feature_file.labels[chosen].astype(np.uint8)
 
 

@@ -112,9 +112,9 @@ def test_verify_refuses_non_finite_logits(tmp_path):
     with pytest.raises(FeatureFileError, match="logits holds NaN or infinite"):
         verify_features(path)
     with FeatureFile(path) as f:  # the scores' read (NCE, LEEP) names the video
-        assert f.mean_features(0).shape == (f.feature_dim,)
+        assert f.video_mean(0).shape == (f.feature_dim,)
         with pytest.raises(FeatureFileError, match=r"non-finite logit values .* 'v0' \(clip row 1"):
-            f.mean_features(0, "logits")
+            f.video_mean(0, "logits")
 
 
 def test_failures_csv_has_failed_and_warning_rows(tmp_path):

@@ -544,7 +544,7 @@ class FeatureFile:
                 "written by this software are checked to be finite)"
             )
 
-    def mean_features(self, i: int, what: str = "features") -> np.ndarray:
+    def video_mean(self, i: int, what: str = "features") -> np.ndarray:
         """Video i's clip features (or source logits, `what="logits"`) averaged, float64: what
         the quick probes and the training-free scores read. FeatureFileError on a NaN or an
         infinity, which would otherwise surface later as a failed fit."""
