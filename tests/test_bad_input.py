@@ -833,6 +833,36 @@ def test_unexpected_error_is_one_line_and_a_log_with_the_traceback(tmp_path, mon
     assert "Traceback" in logs[0].read_text() and "boom" in logs[0].read_text()
 
 
+def test_warnings_are_one_line_each(monkeypatch, capsys):
+    """A command's warnings (`vtl.cli.run_app`): "warning: ..." on one line, not Python's two
+    lines with a path and the source of the call."""
+    import warnings
+
+    import typer
+
+    from vtl.cli import run_app
+
+    app = typer.Typer(add_completion=False)
+
+    @app.command()
+    def careful() -> None:
+        warnings.warn("labels left out:\n  person", UserWarning, stacklevel=1)
+        warnings.warn("invalid value", RuntimeWarning, stacklevel=1)
+
+    @app.command()
+    def other() -> None:
+        pass
+
+    monkeypatch.setattr(sys, "argv", ["probe", "careful"])
+    with pytest.raises(SystemExit) as stop:
+        run_app(app)
+    assert stop.value.code == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "warning: labels left out: person"
+    assert err[1].startswith("warning: RuntimeWarning: invalid value (at test_bad_input.py:")
+    assert len(err) == 2 and warnings.showwarning is not run_app.__globals__["_show_warning"]
+
+
 # --- non-finite values ---------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ import sys
 import sysconfig
 import tempfile
 import traceback
+import warnings
 from pathlib import Path
 
 import typer
@@ -53,7 +54,9 @@ def run_app(app: typer.Typer) -> None:
     """Run a typer app with the error handling of the module docstring; exits."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        result = app(standalone_mode=False)
+        with warnings.catch_warnings():  # restores the default display after the command
+            warnings.showwarning = _show_warning
+            result = app(standalone_mode=False)
     except UserError as error:
         _fail(str(error), EXIT_USER_ERROR)
     except OSError as error:
@@ -107,6 +110,16 @@ def shared_options(table: dict[str, tuple], names):
         return wrapper
 
     return decorate
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr, "warning: ...": a UserWarning (ours: a label left out, a
+    score skipped) as its message alone, any other with its category and the file and line
+    that raised it (not Python's two lines with the source of the call)."""
+    text = " ".join(str(message).split())
+    if not issubclass(category, UserWarning):
+        text = f"{category.__name__}: {text} (at {Path(filename).name}:{lineno})"
+    print(f"warning: {text}", file=file or sys.stderr)
 
 
 def _fail(message: str, code: int) -> None:
