@@ -132,12 +132,15 @@ def other_splits_right(bank: Bank, repeats: int = RESPLITS) -> float:
     column's assignment shuffled over the videos: the same sizes) picks a right candidate: the
     truth's own stability, a ceiling for what a sample can be asked to match."""
     right = bank.truth >= bank.truth.max() - RIGHT
-    hits = 0
+    hits, usable = 0, 0
     for r in range(repeats):
         rng = np.random.default_rng([r, len(bank.labels)])
         splits = np.stack([rng.permutation(col) for col in bank.splits.T], axis=1)
-        hits += bool(right[int(np.argmax(full_truth(dataclasses.replace(bank, splits=splits))))])
-    return hits / repeats
+        truth = full_truth(dataclasses.replace(bank, splits=splits))
+        if np.isfinite(truth).all():  # else no split of the shuffle could train a probe
+            usable += 1
+            hits += bool(right[int(np.argmax(truth))])
+    return hits / usable if usable else float("nan")
 
 
 # ------------------------------------------------------------------ banks
