@@ -258,7 +258,8 @@ def test_a_demuxer_that_says_try_again_is_read_on(tmp_path):
     # zeros from within a TS packet on (a preallocated file, written up to a byte), the first
     # cut past the middle that makes the demuxer say it (about 1 in 4 do)
     keep = next((k for k in range(len(data) // 2, len(data), 61) if says_try_again(k)), None)
-    assert keep is not None, "no zeroed tail made this FFmpeg's MPEG-TS demuxer say EAGAIN"
+    if keep is None:  # a PyAV that reads on by itself: the case does not arise
+        pytest.skip("no zeroed tail makes this PyAV's MPEG-TS demuxing raise EAGAIN")
     frames, source = decode(broken)
     full, _ = decode(whole)
     assert 24 <= len(frames) < len(full) and source.concealed == 0
