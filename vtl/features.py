@@ -548,9 +548,8 @@ class FeatureFile:
         """Video i's clip features (or source logits, `what="logits"`) averaged, float64: what
         the quick probes and the training-free scores read. FeatureFileError on a NaN or an
         infinity, which would otherwise surface later as a failed fit."""
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        rows = (self.read_logits if what == "logits" else self.read_features)(a, b)
-        self.check_finite(rows, start=a, what=what)
+        rows = (self.video_logits if what == "logits" else self.video_features)(i)
+        self.check_finite(rows, start=int(self.offsets[i]), what=what)
         return rows.mean(axis=0, dtype=np.float64)
 
     def close(self) -> None:
