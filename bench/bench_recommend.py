@@ -316,14 +316,18 @@ def draw(
                 [values[n] for n in shared], [truth[n] for n in shared]
             ).statistic
     rest = rest_pick(bank, chosen)
+
+    def right(name: str | None) -> bool | None:  # within RIGHT of the full-data best; None: none
+        return None if name is None else bool(truth[order[0]] - truth[name] <= RIGHT)
+
     # "Extract A or B: too close to call" names two: right when either is.
     named = (
         [pick, result.verdict.runner_up] if result.verdict and result.verdict.too_close else [pick]
     )
     return {
-        "right": truth[order[0]] - truth[pick] <= RIGHT,
-        "right_alone": truth[order[0]] - truth[alone] <= RIGHT,
-        "named_right": any(truth[order[0]] - truth[n] <= RIGHT for n in named),
+        "right": right(pick),
+        "right_alone": right(alone),
+        "named_right": any(right(n) for n in named),
         "top3": pick in order[:3],
         "regret": truth[order[0]] - truth[pick],
         "probed": result.verdict is not None,
@@ -332,9 +336,9 @@ def draw(
         "asks_for": asks,
         "p_best": result.verdict.p_best if result.verdict else float("nan"),
         "taus": taus,
-        "rest_right": None if rest is None else truth[order[0]] - truth[rest] <= RIGHT,
+        "rest_right": right(rest),
         # grown to the size "too close to call" asks for, and recommended on again
-        "grown_right": None if grown_pick is None else truth[order[0]] - truth[grown_pick] <= RIGHT,
+        "grown_right": right(grown_pick),
         "sample": tuple(int(i) for i in sorted(chosen)),
     }
 
