@@ -32,9 +32,10 @@ over all the sample's videos (exact leave-one-out, the penalty picked by leave-o
 on the split's validation videos. The truth is the same ridge probe on the whole collection's
 splits. The cost section runs the real `probe recommend` (its default quick probe, `--folds`
 as the draws) on one sample of the demo and compares sample extraction + recommendation with
-extracting every candidate on the whole collection (embedding seconds from the files' `cost`:
-decoding and shot detection scale with the frames as embedding does, so this share is the
-extraction's).
+extracting every candidate on the whole collection in one run, from the files' `cost`: each
+candidate's embedding seconds, and once the run's decoding and shot detection (`shared_seconds`;
+files of one run record the same). Both scale with the frames, so the sample's extraction is
+the frame share of the whole.
 
     .venv/bin/python bench/bench_recommend.py [--quick] [--seeds 50] [--demo-features DIR]
         [--quick-probe cv|splits] [--banks demo,same] [--fractions 0.1,0.2,0.3,0.5]
@@ -376,13 +377,15 @@ def prior_tau(bank: Bank) -> float | None:
 
 def write_sample_file(src: Path, dst: Path, chosen: np.ndarray, fraction: float, seed: int):
     """The sample file `extract run --sample` would write: the chosen videos, the sample's
-    record, and the embedding cost scaled to the sample's frames. Returns its frame share."""
+    record, and the seconds of its cost scaled to the sample's frames. Returns its frame
+    share."""
     with FeatureFile(src) as f:
         share = float(f.n_frames[chosen].sum() / f.n_frames.sum())
         cost = dict(f.meta.cost)
         clips = int(f.clip_counts()[chosen].sum())
-        if cost.get("embed_seconds") is not None:
-            cost["embed_seconds"] = float(cost["embed_seconds"]) * share
+        for key in ("embed_seconds", "shared_seconds"):
+            if cost.get(key) is not None:
+                cost[key] = float(cost[key]) * share
         cost.update(videos=len(chosen), clips=clips)
         record = sample_record(chosen, list(f.video_ids), fraction, seed)
         meta = dataclasses.replace(f.meta, sample=record, cost=cost)
@@ -395,14 +398,20 @@ def write_sample_file(src: Path, dst: Path, chosen: np.ndarray, fraction: float,
 def measure_cost(files: list[Path], work: Path, seed: int, folds: int | None) -> dict | None:
     """Sample extraction + `probe recommend` against extracting every candidate on the whole
     collection, at the target's sample size (or the next on which the recommend command runs)."""
-    full = 0.0
+    embed, shared = 0.0, []
     with FeatureFile(files[0]) as f:
         labels, splits, names = f.labels, f.splits, list(f.label_names)
     for path in files:
         with FeatureFile(path) as f:
             if f.meta.cost.get("embed_seconds") is None:
                 return None
-            full += float(f.meta.cost["embed_seconds"])
+            embed += float(f.meta.cost["embed_seconds"])
+            if f.meta.cost.get("shared_seconds") is not None:
+                shared.append(float(f.meta.cost["shared_seconds"]))
+    # Decoding and shot detection once, as one run extracting every candidate does them (0 for
+    # files of versions that did not record them: the share is then embedding's alone).
+    shared_seconds = float(np.mean(shared)) if shared else 0.0
+    full = embed + shared_seconds
     for fraction in (f for f in FRACTIONS if f >= TARGET_FRACTION):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -435,15 +444,15 @@ def measure_cost(files: list[Path], work: Path, seed: int, folds: int | None) ->
         if child.rc != 0:
             print(f"probe recommend on the {fraction:.0%} sample failed: {child.err.strip()}")
             continue
-        sample_embed = full * share
         return {
             "fraction": fraction,
             "videos": len(chosen),
             "frame_share": share,
-            "full_embed_seconds": full,
-            "sample_embed_seconds": sample_embed,
+            "full_embed_seconds": embed,
+            "full_shared_seconds": shared_seconds,
+            "sample_seconds": full * share,
             "recommend_seconds": child.seconds,
-            "share": (sample_embed + child.seconds) / full,
+            "share": (full * share + child.seconds) / full,
             "line": child.out.strip().splitlines()[0],
         }
     return None
@@ -682,22 +691,24 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
         print(f"\nright pick at a {TARGET_FRACTION:.0%} sample: {worst:.0%} in the worst bank")
     if cost is not None:
         table(
-            "Cost of the recommendation on the demo (embedding seconds from the files' cost)",
+            "Cost of the recommendation on the demo (seconds from the files' cost)",
             [
                 "sample",
                 "videos",
-                "sample embed s",
+                "sample extraction s",
                 "recommend s",
-                "all candidates, full s",
+                "full: embedding s",
+                "full: decoding, shots s",
                 "share",
             ],
             [
                 [
                     f"{cost['fraction']:.0%}",
                     cost["videos"],
-                    f"{cost['sample_embed_seconds']:.1f}",
+                    f"{cost['sample_seconds']:.1f}",
                     f"{cost['recommend_seconds']:.1f}",
                     f"{cost['full_embed_seconds']:.1f}",
+                    f"{cost['full_shared_seconds']:.1f}",
                     f"{cost['share']:.0%}",
                 ]
             ],

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vtl.errors import FeatureFileError, UserError
-from vtl.features import FeatureFile, FeatureMeta, FeatureWriter, write_failures
+from vtl.features import COST_TOTALS, FeatureFile, FeatureMeta, FeatureWriter, write_failures
 from vtl.lock import OutputLock
 
 log = logging.getLogger("extract")
@@ -87,7 +87,11 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path, remove_parts: bool
             (failure for f in files for failure in f.meta.failures),
             key=lambda failure: failure.get("index", -1),
         )
-        meta = FeatureMeta(**{**vars(first.meta), "failures": failures})
+        cost = dict(first.meta.cost)
+        for key in COST_TOTALS:
+            if all(key in f.meta.cost for f in files):
+                cost[key] = round(sum(f.meta.cost[key] for f in files), 3)
+        meta = FeatureMeta(**{**vars(first.meta), "failures": failures, "cost": cost})
         n_splits = first.splits.shape[1]
         logit_names = first.logit_names  # the same in every part (checked above)
         with FeatureWriter(

@@ -261,7 +261,8 @@ def seed_from_sample(job: OutputJob, manifest: Manifest, mine: list[int]) -> int
     The sample's arrays are what this run would compute (the same backbone, weights and
     configuration on the same video; features are float16 both ways), so they are committed as
     they are and only the other videos are decoded. Each video's `embed_seconds` is its share of
-    the sample's, pro rata of its clips. Videos that failed in the sample are tried again.
+    the sample's, pro rata of its clips, and its `shared_seconds` pro rata of its frames. Videos
+    that failed in the sample are tried again.
     """
     found = read_finished(job.final)
     if found is None or not found.is_sample_of(job.fingerprint):
@@ -272,6 +273,8 @@ def seed_from_sample(job: OutputJob, manifest: Manifest, mine: list[int]) -> int
         cost = f.meta.cost or {}
         clips = int(cost.get("clips") or f.n_clips)
         per_clip = float(cost.get("embed_seconds", 0.0)) / clips if clips else 0.0
+        frames = int(f.n_frames.sum())
+        per_frame = float(cost.get("shared_seconds", 0.0)) / frames if frames else 0.0
         for i, video_id in enumerate(f.video_ids):
             if video_id not in wanted or job.store.is_done(video_id):
                 continue
@@ -284,6 +287,7 @@ def seed_from_sample(job: OutputJob, manifest: Manifest, mine: list[int]) -> int
                 "n_frames": np.array(video.n_frames),
                 "fps": np.array(video.fps),
                 "embed_seconds": np.array(per_clip * len(video.features)),
+                "shared_seconds": np.array(per_frame * video.n_frames),
                 "concealed": np.array(video.concealed),
             }
             if video.logits is not None:
@@ -307,6 +311,7 @@ def assemble(
         "params_m": round(count_params(spec) / 1e6, 4),
         "gflops_per_clip": round(gflops_per_clip(spec, embedded), 4),
         "embed_seconds": 0.0,
+        "shared_seconds": 0.0,
         "videos": 0,
         "clips": 0,
     }
@@ -343,7 +348,8 @@ def assemble(
             if arrays is None:
                 failures.append(store.failure(video_id))
                 continue
-            cost["embed_seconds"] += float(arrays.get("embed_seconds", 0.0))
+            for seconds in ("embed_seconds", "shared_seconds"):
+                cost[seconds] += float(arrays.get(seconds, 0.0))
             cost["videos"] += 1
             cost["clips"] += len(arrays["features"])
             w.add(
@@ -364,7 +370,8 @@ def assemble(
             )
             if int(arrays.get("concealed", 0)):
                 warnings.append(concealed_warning(manifest, i, arrays))
-        cost["embed_seconds"] = round(cost["embed_seconds"], 3)
+        for seconds in ("embed_seconds", "shared_seconds"):
+            cost[seconds] = round(cost[seconds], 3)
         # The writer serialises meta (and so `failures` and `cost`, filled above) on close.
     write_failures(job.output, failures, warnings)
     return job.output, failures

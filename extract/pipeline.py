@@ -314,7 +314,7 @@ class _Run:
         self._load_models(cuttings, weight_files)
         min_seconds = min(c.frames_per_clip / c.clip_fps for c in cuttings)
         bar = progress_bar(len(mine), "extract", "video", not progress, len(mine) - len(todo))
-        clock = time.perf_counter()
+        clock = mark = time.perf_counter()
         videos = VideoLoop(
             manifest,
             todo,
@@ -328,12 +328,16 @@ class _Run:
         try:
             with videos:
                 for outcome in videos:
+                    # The video's wall time in this run: waiting for its frames, shot
+                    # detection, preparing frames and the embeddings.
+                    seconds = time.perf_counter() - mark
                     if not isinstance(outcome, Processed):
                         self._fail(outcome)
-                        continue
-                    self._commit(outcome)
-                    speed = result.clips / (time.perf_counter() - clock)
-                    bar.set_postfix(clips_per_s=f"{speed:.1f}")
+                    else:
+                        self._commit(outcome, seconds)
+                        speed = result.clips / (time.perf_counter() - clock)
+                        bar.set_postfix(clips_per_s=f"{speed:.1f}")
+                    mark = time.perf_counter()
         except StopRequested:
             self.guard.requested = True
         finally:
@@ -378,13 +382,18 @@ class _Run:
         arrays, _ = processor.run(info.fps, chunks, self.device)
         return needed, arrays
 
-    def _commit(self, video: Processed) -> None:
+    def _commit(self, video: Processed, seconds: float) -> None:
+        """Commit a processed video to the work store of every job that needed it; `seconds`
+        is its wall time in this run, of which what the embeddings did not take (decoding,
+        shot detection, preparing frames) is shared by the run's backbones."""
         needed, arrays = video.value
         video_id = self.manifest.video_ids[video.index]
+        embedding = sum(float(arrays[job.key]["embed_seconds"]) for job in needed)
         scalars = {
             "n_frames": np.array(video.info.n_frames),
             "fps": np.array(video.info.fps),
             "concealed": np.array(video.concealed),
+            "shared_seconds": np.array(max(0.0, seconds - embedding)),
         }
         if video.concealed:
             log.warning(

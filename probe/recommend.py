@@ -51,8 +51,8 @@ class Candidate:
 
     `prior` is the backbone's published source top-1 accuracy in percent (None if unknown);
     `cost` is its feature file's `cost` attribute (params_m, gflops_per_clip, embed_seconds,
-    videos, clips) and `frames` the frames of the videos that cost covers, from which
-    `collection_cost` extrapolates to the whole collection."""
+    shared_seconds, videos, clips) and `frames` the frames of the videos that cost covers,
+    from which `collection_cost` extrapolates to the whole collection."""
 
     name: str
     features: np.ndarray  # (N, D) mean-pooled clip features per video
@@ -621,9 +621,11 @@ def recommend(
 def collection_cost(candidate: Candidate, collection_frames: int | None) -> dict:
     """What extracting the candidate on the whole collection would cost, from its sample's cost.
 
-    Embedding time and FLOPs grow with the frames decoded, so both are the sample's figures
-    times collection_frames / the sample's frames. Returns {} when a figure is missing, else
-    {"hours": embedding hours (on the machine that extracted the sample), "pflops": ...}.
+    Time and FLOPs grow with the frames decoded, so both are the sample's figures times
+    collection_frames / the sample's frames. Returns {} when a figure is missing, else {"hours":
+    the candidate's extraction hours on the machine that extracted the sample (its embedding
+    and the run's decoding and shot detection, `shared_seconds`, where the file records them),
+    "embed_hours": the embedding's part, "pflops": ...}.
     """
     cost, frames = candidate.cost or {}, candidate.frames
     if not collection_frames or not frames:
@@ -631,7 +633,9 @@ def collection_cost(candidate: Candidate, collection_frames: int | None) -> dict
     scale = collection_frames / frames
     result = {}
     if cost.get("embed_seconds") is not None:
-        result["hours"] = float(cost["embed_seconds"]) * scale / 3600
+        result["embed_hours"] = float(cost["embed_seconds"]) * scale / 3600
+        shared = float(cost.get("shared_seconds") or 0.0)
+        result["hours"] = result["embed_hours"] + shared * scale / 3600
     if cost.get("gflops_per_clip") is not None and cost.get("clips") is not None:
         result["pflops"] = float(cost["gflops_per_clip"]) * float(cost["clips"]) * scale / 1e6
     return result

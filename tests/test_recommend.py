@@ -351,6 +351,8 @@ def three_candidates():
         features = gain * (y - 0.3) @ mix + rng.normal(size=(300, 32))
         logits = features @ rng.normal(size=(32, 40)) if name != "weak" else None
         cost = {"embed_seconds": 36.0, "gflops_per_clip": 4.0 * (1 + len(name)), "clips": 1000}
+        if name != "weak":  # the others' files record the run's decoding and shots too
+            cost["shared_seconds"] = 18.0
         candidates.append(Candidate(name, features, logits=logits, cost=cost, frames=24000))
         runs += ridge_probe(name, features, y, splits)
     set_priors(candidates, {"strong": 70.0, "medium": 80.0, "weak": 75.0, "other": 1.0})
@@ -383,8 +385,12 @@ def test_recommend_end_to_end(three_candidates):
     assert "nce" not in result.combined and "logme" in result.combined
     assert result.average_rank["strong"] == 1.0
     assert any("skipped for weak" in note for note in result.notes)
-    # 10x the sample's frames: 10x its 36 s of embedding and its 4 x 7 x 1000 GFLOPs.
-    assert result.costs["strong"] == pytest.approx({"hours": 0.1, "pflops": 0.28})
+    # 10x the sample's frames: 10x its 36 s of embedding + 18 s of decoding and shots, and of
+    # its 4 x 7 x 1000 GFLOPs.
+    assert result.costs["strong"] == pytest.approx(
+        {"hours": 0.15, "embed_hours": 0.1, "pflops": 0.28}
+    )
+    assert result.costs["weak"] == pytest.approx({"hours": 0.1, "embed_hours": 0.1, "pflops": 0.2})
 
 
 def test_report_files(three_candidates, tmp_path):
@@ -394,10 +400,15 @@ def test_report_files(three_candidates, tmp_path):
         rows = list(csv.DictReader(f))
     assert [row["candidate"] for row in rows] == ["strong", "medium", "weak"]
     assert float(rows[0]["p_best"]) > 0.95 and rows[2]["nce"] == ""
-    assert float(rows[0]["collection_hours"]) == pytest.approx(0.1)
+    assert float(rows[0]["collection_hours"]) == pytest.approx(0.15)
+    assert float(rows[0]["collection_embed_hours"]) == pytest.approx(0.1)
     text = paths["md"].read_text()
     line = summary_line(three_candidates)
-    assert line.startswith("Extract strong: best in ") and "6 min of embedding" in line
+    assert (
+        line.startswith("Extract strong: best in ")
+        and "9 min of extraction (6 min of it embedding)" in line
+    )
+    assert "| 6 min of embedding and 200 TFLOPs |" in text  # weak's file records no shared time
     assert line in text and "Kendall τ" in text and "skipped for weak" in text
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

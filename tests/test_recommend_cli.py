@@ -21,6 +21,7 @@ COMMON = dict(n_videos=80, clips=(2, 6), n_labels=3, n_splits=2, dataset_seed=7,
 # Three candidates whose true order is known: the label directions' length against the noise.
 SIGNALS = {"strong": 2.0, "medium": 0.7, "weak": 0.1}
 EMBED_SECONDS = 20.0  # each candidate's embedding time on the sample, in its `cost`
+SHARED_SECONDS = 5.0  # and its run's decoding and shot detection
 
 
 def write_sample(full, dst, fraction=0.5, seed=0):
@@ -37,6 +38,7 @@ def write_sample(full, dst, fraction=0.5, seed=0):
                 "params_m": 1.0,
                 "gflops_per_clip": 2.0,
                 "embed_seconds": EMBED_SECONDS,
+                "shared_seconds": SHARED_SECONDS,
                 "videos": len(chosen),
                 "clips": clips,
             },
@@ -86,10 +88,12 @@ def test_recommend_end_to_end_and_rerun_trains_nothing(sample_dir, tmp_path, pro
         rows = {row["candidate"]: row for row in csv.DictReader(f)}
     assert set(rows) == set(SIGNALS)
     assert float(rows["strong"]["uap"]) > float(rows["weak"]["uap"])
-    # The cost on the whole collection: the sample's embedding time x the collection's frames
+    # The cost on the whole collection: the sample's extraction time x the collection's frames
     # (extrapolated from the sample's frames per video) / the sample's frames.
-    expected = EMBED_SECONDS * round(sample_frames * 80 / 40) / sample_frames / 3600
-    assert float(rows["weak"]["collection_hours"]) == pytest.approx(expected, rel=1e-6)
+    scale = round(sample_frames * 80 / 40) / sample_frames / 3600
+    hours = float(rows["weak"]["collection_hours"])
+    assert hours == pytest.approx((EMBED_SECONDS + SHARED_SECONDS) * scale, rel=1e-6)
+    assert float(rows["weak"]["collection_embed_hours"]) == pytest.approx(EMBED_SECONDS * scale)
     assert all_frames > sample_frames
 
     code, stdout2, stderr = probe_cli([*args, *QUICK])

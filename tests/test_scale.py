@@ -236,15 +236,25 @@ def test_slurm_array_shards_merge_to_the_single_process_file(
         manifest, "efficientnet_lite0", tmp_path / "single", FAST_CONFIG, progress=False
     ).files["efficientnet_lite0"]
     out = tmp_path / "out"
+    seconds = []  # each part's embedding and shared seconds (the last run merges, removing them)
     for task in (7, 8, 9):  # an array 7-9: three shards, whatever the first task id
         monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
         monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "7")
         monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
         result = run_extraction(manifest, "efficientnet_lite0", out, FAST_CONFIG, progress=False)
-        assert (
-            result.files["efficientnet_lite0"].name == f"efficientnet_lite0.part-{task - 7}-of-3.h5"
-        )
-    assert_same_features(single, result.merged["efficientnet_lite0"])
+        part = result.files["efficientnet_lite0"]
+        assert part.name == f"efficientnet_lite0.part-{task - 7}-of-3.h5"
+        if part.is_file():
+            with FeatureFile(part) as f:
+                seconds.append((f.meta.cost["embed_seconds"], f.meta.cost["shared_seconds"]))
+    merged = result.merged["efficientnet_lite0"]
+    assert_same_features(single, merged)
+    # The merged file's cost is the parts' together, as a single run's covers all its videos.
+    with FeatureFile(single) as one, FeatureFile(merged) as f:
+        for key in ("videos", "clips"):
+            assert f.meta.cost[key] == one.meta.cost[key] == (6 if key == "videos" else one.n_clips)
+        for key, i in (("embed_seconds", 0), ("shared_seconds", 1)):
+            assert f.meta.cost[key] > sum(s[i] for s in seconds) > 0
 
 
 def test_shard_resolution_and_balance():

@@ -60,6 +60,8 @@ DATASETS = tuple(
 )
 VERSION = 1
 _CHUNK_ROWS = 1024
+# The entries of a file's `cost` that are sums over its videos (a merge adds its parts').
+COST_TOTALS = ("embed_seconds", "shared_seconds", "videos", "clips")
 _STR = h5py.string_dtype()
 
 
@@ -81,7 +83,10 @@ class FeatureMeta:
     software_version: str = __version__
     failures: list = field(default_factory=list)  # [{"video_id", "path", "reason"}]
     # What the features cost to make: params_m, gflops_per_clip (as extracted: an image
-    # backbone's FLOPs times the frames it embeds per clip), embed_seconds, videos, clips.
+    # backbone's FLOPs times the frames it embeds per clip), and the totals over the videos
+    # (`COST_TOTALS`): embed_seconds (this backbone's embedding), shared_seconds (the rest of
+    # the videos' wall time in the run: decoding, shot detection, preparing frames; shared by
+    # the backbones extracted in one run), videos, clips.
     cost: dict = field(default_factory=dict)
     # A sampled run's record (`--sample`: method, seed, size, which videos); {} for a full run.
     sample: dict = field(default_factory=dict)
