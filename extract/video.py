@@ -364,6 +364,7 @@ class _Frames:
                     if strict or not declared:
                         raise
                 header_rate = declared_rate(stream)
+                codec_rate = stream.codec_context.framerate  # the bitstream's own timing
             head, self._skip = _head(path, packets, indexed=declared > 0)
         except av.FFmpegError as error:
             raise VideoError(_reason(error)) from None
@@ -371,6 +372,18 @@ class _Frames:
         declared = max(0, declared - len(head))
         stamps = [stamp for stamp, shown, _ in packets if shown]
         self.fps = frame_rate(stamps, time_base, header_rate)
+        # The container's clock in seconds per timestamp unit, or a damaged one corrected.
+        clock = float(time_base) if time_base else 0.0
+        if stamps and _rate_problem(self.fps):
+            # A clock no video runs at (a damaged time scale: frames 512 s or 1/2,400 s apart).
+            # Where the bitstream declares its rate (H.264's and HEVC's VUI, MPEG-2's and
+            # MPEG-4's headers), the frames are read in their order at that rate; unless the
+            # damaged clock's edit list hides frames, which leaves nothing to go by.
+            hidden = len(stamps) < len(packets)
+            if not codec_rate or _rate_problem(float(codec_rate)) or hidden:
+                raise VideoError(_rate_problem(self.fps))
+            clock *= self.fps / float(codec_rate) if self.fps > 0 else 1.0
+            self.fps = float(codec_rate)
         missing = max(0, declared - len(packets))  # promised by the index, absent in the data
         if missing:
             message = (
@@ -387,11 +400,10 @@ class _Frames:
         self._missing = missing
         # the shown frames' times in display order (where concealment places lost frames)
         self._stamps: np.ndarray | None = None
-        base = float(time_base) if time_base else 0.0
-        if base and None not in stamps and stamps:
-            period = 1.0 / (self.fps * base) if self.fps > 0 else 1.0
+        if clock and None not in stamps and stamps:
+            period = 1.0 / (self.fps * clock) if self.fps > 0 else 1.0
             self._stamps = _with_missing(np.sort(np.array(stamps, np.int64)), missing, period)
-            self._starts = self._stamps * base
+            self._starts = self._stamps * clock
         else:  # no timestamps to go by: a constant rate
             self._starts = np.arange(self.n_frames) / (self.fps or 1.0)
         self.rotation = 0
@@ -534,6 +546,15 @@ class _Frames:
         return np.ascontiguousarray(np.rot90(np.stack(out), k=k, axes=(1, 2)))
 
 
+def _rate_problem(fps: float) -> str | None:
+    """What is wrong with a frame rate no video has (None for a plausible one)."""
+    if not np.isfinite(fps) or fps <= 0:
+        return "no usable frame rate in the header or the timestamps (a damaged header)"
+    if not MIN_FPS <= fps <= MAX_FPS:
+        return f"implausible frame rate {fps:g} fps (a damaged header)"
+    return None
+
+
 def frame_rate(stamps: list, time_base: Fraction | None, header_rate: Fraction | None) -> float:
     """A video's frame rate from its shown frames' timestamps and its header.
 
@@ -612,12 +633,8 @@ class VideoSource:
         n_frames, fps = self._frames.n_frames, self._frames.fps
         if n_frames == 0:
             raise VideoError("the video stream has no frames")
-        if not np.isfinite(fps) or fps <= 0:
-            raise VideoError(
-                "no usable frame rate in the header or the timestamps (a damaged header)"
-            )
-        if not MIN_FPS <= fps <= MAX_FPS:
-            raise VideoError(f"implausible frame rate {fps:g} fps (a damaged header)")
+        if _rate_problem(fps):
+            raise VideoError(_rate_problem(fps))
         starts = self._frames.starts()
         self._shown = timeline(starts, fps) if np.all(np.diff(starts) > 0) else None
         height, width = self._frames.get(np.array([0])).shape[1:3]

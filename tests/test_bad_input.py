@@ -474,17 +474,45 @@ def test_an_avi_without_index_or_frame_count_reads_every_frame(tmp_path):
     assert np.abs(frames.astype(int) - expected).mean() < 12
 
 
-@pytest.mark.parametrize("scale", [0, 100])
-def test_a_damaged_time_scale_is_an_implausible_frame_rate(tmp_path, scale):
-    """The MP4 track's time scale damaged (1 tick a second: frames 512 s apart; or 100x too
-    fine: 2,400 fps): one line naming the damage, not a video read at such a rate."""
-    data = bytearray(pattern_video(tmp_path / "v.mp4", n=24).read_bytes())
+def damaged_time_scale(intact: Path, path: Path, scale: float) -> Path:
+    """A copy of an MP4 whose track time scale (`mdhd`) is `scale` times its own (0: one tick a
+    second; 100: 100x too fine)."""
+    data = bytearray(intact.read_bytes())
     at = data.index(b"mdhd") + 4 + 4 + 8  # version and flags, creation and modification times
     timescale = int.from_bytes(data[at : at + 4], "big")
     data[at : at + 4] = max(1, int(timescale * scale)).to_bytes(4, "big")
-    (tmp_path / "damaged.mp4").write_bytes(bytes(data))
-    with pytest.raises(VideoError, match=r"frame rate .*\(a damaged header\)"):
-        VideoSource(tmp_path / "damaged.mp4")
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("codec", ["h264", "mpeg2video"])
+def test_a_damaged_time_scale_is_read_at_the_bitstreams_rate(tmp_path, codec):
+    """The MP4 track's time scale 100x too fine (frames 1/2,400 s apart), where the bitstream
+    declares its own rate (H.264's VUI, MPEG-2's sequence header): every frame, in order, at
+    that rate, as the undamaged file is read."""
+    intact = pattern_video(tmp_path / "intact.mp4", n=24, codec=codec)
+    source = VideoSource(damaged_time_scale(intact, tmp_path / "damaged.mp4", 100))
+    assert source.info.fps == VideoSource(intact).info.fps == 24
+    assert source.info.n_frames == 24 and not source.info.variable_rate
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    expected = np.concatenate([chunk for _, chunk in VideoSource(intact).chunks()])
+    np.testing.assert_array_equal(frames, expected)
+    assert source.concealed == 0
+
+
+@pytest.mark.parametrize(
+    "codec, scale",
+    [("mjpeg", 100), ("mjpeg", 0), ("h264", 0)],
+    ids=["mjpeg", "mjpeg-1s", "h264-1s"],
+)
+def test_a_damaged_time_scale_without_a_rate_to_go_by_says_so(tmp_path, codec, scale):
+    """MJPEG declares no rate of its own; at one tick a second the edit list, read in the
+    damaged clock, hides every frame but the first: one line naming the damage, neither a
+    video read at 1/512 or 2,400 fps nor one frame of 24, nor a truncation."""
+    pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+    intact = pattern_video(tmp_path / "intact.mp4", n=24, codec=codec, pix_fmt=pix_fmt)
+    with pytest.raises(VideoError, match=r"^[^;]*frame rate[^;]*\(a damaged header\)$"):
+        VideoSource(damaged_time_scale(intact, tmp_path / "damaged.mp4", scale))
 
 
 def test_a_stream_of_which_no_frame_decodes_says_so(tmp_path):
