@@ -62,7 +62,14 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from vtl.errors import UserError
-from vtl.headers import MAX_FPS, MIN_FPS, declared_rate, video_stream
+from vtl.headers import (
+    MAX_FPS,
+    MIN_FPS,
+    declared_rate,
+    open_container,
+    open_location,
+    video_stream,
+)
 from vtl.manifest import special_file
 
 # Bytes of decoded frames per chunk: a 1080p video gets small chunks, a 320x180 one large ones.
@@ -127,11 +134,6 @@ def _check_file(path: Path) -> None:
         raise VideoError("file not found")
     if path.stat().st_size == 0:
         raise VideoError("empty file (0 bytes)")
-
-
-def _open(path: Path):
-    # Damaged files carry damaged metadata too: undecodable text is replaced, not fatal.
-    return av.open(str(path), metadata_errors="replace")
 
 
 # ffmpeg's errors that name no damage of their own, by PyAV's type: what they mean for a file.
@@ -240,7 +242,7 @@ def _decode(
         yield from frames
 
 
-def _head(path: Path, packets: list, indexed: bool) -> tuple[frozenset[int], frozenset[int]]:
+def _head(location: str, packets: list, indexed: bool) -> tuple[frozenset[int], frozenset[int]]:
     """The stream's packets that are no part of the video, as ffmpeg and players show it from
     its first keyframe. A recording or a cut that starts mid-GOP (broadcast captures, files cut
     with `tail -c`) begins with packets that decoders drop (H.264, HEVC, MPEG-2) or fail on;
@@ -253,7 +255,7 @@ def _head(path: Path, packets: list, indexed: bool) -> tuple[frozenset[int], fro
     fails on is damage, not head: it stays, for concealment.
 
     Args:
-        path: the video file.
+        location: where the video file opens (`vtl.headers.open_container`).
         packets: (timestamp, shown, keyframe) of each packet with data, in decoding order.
         indexed: the container's index gave the frame count: a file written whole, which starts
             at a keyframe; only pictures shown before it (an open GOP) are looked for then.
@@ -273,7 +275,7 @@ def _head(path: Path, packets: list, indexed: bool) -> tuple[frozenset[int], fro
     if indexed and key == 0 and not leading:
         return none
     skip = frozenset()
-    if key and not _decode_head(path, packets, skip, lambda i, shown: i >= key - 1)[0]:
+    if key and not _decode_head(location, packets, skip, lambda i, shown: i >= key - 1)[0]:
         skip = frozenset(range(key))
 
     def first_shown(i: int, shown: list) -> bool:  # and nothing sent yet that shows before it
@@ -282,7 +284,7 @@ def _head(path: Path, packets: list, indexed: bool) -> tuple[frozenset[int], fro
             not known or i + 1 >= len(times) or times[i + 1] is None or times[i + 1] >= min(known)
         )
 
-    shown, last, failed = _decode_head(path, packets, skip, first_shown)
+    shown, last, failed = _decode_head(location, packets, skip, first_shown)
     if not shown:
         return none  # nothing decodes: the decoder says so, as for any such stream
     sent = [i for i in range(last + 1) if i not in skip and i not in failed]
@@ -296,13 +298,13 @@ def _head(path: Path, packets: list, indexed: bool) -> tuple[frozenset[int], fro
     return skip | frozenset(hidden), skip
 
 
-def _decode_head(path: Path, packets: list, skip: frozenset[int], stop) -> tuple[list, int, set]:
+def _decode_head(location: str, packets: list, skip: frozenset[int], stop) -> tuple[list, int, set]:
     """Decode the stream's packets with data in order, those in `skip` not sent, until
     `stop(index, shown times)` after one (or the last of `packets`: the data may break after
     it), then flush the codec. Returns the shown frames' times, the last packet's index and the
     packets the codec failed on."""
     shown, last, failed = [], -1, set()
-    with _open(path) as container:
+    with open_location(location) as container:
         stream = video_stream(container)
         with contextlib.suppress(av.FFmpegError):
             for packet in _demux(container, stream):
@@ -342,7 +344,8 @@ class _Frames:
         self.path = path
         self.strict = strict
         try:
-            with _open(path) as container:
+            container, self._location = open_container(path)
+            with container:
                 stream = video_stream(container)
                 if stream is None:
                     raise VideoError(
@@ -365,7 +368,7 @@ class _Frames:
                         raise
                 header_rate = declared_rate(stream)
                 codec_rate = stream.codec_context.framerate  # the bitstream's own timing
-            head, self._skip = _head(path, packets, indexed=declared > 0)
+            head, self._skip = _head(self._location, packets, indexed=declared > 0)
         except av.FFmpegError as error:
             raise VideoError(_reason(error)) from None
         packets = [p for i, p in enumerate(packets) if i not in head]
@@ -428,7 +431,7 @@ class _Frames:
         # else at the end)
         last, error = None, None
         lost = self._missing if expected is not None and not self.strict else 0
-        with _open(self.path) as container:
+        with open_location(self._location) as container:
             stream = video_stream(container)  # the stream __init__ read (same file, same pick)
             stream.thread_type, stream.thread_count = "AUTO", DECODE_THREADS
             self.sample_aspect = _sample_aspect(stream)

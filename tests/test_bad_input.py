@@ -10,6 +10,7 @@ import csv
 import os
 import resource
 import shutil
+import struct
 import subprocess
 import sys
 from fractions import Fraction
@@ -26,7 +27,7 @@ from extract.backbones import EXTREME_ASPECT, create_backbone
 from extract.video import VideoError, VideoSource, frame_rate
 from vtl.errors import FeatureFileError
 from vtl.features import FeatureFile, verify_features
-from vtl.headers import header_frames
+from vtl.headers import RAW_DEMUXERS, header_frames
 from vtl.manifest import read_manifest, write_manifest
 
 FAST_OPTIONS = (
@@ -205,7 +206,20 @@ def unusual_videos(folder: Path) -> dict[str, Path]:
         "yuv444p": pattern_video(folder / "p444.mp4", pix_fmt="yuv444p"),
         "size_change": size_change_video(folder / "joined.ts"),
         "picture_then_video": picture_then_video(folder / "picture_first.mkv"),
+        "http_response_before": bytes_before(
+            pattern_video(folder / "download.mp4"), folder / "saved.mp4", HTTP_RESPONSE
+        ),
     }
+
+
+# What a download saved with its response's headers starts with.
+HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: 48213\r\n\r\n"
+
+
+def bytes_before(video: Path, path: Path, head: bytes) -> Path:
+    """A copy of `video` with `head` before its first byte."""
+    path.write_bytes(head + video.read_bytes())
+    return path
 
 
 def manifest_of(demo_manifest: Path, out: Path, extra: dict[str, Path], n_demo=3) -> Path:
@@ -338,6 +352,7 @@ def test_allow_failures_exits_zero(demo_manifest, tmp_path):
         "yuv444p",
         "size_change",
         "picture_then_video",
+        "http_response_before",
     ],
 )
 def test_unusual_video_is_extracted(mixed, case):
@@ -513,6 +528,56 @@ def test_a_damaged_time_scale_without_a_rate_to_go_by_says_so(tmp_path, codec, s
     intact = pattern_video(tmp_path / "intact.mp4", n=24, codec=codec, pix_fmt=pix_fmt)
     with pytest.raises(VideoError, match=r"^[^;]*frame rate[^;]*\(a damaged header\)$"):
         VideoSource(damaged_time_scale(intact, tmp_path / "damaged.mp4", scale))
+
+
+def wav_header(samples: int = 32) -> bytes:
+    """A WAV file of `samples` silent 16-bit mono samples: what ffmpeg opens as audio."""
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, 8000, 16000, 2, 16)
+    size = 2 * samples
+    riff = struct.pack("<I", 4 + len(fmt) + 8 + size)
+    return b"RIFF" + riff + b"WAVE" + fmt + b"data" + struct.pack("<I", size) + bytes(size)
+
+
+@pytest.mark.parametrize(
+    "name, encoding, before",
+    [
+        ("v.mp4", {}, "random"),
+        ("v.mov", {}, "random"),
+        ("v.mkv", {}, "random"),
+        ("v.webm", {"codec": "libvpx-vp9"}, "random"),
+        ("streamable.mp4", {"movflags": "faststart"}, "random"),
+        ("after_audio.mp4", {}, "wav"),
+    ],
+)
+def test_bytes_before_the_container_are_read_past(tmp_path, name, encoding, before):
+    """Bytes before an MP4, QuickTime, Matroska or WebM header (random ones, the last of them
+    the header's own first byte twice; or a whole WAV file): the file reads from its header
+    on, every frame as the file without them, and its header gives the same frame count."""
+    intact = pattern_video(tmp_path / name, n=24, **encoding)
+    if before == "random":
+        head = np.random.default_rng(3).bytes(1500) + intact.read_bytes()[:1]
+    else:
+        head = wav_header()
+    damaged = bytes_before(intact, tmp_path / f"damaged-{name}", head)
+    try:  # what ffmpeg makes of it alone: nothing, audio, or a raw stream (VP9 here: H.263)
+        with av.open(str(damaged)) as alone:
+            assert alone.format.name in RAW_DEMUXERS or not alone.streams.video
+    except av.error.InvalidDataError:
+        pass
+    source, expected = VideoSource(damaged), VideoSource(intact)
+    assert (source.info.n_frames, source.info.fps) == (expected.info.n_frames, expected.info.fps)
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    np.testing.assert_array_equal(frames, np.concatenate([c for _, c in expected.chunks()]))
+    assert header_frames(damaged) == header_frames(intact)
+
+
+def test_a_container_mark_in_bytes_that_are_no_video_is_not_a_video(tmp_path):
+    path = tmp_path / "noise.mp4"
+    rng = np.random.default_rng(5)
+    path.write_bytes(rng.bytes(300) + b"\x00\x00\x00\x18ftypisom" + rng.bytes(3000))
+    with pytest.raises(VideoError, match="not a decodable video file"):
+        VideoSource(path)
+    assert header_frames(path) == 0
 
 
 def test_a_stream_of_which_no_frame_decodes_says_so(tmp_path):

@@ -4,6 +4,7 @@ and which of its streams is the video (`video_stream`, also the decoder's choice
 
 from __future__ import annotations
 
+import contextlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +21,70 @@ RAW_DEMUXERS = frozenset(
     "avs2 avs3 cavsvideo dirac dnxhd evc h261 h263 h264 hevc ingenient m4v mjpeg mjpeg_2000 "
     "mpegvideo vc1 vvc".split()
 )
+
+
+# Where a container's header starts (the mark's offset less the bytes before it): an MP4 or
+# QuickTime file's `ftyp` box (its 4-byte size first), Matroska's and WebM's EBML header.
+CONTAINER_MARKS = ((b"ftyp", 4), (b"\x1a\x45\xdf\xa3", 0))
+# How far into a file a container's header is looked for, and how many places are tried.
+SCAN_BYTES, SCAN_TRIES = 1 << 20, 4
+
+
+def open_location(location: str | Path):
+    """A PyAV container of a `location` from `open_container` (or a path); damaged files carry
+    damaged metadata too: undecodable text is replaced, not fatal."""
+    import av
+
+    return av.open(str(location), metadata_errors="replace")
+
+
+def open_container(path: str | Path):
+    """(open PyAV container, the location it was opened at, for `open_location` to open it
+    again). A file that ffmpeg cannot read from its first byte, or reads without a video or as
+    a raw stream (`RAW_DEMUXERS`: bytes that happen to look like one), while an MP4, QuickTime,
+    Matroska or WebM header starts within its first MiB (bytes before it: an HTTP response's
+    headers saved with a download, a recorder's preamble, a broken copy), is opened from that
+    header on (ffmpeg's `subfile` protocol: the container's own offsets count from there) when
+    a video stream is found there.
+
+    Raises:
+        av.FFmpegError: the error at the file's first byte, when no later header opens either.
+    """
+    import av
+
+    container, failure = None, None
+    try:
+        container = open_location(path)
+        if container.format.name not in RAW_DEMUXERS and video_stream(container) is not None:
+            return container, str(path)
+    except av.error.InvalidDataError as error:
+        failure = error
+    for start in _container_starts(path):
+        location = f"subfile,,start,{start},end,0,,:{path}"
+        with contextlib.suppress(av.FFmpegError):
+            found = open_location(location)
+            if video_stream(found) is not None:
+                if container is not None:
+                    container.close()
+                return found, location
+            found.close()
+    if container is None:
+        raise failure
+    return container, str(path)
+
+
+def _container_starts(path: str | Path) -> list[int]:
+    """Offsets after the first byte at which a container's header (`CONTAINER_MARKS`) starts
+    in the file's first `SCAN_BYTES`, nearest first, at most `SCAN_TRIES`."""
+    with open(path, "rb") as handle:
+        head = handle.read(SCAN_BYTES)
+    starts = set()
+    for mark, before in CONTAINER_MARKS:
+        at = head.find(mark, before + 1)
+        while at >= 0 and len(starts) < SCAN_TRIES * len(CONTAINER_MARKS):
+            starts.add(at - before)
+            at = head.find(mark, at + 1)
+    return sorted(starts)[:SCAN_TRIES]
 
 
 def video_stream(container):
@@ -60,7 +125,7 @@ def header_frames(path: str | Path) -> int | None:
     if special_file(path) is not None:
         return 0
     try:
-        with av.open(str(path), metadata_errors="replace") as container:
+        with open_container(path)[0] as container:
             stream = video_stream(container)
             if stream is None:
                 return 0
