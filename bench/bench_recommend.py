@@ -66,7 +66,7 @@ from probe import quick  # noqa: E402
 from probe import recommend as rec  # noqa: E402
 from probe.synthetic import write_synthetic_features  # noqa: E402
 from probe.transferability import SCORES  # noqa: E402
-from vtl.features import FeatureFile, FeatureWriter  # noqa: E402
+from vtl.features import COST_SECONDS, FeatureFile, FeatureWriter  # noqa: E402
 from vtl.manifest import split_problem  # noqa: E402
 from vtl.sample import sample_record, stratified_sample  # noqa: E402
 
@@ -383,7 +383,7 @@ def write_sample_file(src: Path, dst: Path, chosen: np.ndarray, fraction: float,
         share = float(f.n_frames[chosen].sum() / f.n_frames.sum())
         cost = dict(f.meta.cost)
         clips = int(f.clip_counts()[chosen].sum())
-        for key in ("embed_seconds", "shared_seconds"):
+        for key in COST_SECONDS:
             if cost.get(key) is not None:
                 cost[key] = float(cost[key]) * share
         cost.update(videos=len(chosen), clips=clips)

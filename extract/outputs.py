@@ -30,7 +30,14 @@ from extract.store import WorkStore
 from extract.weights import sha256_file
 from vtl import __version__
 from vtl.errors import FeatureFileError, UserError
-from vtl.features import FeatureFile, FeatureMeta, FeatureWriter, VideoFeatures, write_failures
+from vtl.features import (
+    COST_SECONDS,
+    FeatureFile,
+    FeatureMeta,
+    FeatureWriter,
+    VideoFeatures,
+    write_failures,
+)
 from vtl.manifest import Manifest
 from vtl.shards import Shard
 
@@ -348,7 +355,7 @@ def assemble(
             if arrays is None:
                 failures.append(store.failure(video_id))
                 continue
-            for seconds in ("embed_seconds", "shared_seconds"):
+            for seconds in COST_SECONDS:
                 cost[seconds] += float(arrays.get(seconds, 0.0))
             cost["videos"] += 1
             cost["clips"] += len(arrays["features"])
@@ -370,7 +377,7 @@ def assemble(
             )
             if int(arrays.get("concealed", 0)):
                 warnings.append(concealed_warning(manifest, i, arrays))
-        for seconds in ("embed_seconds", "shared_seconds"):
+        for seconds in COST_SECONDS:
             cost[seconds] = round(cost[seconds], 3)
         # The writer serialises meta (and so `failures` and `cost`, filled above) on close.
     write_failures(job.output, failures, warnings)

@@ -60,8 +60,10 @@ DATASETS = tuple(
 )
 VERSION = 1
 _CHUNK_ROWS = 1024
-# The entries of a file's `cost` that are sums over its videos (a merge adds its parts').
-COST_TOTALS = ("embed_seconds", "shared_seconds", "videos", "clips")
+# The entries of a file's `cost` that are sums over its videos (a merge adds its parts'), the
+# seconds among them first.
+COST_SECONDS = ("embed_seconds", "shared_seconds")
+COST_TOTALS = (*COST_SECONDS, "videos", "clips")
 _STR = h5py.string_dtype()
 
 
