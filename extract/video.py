@@ -377,14 +377,14 @@ class _Frames:
         self.fps = frame_rate(stamps, time_base, header_rate)
         # The container's clock in seconds per timestamp unit, or a damaged one corrected.
         clock = float(time_base) if time_base else 0.0
-        if stamps and _rate_problem(self.fps):
+        if stamps and (problem := _rate_problem(self.fps)):
             # A clock no video runs at (a damaged time scale: frames 512 s or 1/2,400 s apart).
             # Where the bitstream declares its rate (H.264's and HEVC's VUI, MPEG-2's and
             # MPEG-4's headers), the frames are read in their order at that rate; unless the
             # damaged clock's edit list hides frames, which leaves nothing to go by.
             hidden = len(stamps) < len(packets)
             if not codec_rate or _rate_problem(float(codec_rate)) or hidden:
-                raise VideoError(_rate_problem(self.fps))
+                raise VideoError(problem)
             clock *= self.fps / float(codec_rate) if self.fps > 0 else 1.0
             self.fps = float(codec_rate)
         missing = max(0, declared - len(packets))  # promised by the index, absent in the data
@@ -636,8 +636,8 @@ class VideoSource:
         n_frames, fps = self._frames.n_frames, self._frames.fps
         if n_frames == 0:
             raise VideoError("the video stream has no frames")
-        if _rate_problem(fps):
-            raise VideoError(_rate_problem(fps))
+        if problem := _rate_problem(fps):
+            raise VideoError(problem)
         starts = self._frames.starts()
         self._shown = timeline(starts, fps) if np.all(np.diff(starts) > 0) else None
         height, width = self._frames.get(np.array([0])).shape[1:3]

@@ -78,12 +78,12 @@ def _container_starts(path: str | Path) -> list[int]:
     in the file's first `SCAN_BYTES`, nearest first, at most `SCAN_TRIES`."""
     with open(path, "rb") as handle:
         head = handle.read(SCAN_BYTES)
-    starts = set()
+    starts = []
     for mark, before in CONTAINER_MARKS:
-        at = head.find(mark, before + 1)
-        while at >= 0 and len(starts) < SCAN_TRIES * len(CONTAINER_MARKS):
-            starts.add(at - before)
-            at = head.find(mark, at + 1)
+        at, found = head.find(mark, before + 1), 0
+        while at >= 0 and found < SCAN_TRIES:  # each mark's nearest SCAN_TRIES
+            starts.append(at - before)
+            at, found = head.find(mark, at + 1), found + 1
     return sorted(starts)[:SCAN_TRIES]
 
 
