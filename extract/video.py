@@ -148,6 +148,13 @@ _BY_TYPE = (
         "no decoder for its codec in this FFmpeg build (re-encode it, e.g. to H.264)",
     ),
     (av.error.DemuxerNotFoundError, "not a container format this FFmpeg build reads"),
+    # ENOMEM: a damaged size field (an MP4 index's entry count, a frame's dimensions) asks ffmpeg
+    # for more memory than the machine has
+    (
+        av.error.MemoryError,
+        "ffmpeg cannot allocate the memory its header asks for (a damaged size field in the "
+        "header or index, or a frame too large for this machine)",
+    ),
 )
 
 
@@ -352,6 +359,11 @@ class _Frames:
                         "no video stream, only a cover picture (an audio file, not a video)"
                         if container.streams.video
                         else "no video stream (an audio-only file, or not a video)"
+                    )
+                if stream.codec_context is None:  # no decoder for the stream's codec id
+                    raise VideoError(
+                        "its video stream's codec is unknown to this FFmpeg build (a damaged "
+                        "header, or a codec it lacks: re-encode it, e.g. to H.264)"
                     )
                 declared = stream.frames  # from the container's index; 0 when it has none
                 time_base = stream.time_base

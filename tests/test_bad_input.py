@@ -181,7 +181,35 @@ def unusable_videos(folder: Path, demo: Path) -> dict[str, tuple[Path, str]]:
             future_matroska(folder / "future.mkv"),
             "uses a feature this FFmpeg does not implement",
         ),
+        "index_asks_for_too_much": (
+            huge_index_count(pattern_video(folder / "huge.mp4"), folder / "huge_count.mp4"),
+            "ffmpeg cannot allocate the memory its header asks for",
+        ),
+        "codec_unknown": (
+            zeroed_box(pattern_video(folder / "nocodec.mp4"), folder / "no_codec.mp4", b"minf"),
+            "codec is unknown to this FFmpeg build",
+        ),
     }
+
+
+def huge_index_count(source: Path, path: Path) -> Path:
+    """An MP4 whose time-to-sample table (stts) claims 268 million entries: ffmpeg's MP4 demuxer
+    fails to allocate them (ENOMEM, PyAV's MemoryError) as it opens the file."""
+    data = source.read_bytes()
+    at = data.index(b"stts") + 8  # after the box type, its version and flags: the entry count
+    path.write_bytes(data[:at] + (0x0FFFFFFF).to_bytes(4, "big") + data[at + 4 :])
+    return path
+
+
+def zeroed_box(source: Path, path: Path, box: bytes) -> Path:
+    """`source` with one MP4 box's bytes zeroed (its header kept): zeroing the video track's
+    media information (minf) leaves a video stream whose codec ffmpeg does not know."""
+    data = bytearray(source.read_bytes())
+    at = data.index(box) - 4
+    size = int.from_bytes(data[at : at + 4], "big")
+    data[at + 8 : at + size] = bytes(size - 8)
+    path.write_bytes(bytes(data))
+    return path
 
 
 def future_matroska(path: Path) -> Path:
@@ -306,6 +334,8 @@ def mixed(demo_manifest, tmp_path_factory):
         "audio_with_cover",
         "one_frame",
         "future_matroska",
+        "index_asks_for_too_much",
+        "codec_unknown",
     ],
 )
 def test_unusable_video_is_listed_and_the_rest_extracted(mixed, case):
