@@ -68,6 +68,7 @@ from vtl.headers import (
     declared_rate,
     open_container,
     open_location,
+    promised_frames,
     video_stream,
 )
 from vtl.manifest import special_file
@@ -365,7 +366,7 @@ class _Frames:
                         "its video stream's codec is unknown to this FFmpeg build (a damaged "
                         "header, or a codec it lacks: re-encode it, e.g. to H.264)"
                     )
-                declared = stream.frames  # from the container's index; 0 when it has none
+                declared = promised_frames(stream)  # 0 when the container gives no count
                 time_base = stream.time_base
                 # (timestamp, shown) per packet; an edit list marks the packets not shown
                 packets = []

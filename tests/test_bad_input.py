@@ -519,6 +519,46 @@ def test_an_avi_without_index_or_frame_count_reads_every_frame(tmp_path):
     assert np.abs(frames.astype(int) - expected).mean() < 12
 
 
+@pytest.mark.parametrize(
+    "name, codec, pix_fmt",
+    [("trim.mov", "mjpeg", "yuvj420p"), ("trim.mp4", "libx264", "yuv420p")],
+)
+def test_an_edit_list_that_ends_early_shows_the_part_it_keeps(tmp_path, name, codec, pix_fmt):
+    """A trim without re-encoding (QuickTime's, `ffmpeg -t -c copy`) leaves every sample in the
+    file and an edit list that ends before the last ones: the video is the part the edit list
+    shows, as players show it. Before, an intra-only codec's trimmed file counted the samples
+    the edit list leaves out as missing and failed ("the data ends after 24 of its 48 frames")."""
+    intact = pattern_video(tmp_path / name, n=48, codec=codec, pix_fmt=pix_fmt)
+    data = bytearray(intact.read_bytes())
+    at = data.find(b"elst") + 12  # one entry (version 0): its segment duration, movie units
+    struct.pack_into(">I", data, at, struct.unpack_from(">I", data, at)[0] // 2)
+    path = tmp_path / f"cut-{name}"
+    path.write_bytes(bytes(data))
+    source = VideoSource(path)
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    assert source.info.n_frames == len(frames) == 24 and source.concealed == 0
+    whole = np.concatenate([chunk for _, chunk in VideoSource(intact).chunks()])
+    np.testing.assert_array_equal(frames, whole[:24])
+    assert header_frames(path) in (24, 48)  # the index, or (H.264: a GOP kept whole) the header
+
+
+def test_a_sample_table_that_loses_frames_still_counts_them_missing(tmp_path):
+    """The counterpart of the trim: a damaged sample size (the 25th sample 2 GB long) ends the
+    MP4 demuxer's index early while the duration still covers every frame. The frames the
+    index lost are missing, beyond the budget: the video fails, as a truncated one does."""
+    data = bytearray(pattern_video(tmp_path / "v.mp4", n=48).read_bytes())
+    sizes = data.find(b"stsz") + 4 + 12  # after version and flags, sample size, sample count
+    struct.pack_into(">I", data, sizes + 4 * 24, 0x7F000000)
+    path = tmp_path / "lost.mp4"
+    path.write_bytes(bytes(data))
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert 1 < len(stream.index_entries) < stream.frames == 48  # the index ends early
+    with pytest.raises(VideoError, match="the data ends after"):
+        VideoSource(path).info  # noqa: B018
+    assert header_frames(path) == 48
+
+
 def damaged_time_scale(intact: Path, path: Path, scale: float) -> Path:
     """A copy of an MP4 whose track time scale (`mdhd`) is `scale` times its own (0: one tick a
     second; 100: 100x too fine)."""

@@ -102,6 +102,26 @@ def video_stream(container):
     return next((s for s in videos if best is not None and s.index == best.index), videos[0])
 
 
+def promised_frames(stream) -> int:
+    """The frames an open video stream's container promises, 0 when it gives no count: its
+    header's count (`stream.frames`: an MP4's sample table, an AVI's stream header), unless the
+    index the demuxer built as the file opened lists fewer and still reaches the end of the
+    stream's duration (within a decoding delay of 3 frames). Such an index is what the stream
+    is: an MP4 or QuickTime edit list that ends before the last samples (a trim without
+    re-encoding) leaves them out of the index and of the duration. An index that ends before
+    the duration does (a damaged sample table: frames the file holds and cannot be reached)
+    leaves the header's count standing, and the frames it lost missing."""
+    frames, entries = int(stream.frames or 0), stream.index_entries
+    listed = len(entries)
+    if 1 < listed < frames and stream.duration:
+        first, last = entries[0].timestamp, entries[listed - 1].timestamp
+        step = (last - first) / (listed - 1)  # the index's frame spacing
+        end = (stream.start_time or 0) + stream.duration
+        if step > 0 and last + step >= end - 3 * step:
+            return listed
+    return frames
+
+
 def declared_rate(stream) -> Fraction | None:
     """The frame rate a video stream's header declares: its average (frames / duration) when
     that is a real video's, else ffmpeg's guess from the stream and codec (`av_guess_frame_rate`;
@@ -129,8 +149,8 @@ def header_frames(path: str | Path) -> int | None:
             stream = video_stream(container)
             if stream is None:
                 return 0
-            if stream.frames:
-                return int(stream.frames)
+            if frames := promised_frames(stream):
+                return frames
             if stream.duration and stream.time_base:
                 seconds = stream.duration * stream.time_base
             elif container.duration:
