@@ -519,27 +519,34 @@ def test_an_avi_without_index_or_frame_count_reads_every_frame(tmp_path):
     assert np.abs(frames.astype(int) - expected).mean() < 12
 
 
+@pytest.mark.parametrize("cut", ["end", "start"])
 @pytest.mark.parametrize(
     "name, codec, pix_fmt",
     [("trim.mov", "mjpeg", "yuvj420p"), ("trim.mp4", "libx264", "yuv420p")],
 )
-def test_an_edit_list_that_ends_early_shows_the_part_it_keeps(tmp_path, name, codec, pix_fmt):
-    """A trim without re-encoding (QuickTime's, `ffmpeg -t -c copy`) leaves every sample in the
-    file and an edit list that ends before the last ones: the video is the part the edit list
-    shows, as players show it. Before, an intra-only codec's trimmed file counted the samples
-    the edit list leaves out as missing and failed ("the data ends after 24 of its 48 frames")."""
+def test_an_edit_list_that_trims_the_video_shows_the_part_it_keeps(
+    tmp_path, name, codec, pix_fmt, cut
+):
+    """A trim without re-encoding (QuickTime's, `ffmpeg -ss/-t -c copy`) leaves every sample in
+    the file and an edit list that shows a part of them: the last 12 of 48 frames cut, or the
+    first 12. The video is that part, as players show it. Before, an intra-only codec's trimmed
+    file counted the samples the edit list leaves out as missing and failed ("the data ends
+    after 36 of its 48 frames")."""
     intact = pattern_video(tmp_path / name, n=48, codec=codec, pix_fmt=pix_fmt)
     data = bytearray(intact.read_bytes())
-    at = data.find(b"elst") + 12  # one entry (version 0): its segment duration, movie units
-    struct.pack_into(">I", data, at, struct.unpack_from(">I", data, at)[0] // 2)
-    path = tmp_path / f"cut-{name}"
+    at = data.find(b"elst") + 12  # one entry (version 0): segment duration, media time
+    duration, media_time = struct.unpack_from(">Ii", data, at)
+    media_scale = struct.unpack_from(">I", data, data.find(b"mdhd") + 16)[0]  # units per second
+    skip = media_scale * 12 // 24 if cut == "start" else 0  # 12 frames at 24 fps
+    struct.pack_into(">Ii", data, at, duration * 36 // 48, media_time + skip)
+    path = tmp_path / f"cut-{cut}-{name}"
     path.write_bytes(bytes(data))
     source = VideoSource(path)
     frames = np.concatenate([chunk for _, chunk in source.chunks()])
-    assert source.info.n_frames == len(frames) == 24 and source.concealed == 0
+    assert source.info.n_frames == len(frames) == 36 and source.concealed == 0
     whole = np.concatenate([chunk for _, chunk in VideoSource(intact).chunks()])
-    np.testing.assert_array_equal(frames, whole[:24])
-    assert header_frames(path) in (24, 48)  # the index, or (H.264: a GOP kept whole) the header
+    np.testing.assert_array_equal(frames, whole[12:] if cut == "start" else whole[:36])
+    assert header_frames(path) in (36, 48)  # the index, or (H.264: every sample kept) the header
 
 
 def test_a_sample_table_that_loses_frames_still_counts_them_missing(tmp_path):
