@@ -24,6 +24,9 @@ many different samples the seeds drew (a small collection's 10% sample has few c
 rates move in steps). Where "too close to call" asks for a larger sample, the draw grows its
 sample to that size as `extract run --sample` grows one (every sampled video kept) and
 recommends again: "right if grown" is that second pick's rate, over the draws that asked.
+A last table measures how far a ranker can go on each bank: the class-mean separation (each
+label's, in units of the within-class spread, without bias; what sets the synthetic candidates
+apart), its right-pick rate and the noise of its difference between the full data's top two.
 
 The quick probe is `probe recommend`'s default, a closed-form ridge regression on mean-pooled
 features (`probe.quick`): `--quick-probe cv` (`probe recommend`'s default) cross-validates it
@@ -237,6 +240,24 @@ def synthetic_bank(name: str, work: Path, signals, dims, dataset_seed: int, data
     return read_bank(name, paths, names, {})
 
 
+def class_separation(x: np.ndarray, labels: np.ndarray) -> float:
+    """How far apart each label's class means lie in units of the within-class spread, estimated
+    without bias and averaged over the labels with both classes: |m1 - m0|^2 / s^2 - (1/n1 +
+    1/n0), s^2 the pooled within-class variance summed over the dimensions. The synthetic
+    banks' candidates differ only in their label directions' length, which sets this quantity;
+    its noise from sample to sample says how far a ranker of class means can go."""
+    values = []
+    for column in labels.T.astype(bool):
+        n1, n0 = column.sum(), (~column).sum()
+        if n1 < 2 or n0 < 2:
+            continue
+        pos, neg = x[column], x[~column]
+        gap = pos.mean(axis=0) - neg.mean(axis=0)
+        within = ((pos - pos.mean(axis=0)) ** 2).sum() + ((neg - neg.mean(axis=0)) ** 2).sum()
+        values.append(gap @ gap * (n1 + n0 - 2) / within - (1 / n1 + 1 / n0))
+    return float(np.mean(values)) if values else float("nan")
+
+
 # ------------------------------------------------------------------ draws
 
 
@@ -305,6 +326,11 @@ def draw(
     order = sorted(bank.names, key=lambda n: -truth[n])
     rankers = {m: values for m, values in result.scores.items()}
     rankers["average rank"] = {n: -r for n, r in result.average_rank.items()}
+    separation = {
+        n: class_separation(x[chosen].astype(np.float64), bank.labels[chosen])
+        for n, x in zip(bank.names, bank.features, strict=True)
+    }
+    rankers["class-mean separation"] = separation
     if result.bootstrap is not None:
         rankers["quick probes"] = dict(
             zip(result.bootstrap.candidates, result.bootstrap.point.tolist(), strict=True)
@@ -341,6 +367,9 @@ def draw(
         # grown to the size "too close to call" asks for, and recommended on again
         "grown_right": right(grown_pick),
         "sample": tuple(int(i) for i in sorted(chosen)),
+        # the class-mean separation's pick, and its difference between the full data's top two
+        "separation_right": right(max(bank.names, key=lambda n: np.nan_to_num(separation[n]))),
+        "separation_gap": separation[order[0]] - separation[order[1]],
     }
 
 
@@ -574,7 +603,7 @@ def main() -> None:
 
 
 def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> dict:
-    rows, tau_rows, figures = [], [], {"draws": []}
+    rows, tau_rows, bound_rows, figures = [], [], [], {"draws": []}
     rankers: list[str] = []
     for values in results.values():
         for d in values:
@@ -627,6 +656,19 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
             for r in rankers
         }
         mean_tau = {r: float(np.mean(v)) if v else None for r, v in taus.items()}
+        # A ranker whose top-two difference has this noise picks right in about Phi(z).
+        gaps = np.array([d["separation_gap"] for d in draws])
+        z = gaps.mean() / gaps.std() if gaps.std() > 0 else float("nan")
+        separation_right = np.mean([d["separation_right"] for d in draws])
+        bound_rows.append(
+            [
+                name,
+                f"{fraction:.0%}",
+                f"{separation_right:.0%}",
+                f"{z:.2f}",
+                f"{stats.norm.cdf(z):.0%}",
+            ]
+        )
         bank = next(b for b in banks if b.name == name)
         prior = prior_tau(bank)
         tau_rows.append(
@@ -655,6 +697,8 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
                 "right_when_called": float(np.mean(called)) if called else None,
                 "kendall_tau": mean_tau,
                 "prior_tau": prior,
+                "separation_right": separation_right,
+                "separation_z": z,
             }
         )
     table(
@@ -684,6 +728,13 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
         "Kendall τ against the full-data ranking (mean over draws); the prior needs no sample",
         ["bank", "sample", *labels, "prior"],
         tau_rows,
+    )
+    table(
+        "Class-mean separation (each label's, in units of the within-class spread, unbiased): "
+        "its right pick, and z = mean / std over draws of its difference between the full "
+        "data's top two (a ranker with that noise picks right in about Phi(z))",
+        ["bank", "sample", "right pick", "z (top two)", "Phi(z)"],
+        bound_rows,
     )
     target = [d for d in figures["draws"] if d["fraction"] == TARGET_FRACTION]
     if target:
