@@ -109,9 +109,9 @@ def promised_frames(stream) -> int:
     stream's duration (within a decoding delay of 3 frames). Such an index is what the stream
     is: an MP4 or QuickTime edit list that shows a part of the samples (a trim of the start or
     the end without re-encoding) leaves the others out of the index and of the duration, where
-    a codec needs none of them to decode the part shown. An index that ends before
-    the duration does (a damaged sample table: frames the file holds and cannot be reached)
-    leaves the header's count standing, and the frames it lost missing."""
+    a codec needs none of them to decode the part shown. An index that ends before the
+    duration does (a damaged sample table: frames the file holds and cannot be reached) leaves
+    the header's count standing, and the frames it lost missing."""
     frames, entries = int(stream.frames or 0), stream.index_entries
     listed = len(entries)
     if 1 < listed < frames and stream.duration:
