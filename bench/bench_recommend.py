@@ -25,7 +25,7 @@ rates move in steps). Where "too close to call" asks for a larger sample, the dr
 sample to that size as `extract run --sample` grows one (every sampled video kept) and
 recommends again: "right if grown" is that second pick's rate, over the draws that asked.
 A last table measures how far a ranker can go on each bank: the class-mean separation (each
-label's, in units of the within-class spread, without bias; what sets the synthetic candidates
+label's, in units of the within-class spread, debiased; what sets the synthetic candidates
 apart), its right-pick rate and the noise of its difference between the full data's top two.
 
 The quick probe is `probe recommend`'s default, a closed-form ridge regression on mean-pooled
@@ -241,11 +241,12 @@ def synthetic_bank(name: str, work: Path, signals, dims, dataset_seed: int, data
 
 
 def class_separation(x: np.ndarray, labels: np.ndarray) -> float:
-    """How far apart each label's class means lie in units of the within-class spread, estimated
-    without bias and averaged over the labels with both classes: |m1 - m0|^2 / s^2 - (1/n1 +
-    1/n0), s^2 the pooled within-class variance summed over the dimensions. The synthetic
-    banks' candidates differ only in their label directions' length, which sets this quantity;
-    its noise from sample to sample says how far a ranker of class means can go."""
+    """How far apart each label's class means lie in units of the within-class spread, less the
+    part noise alone gives, averaged over the labels with two videos in each class:
+    |m1 - m0|^2 / s^2 - (1/n1 + 1/n0), s^2 the pooled within-class variance summed over the
+    dimensions. The synthetic banks' candidates differ only in their label directions' length,
+    which sets this quantity; its noise from sample to sample says how far a ranker of class
+    means can go."""
     values = []
     for column in labels.T.astype(bool):
         n1, n0 = column.sum(), (~column).sum()
@@ -658,7 +659,8 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
         mean_tau = {r: float(np.mean(v)) if v else None for r, v in taus.items()}
         # A ranker whose top-two difference has this noise picks right in about Phi(z).
         gaps = np.array([d["separation_gap"] for d in draws])
-        z = gaps.mean() / gaps.std() if gaps.std() > 0 else float("nan")
+        gaps = gaps[np.isfinite(gaps)]  # a sample without a label to separate has none
+        z = gaps.mean() / gaps.std() if len(gaps) > 1 and gaps.std() > 0 else float("nan")
         separation_right = np.mean([d["separation_right"] for d in draws])
         bound_rows.append(
             [
@@ -730,7 +732,7 @@ def report(banks: list[Bank], results: dict, seeds: int, cost: dict | None) -> d
         tau_rows,
     )
     table(
-        "Class-mean separation (each label's, in units of the within-class spread, unbiased): "
+        "Class-mean separation (each label's, in units of the within-class spread, debiased): "
         "its right pick, and z = mean / std over draws of its difference between the full "
         "data's top two (a ranker with that noise picks right in about Phi(z))",
         ["bank", "sample", "right pick", "z (top two)", "Phi(z)"],
