@@ -14,15 +14,24 @@ EXTRACT_ARGS ?=
 # the reference default (every frame of the clip) is what `make extract` uses.
 DEMO_EXTRACT_ARGS ?= --image-frames 4
 
-.PHONY: setup test test-all test-gpu demo demo-data demo-features extract matrix study lint bench clean
+.PHONY: setup constraints test test-all test-gpu demo demo-data demo-features extract matrix study lint bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# Rewrite constraints.txt from .venv (after upgrading a package there and passing `make test`).
+# Each pin holds from the Python it was frozen under up (older ones resolve pyproject's ranges).
+constraints: setup
+	py=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	{ sed -n '/^#/p' constraints.txt; \
+	  $(BIN)/python -m pip freeze --exclude-editable | sed "s/\$$/; python_version >= \"$$py\"/"; \
+	} > constraints.tmp
+	mv constraints.tmp constraints.txt
 
 # The suite CI runs (under 15 minutes on 2 cores): everything but the tests marked slow.
 test: setup

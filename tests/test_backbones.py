@@ -33,7 +33,13 @@ from extract.backbones import (
     get_spec,
     sample_frame_indices,
 )
-from extract.backbones.listing import LISTING_FILE, list_backbones, read_listing, static_rows
+from extract.backbones.listing import (
+    LISTING_FILE,
+    library_versions,
+    list_backbones,
+    read_listing,
+    static_rows,
+)
 from extract.backbones.registry import class_names
 from vtl.errors import UserError
 
@@ -382,6 +388,13 @@ def _presence(rows: list[dict]) -> dict[str, bool]:
 
 def test_listing_is_current_and_equals_the_live_rows(monkeypatch, tmp_path: Path):
     listing = read_listing()
+    if listing is None and LISTING_FILE.is_file():
+        written = json.loads(LISTING_FILE.read_text())["versions"]
+        assert written == library_versions(), (
+            f"{LISTING_FILE} was written with {written}, this environment has "
+            f"{library_versions()}: `make setup` installs constraints.txt's versions; after an "
+            f"upgrade, {REGENERATE}"
+        )
     assert listing is not None, f"{LISTING_FILE} is missing or stale: {REGENERATE}"
     assert listing["families"] == {name: list(v) for name, v in FAMILIES.items()}, REGENERATE
 
