@@ -178,6 +178,20 @@ def _reason(error: av.FFmpegError) -> str:
     return (message or "unknown decoder error").split("Error: ")[-1][:160]
 
 
+def _open_reason(error: av.FFmpegError) -> str:
+    """`_reason` for an error while ffmpeg reads the file's header, before any frame: running
+    out of data there is a file cut inside its header (or text that ffmpeg took for a format
+    by its extension), not frames lost at the end."""
+    if isinstance(error, av.error.EOFError):
+        return "the file ends inside its header (truncated, a damaged size field, or not a video)"
+    if "Input/output error" in _message(error):
+        return (
+            "input/output error while reading its header (a truncated or damaged file, or a "
+            "failing disk)"
+        )
+    return _reason(error)
+
+
 def _message(error: av.FFmpegError) -> str:
     """ffmpeg's message on one line, without the errno and the path PyAV's str() adds."""
     return " ".join((error.strerror or str(error)).split())
@@ -353,6 +367,9 @@ class _Frames:
         self.strict = strict
         try:
             container, self._location = open_container(path)
+        except av.FFmpegError as error:
+            raise VideoError(_open_reason(error)) from None
+        try:
             with container:
                 stream = video_stream(container)
                 if stream is None:

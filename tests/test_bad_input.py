@@ -659,6 +659,32 @@ def test_a_container_mark_in_bytes_that_are_no_video_is_not_a_video(tmp_path):
     assert header_frames(path) == 0
 
 
+def test_a_download_saved_under_another_formats_name_is_read_past_its_headers(tmp_path):
+    """An MP4 with its HTTP response's headers before it, saved as `.gif`: ffmpeg takes it for a
+    GIF by its name and runs out of data; the file reads from the MP4 header on."""
+    intact = pattern_video(tmp_path / "v.mp4", n=24)
+    damaged = bytes_before(intact, tmp_path / "saved.gif", HTTP_RESPONSE)
+    with pytest.raises(av.error.EOFError):
+        av.open(str(damaged)).close()
+    source, expected = VideoSource(damaged), VideoSource(intact)
+    assert source.info.n_frames == expected.info.n_frames == header_frames(damaged) == 24
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    np.testing.assert_array_equal(frames, np.concatenate([c for _, c in expected.chunks()]))
+
+
+def test_a_file_that_ends_inside_its_header_says_so(tmp_path):
+    """Out of data before the header is read: a file cut there, or text under a video's name
+    (ffmpeg picks GIF by the name), is no video whose last frames are lost."""
+    text = tmp_path / "notes.gif"
+    text.write_text("not a picture\n" * 20)
+    with pytest.raises(VideoError, match=r"^the file ends inside its header \(truncated"):
+        VideoSource(text)
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(pattern_video(tmp_path / "v.webm", codec="libvpx-vp9").read_bytes()[:200])
+    with pytest.raises(VideoError, match=r"^input/output error while reading its header"):
+        VideoSource(cut)
+
+
 def test_a_stream_of_which_no_frame_decodes_says_so(tmp_path):
     """Animated WebP: FFmpeg before 8 demuxes its packets but decodes no frame of them."""
     path = tmp_path / "anim.webp"

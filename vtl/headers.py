@@ -57,7 +57,7 @@ def open_container(path: str | Path):
         container = open_location(path)
         if container.format.name not in RAW_DEMUXERS and video_stream(container) is not None:
             return container, str(path)
-    except av.error.InvalidDataError as error:
+    except (av.error.InvalidDataError, av.error.EOFError) as error:  # EOF: a format by its name
         failure = error
     for start in _container_starts(path):
         location = f"subfile,,start,{start},end,0,,:{path}"
