@@ -519,6 +519,32 @@ def test_an_avi_without_index_or_frame_count_reads_every_frame(tmp_path):
     assert np.abs(frames.astype(int) - expected).mean() < 12
 
 
+@pytest.mark.parametrize("length", [480, 2**31 - 1, 24, 0])
+def test_an_avi_whose_stream_header_misstates_its_length_reads_every_frame(tmp_path, length):
+    """A damaged frame count in an AVI's stream header (dwLength, which makes the duration as
+    wrong), the file whole with its index: the index's frames are the video, all of them. Cut
+    short, its index goes with its end, and a count too high leaves frames missing."""
+    import struct
+
+    intact = pattern_video(tmp_path / "v.avi", n=48, format="avi")
+    data = bytearray(intact.read_bytes())
+    struct.pack_into("<I", data, data.find(b"strh") + 8 + 32, length)  # dwLength
+    path = tmp_path / "damaged.avi"
+    path.write_bytes(bytes(data))
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == length
+    source, expected = VideoSource(path), VideoSource(intact)
+    assert (source.info.n_frames, source.info.fps) == (48, expected.info.fps)
+    assert header_frames(path) == 48
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    np.testing.assert_array_equal(frames, np.concatenate([c for _, c in expected.chunks()]))
+    if length > 48:
+        cut = tmp_path / "cut.avi"
+        cut.write_bytes(bytes(data[: len(data) * 4 // 5]))
+        with pytest.raises(VideoError, match=rf"^the data ends after \d+ of its {length} frames"):
+            VideoSource(cut)
+
+
 @pytest.mark.parametrize("cut", ["end", "start"])
 @pytest.mark.parametrize(
     "name, codec, pix_fmt",

@@ -5,6 +5,7 @@ and which of its streams is the video (`video_stream`, also the decoder's choice
 from __future__ import annotations
 
 import contextlib
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -111,9 +112,13 @@ def promised_frames(stream) -> int:
     the end without re-encoding) leaves the others out of the index and of the duration, where
     a codec needs none of them to decode the part shown. An index that ends before the
     duration does (a damaged sample table: frames the file holds and cannot be reached) leaves
-    the header's count standing, and the frames it lost missing."""
+    the header's count standing, and the frames it lost missing. An AVI file that is whole
+    (`whole_avi`) holds the frames its index lists, whatever its stream header says (a damaged
+    frame count there makes the duration as wrong as the count)."""
     frames, entries = int(stream.frames or 0), stream.index_entries
     listed = len(entries)
+    if 1 < listed != frames and whole_avi(stream.container):
+        return listed
     if 1 < listed < frames and stream.duration:
         first, last = entries[0].timestamp, entries[listed - 1].timestamp
         step = (last - first) / (listed - 1)  # the index's frame spacing
@@ -121,6 +126,36 @@ def promised_frames(stream) -> int:
         if step > 0 and last + step >= end - 3 * step:
             return listed
     return frames
+
+
+def whole_avi(container) -> bool:
+    """Whether an open container is an AVI file that ends where its RIFF header says and holds
+    its legacy index (`idx1`, written after the frames) complete: nothing of it was cut off, so
+    its index lists every frame it holds. False for other formats, for an AVI cut short or
+    grown (OpenDML's further RIFF segments: its index is per segment) and for one read past
+    bytes before it (`open_container`'s subfile location)."""
+    if container.format.name != "avi":
+        return False
+    try:
+        with open(container.name, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"AVI ":
+                return False
+            end = 8 + int.from_bytes(head[4:8], "little")
+            if size not in (end, end + 1):  # a RIFF chunk of odd size has a pad byte
+                return False
+            at = 12
+            while at + 8 <= end:  # the top-level chunks: LIST hdrl, LIST movi, idx1, JUNK
+                handle.seek(at)
+                chunk = handle.read(8)
+                length = int.from_bytes(chunk[4:8], "little")
+                if chunk[:4] == b"idx1":
+                    return at + 8 + length <= end
+                at += 8 + length + (length & 1)
+    except OSError:  # no such file: a subfile location
+        return False
+    return False
 
 
 def declared_rate(stream) -> Fraction | None:
