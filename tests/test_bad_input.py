@@ -484,7 +484,11 @@ def test_a_stream_that_starts_mid_gop_is_shown_from_its_first_keyframe(
     )
     data = path.read_bytes()
     cut = tmp_path / f"cut.{fmt}"
-    cut.write_bytes(data[int(len(data) * 0.3) // 188 * 188 :])  # mid-GOP, on a TS packet
+    at = int(len(data) * 0.3) // 188 * 188  # mid-GOP, on a TS packet
+    cut.write_bytes(data[at:])
+    while fmt == "h264" and not _ffmpeg_opens(cut):  # what ffmpeg shows: see the test below
+        at += 1
+        cut.write_bytes(data[at:])
     source = VideoSource(cut)
     frames = np.concatenate([chunk for _, chunk in source.chunks()])
     shown = sum(len(p.decode()) for p in av.open(str(cut)).demux(video=0))  # as ffmpeg shows it
@@ -493,6 +497,40 @@ def test_a_stream_that_starts_mid_gop_is_shown_from_its_first_keyframe(
     first = n - shown  # every frame from the first keyframe on, in order
     expected = np.stack([pattern(first + i, 48, 64) for i in range(shown)])
     assert np.abs(frames.astype(int) - expected).mean() < 12
+
+
+def _ffmpeg_opens(path: Path) -> bool:
+    try:
+        av.open(str(path)).close()
+    except av.error.InvalidDataError:
+        return False
+    return True
+
+
+def test_a_raw_stream_cut_where_ffmpeg_cannot_probe_it_is_read_from_its_parameter_sets(tmp_path):
+    """A raw H.264 stream cut at one of the places (a few in a hundred) where ffmpeg cannot
+    open it (the bytes before the first start code make its probe, or its extradata filter,
+    fail): read from its first parameter set on, every frame ffmpeg decodes from there."""
+    n = 250
+    frames = (pattern(i, 48, 64) for i in range(n))
+    data = encode(tmp_path / "whole.h264", frames, 25, format="h264", codec_options=X264_GOP)
+    data = data.read_bytes()
+    cut, at = tmp_path / "cut.h264", int(len(data) * 0.3)
+    cut.write_bytes(data[at:])
+    while _ffmpeg_opens(cut):
+        at += 1
+        cut.write_bytes(data[at:])
+    assert at < len(data) * 0.5  # such places are not rare
+    sps = data.index(b"\x00\x00\x01\x67", at)  # libx264's sequence parameter sets
+    reference = tmp_path / "from_sps.h264"
+    reference.write_bytes(data[sps:])
+    with av.open(str(reference)) as container:
+        expected = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    source = VideoSource(cut)
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    assert source.info.n_frames == len(frames) == len(expected) > 0 and source.concealed == 0
+    assert source.info.fps == 25
+    np.testing.assert_array_equal(frames, expected)
 
 
 def test_an_avi_without_index_or_frame_count_reads_every_frame(tmp_path):

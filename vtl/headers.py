@@ -29,6 +29,15 @@ RAW_DEMUXERS = frozenset(
 CONTAINER_MARKS = ((b"ftyp", 4), (b"\x1a\x45\xdf\xa3", 0))
 # How far into a file a container's header is looked for, and how many places are tried.
 SCAN_BYTES, SCAN_TRIES = 1 << 20, 4
+# Raw H.264, HEVC and VVC streams (Annex B: NAL units after 00 00 01 start codes) by the file
+# extensions ffmpeg gives them, and how to tell a parameter set's NAL unit (H.264: SPS; HEVC,
+# VVC: VPS or SPS) from the byte(s) after a start code. A stream cut mid-way decodes nothing
+# before its first parameter set.
+RAW_NAL_STREAMS = {
+    **dict.fromkeys(("h264", "264", "h26l", "avc"), lambda b: b[0] & 0x9F == 0x07),
+    **dict.fromkeys(("hevc", "h265", "265"), lambda b: b[0] & 0xFE in (0x40, 0x42)),
+    **dict.fromkeys(("vvc", "h266", "266"), lambda b: b[1] >> 3 in (14, 15) and b[0] < 0x80),
+}
 
 
 def open_location(location: str | Path):
@@ -46,7 +55,9 @@ def open_container(path: str | Path):
     Matroska or WebM header starts within its first MiB (bytes before it: an HTTP response's
     headers saved with a download, a recorder's preamble, a broken copy), is opened from that
     header on (ffmpeg's `subfile` protocol: the container's own offsets count from there) when
-    a video stream is found there.
+    a video stream is found there. A raw H.264, HEVC or VVC stream (by its extension) that
+    ffmpeg cannot open, cut mid-way where the bytes before its first NAL unit fail its probe,
+    is opened from its first parameter set the same way.
 
     Raises:
         av.FFmpegError: the error at the file's first byte, when no later header opens either.
@@ -60,7 +71,10 @@ def open_container(path: str | Path):
             return container, str(path)
     except (av.error.InvalidDataError, av.error.EOFError) as error:  # EOF: a format by its name
         failure = error
-    for start in _container_starts(path):
+    starts = _container_starts(path)
+    if container is None:  # a raw stream cut mid-way: ffmpeg's probe fails on the bytes before
+        starts += _parameter_set_start(path)  # its first NAL unit
+    for start in starts:
         location = f"subfile,,start,{start},end,0,,:{path}"
         with contextlib.suppress(av.FFmpegError):
             found = open_location(location)
@@ -86,6 +100,22 @@ def _container_starts(path: str | Path) -> list[int]:
             starts.append(at - before)
             at, found = head.find(mark, at + 1), found + 1
     return sorted(starts)[:SCAN_TRIES]
+
+
+def _parameter_set_start(path: str | Path) -> list[int]:
+    """The offset of the first parameter set's start code in the first `SCAN_BYTES` of a file
+    whose extension names a raw H.264, HEVC or VVC stream (`RAW_NAL_STREAMS`); [] if none."""
+    is_parameter_set = RAW_NAL_STREAMS.get(Path(path).suffix.lower().lstrip("."))
+    if is_parameter_set is None:
+        return []
+    with open(path, "rb") as handle:
+        head = handle.read(SCAN_BYTES)
+    at = head.find(b"\x00\x00\x01")
+    while 0 <= at < len(head) - 5:
+        if is_parameter_set(head[at + 3 : at + 5]):
+            return [at]
+        at = head.find(b"\x00\x00\x01", at + 3)
+    return []
 
 
 def video_stream(container):
