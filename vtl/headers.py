@@ -72,8 +72,8 @@ def open_container(path: str | Path):
     except (av.error.InvalidDataError, av.error.EOFError) as error:  # EOF: a format by its name
         failure = error
     starts = _container_starts(path)
-    if container is None:  # a raw stream cut mid-way: ffmpeg's probe fails on the bytes before
-        starts += _parameter_set_start(path)  # its first NAL unit
+    if container is None:  # a raw stream whose bytes before its first NAL unit fail the probe
+        starts += _parameter_set_start(path)
     for start in starts:
         location = f"subfile,,start,{start},end,0,,:{path}"
         with contextlib.suppress(av.FFmpegError):
