@@ -750,7 +750,7 @@ def test_a_file_that_ends_inside_its_header_says_so(tmp_path):
 
 
 def test_a_stream_of_which_no_frame_decodes_says_so(tmp_path):
-    """Animated WebP: FFmpeg before 8 demuxes its packets but decodes no frame of them."""
+    """Animated WebP: FFmpeg (8.1 here) demuxes its packets but decodes no frame of them."""
     path = tmp_path / "anim.webp"
     with av.open(str(path), "w", format="webp") as container:
         stream = container.add_stream("libwebp_anim", rate=24)
