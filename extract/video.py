@@ -65,6 +65,7 @@ from vtl.errors import UserError
 from vtl.headers import (
     MAX_FPS,
     MIN_FPS,
+    animated_webp,
     declared_rate,
     open_container,
     open_location,
@@ -579,6 +580,49 @@ class _Frames:
         return np.ascontiguousarray(np.rot90(np.stack(out), k=k, axes=(1, 2)))
 
 
+class _PillowFrames(_Frames):
+    """An animated WebP's frames with Pillow (libwebp: FFmpeg demuxes the format but decodes no
+    animation frame), each composited as the format says and shown for its duration; what
+    `_Frames` gives otherwise (times, forward-only `get`), without concealment: a frame that
+    does not decode breaks the video."""
+
+    def __init__(self, path: Path, strict: bool = False):
+        from PIL import Image
+
+        self.path, self.strict = path, strict  # nothing to conceal: strict or not, the same
+        try:
+            with Image.open(path) as image:
+                durations = []  # ms; Pillow reads a frame's duration as it decodes it
+                for index in range(getattr(image, "n_frames", 1)):
+                    image.seek(index)
+                    image.load()
+                    durations.append(int(image.info.get("duration", 0)))
+        except (OSError, ValueError) as error:
+            raise VideoError(
+                f"not a decodable animated WebP (truncated or corrupt file; libwebp: {error})"
+            ) from None
+        stamps = [0, *np.cumsum(durations[:-1]).tolist()]
+        self.fps = frame_rate(stamps, Fraction(1, 1000), None)
+        self.n_frames = len(durations)
+        self._starts = np.array(stamps, np.float64) / 1000.0
+        self.rotation, self.sample_aspect, self.concealed = 0, None, 0
+        self._frames, self._next, self._last = None, 0, None
+
+    def _decoded(self) -> Iterator[np.ndarray]:
+        from PIL import Image
+
+        with Image.open(self.path) as image:
+            for index in range(self.n_frames):
+                try:
+                    image.seek(index)
+                    yield np.asarray(image.convert("RGB"))
+                except (OSError, ValueError) as error:
+                    raise VideoError(
+                        f"the stream breaks after {index} of {self.n_frames} frames (corrupt "
+                        f"data: {error})"
+                    ) from None
+
+
 def _rate_problem(fps: float) -> str | None:
     """What is wrong with a frame rate no video has (None for a plausible one)."""
     if not np.isfinite(fps) or fps <= 0:
@@ -662,7 +706,8 @@ class VideoSource:
     def __init__(self, path: str | Path, strict: bool = False):
         self.path = Path(path)
         _check_file(self.path)
-        self._frames = _Frames(self.path, strict=strict)
+        reader = _PillowFrames if animated_webp(self.path) else _Frames
+        self._frames = reader(self.path, strict=strict)
         n_frames, fps = self._frames.n_frames, self._frames.fps
         if n_frames == 0:
             raise VideoError("the video stream has no frames")

@@ -6,6 +6,7 @@ in a subprocess, real EfficientNet-Lite0 weights, real HDF5 files damaged on dis
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import resource
@@ -212,6 +213,21 @@ def zeroed_box(source: Path, path: Path, box: bytes) -> Path:
     return path
 
 
+def webp_animation(path: Path, n=48, lossless=True) -> Path:
+    """An animated WebP at 24 fps, written by ffmpeg's libwebp encoder."""
+    with av.open(str(path), "w", format="webp") as container:
+        options = {"lossless": "1"} if lossless else {"quality": "90"}
+        stream = container.add_stream("libwebp_anim", rate=24, options=options)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(pattern(i, 48, 64), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def future_matroska(path: Path) -> Path:
     """A Matroska file whose EBML header asks for a reader of version 2 (this FFmpeg reads 1):
     PyAV's PatchWelcomeError, "Not yet implemented in FFmpeg, patches welcome"."""
@@ -234,6 +250,7 @@ def unusual_videos(folder: Path) -> dict[str, Path]:
         "yuv444p": pattern_video(folder / "p444.mp4", pix_fmt="yuv444p"),
         "size_change": size_change_video(folder / "joined.ts"),
         "picture_then_video": picture_then_video(folder / "picture_first.mkv"),
+        "animated_webp": webp_animation(folder / "animation.webp"),
         "http_response_before": bytes_before(
             pattern_video(folder / "download.mp4"), folder / "saved.mp4", HTTP_RESPONSE
         ),
@@ -383,6 +400,7 @@ def test_allow_failures_exits_zero(demo_manifest, tmp_path):
         "size_change",
         "picture_then_video",
         "http_response_before",
+        "animated_webp",
     ],
 )
 def test_unusual_video_is_extracted(mixed, case):
@@ -390,9 +408,9 @@ def test_unusual_video_is_extracted(mixed, case):
         assert case in f.video_ids, mixed["run"].stderr
         features = f.video_features(f.video_ids.index(case))
         assert len(features) >= 2 and np.all(np.isfinite(features))
-        if case in ("yuv420p10le", "yuv444p"):
-            # The same pictures as `plain` (8-bit 4:2:0): nearly the same embeddings, nearer
-            # than those of another video.
+        if case in ("yuv420p10le", "yuv444p", "animated_webp"):
+            # The same pictures as `plain` (8-bit 4:2:0 H.264): nearly the same embeddings,
+            # nearer than those of another video.
             def cosine(a, b):
                 return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
@@ -562,8 +580,6 @@ def test_an_avi_whose_stream_header_misstates_its_length_reads_every_frame(tmp_p
     """A damaged frame count in an AVI's stream header (dwLength, which makes the duration as
     wrong), the file whole with its index: the index's frames are the video, all of them. Cut
     short, its index goes with its end, and a count too high leaves frames missing."""
-    import struct
-
     intact = pattern_video(tmp_path / "v.avi", n=48, format="avi")
     data = bytearray(intact.read_bytes())
     struct.pack_into("<I", data, data.find(b"strh") + 8 + 32, length)  # dwLength
@@ -750,23 +766,43 @@ def test_a_file_that_ends_inside_its_header_says_so(tmp_path):
 
 
 def test_a_stream_of_which_no_frame_decodes_says_so(tmp_path):
-    """Animated WebP: FFmpeg (8.1 here) demuxes its packets but decodes no frame of them."""
-    path = tmp_path / "anim.webp"
-    with av.open(str(path), "w", format="webp") as container:
-        stream = container.add_stream("libwebp_anim", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(4):
-            frame = av.VideoFrame.from_ndarray(pattern(i, 48, 64), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    try:
-        source = VideoSource(path)
-    except VideoError as error:
-        assert "no frame decodes" in str(error)
-        return
-    pytest.skip(f"this FFmpeg decodes animated WebP ({source.info.n_frames} frames)")
+    """A raw HEVC stream cut after its last parameter sets, inside its last random-access
+    picture: ffmpeg opens it and demuxes its packets, and not one of them decodes to a frame
+    (no reference picture) nor raises."""
+    frames = (pattern(i, 48, 64) for i in range(100))
+    options = {"g": "50", "bf": "2"}
+    data = encode(
+        tmp_path / "w.hevc", frames, 25, format="hevc", codec="libx265", codec_options=options
+    ).read_bytes()
+    cut = tmp_path / "tail.hevc"
+    cut.write_bytes(data[data.rindex(b"\x00\x00\x01\x40") + 300 :])  # after the last VPS
+    with av.open(str(cut)) as container:
+        packets = [p for p in container.demux(video=0) if p.size]
+        assert packets and not any(p.decode() for p in packets)
+    with pytest.raises(VideoError, match="^no frame decodes"):
+        VideoSource(cut)
+
+
+@pytest.mark.parametrize("lossless", [True, False])
+def test_an_animated_webp_is_read_with_libwebp(tmp_path, lossless):
+    """Animated WebP: FFmpeg (8.1 here) demuxes its packets but decodes no frame of them;
+    Pillow's libwebp reads it, every frame, in order, each at its duration (42, 41, 42 ms ...:
+    24 fps)."""
+    path = webp_animation(tmp_path / "anim.webp", n=30, lossless=lossless)
+    with av.open(str(path)) as container:  # what FFmpeg alone makes of it
+        decoded = 0
+        with contextlib.suppress(av.FFmpegError):
+            for packet in container.demux(video=0):
+                decoded += len(packet.decode())
+        assert decoded == 0
+    source = VideoSource(path)
+    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    assert source.info.n_frames == len(frames) == header_frames(path) == 30
+    assert source.info.fps == pytest.approx(24, rel=1e-3) and not source.info.variable_rate
+    expected = np.stack([pattern(i, 48, 64) for i in range(30)])
+    assert np.abs(frames.astype(int) - expected).mean() < 12
+    wrong_order = np.abs(frames[1:].astype(int) - expected[:-1]).mean()
+    assert np.abs(frames[1:].astype(int) - expected[1:]).mean() < wrong_order
 
 
 def test_the_frame_rate_from_timestamps_and_header():

@@ -200,6 +200,18 @@ def declared_rate(stream) -> Fraction | None:
     return None
 
 
+def animated_webp(path: str | Path) -> bool:
+    """Whether a file is an animated WebP (a RIFF WEBP file whose VP8X header sets the animation
+    flag): FFmpeg demuxes it, but its WebP decoder reads no animation frame; Pillow's (libwebp)
+    does, and extraction reads it with that."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(21)
+    except OSError:
+        return False
+    return len(head) == 21 and head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and head[20] & 2
+
+
 def header_frames(path: str | Path) -> int | None:
     """A video's frame count as its container header gives it (MP4: exact), else duration x
     rate; no demuxing or decoding, so that reading it for thousands of files is cheap. None for
@@ -210,6 +222,14 @@ def header_frames(path: str | Path) -> int | None:
 
     if special_file(path) is not None:
         return 0
+    if animated_webp(path):
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:  # libwebp's demuxer counts the frames
+                return int(getattr(image, "n_frames", 1))
+        except (OSError, ValueError):
+            return 0
     try:
         with open_container(path)[0] as container:
             stream = video_stream(container)
