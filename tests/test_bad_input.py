@@ -135,6 +135,16 @@ def audio_only(path: Path, cover: bool = False) -> Path:
     return path
 
 
+def mux_pattern(container, stream, n: int) -> None:
+    """`pattern` frames 0 to n - 1 at the stream's size, encoded into it and flushed."""
+    for i in range(n):
+        image = pattern(i, stream.height, stream.width)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def picture_then_video(path: Path, n=48) -> Path:
     """MKV whose first video stream is one still picture, unmarked (an image attachment muxed
     as a track), and whose second is the video (H.264, the `pattern` frames)."""
@@ -143,12 +153,7 @@ def picture_then_video(path: Path, n=48) -> Path:
         stream = container.add_stream("libx264", rate=24)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         mux_picture(container, picture, np.full((96, 128, 3), 200, np.uint8))
-        for i in range(n):
-            frame = av.VideoFrame.from_ndarray(pattern(i, 48, 64), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        mux_pattern(container, stream, n)
     return path
 
 
@@ -219,12 +224,7 @@ def webp_animation(path: Path, n=48, lossless=True) -> Path:
         options = {"lossless": "1"} if lossless else {"quality": "90"}
         stream = container.add_stream("libwebp_anim", rate=24, options=options)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(n):
-            frame = av.VideoFrame.from_ndarray(pattern(i, 48, 64), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        mux_pattern(container, stream, n)
     return path
 
 
