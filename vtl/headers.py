@@ -71,9 +71,11 @@ def open_container(path: str | Path):
             return container, str(path)
     except (av.error.InvalidDataError, av.error.EOFError) as error:  # EOF: a format by its name
         failure = error
-    starts = _container_starts(path)
+    with open(path, "rb") as handle:
+        head = handle.read(SCAN_BYTES)
+    starts = _container_starts(head)
     if container is None:  # a raw stream whose bytes before its first NAL unit fail the probe
-        starts += _parameter_set_start(path)
+        starts += _parameter_set_start(head, Path(path).suffix)
     for start in starts:
         location = f"subfile,,start,{start},end,0,,:{path}"
         with contextlib.suppress(av.FFmpegError):
@@ -88,11 +90,9 @@ def open_container(path: str | Path):
     return container, str(path)
 
 
-def _container_starts(path: str | Path) -> list[int]:
+def _container_starts(head: bytes) -> list[int]:
     """Offsets after the first byte at which a container's header (`CONTAINER_MARKS`) starts
-    in the file's first `SCAN_BYTES`, nearest first, at most `SCAN_TRIES`."""
-    with open(path, "rb") as handle:
-        head = handle.read(SCAN_BYTES)
+    in a file's first bytes (`head`), nearest first, at most `SCAN_TRIES`."""
     starts = []
     for mark, before in CONTAINER_MARKS:
         at, found = head.find(mark, before + 1), 0
@@ -102,14 +102,13 @@ def _container_starts(path: str | Path) -> list[int]:
     return sorted(starts)[:SCAN_TRIES]
 
 
-def _parameter_set_start(path: str | Path) -> list[int]:
-    """The offset of the first parameter set's start code in the first `SCAN_BYTES` of a file
-    whose extension names a raw H.264, HEVC or VVC stream (`RAW_NAL_STREAMS`); [] if none."""
-    is_parameter_set = RAW_NAL_STREAMS.get(Path(path).suffix.lower().lstrip("."))
+def _parameter_set_start(head: bytes, suffix: str) -> list[int]:
+    """The offset of the first parameter set's start code in a file's first bytes (`head`),
+    where its extension (`suffix`) names a raw H.264, HEVC or VVC stream (`RAW_NAL_STREAMS`);
+    [] if none."""
+    is_parameter_set = RAW_NAL_STREAMS.get(suffix.lower().lstrip("."))
     if is_parameter_set is None:
         return []
-    with open(path, "rb") as handle:
-        head = handle.read(SCAN_BYTES)
     at = head.find(b"\x00\x00\x01")
     while 0 <= at < len(head) - 5:
         if is_parameter_set(head[at + 3 : at + 5]):
