@@ -232,13 +232,32 @@ def _demux(container, stream) -> Iterator[av.Packet]:
 
 
 def _decode(
-    container, stream, strict: bool, skip: frozenset[int] = frozenset()
+    container, stream, strict: bool, skip: frozenset[int] = frozenset(), location: str = ""
 ) -> Iterator[av.VideoFrame | _Lost]:
     """The stream's frames in decoding order, the packets `skip` names not decoded (`_head`'s
     packets before the first keyframe: indices among the packets with data); unless `strict`, a
     packet that fails to decode is a `_Lost` in their place (the codec goes on with the next
-    packet), and data that breaks ends the stream (the codec's delayed frames flushed)."""
+    packet), and data that breaks ends the stream (the codec's delayed frames flushed).
+
+    A frame-threaded codec reports a packet's error a frame or two late: for one of the last
+    packets (a file cut inside its last frame), at the flush, and the frames it still holds
+    after the failed one cannot be received any more (a codec that is draining takes no further
+    call). Given the `location` the container opened at, those frames are decoded again,
+    single-threaded (`_after_failed_flush`)."""
     packets, index = _demux(container, stream), -1
+    shown: list = []  # the good frames' times (None: unknown), for a decode again to go on
+
+    def flushed(packet: av.Packet | None) -> Iterator[av.VideoFrame | _Lost]:
+        try:
+            frames = packet.decode() if packet is not None else stream.codec_context.decode(None)
+        except av.FFmpegError as error:
+            if location:
+                yield _Lost(error, None)
+                yield from _after_failed_flush(location, skip, shown)
+            return
+        shown.extend(frame.pts for frame in frames)
+        yield from frames
+
     while True:
         try:
             packet = next(packets)
@@ -247,8 +266,7 @@ def _decode(
         except av.FFmpegError:  # the data breaks here: what it still promised is missing
             if strict:
                 raise
-            with contextlib.suppress(av.FFmpegError):
-                yield from stream.codec_context.decode(None)
+            yield from flushed(None)
             return
         index += bool(packet.size)
         if packet.size and index in skip:
@@ -256,13 +274,47 @@ def _decode(
         if strict:
             yield from packet.decode()
             continue
+        if not packet.size:  # the end of the stream: the codec's delayed frames
+            yield from flushed(packet)
+            continue
         try:
             frames = packet.decode()
         except av.FFmpegError as error:
-            if packet.size and not packet.is_discard:  # a frame to be shown is lost
+            if not packet.is_discard:  # a frame to be shown is lost
                 yield _Lost(error, packet.pts)
             continue
+        shown.extend(frame.pts for frame in frames)
         yield from frames
+
+
+def _after_failed_flush(
+    location: str, skip: frozenset[int], shown: list
+) -> Iterator[av.VideoFrame]:
+    """The frames a frame-threaded codec held when its flush failed, decoded again
+    single-threaded (errors surface at their own packet there): those after the `shown` ones.
+    Where their times are known, from the keyframe before the last of them (a seek: a long
+    video is not decoded twice), else from the start, by count. Frames it loses too are what
+    the data lacks: the caller's count conceals them."""
+    last = max((t for t in shown if t is not None), default=None)
+    by_time = last is not None and None not in shown
+    passed = 0
+    with open_location(location) as container:
+        stream = video_stream(container)
+        stream.thread_count = 1
+        if by_time:  # the packets' indices change with the seek: `skip` is for the start only
+            with contextlib.suppress(av.FFmpegError):
+                container.seek(last, stream=stream, backward=True)
+                skip = frozenset()
+        for frame in _decode(container, stream, strict=False, skip=skip):
+            if isinstance(frame, _Lost):
+                continue
+            if by_time:
+                keep = frame.pts is not None and frame.pts > last
+            else:
+                keep = passed >= len(shown)
+                passed += 1
+            if keep:
+                yield frame
 
 
 def _head(location: str, packets: list, indexed: bool) -> tuple[frozenset[int], frozenset[int]]:
@@ -466,7 +518,7 @@ class _Frames:
             stream = video_stream(container)  # the stream __init__ read (same file, same pick)
             stream.thread_type, stream.thread_count = "AUTO", DECODE_THREADS
             self.sample_aspect = _sample_aspect(stream)
-            for frame in _decode(container, stream, self.strict, self._skip):
+            for frame in _decode(container, stream, self.strict, self._skip, self._location):
                 if isinstance(frame, _Lost):
                     error, lost = frame.error, lost + 1
                     if self.concealed + lost > total:

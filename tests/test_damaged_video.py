@@ -140,6 +140,67 @@ def test_a_frame_the_index_promises_but_the_data_lacks_is_concealed(content, tmp
     )
 
 
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}  # a recording's layout
+
+
+@pytest.mark.parametrize("layout", [FASTSTART, FRAGMENTED], ids=["faststart", "fragmented"])
+def test_a_file_cut_inside_its_last_frame_keeps_every_whole_frame(layout, tmp_path):
+    """The file ends inside its last sample (an interrupted download or recording): that frame
+    alone is lost. The codec's frame threads report its error at the flush, where the frames
+    they still hold cannot be received any more; they are decoded again (before, 3 frames were
+    lost, beyond a 60-frame video's budget, and the video failed). A fragmented MP4 promises
+    only the frames of the fragments it holds: the cut one's."""
+    clean = tmp_path / "clean.mp4"
+    write_video(clean, (pattern(i) for i in range(FRAMES)), FPS, container_options=layout)
+    reference, _ = decode(clean)
+    pos, size, pts = max(packets(clean))  # the last sample in the file
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clean.read_bytes()[: pos + size // 2])
+    slot = sorted(t for _, _, t in packets(clean)).index(pts)  # its place on screen
+    frames, source = decode(cut)
+    assert len(frames) == source.info.n_frames == FRAMES and source.concealed == 1
+    np.testing.assert_array_equal(frames[slot], frames[slot - 1])
+    keep = np.arange(FRAMES) != slot
+    np.testing.assert_array_equal(frames[keep], reference[keep])
+
+
+def top_level_boxes(path: Path) -> list[tuple[int, bytes]]:
+    """(offset, type) of each top-level box of an MP4 file (32-bit sizes), in file order."""
+    data, at, boxes = path.read_bytes(), 0, []
+    while at < len(data):
+        boxes.append((at, data[at + 4 : at + 8]))
+        at += int.from_bytes(data[at : at + 4], "big")
+    return boxes
+
+
+@pytest.mark.parametrize("fragment", [-1, -2])
+def test_a_fragmented_mp4_cut_inside_a_fragment_header_keeps_the_fragments_before(
+    fragment, tmp_path
+):
+    """A fragmented MP4 (12-frame fragments) cut inside a fragment's header (`moof`): ffmpeg
+    reads every such header as it opens the file and cannot open it at all (before: "the file
+    ends inside its header"). It is read up to the last whole box, every frame of the
+    fragments before the cut."""
+    clean = tmp_path / "clean.mp4"
+    frames = (pattern(i) for i in range(FRAMES))
+    write_video(clean, frames, FPS, options={"g": "12"}, container_options=FRAGMENTED)
+    reference, _ = decode(clean)
+    boxes = top_level_boxes(clean)
+    fragments = [
+        (at, boxes[i + 1][0] - at) for i, (at, kind) in enumerate(boxes) if kind == b"moof"
+    ]
+    assert len(fragments) == FRAMES // 12
+    at, size = fragments[fragment]
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clean.read_bytes()[: at + 3 * size // 4])  # inside its sample table
+    with pytest.raises(av.FFmpegError):
+        av.open(str(cut)).close()
+    kept, source = decode(cut)
+    whole = 12 * (len(fragments) + fragment)
+    assert len(kept) == source.info.n_frames == whole and source.concealed == 0
+    np.testing.assert_array_equal(kept, reference[:whole])
+
+
 def test_an_undecodable_packet_repeats_the_frame_before_it(clean, reference, tmp_path):
     """Packet 30 in decoding order is frame 30 on screen (a P-frame): it is lost, frame 29 takes
     its place, and the frames before it are untouched (those after it show the damage, as in

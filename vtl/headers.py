@@ -24,6 +24,9 @@ RAW_DEMUXERS = frozenset(
 )
 
 
+# The boxes an MP4 or QuickTime file starts with (its type, a segment's type, its header or
+# data first, padding, QuickTime's preview).
+FIRST_BOXES = frozenset(b"ftyp styp moov mdat free skip wide pnot".split())
 # Where a container's header starts (the mark's offset less the bytes before it): an MP4 or
 # QuickTime file's `ftyp` box (its 4-byte size first), Matroska's and WebM's EBML header.
 CONTAINER_MARKS = ((b"ftyp", 4), (b"\x1a\x45\xdf\xa3", 0))
@@ -57,7 +60,10 @@ def open_container(path: str | Path):
     header on (ffmpeg's `subfile` protocol: the container's own offsets count from there) when
     a video stream is found there. A raw H.264, HEVC or VVC stream (by its extension) that
     ffmpeg cannot open, cut mid-way where the bytes before its first NAL unit fail its probe,
-    is opened from its first parameter set the same way.
+    is opened from its first parameter set the same way. An MP4 or QuickTime file that ffmpeg
+    cannot open because it ends inside a box ffmpeg reads as it opens (a fragmented MP4's
+    fragment header, `moof`: an interrupted recording or download) is opened up to the last
+    whole box (`_whole_boxes_end`): the fragments before the cut, every frame they hold.
 
     Raises:
         av.FFmpegError: the error at the file's first byte, when no later header opens either.
@@ -73,11 +79,15 @@ def open_container(path: str | Path):
         failure = error
     with open(path, "rb") as handle:
         head = handle.read(SCAN_BYTES)
-    starts = _container_starts(head)
-    if container is None:  # a raw stream whose bytes before its first NAL unit fail the probe
-        starts += _parameter_set_start(head, Path(path).suffix)
-    for start in starts:
-        location = f"subfile,,start,{start},end,0,,:{path}"
+        starts = _container_starts(head)
+        if container is None:  # a raw stream whose bytes before its first NAL unit fail the probe
+            starts = [0, *starts, *_parameter_set_start(head, Path(path).suffix)]
+        # each start up to its last whole box where a box ffmpeg reads as it opens is cut
+        parts = [(start, _whole_boxes_end(handle, start)) for start in starts]
+    for start, end in parts:
+        if not start and not end:
+            continue  # the file itself, which failed
+        location = f"subfile,,start,{start},end,{end},,:{path}"
         with contextlib.suppress(av.FFmpegError):
             found = open_location(location)
             if video_stream(found) is not None:
@@ -100,6 +110,30 @@ def _container_starts(head: bytes) -> list[int]:
             starts.append(at - before)
             at, found = head.find(mark, at + 1), found + 1
     return sorted(starts)[:SCAN_TRIES]
+
+
+def _whole_boxes_end(handle, start: int) -> int:
+    """Where the last whole top-level box ends in an MP4 or QuickTime file that starts at
+    `start` in an open file, when a box other than `mdat` (the frames' data, which may end
+    early) runs past the end of the file: ffmpeg reads such a box as it opens the file (a
+    fragmented MP4's `moof`, an index) and fails. 0 when the file holds no such cut box, or its
+    bytes are no boxes."""
+    size = os.fstat(handle.fileno()).st_size
+    at = start
+    while at + 8 <= size:
+        handle.seek(at)
+        header = handle.read(16)
+        length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+        if length == 1 and len(header) == 16:  # a 64-bit size follows the type
+            length = int.from_bytes(header[8:16], "big")
+        if length < 8 or not all(32 <= c < 127 for c in kind):
+            return 0  # to the end of the file (0), or not a box
+        if at == start and kind not in FIRST_BOXES:
+            return 0  # not an MP4 or QuickTime file
+        if at + length > size:
+            return at if kind != b"mdat" and at > start else 0
+        at += length
+    return at if start < at < size else 0  # the file ends inside a box's size and type
 
 
 def _parameter_set_start(head: bytes, suffix: str) -> list[int]:
