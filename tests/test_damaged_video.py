@@ -24,6 +24,7 @@ from extract.video import (
     VideoSource,
     conceal_budget,
 )
+from vtl.headers import header_frames
 
 FRAMES = 60
 FPS = 24
@@ -199,6 +200,7 @@ def test_a_fragmented_mp4_cut_inside_a_fragment_header_keeps_the_fragments_befor
     whole = 12 * (len(fragments) + fragment)
     assert len(kept) == source.info.n_frames == whole and source.concealed == 0
     np.testing.assert_array_equal(kept, reference[:whole])
+    assert header_frames(cut) == whole  # what shards are balanced on, read the same way
 
 
 def test_an_undecodable_packet_repeats_the_frame_before_it(clean, reference, tmp_path):
