@@ -52,6 +52,7 @@ declares (`frame_rate`). Six cases need more than reading frames in order (READM
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -209,6 +210,11 @@ class _Lost:
         self.pts = pts
 
 
+# How many shown frames before the last one a decode after a failed flush seeks back to (more
+# than a codec's reordering delay: its seek lands by decoding time).
+FLUSH_SEEK_BACK = 48
+
+
 # The demuxer's "try again" (EAGAIN) in a row before the data counts as broken: av_read_frame
 # says it where no packet is ready yet, as the MPEG-TS demuxer does while it resyncs over
 # damaged data; ffmpeg's own tools read on (each retry reads further into the file).
@@ -292,29 +298,41 @@ def _after_failed_flush(
 ) -> Iterator[av.VideoFrame]:
     """The frames a frame-threaded codec held when its flush failed, decoded again
     single-threaded (errors surface at their own packet there): those after the `shown` ones.
-    Where their times are known, from the keyframe before the last of them (a seek: a long
-    video is not decoded twice), else from the start, by count. Frames it loses too are what
+    Where their times are known, from the keyframe before the `FLUSH_SEEK_BACK`-th last of them
+    (a seek: a long video is not decoded twice; a seek lands by decoding time, which B-frames
+    put before the shown time), unless the first frame decoded there is already a later one;
+    then, and where times are unknown (by count), from the start. Frames it loses too are what
     the data lacks: the caller's count conceals them."""
-    last = max((t for t in shown if t is not None), default=None)
-    by_time = last is not None and None not in shown
-    passed = 0
-    with open_location(location) as container:
-        stream = video_stream(container)
-        stream.thread_count = 1
-        if by_time:  # the packets' indices change with the seek: `skip` is for the start only
-            with contextlib.suppress(av.FFmpegError):
-                container.seek(last, stream=stream, backward=True)
-                skip = frozenset()
-        for frame in _decode(container, stream, strict=False, skip=skip):
-            if isinstance(frame, _Lost):
-                continue
-            if by_time:
-                keep = frame.pts is not None and frame.pts > last
-            else:
-                keep = passed >= len(shown)
-                passed += 1
-            if keep:
-                yield frame
+    times = sorted(t for t in shown if t is not None)
+    by_time = bool(times) and len(times) == len(shown)
+    last = times[-1] if by_time else None
+    for start in ([times[-min(FLUSH_SEEK_BACK, len(times))]] if by_time else []) + [None]:
+        with open_location(location) as container:
+            stream = video_stream(container)
+            stream.thread_count = 1
+            if start is not None:
+                try:
+                    container.seek(start, stream=stream, backward=True)
+                except av.FFmpegError:
+                    continue
+            # the packets' indices change with a seek: `skip` is for the start only
+            decoded = _decode(container, stream, False, skip if start is None else frozenset())
+            frames = (frame for frame in decoded if not isinstance(frame, _Lost))
+            if start is not None:
+                first = next(frames, None)
+                if first is None or first.pts is None or first.pts > last:
+                    continue  # it began after frames that are needed: from the start
+                frames = itertools.chain([first], frames)
+            passed = 0
+            for frame in frames:
+                if by_time:
+                    keep = frame.pts is not None and frame.pts > last
+                else:
+                    keep = passed >= len(shown)
+                    passed += 1
+                if keep:
+                    yield frame
+            return
 
 
 def _head(location: str, packets: list, indexed: bool) -> tuple[frozenset[int], frozenset[int]]:

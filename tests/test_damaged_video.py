@@ -165,6 +165,31 @@ def test_a_file_cut_inside_its_last_frame_keeps_every_whole_frame(layout, tmp_pa
     np.testing.assert_array_equal(frames[keep], reference[keep])
 
 
+def test_a_fragmented_mp4_cut_inside_the_frame_after_a_keyframe_keeps_every_whole_frame(tmp_path):
+    """Cut inside the packet after the last fragment's keyframe: the frames held at the failed
+    flush include the previous group's last B-frames. A seek by the last good frame's shown
+    time lands by decoding time, after them: the decode again starts further back (before,
+    one of them was lost and the frame before it shown in its place)."""
+    clean = tmp_path / "clean.mp4"
+    frames = (pattern(i) for i in range(FRAMES))
+    write_video(clean, frames, FPS, options={"g": "12"}, container_options=FRAGMENTED)
+    reference, _ = decode(clean)
+    with av.open(str(clean)) as container:
+        stored = [(p.pos, p.size, p.pts, p.is_keyframe) for p in container.demux(video=0) if p.size]
+    stored.sort()  # file order
+    key = max(i for i, (*_, keyframe) in enumerate(stored) if keyframe)
+    pos, _, cut_time, _ = stored[key + 1]
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clean.read_bytes()[: pos + 6])  # its first bytes: it cannot decode
+    on_screen = sorted(t for _, _, t, _ in stored)  # the clean file's times: slot i, frame i
+    whole = {t for _, _, t, _ in stored[: key + 1]}  # the frames the cut file holds whole
+    kept, source = decode(cut)
+    assert len(kept) == source.info.n_frames >= len(whole)
+    slots = [i for i in range(len(kept)) if on_screen[i] in whole]
+    assert len(slots) == len(whole) and on_screen[len(kept) - 1] < cut_time
+    np.testing.assert_array_equal(kept[slots], reference[slots])
+
+
 def top_level_boxes(path: Path) -> list[tuple[int, bytes]]:
     """(offset, type) of each top-level box of an MP4 file (32-bit sizes), in file order."""
     data, at, boxes = path.read_bytes(), 0, []
