@@ -144,18 +144,23 @@ def test_a_frame_the_index_promises_but_the_data_lacks_is_concealed(content, tmp
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}  # a recording's layout
 
 
-@pytest.mark.parametrize("layout", [FASTSTART, FRAGMENTED], ids=["faststart", "fragmented"])
-def test_a_file_cut_inside_its_last_frame_keeps_every_whole_frame(layout, tmp_path):
+@pytest.mark.parametrize(
+    "container, layout",
+    [("mp4", FASTSTART), ("mp4", FRAGMENTED), ("flv", {})],
+    ids=["faststart", "fragmented", "flv"],
+)
+def test_a_file_cut_inside_its_last_frame_keeps_every_whole_frame(container, layout, tmp_path):
     """The file ends inside its last sample (an interrupted download or recording): that frame
     alone is lost. The codec's frame threads report its error at the flush, where the frames
     they still hold cannot be received any more; they are decoded again (before, 3 frames were
     lost, beyond a 60-frame video's budget, and the video failed). A fragmented MP4 promises
-    only the frames of the fragments it holds: the cut one's."""
-    clean = tmp_path / "clean.mp4"
-    write_video(clean, (pattern(i) for i in range(FRAMES)), FPS, container_options=layout)
+    only the frames of the fragments it holds: the cut one's; an FLV file promises none."""
+    clean = tmp_path / f"clean.{container}"
+    frames = (pattern(i) for i in range(FRAMES))
+    write_video(clean, frames, FPS, format=container, container_options=layout)
     reference, _ = decode(clean)
     pos, size, pts = max(packets(clean))  # the last sample in the file
-    cut = tmp_path / "cut.mp4"
+    cut = tmp_path / f"cut.{container}"
     cut.write_bytes(clean.read_bytes()[: pos + size // 2])
     slot = sorted(t for _, _, t in packets(clean)).index(pts)  # its place on screen
     frames, source = decode(cut)
