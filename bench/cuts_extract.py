@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from extract.fuzz import CONTAINERS, Container, read_frames, write_in  # noqa: E402
 from extract.video import VideoError, VideoSource, conceal_budget  # noqa: E402
+from vtl.headers import declared_rate, promised_frames, video_stream  # noqa: E402
 
 X264 = (("threads", "1"),)
 MORE = (
@@ -69,10 +71,11 @@ def ffmpeg_frames(path: Path) -> int:
 
 
 def promised(path: Path) -> tuple[int, float]:
-    """The clean file's header frame count (0 when it gives none) and its frame rate."""
+    """The clean file's header frame count (0 when it gives none: `promised_frames`) and its
+    frame rate."""
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return int(stream.frames or 0), float(stream.guessed_rate or 24)
+        stream = video_stream(container)
+        return promised_frames(stream), float(declared_rate(stream) or 24)
 
 
 def read(path: Path) -> tuple[str, int]:
@@ -138,8 +141,6 @@ def main() -> None:
     for line in kept_out:
         print("  could be kept:", line)
     if not args.keep:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
 
 

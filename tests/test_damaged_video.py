@@ -17,6 +17,7 @@ import torch
 
 from extract.backbones import create_backbone
 from extract.encode import write_video
+from extract.fuzz import _boxes
 from extract.video import (
     CONCEAL_RUN_SECONDS,
     CONCEAL_SHARE,
@@ -195,15 +196,6 @@ def test_a_fragmented_mp4_cut_inside_the_frame_after_a_keyframe_keeps_every_whol
     np.testing.assert_array_equal(kept[slots], reference[slots])
 
 
-def top_level_boxes(path: Path) -> list[tuple[int, bytes]]:
-    """(offset, type) of each top-level box of an MP4 file (32-bit sizes), in file order."""
-    data, at, boxes = path.read_bytes(), 0, []
-    while at < len(data):
-        boxes.append((at, data[at + 4 : at + 8]))
-        at += int.from_bytes(data[at : at + 4], "big")
-    return boxes
-
-
 @pytest.mark.parametrize("fragment", [-1, -2])
 def test_a_fragmented_mp4_cut_inside_a_fragment_header_keeps_the_fragments_before(
     fragment, tmp_path
@@ -216,10 +208,9 @@ def test_a_fragmented_mp4_cut_inside_a_fragment_header_keeps_the_fragments_befor
     frames = (pattern(i) for i in range(FRAMES))
     write_video(clean, frames, FPS, options={"g": "12"}, container_options=FRAGMENTED)
     reference, _ = decode(clean)
-    boxes = top_level_boxes(clean)
-    fragments = [
-        (at, boxes[i + 1][0] - at) for i, (at, kind) in enumerate(boxes) if kind == b"moof"
-    ]
+    # (start, size) of each fragment header: its payload follows its 8-byte size and type
+    boxes = _boxes(clean.read_bytes())
+    fragments = [(at - 8, end - at + 8) for kind, at, end in boxes if kind == "moof"]
     assert len(fragments) == FRAMES // 12
     at, size = fragments[fragment]
     cut = tmp_path / "cut.mp4"
