@@ -80,6 +80,11 @@ class WeightsSource:
     # Where a user gets a file that nothing can download (url=None, no package): named in the
     # missing-weights message, e.g. a project page linking to a cloud drive.
     homepage: str | None = None
+    # A hub checkpoint's file as its library's old cache kept it, in the torch hub checkpoints
+    # folder: timm before 0.9 downloaded from the configuration's URL (its base name) and still
+    # reads that file under TIMM_USE_OLD_CACHE=1. Used when the hub cache lacks the files (first
+    # under that variable, as timm does).
+    old_cache: str | None = None
 
 
 def torchvision_source(weights_enum: Any) -> WeightsSource:
@@ -166,9 +171,10 @@ def locate_weights(
     spec_or_source: Any, weights: str | Path | None = None, cache_dir: Path | None = None
 ) -> Path | None:
     """The checkpoint file to load: `weights` (--weights PATH; for a hub checkpoint also a
-    folder holding its files), the package's file, the hub cache's file (never downloading) or
-    the cache file; None when none of them exists. An explicit `weights` path that does not
-    exist is a UserError (the user asked for that file)."""
+    folder holding its files), the package's file, the hub cache's file (never downloading; else
+    the library's old cache file, `WeightsSource.old_cache`) or the cache file; None when none
+    of them exists. An explicit `weights` path that does not exist is a UserError (the user
+    asked for that file)."""
     source = _source_of(spec_or_source)
     if weights is not None:
         path = Path(weights).expanduser()
@@ -186,7 +192,13 @@ def locate_weights(
     if source.hub is not None:
         from extract import hub
 
-        return hub.locate(source.hub)
+        old = None
+        if source.old_cache is not None:
+            old = Path(cache_dir or default_weights_dir()) / source.old_cache
+            old = old if old.is_file() else None
+        if old is not None and _timm_old_cache_first():
+            return old
+        return hub.locate(source.hub) or old
     if source.package_path is not None:
         try:
             path = source.package_path()
@@ -196,6 +208,14 @@ def locate_weights(
             return path
     path = Path(cache_dir or default_weights_dir()) / source.filename
     return path if path.is_file() else None
+
+
+def _timm_old_cache_first() -> bool:
+    # timm's own test of the variable (timm.models._builder): an integer above 0.
+    try:
+        return int(os.environ.get("TIMM_USE_OLD_CACHE", "0")) > 0
+    except ValueError:
+        return False
 
 
 def weights_status(spec_or_source: Any, cache_dir: Path | None = None) -> tuple[bool, Path]:

@@ -412,6 +412,10 @@ def test_listing_is_current_and_equals_the_live_rows(monkeypatch, tmp_path: Path
     assert rows["resnet50"]["weights_file"].startswith(str(checkpoints))
     assert rows["dinov2_vit_b14"]["weights_file"].startswith(str(hub_cache))
     assert static_rows(listing, clip_frames=16) == describe_backbones(clip_frames=16)
+    # timm's old cache (a configuration URL's file in torch hub's checkpoints): found too.
+    _touch(checkpoints / get_spec("dinov2_vit_b14").weights.old_cache)
+    live = describe_backbones()
+    assert static_rows(listing) == live and _presence(live)["dinov2_vit_b14"]
 
     # --cache-dir over $VTL_WEIGHTS_DIR over $TORCH_HOME; $HF_HUB_CACHE over $HF_HOME.
     monkeypatch.setenv("VTL_WEIGHTS_DIR", str(tmp_path / "vtl"))

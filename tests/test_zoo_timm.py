@@ -174,3 +174,28 @@ def test_help_and_listing_name_the_name_forms():
     listing = runner.invoke(app, ["backbones"]).output
     assert "timm/<model>.<tag>" in listing and "hf/<org>/<repository>" in listing
     assert all(name in listing for name in REGISTRY)
+
+
+def test_a_checkpoint_in_timms_old_cache_loads_offline(hub_home, tiny_model, monkeypatch, tmp_path):
+    """timm before 0.9 downloaded a model's configuration URL into torch hub's `checkpoints/`
+    (and reads it there under TIMM_USE_OLD_CACHE=1): with the hub cache empty, that file loads;
+    with both, the hub's unless the variable asks for the old cache first, as timm decides."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("VTL_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("TIMM_USE_OLD_CACHE", raising=False)
+    name = f"timm/{TIMM_TINY}"
+    spec = get_spec(name)
+    old = tmp_path / "torch" / "hub" / "checkpoints" / "resnet10t_176_c3-f3215ab1.pth"
+    assert spec.weights.old_cache == old.name  # the URL's base name, as timm caches it
+    old.parent.mkdir(parents=True)
+    torch.save(tiny_model.state_dict(), old)
+    assert require_weights([spec])[name] == old  # offline, the hub cache empty
+    backbone = create_backbone(name)
+    pooled, _ = timm_reference(tiny_model)
+    assert relative(backbone.embed_frames(backbone.prepare(frame())), pooled) < 1e-3
+    assert backbone.weights_info["name"] == old.name
+
+    snapshot = publish_timm(tiny_timm_model(seed=1), name, hub_home)
+    assert require_weights([spec])[name] == snapshot / "model.safetensors"
+    monkeypatch.setenv("TIMM_USE_OLD_CACHE", "1")
+    assert require_weights([spec])[name] == old

@@ -113,12 +113,15 @@ def registry_sources() -> str:
 
 
 def weights_lookup(source: WeightsSource) -> dict[str, Any]:
-    """A `WeightsSource` as data: its cache file name, and its hub repository and files or the
-    package that ships it, enough for `extract.weights.weights_status` to look for it."""
+    """A `WeightsSource` as data: its cache file name, and its hub repository and files (and its
+    library's old cache file) or the package that ships it, enough for
+    `extract.weights.weights_status` to look for it."""
     lookup: dict[str, Any] = {"filename": source.filename}
     if source.hub is not None:
         lookup["hub"] = source.hub.repo_id
         lookup["files"] = [list(group) for group in source.hub.files]
+        if source.old_cache is not None:
+            lookup["old_cache"] = source.old_cache
     elif source.package_path is not None:
         package = source.package_path
         lookup["package"] = [package.module, package.attribute, package.method]
@@ -131,7 +134,9 @@ def _source(lookup: Mapping[str, Any]) -> WeightsSource:
     if "hub" in lookup:
         hub = HubCheckpoint(lookup["hub"], tuple(map(tuple, lookup["files"])))
     package = PackageFile(*lookup["package"]) if "package" in lookup else None
-    return WeightsSource(lookup["filename"], None, package_path=package, hub=hub)
+    return WeightsSource(
+        lookup["filename"], None, package_path=package, hub=hub, old_cache=lookup.get("old_cache")
+    )
 
 
 # --- the listing ----------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ setting comes from timm's pretrained configuration of that name, so none can dri
 - the embedding is the pooled pre-logits, `model.forward_head(model.forward_features(x),
   pre_logits=True)`; the classifier (`model.get_classifier()`) maps it to the logits;
 - weights through timm's own loading (`pretrained=True`, which applies the model's checkpoint
-  filter) from the file found in the Hugging Face hub cache (`extract.hub`: offline first), or
-  the file given with `--weights timm/<name>=PATH`.
+  filter) from the file found in the Hugging Face hub cache (`extract.hub`: offline first), else
+  timm's old cache (the configuration URL's file in torch hub's `checkpoints/`, where timm
+  before 0.9 downloaded it; read first under `TIMM_USE_OLD_CACHE=1`, as timm does), or the file
+  given with `--weights timm/<name>=PATH`.
 """
 
 from __future__ import annotations
@@ -117,11 +119,14 @@ def _safe_alternatives(filename: str) -> tuple[str, ...]:
 
 def timm_weights(cfg: dict[str, Any]) -> WeightsSource:
     """Where timm loads this pretrained configuration's weights from: its hub repository (the
-    files timm tries there), else its URL (torch hub cache)."""
+    files timm tries there; where the configuration also has a URL, the file timm before 0.9
+    downloaded from it into the torch hub cache, timm's old cache), else its URL (torch hub
+    cache)."""
     if cfg.get("hf_hub_id"):
         files = _safe_alternatives(cfg.get("hf_hub_filename") or "pytorch_model.bin")
         checkpoint = HubCheckpoint(cfg["hf_hub_id"], files=(files,))
-        return WeightsSource(filename=files[0], url=None, hub=checkpoint)
+        old = url_source(cfg["url"]).filename if cfg.get("url") else None  # timm < 0.9's cache
+        return WeightsSource(filename=files[0], url=None, hub=checkpoint, old_cache=old)
     if cfg.get("url"):
         return url_source(cfg["url"])
     raise UserError(
