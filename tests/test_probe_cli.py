@@ -1,6 +1,10 @@
 """`probe` on the command line: train/eval/predict, and bad input as one line with exit code 2."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -178,3 +182,22 @@ def test_checkpoint_and_features_must_match(good, tmp_path, probe_cli):
     assert code == 2 and "12-d features" in stderr
     code, _, stderr = probe_cli(["eval", "--checkpoint", good[0], "--features", good[0]])
     assert code == 2 and "not a probe checkpoint" in stderr
+
+
+@pytest.mark.parametrize("command", [("probe", "recommend"), ("probe", "matrix")])
+def test_help_paragraphs_fill_the_terminal_width(command):
+    """A command's description wraps at the terminal's width, each paragraph filled: before,
+    typer kept the docstring's own line breaks, and at 80 columns they broke again."""
+    script = Path(sys.executable).parent / command[0]
+    env = {**os.environ, "COLUMNS": "80"}
+    shown = subprocess.run(
+        [str(script), command[1], "--help"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    description = shown.split("Usage:")[1].split("╭")[0].splitlines()[1:]
+    paragraphs = "\n".join(line.strip() for line in description).strip().split("\n\n")
+    assert len(paragraphs) == 2
+    for paragraph in paragraphs:
+        lines = paragraph.splitlines()
+        for line, after in zip(lines, lines[1:], strict=False):
+            # a line ends only where the next word would not fit on it
+            assert len(line) + 1 + len(after.split()[0]) > 78 - 2, (line, after)

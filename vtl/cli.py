@@ -52,6 +52,9 @@ except ImportError:  # older typer uses click's
 
 def run_app(app: typer.Typer) -> None:
     """Run a typer app with the error handling of the module docstring; exits."""
+    for info in app.registered_commands:  # help screens wrap at the terminal's width
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = reflow(info.callback.__doc__)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         with warnings.catch_warnings():  # restores the default display after the command
@@ -80,6 +83,14 @@ def run_app(app: typer.Typer) -> None:
     except Exception as error:  # noqa: BLE001 - the last line of defence, see the docstring
         _unexpected(error)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def reflow(docstring: str) -> str:
+    """A command's docstring with each paragraph on one line. typer keeps the line breaks of
+    the paragraphs after the first, so text wrapped at the source's width broke again on an
+    80-column terminal ("... the ridge probe / cross-validated / over ...")."""
+    paragraphs = inspect.cleandoc(docstring).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 
 
 def shared_options(table: dict[str, tuple], names):
