@@ -68,6 +68,7 @@ from vtl.headers import (
     MIN_FPS,
     animated_webp,
     declared_rate,
+    index_missing,
     open_container,
     open_location,
     promised_frames,
@@ -180,10 +181,23 @@ def _reason(error: av.FFmpegError) -> str:
     return (message or "unknown decoder error").split("Error: ")[-1][:160]
 
 
-def _open_reason(error: av.FFmpegError) -> str:
+# `vtl.headers.index_missing`: ffmpeg opens such a file with an error, or (cut inside the
+# index) without its streams
+_INDEX_MISSING = (
+    "an MP4 or QuickTime file whose index (its moov box, written at the end) is missing or cut "
+    "off: a recording or download interrupted before it finished (truncated); ffmpeg reads no "
+    "frame without it (untrunc can rebuild the index from an intact file of the same camera or "
+    "encoder)"
+)
+
+
+def _open_reason(error: av.FFmpegError, path: Path) -> str:
     """`_reason` for an error while ffmpeg reads the file's header, before any frame: running
     out of data there is a file cut inside its header (or text that ffmpeg took for a format
-    by its extension), not frames lost at the end."""
+    by its extension), not frames lost at the end; an MP4 or QuickTime file whose index is
+    missing or cut off says so, and how it may be recovered."""
+    if index_missing(path):
+        return _INDEX_MISSING
     if isinstance(error, av.error.EOFError):
         return "the file ends inside its header (truncated, a damaged size field, or not a video)"
     if "Input/output error" in _message(error):
@@ -439,10 +453,12 @@ class _Frames:
         try:
             container, self._location = open_container(path)
         except av.FFmpegError as error:
-            raise VideoError(_open_reason(error)) from None
+            raise VideoError(_open_reason(error, path)) from None
         try:
             with container:
                 stream = video_stream(container)
+                if (stream is None or stream.codec_context is None) and index_missing(path):
+                    raise VideoError(_INDEX_MISSING)  # the index cut inside its stream's entry
                 if stream is None:
                     raise VideoError(
                         "no video stream, only a cover picture (an audio file, not a video)"

@@ -28,7 +28,7 @@ from extract.backbones import EXTREME_ASPECT, create_backbone
 from extract.video import VideoError, VideoSource, frame_rate
 from vtl.errors import FeatureFileError
 from vtl.features import FeatureFile, verify_features
-from vtl.headers import RAW_DEMUXERS, header_frames
+from vtl.headers import RAW_DEMUXERS, header_frames, index_missing
 from vtl.manifest import read_manifest, write_manifest
 
 FAST_OPTIONS = (
@@ -1286,3 +1286,29 @@ def test_a_bad_command_line_is_a_usage_error_not_a_crash(args, says):
     assert run.returncode == 2, run.stderr
     assert says in run.stderr and "failed unexpectedly" not in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_an_mp4_whose_index_is_missing_or_cut_off_says_so(tmp_path):
+    """An MP4 written with its index (moov) at the end, cut inside its frames (mdat) or inside
+    the index: ffmpeg reads no frame of it, and the reason says why and what may recover it,
+    where before it read "not a decodable video file". A damaged index, or a cut file whose
+    index is whole (at the front), keeps its own reason."""
+    whole = pattern_video(tmp_path / "whole.mp4", n=48)
+    data = whole.read_bytes()
+    moov = data.index(b"moov") - 4
+    assert moov > data.index(b"mdat")  # the index at the end, as cameras and ffmpeg write it
+    for name, end in (("in_frames", moov // 2), ("in_index", moov + 40)):
+        cut = tmp_path / f"{name}.mp4"
+        cut.write_bytes(data[:end])
+        with pytest.raises(VideoError, match=r"^an MP4 or QuickTime file whose index \(its moov"):
+            VideoSource(cut)
+        assert index_missing(cut) and header_frames(cut) == 0
+    zeroed = bytearray(data)
+    zeroed[moov + 4 : moov + 8] = bytes(4)  # the index's type zeroed: damaged, not cut
+    (tmp_path / "zeroed.mp4").write_bytes(bytes(zeroed))
+    assert not index_missing(tmp_path / "zeroed.mp4")
+    with pytest.raises(VideoError, match="not a decodable video file"):
+        VideoSource(tmp_path / "zeroed.mp4")
+    front = cut_in_half(pattern_video(tmp_path / "f.mp4", movflags="faststart"), tmp_path / "c.mp4")
+    assert not index_missing(front) and not index_missing(whole)
+    assert not index_missing(tmp_path / "missing.mp4")

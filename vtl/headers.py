@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -112,12 +113,12 @@ def _container_starts(head: bytes) -> list[int]:
     return sorted(starts)[:SCAN_TRIES]
 
 
-def _whole_boxes_end(handle, start: int) -> int:
-    """Where the last whole top-level box ends in an MP4 or QuickTime file that starts at
-    `start` in an open file, when a box other than `mdat` (the frames' data, which may end
-    early) runs past the end of the file: ffmpeg reads such a box as it opens the file (a
-    fragmented MP4's `moof`, an index) and fails. 0 when the file holds no such cut box, or its
-    bytes are no boxes."""
+def _boxes_on_disk(handle, start: int) -> Iterator[tuple[int, int, bytes]]:
+    """(offset, size, type) of the top-level boxes of an MP4 or QuickTime file that starts at
+    `start` in an open file, in order: up to the first box that runs past the end of the file
+    (included), the bytes that are no box (a size below 8 or a type that is not 4 printable
+    characters), or the file's last 7 bytes. A box of size 0 runs to the end of the file (the
+    last). Nothing unless the first box is an MP4 or QuickTime one (`FIRST_BOXES`)."""
     size = os.fstat(handle.fileno()).st_size
     at = start
     while at + 8 <= size:
@@ -126,14 +127,51 @@ def _whole_boxes_end(handle, start: int) -> int:
         length, kind = int.from_bytes(header[:4], "big"), header[4:8]
         if length == 1 and len(header) == 16:  # a 64-bit size follows the type
             length = int.from_bytes(header[8:16], "big")
+        elif length == 0:  # to the end of the file
+            length = size - at
         if length < 8 or not all(32 <= c < 127 for c in kind):
-            return 0  # to the end of the file (0), or not a box
+            return
         if at == start and kind not in FIRST_BOXES:
-            return 0  # not an MP4 or QuickTime file
+            return  # not an MP4 or QuickTime file
+        yield at, length, kind
+        if at + length >= size:
+            return
+        at += length
+
+
+def _whole_boxes_end(handle, start: int) -> int:
+    """Where the last whole top-level box ends in an MP4 or QuickTime file that starts at
+    `start` in an open file, when a box other than `mdat` (the frames' data, which may end
+    early) runs past the end of the file: ffmpeg reads such a box as it opens the file (a
+    fragmented MP4's `moof`, an index) and fails. 0 when the file holds no such cut box, or its
+    bytes are no boxes."""
+    size = os.fstat(handle.fileno()).st_size
+    end = start
+    for at, length, kind in _boxes_on_disk(handle, start):
         if at + length > size:
             return at if kind != b"mdat" and at > start else 0
-        at += length
-    return at if start < at < size else 0  # the file ends inside a box's size and type
+        end = at + length
+    # the file ends inside a box's size and type (not where bytes that are no box begin)
+    return end if start < end < size and end + 8 > size else 0
+
+
+def index_missing(path: str | Path) -> bool:
+    """Whether a file is an MP4 or QuickTime file that holds frames (`mdat`) but whose index
+    (`moov`, which most cameras, phones and encoders write at the end) is missing or cut off:
+    a recording or download interrupted before it finished. ffmpeg reads no frame of it."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            kinds, end = set(), 0
+            for at, length, kind in _boxes_on_disk(handle, 0):
+                if kind == b"moov":
+                    return at + length > size
+                kinds.add(kind)
+                end = at + length
+    except OSError:
+        return False
+    # the boxes reach the end of the file (not bytes that are no box: a damaged index)
+    return b"mdat" in kinds and end + 8 > size
 
 
 def _parameter_set_start(head: bytes, suffix: str) -> list[int]:
