@@ -116,8 +116,8 @@ def _container_starts(head: bytes) -> list[int]:
 def _boxes_on_disk(handle, start: int) -> Iterator[tuple[int, int, bytes]]:
     """(offset, size, type) of the top-level boxes of an MP4 or QuickTime file that starts at
     `start` in an open file, in order: up to the first box that runs past the end of the file
-    (included), the bytes that are no box (a size below 8 or a type that is not 4 printable
-    characters), or the file's last 7 bytes. A box of size 0 runs to the end of the file (the
+    (included), bytes that are no box (a size below 8 or a type that is not 4 printable
+    characters), or fewer than 8 bytes left. A box of size 0 runs to the end of the file (the
     last). Nothing unless the first box is an MP4 or QuickTime one (`FIRST_BOXES`)."""
     size = os.fstat(handle.fileno()).st_size
     at = start
