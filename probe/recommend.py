@@ -583,6 +583,12 @@ def recommend(
     notes += score_notes
     ranks, combined = average_rank(table, names)
     priors = {c.name: c.prior for c in candidates if c.prior is not None}
+    if len(priors) < len(names):
+        unknown = ", ".join(n for n in names if n not in priors)
+        notes.append(
+            f"no source prior for {unknown} (top-1 is read from torchvision's weights only): "
+            "give the published figure with --prior NAME=TOP1 to rank by it and break ties"
+        )
 
     result = verdict_ = None
     agreement: dict[str, float] = {}

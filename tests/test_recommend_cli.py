@@ -83,6 +83,9 @@ def test_recommend_end_to_end_and_rerun_trains_nothing(sample_dir, tmp_path, pro
     text = (tmp_path / "rec" / "recommendation.md").read_text()
     assert line in text and "Agreement with the quick probes" in text
     assert "collection: 80 videos (the sample's record)" in text
+    # No checkpoint of torchvision's, no --prior: the report says how to give the baseline.
+    note = next(line for line in text.splitlines() if "no source prior for" in line)
+    assert all(name in note for name in SIGNALS) and "--prior NAME=TOP1" in note
 
     with open(tmp_path / "rec" / "recommendation.csv", newline="") as f:
         rows = {row["candidate"]: row for row in csv.DictReader(f)}
@@ -102,9 +105,11 @@ def test_recommend_end_to_end_and_rerun_trains_nothing(sample_dir, tmp_path, pro
     assert stdout2 == stdout  # the same runs and bootstrap seed: the same recommendation
 
     # More seeds train only the new ones.
-    code, _, stderr = probe_cli([*args, *QUICK, "--seeds", "2", "--scores", "logme,knn"])
+    priors = ["--prior", "strong=80", "--prior", "medium=70", "--prior", "weak=60"]
+    code, _, stderr = probe_cli([*args, *QUICK, "--seeds", "2", "--scores", "logme,knn", *priors])
     assert code == 0, stderr
     assert "(6 trained, 6 from the cache)" in stderr
+    assert "no source prior" not in (tmp_path / "rec" / "recommendation.md").read_text()
 
 
 def test_ridge_quick_probe_by_default_cross_validated_or_on_the_splits(sample_dir, tmp_path):
