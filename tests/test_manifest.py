@@ -102,3 +102,19 @@ def test_missing_and_empty_manifest(tmp_path):
 def test_missing_files_allowed_when_not_checked(tmp_path):
     m = read_manifest(write(tmp_path, [HEADER, *ROWS], make_files=False), check_files=False)
     assert len(m) == 4
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_semicolons_or_tabs_as_a_spreadsheet_saves_them(tmp_path, separator):
+    """A spreadsheet in a locale whose decimal mark is the comma saves "CSV" with semicolons
+    (and TSV has tabs): the header row tells, and the manifest reads as with commas (before,
+    "missing column 'video_id'"). A comma in a path is then part of the path."""
+    rows = [row.replace(",", separator) for row in ROWS]
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a, the first.mp4").write_bytes(b"x")
+    rows[0] = rows[0].replace("videos/a.mp4", "videos/a, the first.mp4")
+    m = read_manifest(write(tmp_path, [HEADER.replace(",", separator), *rows]))
+    assert m.video_ids == ["a", "b", "c", "d"] and m.label_names == ["action", "comedy"]
+    assert m.paths[0].name == "a, the first.mp4"
+    np.testing.assert_array_equal(m.labels, [[1, 0], [0, 1], [1, 1], [0, 0]])
+    np.testing.assert_array_equal(m.splits, [[0, 2], [1, 0], [2, 1], [0, 0]])

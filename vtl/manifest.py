@@ -1,4 +1,5 @@
-"""The manifest: one CSV row per video, `video_id,path,<label columns...>,split0[,split1,...]`.
+"""The manifest: one CSV row per video, `video_id,path,<label columns...>,split0[,split1,...]`
+(columns separated by commas; semicolons or tabs are read too, told by the header row).
 
 Read and validated here, once, for both stages. Every problem is reported as one line naming the
 file, the row (its line number in the file) and the column, before any expensive work starts.
@@ -7,6 +8,7 @@ file, the row (its line number in the file) and the column, before any expensive
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 import stat
@@ -70,6 +72,17 @@ class Manifest:
         )
 
 
+def _delimiter(text: str) -> str:
+    """The manifest's column separator: a comma, unless its header row holds none but holds
+    semicolons (a spreadsheet's CSV in a locale whose decimal mark is the comma) or tabs (TSV)."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    if "," not in header:
+        for other in ";\t":
+            if other in header:
+                return other
+    return ","
+
+
 def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     """Read and validate a manifest CSV.
 
@@ -89,7 +102,8 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         raise ManifestError(f"{path}: manifest not found; pass the path of a CSV file")
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
+            text = handle.read()
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)))
     except (UnicodeDecodeError, csv.Error) as error:
         raise ManifestError(f"{path}: not a readable CSV file ({error})") from None
 
