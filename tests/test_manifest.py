@@ -118,3 +118,20 @@ def test_semicolons_or_tabs_as_a_spreadsheet_saves_them(tmp_path, separator):
     assert m.paths[0].name == "a, the first.mp4"
     np.testing.assert_array_equal(m.labels, [[1, 0], [0, 1], [1, 1], [0, 0]])
     np.testing.assert_array_equal(m.splits, [[0, 2], [1, 0], [2, 1], [0, 0]])
+
+
+def test_labels_as_pandas_and_spreadsheets_write_them(tmp_path):
+    """0/1 also as pandas writes a float label column (1.0, 0.0) and as booleans (True, false);
+    anything else, an empty cell included (missing is not negative), is one line as before."""
+    rows = [
+        "a,videos/a.mp4,1.0,0,train,test",
+        "b,videos/b.mp4,0.0,1,val,train",
+        "c,videos/c.mp4,True,1,test,val",
+        "d,videos/d.mp4,false,0,train,train",
+    ]
+    m = read_manifest(write(tmp_path, [HEADER, *rows]))
+    np.testing.assert_array_equal(m.labels[:, 0], [1, 0, 1, 0])
+    for bad in ("2", "0.5", "", "yes", "nan", "-0.0x"):
+        broken = [rows[0], rows[1].replace(",0.0,", f",{bad},"), *rows[2:]]
+        with pytest.raises(ManifestError, match=f"row 3, column action: label {bad!r} is not 0"):
+            read_manifest(write(tmp_path, [HEADER, *broken]))

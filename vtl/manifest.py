@@ -72,6 +72,21 @@ class Manifest:
         )
 
 
+def _label(value: str) -> int | None:
+    """A label cell's 0 or 1: `0`/`1` as the format writes them, also a number equal to either
+    (`1.0`: pandas writes a label column with a missing value as floats) or `true`/`false` in
+    any case (pandas' and spreadsheets' booleans); None for anything else (an empty cell is no
+    label: missing is not negative)."""
+    word = value.lower()
+    if word in ("true", "false"):
+        return int(word == "true")
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return int(number) if number in (0.0, 1.0) else None
+
+
 def _delimiter(text: str) -> str:
     """The manifest's column separator: a comma, unless its header row holds none but holds
     semicolons (a spreadsheet's CSV in a locale whose decimal mark is the comma) or tabs (TSV)."""
@@ -153,12 +168,13 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         paths.append(video_path.resolve() if video_path.exists() else video_path.absolute())
         for j, name in enumerate(label_names):
             value = cells[index[name]]
-            if value not in ("0", "1"):
+            label = _label(value)
+            if label is None:
                 raise ManifestError(
                     f"{where}, column {name}: label {value!r} is not 0 or 1 "
                     "(every column that is not video_id, path or splitK is a label)"
                 )
-            labels[v, j] = int(value)
+            labels[v, j] = label
         for k, name in enumerate(split_columns):
             value = cells[index[name]].lower()
             if value not in SPLIT_CODES:
