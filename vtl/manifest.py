@@ -242,7 +242,8 @@ def row_cells(
     where = f"{path}, row {line}"
     if len(row) != len(header):
         raise error(
-            f"{where}: {len(row)} fields but the header has {len(header)}; fix the row's commas"
+            f"{where}: {len(row)} fields but the header has {len(header)}; fix the row's "
+            "separators (a field holding the separator, such as a path with a comma, needs quotes)"
         )
     cells = [cell.strip() for cell in row]
     video_id = cells[header.index(id_column)]
