@@ -135,3 +135,10 @@ def test_labels_as_pandas_and_spreadsheets_write_them(tmp_path):
         broken = [rows[0], rows[1].replace(",0.0,", f",{bad},"), *rows[2:]]
         with pytest.raises(ManifestError, match=f"row 3, column action: label {bad!r} is not 0"):
             read_manifest(write(tmp_path, [HEADER, *broken]))
+
+
+def test_split_values_in_any_case_and_the_other_names_of_val(tmp_path):
+    rows = [r.replace("val", "Validation") for r in ROWS]
+    rows[2] = rows[2].replace("Validation", "DEV")
+    m = read_manifest(write(tmp_path, [HEADER, *rows]))
+    np.testing.assert_array_equal(m.splits, [[0, 2], [1, 0], [2, 1], [0, 0]])
