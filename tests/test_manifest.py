@@ -142,3 +142,20 @@ def test_split_values_in_any_case_and_the_other_names_of_val(tmp_path):
     rows[2] = rows[2].replace("Validation", "DEV")
     m = read_manifest(write(tmp_path, [HEADER, *rows]))
     np.testing.assert_array_equal(m.splits, [[0, 2], [1, 0], [2, 1], [0, 0]])
+
+
+def test_paths_with_a_home_or_windows_backslashes(tmp_path, monkeypatch):
+    """`~` is the home folder; a path written on Windows (`videos\\b.mp4`) is read with slashes
+    where the file is there so, while a file whose name holds a backslash is taken as named."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "clips").mkdir(parents=True)
+    (tmp_path / "home" / "clips" / "a.mp4").write_bytes(b"x")
+    rows = [ROWS[0].replace("videos/a.mp4", "~/clips/a.mp4"), *ROWS[1:]]
+    rows[1] = rows[1].replace("videos/b.mp4", "videos\\b.mp4")
+    rows[2] = rows[2].replace("videos/c.mp4", "odd\\name.mp4")
+    path = write(tmp_path, [HEADER, *rows])
+    (tmp_path / "odd\\name.mp4").write_bytes(b"x")
+    m = read_manifest(path)
+    assert m.paths[0] == (tmp_path / "home" / "clips" / "a.mp4").resolve()
+    assert m.paths[1] == (tmp_path / "videos" / "b.mp4").resolve()
+    assert m.paths[2].name == "odd\\name.mp4"

@@ -90,6 +90,24 @@ def _label(value: str) -> int | None:
     return int(number) if number in (0.0, 1.0) else None
 
 
+def _video_path(folder: Path, raw: str) -> Path:
+    """A row's video path: `~` expanded, relative to the manifest's `folder` unless absolute.
+    One written with Windows' backslashes (a manifest made on Windows) is read with slashes
+    where the file is there so and not under the name as written (a backslash is a legal
+    character of a file name here)."""
+
+    def resolved(text: str) -> Path:
+        video = Path(text).expanduser()
+        return video if video.is_absolute() else folder / video
+
+    video = resolved(raw)
+    if "\\" in raw and not video.exists():
+        slashed = resolved(raw.replace("\\", "/"))
+        if slashed.exists():
+            return slashed
+    return video
+
+
 def _delimiter(text: str) -> str:
     """The manifest's column separator: a comma, unless its header row holds none but holds
     semicolons (a spreadsheet's CSV in a locale whose decimal mark is the comma) or tabs (TSV)."""
@@ -153,9 +171,7 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         raw_path = cells[index["path"]]
         if not raw_path:
             raise ManifestError(f"{where}, column path: empty path for video {video_id!r}")
-        video_path = Path(raw_path)
-        if not video_path.is_absolute():
-            video_path = path.parent / video_path
+        video_path = _video_path(path.parent, raw_path)
         kind = special_file(video_path) if check_files else None
         if kind is not None:
             raise ManifestError(
