@@ -1,5 +1,6 @@
 """The manifest reader: good manifests parse, each kind of bad one fails with file, row, column."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,15 @@ def test_paths_with_a_home_or_windows_backslashes(tmp_path, monkeypatch):
     assert m.paths[0] == (tmp_path / "home" / "clips" / "a.mp4").resolve()
     assert m.paths[1] == (tmp_path / "videos" / "b.mp4").resolve()
     assert m.paths[2].name == "odd\\name.mp4"
+
+
+def test_rows_naming_one_file_are_warned_of(tmp_path):
+    """The same video twice (under two ids) is extracted twice and, in two splits, leaks its
+    test labels into training: a warning names the rows' ids."""
+    rows = [*ROWS[:3], ROWS[3].replace("videos/d.mp4", "videos/../videos/a.mp4")]
+    with pytest.warns(UserWarning, match=r"rows name the same video file \(a and d\)"):
+        m = read_manifest(write(tmp_path, [HEADER, *rows]))
+    assert m.paths[0] == m.paths[3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_manifest(write(tmp_path, [HEADER, *ROWS]))  # distinct files: no warning

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,7 +211,28 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
                     f"{path}, column {name}: no {split_name} videos; "
                     "every split needs train, val and test videos"
                 )
+    _warn_shared_files(path, video_ids, paths)
     return Manifest(path.resolve(), video_ids, paths, label_names, labels, splits)
+
+
+def _warn_shared_files(path: Path, video_ids: list[str], paths: list[Path]) -> None:
+    """A warning when rows name the same file: the video is extracted and scored twice, and
+    in two splits it leaks its test labels into training."""
+    first: dict[Path, str] = {}
+    shared = []
+    for video_id, video_path in zip(video_ids, paths, strict=True):
+        if video_path in first:
+            shared.append(f"{first[video_path]} and {video_id}")
+        first.setdefault(video_path, video_id)
+    if shared:
+        more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
+        warnings.warn(
+            f"{path}: rows name the same video file ({'; '.join(shared[:3])}{more}): it is "
+            "extracted and scored twice, and in two splits it leaks test labels into training; "
+            "give each video one row",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def split_subsets(splits: np.ndarray, split: int) -> dict[str, np.ndarray]:
