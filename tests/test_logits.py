@@ -47,6 +47,7 @@ def test_demo_logits_are_the_classifier_on_each_clip_and_leave_features_alone(
         np.testing.assert_allclose(f.video_logits(0), expected, atol=0.05, rtol=0.01)
 
 
+@pytest.mark.filterwarnings("ignore:.*rows name the same video file")  # on purpose
 def test_a_still_video_of_a_cat_scores_egyptian_cat(tmp_path: Path):
     image = chelsea()[:, :450]  # 300 x 450: even sides for 4:2:0
     write_video(tmp_path / "cat.mp4", [image] * 30, 24)

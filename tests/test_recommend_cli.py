@@ -208,6 +208,7 @@ def test_manifest_must_hold_the_sample(sample_dir, tmp_path, probe_cli):
     assert code == 2 and "sampled videos are not in it" in stderr, stderr
 
 
+@pytest.mark.filterwarnings("ignore:.*rows name the same video file")  # on purpose
 def test_videos_whose_headers_give_no_frame_count_cost_the_others_mean(sample_dir, tmp_path):
     """The collection's frames come from the manifest's video headers; a raw H.264 stream's
     header gives none (no index, no duration), and it counts at the other videos' mean rather

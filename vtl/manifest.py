@@ -218,18 +218,20 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
 def _warn_shared_files(path: Path, video_ids: list[str], paths: list[Path]) -> None:
     """A warning when rows name the same file: the video is extracted and scored twice, and
     in two splits it leaks its test labels into training."""
-    first: dict[Path, str] = {}
-    shared = []
+    ids_of: dict[Path, list[str]] = {}
     for video_id, video_path in zip(video_ids, paths, strict=True):
-        if video_path in first:
-            shared.append(f"{first[video_path]} and {video_id}")
-        first.setdefault(video_path, video_id)
+        ids_of.setdefault(video_path, []).append(video_id)
+    shared = [ids for ids in ids_of.values() if len(ids) > 1]
     if shared:
-        more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
+        named = "; ".join(
+            ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
+            for ids in shared[:3]
+        )
+        more = f"; {len(shared) - 3} more files" if len(shared) > 3 else ""
         warnings.warn(
-            f"{path}: rows name the same video file ({'; '.join(shared[:3])}{more}): it is "
-            "extracted and scored twice, and in two splits it leaks test labels into training; "
-            "give each video one row",
+            f"{path}: rows name the same video file ({named}{more}): it is extracted and scored "
+            "twice, and in two splits it leaks test labels into training; give each video one "
+            "row",
             UserWarning,
             stacklevel=3,
         )
