@@ -22,8 +22,17 @@ from vtl.errors import ManifestError, UserError
 
 # split values (any case): the names, the reference's codes, and the other names datasets give
 # val (Hugging Face's "validation"; "valid", "dev")
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "0": 0, "1": 1, "2": 2}
-SPLIT_CODES |= {"validation": 1, "valid": 1, "dev": 1}
+SPLIT_CODES = {
+    "train": 0,
+    "val": 1,
+    "test": 2,
+    "validation": 1,
+    "valid": 1,
+    "dev": 1,
+    "0": 0,
+    "1": 1,
+    "2": 2,
+}
 SPLIT_NAMES = ("train", "val", "test")
 _SPLIT_COLUMN = re.compile(r"^split(\d+)$")
 
