@@ -10,7 +10,9 @@ codecs, runs `extract run` over them with clean demo videos among them (Efficien
 frame per clip, fixed 40-frame segments: fast, and shot detection is not what is tested), then
 over the clean videos alone, and prints: files extracted, failed with a reason, neither, hangs
 (the run passing --timeout), tracebacks, wall time, and whether the clean videos' arrays equal
-those of the clean run. Per mutation, how many files were extracted and how many failed.
+those of the clean run. Per mutation, how many files were extracted and how many failed; each
+failure nobody anticipated (an exception's type and where it was raised, not a reason), in full
+with its file and damage.
 """
 
 from __future__ import annotations
@@ -79,6 +81,12 @@ def main() -> None:
     print("\nfailure reasons:")
     for reason, n in reasons.most_common():
         print(f"{n:5d}  {reason}")
+    # Failures nobody anticipated carry the place they were raised: each in full, with its file.
+    for video, reason in sorted(report.failed.items()):
+        if " (at " in reason:
+            case = report.cases[int(video[4:])] if video.startswith("fuzz") else None
+            made = f"{case.path.name}, {case.mutation} {case.detail}" if case else video
+            print(f"unanticipated ({made}): {reason}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

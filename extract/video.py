@@ -237,18 +237,29 @@ EAGAIN_TRIES = 1000
 
 def _demux(container, stream) -> Iterator[av.Packet]:
     """`container.demux(stream)`, read on after the demuxer's "try again" (EAGAIN_TRIES in a row
-    at most; then its error, as any other)."""
-    tries = 0
+    at most; then its error, as any other).
+
+    PyAV (18) ends a demux with an empty packet per stream it was asked for, going over the
+    streams the file has by then; where streams appeared while reading (MPEG-TS data that
+    damage makes look like a new program), it reads past its own table of which to flush and
+    may raise IndexError for a stream it never listed, at random. That comes after this
+    stream's own empty packet (its index is lower): the demux has ended, so it ends here."""
+    tries, flushed = 0, False
     while True:
         try:
             for packet in container.demux(stream):
                 tries = 0
+                flushed = not packet.size
                 yield packet
             return
         except av.error.BlockingIOError:
             tries += 1
             if tries > EAGAIN_TRIES:
                 raise
+        except IndexError:
+            if not flushed:
+                raise
+            return
 
 
 def _decode(
