@@ -86,6 +86,9 @@ DECODE_THREADS = 2
 # A frame start this far (in frame periods) past a timeline point still counts as on screen:
 # timestamps are rounded to the stream's time base.
 _TIMESTAMP_SLACK = 0.25
+# A step of the timestamps longer than this (seconds) is a discontinuity where the container's
+# timestamps may jump (`close_jumps`); elsewhere it is a pause, shown as such.
+JUMP_SECONDS = 10.0
 # Sample aspect ratios a real video has (anamorphic formats are within 1:2 and 2:1, 4:1 allows
 # unusual lenses); beyond them the ratio is damaged metadata and pixels are taken as square.
 MAX_SAMPLE_ASPECT = 4.0
@@ -495,6 +498,8 @@ class _Frames:
                     if strict or not declared:
                         raise
                 header_rate = declared_rate(stream)
+                # MPEG-TS and MPEG-PS: timestamps may jump (`close_jumps`)
+                jumps = bool(container.format.flags & av.format.Flags.ts_discont.value)
                 codec_rate = stream.codec_context.framerate  # the bitstream's own timing
             head, self._skip = _head(self._location, packets, indexed=declared > 0)
         except av.FFmpegError as error:
@@ -502,7 +507,7 @@ class _Frames:
         packets = [p for i, p in enumerate(packets) if i not in head]
         declared = max(0, declared - len(head))
         stamps = [stamp for stamp, shown, _ in packets if shown]
-        self.fps = frame_rate(stamps, time_base, header_rate)
+        self.fps = frame_rate(stamps, time_base, header_rate, jumps)
         # The container's clock in seconds per timestamp unit, or a damaged one corrected.
         clock = float(time_base) if time_base else 0.0
         if stamps and (problem := _rate_problem(self.fps)):
@@ -534,7 +539,7 @@ class _Frames:
         if clock and None not in stamps and stamps:
             period = 1.0 / (self.fps * clock) if self.fps > 0 else 1.0
             self._stamps = _with_missing(np.sort(np.array(stamps, np.int64)), missing, period)
-            self._starts = self._stamps * clock
+            self._starts = (close_jumps(self._stamps, clock) if jumps else self._stamps) * clock
         else:  # no timestamps to go by: a constant rate
             self._starts = np.arange(self.n_frames) / (self.fps or 1.0)
         self.rotation = 0
@@ -729,30 +734,71 @@ def _rate_problem(fps: float) -> str | None:
     return None
 
 
-def frame_rate(stamps: list, time_base: Fraction | None, header_rate: Fraction | None) -> float:
+def frame_rate(
+    stamps: list, time_base: Fraction | None, header_rate: Fraction | None, jumps: bool = False
+) -> float:
     """A video's frame rate from its shown frames' timestamps and its header.
 
     Frames evenly spaced in time are a constant-rate video whose rate is one over the spacing,
     whatever the header says: streams without an index declare a wrong rate or none (raw MPEG-2
-    at 24 fps reads 25, DV 60000, IVF and NUT none). Otherwise the header's rate
-    (`vtl.headers.declared_rate`: for a variable-rate video, its average), else the timestamps'
-    average, (frames - 1) / (last start - first start); 0 when nothing tells.
+    at 24 fps reads 25, DV 60000, IVF and NUT none). Frames at the header's rate with their
+    timestamps rounded (24 fps in milliseconds: 42, 41, 42 ms apart; each within
+    `_TIMESTAMP_SLACK` of a frame of that rate), a few missing (a damaged file's lost B-frames:
+    at most 4, or one slot in ten), are at that rate.
+    Other frames are a variable-rate video whose rate is their own average, (frames - 1) /
+    (last start - first start), so that the constant-rate timeline at that rate (`timeline`)
+    runs from the first frame to the last: the header's rate is no average there (Matroska,
+    WebM, FLV and AVI declare a nominal rate, MPEG-TS ffmpeg's estimate from the first seconds,
+    GIF ffmpeg's estimate from the centisecond delays: 25 for 24 fps). A timestamp two frames
+    share counts once (a muxer's artefact, or segments joined). The header's rate where
+    timestamps are missing or give no plausible rate; 0 when nothing tells.
 
     Args:
         stamps: the shown frames' timestamps in decoding order (None where a packet has none).
         time_base: the stream's time base (seconds per timestamp unit).
         header_rate: the rate the header declares, if plausible.
+        jumps: the container's timestamps may jump (`close_jumps`).
     """
-    known = None not in stamps and len(stamps) >= 2 and bool(time_base)
-    if known:
-        steps = np.diff(np.sort(np.array(stamps, np.int64)))
-        if steps.min() > 0 and steps.min() == steps.max():
+    average = None
+    if None not in stamps and len(set(stamps)) >= 2 and time_base:
+        times = np.unique(np.array(stamps, np.int64))  # sorted, each once
+        if jumps:
+            times = close_jumps(times, float(time_base))
+        steps = np.diff(times)
+        if steps.min() == steps.max():
             return float(1 / (int(steps[0]) * Fraction(time_base)))
+        if header_rate:
+            # each time within the slack of a frame of the header's rate, a few frames missing
+            slots = (times - times[0]) * float(header_rate * Fraction(time_base))
+            nearest = np.rint(slots)
+            missing = nearest[-1] + 1 - len(times)
+            if (
+                np.abs(slots - nearest).max() <= _TIMESTAMP_SLACK
+                and np.diff(nearest).min() > 0
+                and missing <= max(4, len(times) // 10)
+            ):
+                return float(header_rate)
+        average = float((len(times) - 1) / (int(steps.sum()) * Fraction(time_base)))
+        if MIN_FPS <= average <= MAX_FPS:
+            return average
     if header_rate:
         return float(header_rate)
-    if known and int(steps.sum()) > 0:
-        return float((len(stamps) - 1) / (int(steps.sum()) * Fraction(time_base)))
-    return 0.0
+    return average or 0.0
+
+
+def close_jumps(times: np.ndarray, clock: float) -> np.ndarray:
+    """Sorted frame times (in units of `clock` seconds) with every step longer than
+    `JUMP_SECONDS` shortened to the median of the other steps, the frames after it moved up:
+    in a container whose timestamps may jump (MPEG-TS and MPEG-PS: a splice, an encoder
+    restart) such a step is a discontinuity, not a pause, and ffmpeg plays the frames after it
+    on (its `-dts_delta_threshold`, 10 s). Unchanged when every step is that long (a damaged
+    clock, not a jump)."""
+    steps = np.diff(times)
+    jumps = steps * clock > JUMP_SECONDS
+    if not jumps.any() or jumps.all():
+        return times
+    steps[jumps] = max(1, int(round(float(np.median(steps[~jumps])))))
+    return np.concatenate([times[:1], times[0] + np.cumsum(steps)])
 
 
 def _with_missing(times: np.ndarray, missing: int, period: float) -> np.ndarray:
@@ -783,10 +829,12 @@ def _display_size(width: int, height: int, sample_aspect: Fraction | None) -> tu
 def timeline(starts: np.ndarray, fps: float) -> np.ndarray | None:
     """Source frame shown at each point of a constant-rate timeline at `fps` (one point per
     frame, from the first frame's start), or None when that is every frame in order (a
-    constant frame rate)."""
+    constant frame rate). The slack for rounded timestamps is a share of a frame of the
+    timeline or, where the frames come closer (an average slowed by a pause), of theirs."""
     n = len(starts)
     points = starts[0] + np.arange(n) / fps
-    shown = np.searchsorted(starts, points + _TIMESTAMP_SLACK / fps, side="right") - 1
+    period = min(1 / fps, float(np.median(np.diff(starts)))) if n > 1 else 1 / fps
+    shown = np.searchsorted(starts, points + _TIMESTAMP_SLACK * period, side="right") - 1
     shown = np.clip(shown, 0, n - 1)
     return None if np.array_equal(shown, np.arange(n)) else shown
 

@@ -809,18 +809,73 @@ def test_the_frame_rate_from_timestamps_and_header():
     ms = Fraction(1, 1000)
     assert frame_rate([0, 40, 80, 120], ms, Fraction(25)) == 25.0
     assert frame_rate([120, 0, 80, 40], ms, Fraction(60000)) == 25.0  # decoding order
-    assert frame_rate([0, 80, 100, 120], ms, Fraction(20)) == 20.0  # variable: the header's
-    assert frame_rate([0, 80, 100, 120], ms, None) == 25.0  # ... else 3 steps in 120 ms
+    assert frame_rate([0, 80, 100, 120], ms, Fraction(20)) == 25.0  # variable: 3 steps in 120 ms
+    assert frame_rate([0, 80, 100, 120], ms, None) == 25.0  # ... with or without a header
+    assert frame_rate([0, 42, 83, 125], ms, Fraction(24)) == 24.0  # the header's, rounded
+    assert frame_rate([0, 42, 125, 167], ms, Fraction(24)) == 24.0  # ... a frame missing
+    assert frame_rate([0, 42, 250, 292], ms, Fraction(24)) == 24.0  # ... or 4
+    assert frame_rate([0, 42, 292, 333], ms, Fraction(24)) == pytest.approx(3 / 0.333)  # 5
+    assert frame_rate([0, 40, 80, 140], ms, Fraction(25)) == pytest.approx(3 / 0.14)
+    assert frame_rate([0, 40, 40, 80], ms, Fraction(30)) == 25.0  # a repeated time counts once
+    assert frame_rate([0, 40, 10**9], ms, Fraction(24)) == 24.0  # no plausible average: the header
     assert frame_rate([None, None], ms, Fraction(24)) == 24.0  # no timestamps
     assert frame_rate([0], ms, None) == 0.0
+    # Where timestamps may jump, a step over JUMP_SECONDS is a discontinuity, not a pause
+    jumped = [0, 40, 80, 80 + 60_000, 120 + 60_000]
+    assert frame_rate(jumped, ms, None, jumps=True) == 25.0
+    assert frame_rate(jumped, ms, None) == pytest.approx(4 / 60.12)
 
 
-@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv444p"])
-def test_pixel_formats_decode_to_the_same_picture(tmp_path, pix_fmt):
-    video = pattern_video(tmp_path / "v.mp4", n=8, pix_fmt=pix_fmt)
-    _, frames = next(VideoSource(video).chunks())
-    expected = np.stack([pattern(i, 48, 64) for i in range(8)])
-    assert np.abs(frames.astype(int) - expected).mean() < 6
+# name -> (file name, encode's options, mean error allowed: the lossy codecs' at their defaults)
+WILD_FORMATS = {
+    "yuv420p10le": ("v.mp4", {"pix_fmt": "yuv420p10le"}, 6),
+    "yuv444p": ("v.mp4", {"pix_fmt": "yuv444p"}, 6),
+    "grey_h264": ("v.mp4", {"pix_fmt": "gray"}, 8),
+    "rgb_h264": ("v.mkv", {"codec": "libx264rgb", "pix_fmt": "rgb24"}, 3),
+    "hevc_12bit": (
+        "v.mkv",
+        {
+            "codec": "libx265",
+            "pix_fmt": "yuv420p12le",
+            "codec_options": {"x265-params": "log-level=none"},
+        },
+        6,
+    ),
+    "vp9_alpha": ("v.webm", {"codec": "libvpx-vp9", "pix_fmt": "yuva420p"}, 6),
+    "prores_4444_alpha": ("v.mov", {"codec": "prores_ks", "pix_fmt": "yuva444p10le"}, 2),
+    "png_alpha": ("v.mov", {"codec": "png", "pix_fmt": "rgba"}, 1),
+    "qtrle_alpha": ("v.mov", {"codec": "qtrle", "pix_fmt": "argb"}, 1),
+    "ffv1_16bit": ("v.mkv", {"codec": "ffv1", "pix_fmt": "yuv444p16le"}, 1),
+    "utvideo": ("v.avi", {"codec": "utvideo", "pix_fmt": "gbrap"}, 1),
+    "raw_bgr": ("v.nut", {"codec": "rawvideo", "pix_fmt": "bgr24"}, 1),
+    "full_range": ("v.mp4", {"pix_fmt": "yuvj420p"}, 6),
+    "yuv422p": ("v.mp4", {"pix_fmt": "yuv422p"}, 6),
+    "interlaced_h264": ("v.mp4", {"codec_options": {"x264-params": "interlaced=1:tff=1"}}, 8),
+    "interlaced_mpeg2_ts": (
+        "v.ts",
+        {"codec": "mpeg2video", "format": "mpegts", "codec_options": {"flags": "+ilme+ildct"}},
+        12,
+    ),
+    "mpeg2_program_stream": ("v.mpg", {"codec": "mpeg2video", "format": "mpeg"}, 12),
+    "flv1": ("v.flv", {"codec": "flv", "format": "flv"}, 12),
+    "wmv2": ("v.wmv", {"codec": "wmv2", "format": "asf"}, 12),
+}
+
+
+@pytest.mark.parametrize("name", list(WILD_FORMATS))
+def test_pixel_formats_decode_to_the_same_picture(tmp_path, name):
+    """Each frame is the picture encoded, in its place (closer to it than to its neighbour)."""
+    file_name, options, allowed = WILD_FORMATS[name]
+    source = VideoSource(pattern_video(tmp_path / file_name, n=12, **options))
+    assert (source.info.n_frames, source.info.width, source.info.height) == (12, 64, 48)
+    assert source.info.fps == 24 and not source.info.variable_rate
+    frames = np.concatenate([chunk for _, chunk in source.chunks()]).astype(int)
+    expected = np.stack([pattern(i, 48, 64) for i in range(12)]).astype(int)
+    if options.get("pix_fmt") == "gray":  # its luma (BT.601), as ffmpeg converts grey to RGB
+        expected = np.repeat(np.rint(expected @ [0.299, 0.587, 0.114])[..., None], 3, axis=-1)
+    error = np.abs(frames - expected).mean()
+    assert error < allowed
+    assert error < np.abs(frames[1:] - expected[:-1]).mean()  # not a frame late
 
 
 def test_frames_of_another_size_are_scaled_to_the_first_size(tmp_path):
@@ -863,14 +918,26 @@ def test_rotation_metadata_is_honoured(tmp_path, rotation):
     assert frames[:, :8].mean() < 20  # the black bar is on top
 
 
-def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path):
+@pytest.mark.parametrize(
+    "name, format, codec",
+    [
+        ("vfr.mp4", None, "libx264"),
+        ("vfr.mkv", None, "libx264"),  # Matroska, WebM and FLV declare a nominal rate (24)
+        ("vfr.webm", None, "libvpx-vp9"),
+        ("vfr.flv", "flv", "libx264"),
+        ("vfr.ts", "mpegts", "libx264"),  # MPEG-TS ffmpeg's estimate from the start (12.5)
+    ],
+)
+def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path, name, format, codec):
     """Frames come on a constant-rate timeline at the average rate, each point showing the
-    frame on screen at that time: the slow half repeats frames, the fast half skips some."""
+    frame on screen at that time: the slow half repeats frames, the fast half skips some, and
+    the timeline ends at the last frame, whatever rate the container declares."""
     frames = [np.full((48, 64, 3), 5 * i, np.uint8) for i in range(48)]  # frame i has value 5i
-    source = VideoSource(encode(tmp_path / "vfr.mp4", frames, pts_ms=VFR_PTS))
+    video = encode(tmp_path / name, frames, pts_ms=VFR_PTS, format=format, codec=codec)
+    source = VideoSource(video)
     info = source.info
     assert info.variable_rate and info.n_frames == 48
-    assert 48 / 2.6 < info.fps < 48 / 2.3  # the average: frames / duration
+    assert info.fps == pytest.approx(47 / (VFR_PTS[-1] - VFR_PTS[0]) * 1000)  # the average
     decoded = np.concatenate([chunk for _, chunk in source.chunks()]).mean((1, 2, 3))
     shown = np.rint(decoded / 5).astype(int)
     times = np.arange(48) / info.fps * 1000
@@ -878,6 +945,37 @@ def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path):
     np.testing.assert_array_equal(shown, expected)
     steps = np.diff(shown)
     assert steps[:10].min() == 0 and steps[-10:].max() >= 2  # repeats early, skips late
+    assert shown[0] == 0 and shown[-1] == 47
+
+
+def test_an_animated_gifs_centisecond_delays_show_every_frame_once(tmp_path):
+    """A GIF at 24 fps is stored with delays of 4 and 5 hundredths (ffmpeg reads its rate as
+    25): every frame comes once, in order, at about 24 fps."""
+    frames = [np.full((48, 64, 3), 5 * i, np.uint8) for i in range(48)]
+    source = VideoSource(encode(tmp_path / "a.gif", frames, pix_fmt="rgb8", codec="gif"))
+    assert source.info.n_frames == 48 and not source.info.variable_rate
+    assert source.info.fps == pytest.approx(24, abs=0.1)
+    decoded = np.concatenate([chunk for _, chunk in source.chunks()]).mean((1, 2, 3))
+    np.testing.assert_array_equal(np.rint(decoded / 5).astype(int), np.arange(48))
+
+
+@pytest.mark.parametrize("name, format", [("jump.ts", "mpegts"), ("pause.mkv", None)])
+def test_a_jump_of_the_timestamps_is_closed_where_the_container_may_jump(tmp_path, name, format):
+    """24 fps with the timestamps a minute ahead from frame 24 on. MPEG-TS (whose timestamps
+    may jump: a splice, an encoder restart) plays the frames on as ffmpeg does: a constant 24
+    fps, every frame once. In Matroska the minute is a pause, held on the timeline."""
+    frames = [np.full((48, 64, 3), 5 * i, np.uint8) for i in range(48)]
+    pts_ms = np.arange(48) * 1000 / 24 + (np.arange(48) >= 24) * 60_000
+    source = VideoSource(encode(tmp_path / name, frames, pts_ms=pts_ms, format=format))
+    decoded = np.concatenate([chunk for _, chunk in source.chunks()]).mean((1, 2, 3))
+    shown = np.rint(decoded / 5).astype(int)
+    if format == "mpegts":
+        assert source.info.fps == pytest.approx(24, rel=1e-3) and not source.info.variable_rate
+        np.testing.assert_array_equal(shown, np.arange(48))
+    else:
+        assert source.info.fps == pytest.approx(47 / (pts_ms[-1] / 1000), rel=1e-2)
+        assert source.info.variable_rate and shown[0] == 0 and shown[-1] == 47
+        assert (shown == 23).sum() > 40  # the minute on frame 23
 
 
 def test_edit_list_hides_the_frames_before_its_start(tmp_path):
