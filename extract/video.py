@@ -761,15 +761,16 @@ def frame_rate(
     """
     average = None
     if None not in stamps and len(set(stamps)) >= 2 and time_base:
+        unit = Fraction(time_base)
         times = np.unique(np.array(stamps, np.int64))  # sorted, each once
         if jumps:
-            times = close_jumps(times, float(time_base))
+            times = close_jumps(times, float(unit))
         steps = np.diff(times)
         if steps.min() == steps.max():
-            return float(1 / (int(steps[0]) * Fraction(time_base)))
+            return float(1 / (int(steps[0]) * unit))
         if header_rate:
             # each time within the slack of a frame of the header's rate, a few frames missing
-            slots = (times - times[0]) * float(header_rate * Fraction(time_base))
+            slots = (times - times[0]) * float(header_rate * unit)
             nearest = np.rint(slots)
             missing = nearest[-1] + 1 - len(times)
             if (
@@ -778,7 +779,7 @@ def frame_rate(
                 and missing <= max(4, len(times) // 10)
             ):
                 return float(header_rate)
-        average = float((len(times) - 1) / (int(steps.sum()) * Fraction(time_base)))
+        average = float((len(times) - 1) / (int(steps.sum()) * unit))
         if MIN_FPS <= average <= MAX_FPS:
             return average
     if header_rate:
