@@ -16,7 +16,6 @@ stage reads them; they are recorded as synthetic in the file's `config` attribut
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -29,7 +28,7 @@ import zarr
 
 from vtl.errors import UserError
 from vtl.features import FeatureMeta, FeatureWriter, consecutive_clips, write_failures
-from vtl.manifest import SPLIT_CODES, row_cells
+from vtl.manifest import SPLIT_CODES, read_csv_rows, row_cells
 from vtl.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -65,15 +64,7 @@ def read_mtgc(path: str | Path) -> MtgcTable:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: labels CSV not found; pass the reference's mtgc.csv")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = [
-                (line, row)
-                for line, row in enumerate(csv.reader(handle), start=1)
-                if any(cell.strip() for cell in row)
-            ]
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise UserError(f"{path}: not a readable CSV file ({error})") from None
+    rows = read_csv_rows(path, UserError)
     if len(rows) < 2:
         raise UserError(f"{path}: needs a header row and at least one trailer row")
     header = [column.strip() for column in rows[0][1]]

@@ -172,3 +172,24 @@ def test_rows_naming_one_file_are_warned_of(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_manifest(write(tmp_path, [HEADER, *ROWS]))  # distinct files: no warning
+
+
+def test_a_spreadsheets_encodings_and_empty_trailing_columns(tmp_path):
+    """A spreadsheet's "Unicode text" (UTF-16 with a byte-order mark) and UTF-8 with a mark read
+    as plain UTF-8 does; the empty, unnamed columns a spreadsheet writes after the last one are
+    dropped (before, "a column has an empty name"). Text in another encoding is one line naming
+    the file, the row and the fix; an unnamed column that holds values is still refused."""
+    lines = [HEADER + ",,", *(row + ",," for row in ROWS)]
+    path = write(tmp_path, lines)
+    text = path.read_text()
+    for encoding in ("utf-16", "utf-8-sig", "utf-32"):
+        path.write_bytes(text.encode(encoding))
+        m = read_manifest(path)
+        assert m.video_ids == ["a", "b", "c", "d"] and m.label_names == ["action", "comedy"]
+        np.testing.assert_array_equal(m.splits, [[0, 2], [1, 0], [2, 1], [0, 0]])
+    path.write_bytes(text.replace("comedy", "comédie").encode("cp1252"))
+    with pytest.raises(ManifestError, match=r"m.csv, row 1: not UTF-8 text \(byte 0xe9.*CSV UTF-8"):
+        read_manifest(path)
+    named = [HEADER + ",", *(row + ",x" for row in ROWS)]
+    with pytest.raises(ManifestError, match="row 1: a column has an empty name"):
+        read_manifest(write(tmp_path, named))

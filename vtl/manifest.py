@@ -7,6 +7,7 @@ file, the row (its line number in the file) and the column, before any expensive
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -129,6 +130,54 @@ def _delimiter(text: str) -> str:
     return ","
 
 
+_BOMS = (  # UTF-32 first: its little-endian mark begins with UTF-16's
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def read_csv_rows(
+    path: Path, error: type[UserError] = ManifestError
+) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of a CSV file as (line number, cells), for the manifest and the
+    reference's mtgc.csv alike. UTF-8 unless a byte-order mark says UTF-16 or UTF-32 (a
+    spreadsheet's "Unicode text"); the separator as `_delimiter` tells it; columns with no name
+    and no value (the empty columns a spreadsheet writes after the last one) dropped.
+
+    Raises:
+        `error`: one line naming the file (and the row of a byte that is not UTF-8) and the fix.
+    """
+    data = path.read_bytes()
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as problem:
+        line = data[: problem.start].count(b"\n") + 1
+        raise error(
+            f"{path}, row {line}: not {encoding.upper()} text (byte 0x{data[problem.start]:02x}: "
+            "another encoding, such as a spreadsheet's Windows or Latin-1 CSV); save it as "
+            'UTF-8 ("CSV UTF-8")'
+        ) from None
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)))
+    except csv.Error as problem:
+        raise error(f"{path}: not a readable CSV file ({problem})") from None
+    rows = [(line, row) for line, row in enumerate(rows, start=1) if any(c.strip() for c in row)]
+    if rows:
+        header = rows[0][1]
+        empty = {
+            i
+            for i, name in enumerate(header)
+            if not name.strip() and all(i >= len(row) or not row[i].strip() for _, row in rows)
+        }
+        if empty:
+            rows = [(line, [c for i, c in enumerate(row) if i not in empty]) for line, row in rows]
+    return rows
+
+
 def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
     """Read and validate a manifest CSV.
 
@@ -146,16 +195,7 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
         raise ManifestError(f"{path}: is {kind}, not a manifest; pass the path of a CSV file")
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found; pass the path of a CSV file")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            text = handle.read()
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)))
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise ManifestError(f"{path}: not a readable CSV file ({error})") from None
-
-    rows = [
-        (number, row) for number, row in enumerate(rows, start=1) if any(c.strip() for c in row)
-    ]
+    rows = read_csv_rows(path, ManifestError)
     if not rows:
         raise ManifestError(f"{path}: the manifest is empty; it needs a header row and videos")
     _, header = rows[0]
