@@ -168,3 +168,59 @@ def test_part_files_carry_manifest_index(tmp_path):
     copy = tmp_path / "copy.h5"
     shutil.copy(path, copy)
     assert verify_features(copy)["videos"] == 1
+
+
+def test_damaged_hdf5_structures_are_one_line(feature_file, tmp_path):
+    """Zeroed signatures of the file's group structures (a local heap, a symbol table node, a
+    B-tree: what a zeroed disk block does) make h5py raise RuntimeError, not OSError: one
+    "damaged feature file" line, not an unexpected error (exit 70) as before."""
+    path, _ = feature_file
+    data = path.read_bytes()
+    for signature in (b"HEAP", b"SNOD", b"TREE"):
+        damaged = bytearray(data)
+        at = data.index(signature)
+        damaged[at : at + 4] = bytes(4)
+        broken = tmp_path / f"{signature.decode().lower()}.h5"
+        broken.write_bytes(bytes(damaged))
+        with pytest.raises(FeatureFileError, match="damaged feature file") as info:
+            FeatureFile(broken)
+        assert str(broken) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_flipped_bit_in_labels_or_splits_fails_the_read(feature_file, tmp_path):
+    """The index datasets are checksummed like the clips: a label's 0 flipped to 1 (or a video
+    moved from train to val) is a value verify cannot tell from a real one; its checksum can."""
+    path, _ = feature_file
+    for name in ("labels", "splits", "videos/offset"):
+        with h5py.File(path, "r") as h5:
+            at = h5[name].id.get_chunk_info(0).byte_offset
+        damaged = bytearray(path.read_bytes())
+        damaged[at] ^= 1
+        broken = tmp_path / "flipped.h5"
+        broken.write_bytes(bytes(damaged))
+        with pytest.raises(FeatureFileError, match="damaged feature file"):
+            FeatureFile(broken)
+
+
+def test_a_zeroed_global_heap_is_one_line_not_a_hang(feature_file, tmp_path, monkeypatch):
+    """HDF5 reads a global heap collection (where the variable-length strings live: every
+    attribute, the video ids) whose first object header is zeroed round that object forever,
+    holding the GIL; before, `probe` and `extract verify` hung on such a file. The metadata is
+    read in a child process first, which is stopped after METADATA_SECONDS."""
+    import time
+
+    import vtl.features
+
+    path, _ = feature_file
+    damaged = bytearray(path.read_bytes())
+    heap = damaged.index(b"GCOL")
+    damaged[heap + 16 : heap + 32] = bytes(16)  # the first object: index 0, size 0
+    broken = tmp_path / "heap.h5"
+    broken.write_bytes(bytes(damaged))
+    monkeypatch.setattr(vtl.features, "METADATA_SECONDS", 3.0)
+    started = time.monotonic()
+    with pytest.raises(FeatureFileError, match="hangs reading its metadata") as info:
+        FeatureFile(broken)
+    assert time.monotonic() - started < 30
+    assert str(broken) in str(info.value) and "\n" not in str(info.value)
+    assert verify_features(path)["videos"] == 3  # the undamaged file reads as before

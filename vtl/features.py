@@ -42,6 +42,9 @@ import io
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -280,22 +283,29 @@ class FeatureWriter:
 
     def _finish(self) -> None:
         h5 = self._h5
+
+        def index(name: str, data: np.ndarray, **options) -> None:
+            # checksummed like the clips (a flipped bit in /labels or /splits would otherwise
+            # change a label or move a video between splits silently); a checksum needs chunks
+            checked = {"chunks": True, "fletcher32": True} if data.size else {}
+            h5.create_dataset(name, data=data, **checked, **options)
+
+        # (HDF5 filters take no variable-length strings: the ids go unchecksummed)
         h5.create_dataset("videos/id", data=np.array(self._ids, dtype=object), dtype=_STR)
-        h5.create_dataset("videos/offset", data=_offsets(self._clip_counts))
-        h5.create_dataset("videos/n_frames", data=np.array(self._n_frames, np.int64))
-        h5.create_dataset("videos/fps", data=np.array(self._fps, np.float64))
-        h5.create_dataset("shots/offset", data=_offsets(self._shot_counts))
+        index("videos/offset", _offsets(self._clip_counts))
+        index("videos/n_frames", np.array(self._n_frames, np.int64))
+        index("videos/fps", np.array(self._fps, np.float64))
+        index("shots/offset", _offsets(self._shot_counts))
         n_labels, n_splits = len(self.label_names), self.n_splits
-        labels = np.array(self._labels, np.uint8).reshape(-1, n_labels)
-        h5.create_dataset("labels", data=labels)
+        index("labels", np.array(self._labels, np.uint8).reshape(-1, n_labels))
         h5["labels"].attrs["names"] = np.array(self.label_names, dtype=object)
-        h5.create_dataset("splits", data=np.array(self._splits, np.uint8).reshape(-1, n_splits))
+        index("splits", np.array(self._splits, np.uint8).reshape(-1, n_splits))
         if any(self._concealed):
-            h5.create_dataset("videos/concealed", data=np.array(self._concealed, np.int64))
+            index("videos/concealed", np.array(self._concealed, np.int64))
         if self._logits is not None:
             self._logits.attrs["names"] = np.array(self.logit_names, dtype=object)
         if self.part is not None:
-            h5.create_dataset("videos/manifest_index", data=np.array(self._manifest_index))
+            index("videos/manifest_index", np.array(self._manifest_index))
             h5.attrs["part"] = f"{self.part[0]}/{self.part[1]}"
         h5.attrs["format"] = FORMAT
         h5.attrs["version"] = VERSION
@@ -384,6 +394,66 @@ def _offsets(counts: list[int]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
 
 
+# The HDF5 library loops forever or crashes on some damaged metadata: a zeroed global heap (where
+# the variable-length strings live: the attributes, the video ids) sends its reader
+# (H5HG__cache_heap_deserialize, HDF5 2.0) round one object forever, holding the GIL. So a file's
+# metadata is first read in a child process, once per file (path, size, time) and process: every
+# attribute, every variable-length dataset and every chunk index; a child that does not finish
+# in METADATA_SECONDS, or dies of a signal, makes the file one "damaged" line. (A child that
+# fails otherwise has met an error the reader below meets too, and reports as usual.)
+METADATA_SECONDS = 120.0
+_METADATA_WALK = """
+import sys, h5py
+def walk(name, obj):
+    for key in obj.attrs:
+        obj.attrs[key]
+    if isinstance(obj, h5py.Dataset):
+        if obj.dtype.kind == "O":
+            obj[()]
+        if obj.chunks:
+            obj.id.chunk_iter(lambda info: None)
+with h5py.File(sys.argv[1], "r") as h5:
+    walk("/", h5)
+    h5.visititems(walk)
+"""
+_METADATA_READ: set[tuple[str, int, int]] = set()
+
+
+def _check_metadata_isolated(path: Path) -> None:
+    """Raise FeatureFileError when reading `path`'s HDF5 metadata hangs or crashes a child."""
+    status = path.stat()
+    key = (str(path.resolve()), status.st_size, status.st_mtime_ns)
+    if key in _METADATA_READ:
+        return
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", _METADATA_WALK, str(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=METADATA_SECONDS,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        )
+    except OSError:  # no interpreter to start (an embedded Python): read it here, unchecked
+        return
+    except subprocess.TimeoutExpired:
+        raise FeatureFileError(
+            f"{path}: damaged feature file: the HDF5 library hangs reading its metadata "
+            f"(no answer in {METADATA_SECONDS:.0f} s); re-extract the file"
+        ) from None
+    if child.returncode < 0:
+        raise FeatureFileError(
+            f"{path}: damaged feature file: the HDF5 library crashed reading its metadata "
+            f"(killed by {signal.Signals(-child.returncode).name}); re-extract the file"
+        )
+    _METADATA_READ.add(key)
+
+
+# What h5py raises on a damaged file: OSError for most HDF5 errors (a failed checksum, an
+# unreadable chunk), RuntimeError for some in its metadata (a B-tree or heap signature), KeyError
+# for a link it cannot follow, ValueError/TypeError for values of the wrong kind.
+H5_ERRORS = (KeyError, OSError, RuntimeError, ValueError, TypeError)
+
+
 class FeatureFile:
     """Read access to a feature file. Small index arrays are loaded at open; features on demand."""
 
@@ -391,9 +461,10 @@ class FeatureFile:
         self.path = Path(path)
         if not self.path.is_file():
             raise FeatureFileError(f"{self.path}: feature file not found")
+        _check_metadata_isolated(self.path)
         try:
             self._h5 = h5py.File(self.path, "r")
-        except OSError as error:
+        except (OSError, RuntimeError) as error:
             raise FeatureFileError(
                 f"{self.path}: not a readable HDF5 file ({_short(error)}); "
                 "re-run extraction to rewrite it"
@@ -403,7 +474,7 @@ class FeatureFile:
         except FeatureFileError:
             self._h5.close()
             raise
-        except (KeyError, OSError, ValueError, TypeError) as error:
+        except H5_ERRORS as error:
             self._h5.close()
             raise FeatureFileError(
                 f"{self.path}: damaged feature file ({_short(error)}); re-run extraction"
@@ -460,11 +531,11 @@ class FeatureFile:
 
     @property
     def n_clips(self) -> int:
-        return int(self._h5["clips/features"].shape[0])
+        return int(self.dataset("clips/features").shape[0])
 
     @property
     def feature_dim(self) -> int:
-        return int(self._h5["clips/features"].shape[1])
+        return int(self.dataset("clips/features").shape[1])
 
     def clip_counts(self) -> np.ndarray:
         return np.diff(self.offsets)
@@ -521,7 +592,14 @@ class FeatureFile:
 
     def dataset(self, name: str) -> CheckedDataset:
         """A dataset of the file whose reads raise FeatureFileError on damaged data."""
-        return CheckedDataset(self._h5[name], self.path)
+        try:
+            dataset = self._h5[name]
+        except H5_ERRORS as error:  # its header damaged (the file opened)
+            raise FeatureFileError(
+                f"{self.path}: damaged feature file, /{name} unreadable ({_short(error)}); "
+                "re-extract the file"
+            ) from None
+        return CheckedDataset(dataset, self.path)
 
     def check_finite(
         self,
@@ -581,7 +659,7 @@ class CheckedDataset:
     def __getitem__(self, key) -> np.ndarray:
         try:
             return self._dataset[key]
-        except OSError as error:
+        except (OSError, RuntimeError) as error:
             raise FeatureFileError(
                 f"{self._path}: corrupted data in {self._dataset.name} ({_short(error)}); "
                 "re-extract the file"
@@ -613,7 +691,7 @@ def verify_features(path: str | Path, chunk_rows: int = 65536) -> dict:
 
         try:
             _check_layout(f, m, fail, chunk_rows)
-        except (KeyError, OSError, ValueError) as error:
+        except H5_ERRORS as error:
             fail(f"unreadable data ({_short(error)})")
         return {
             "path": where,
