@@ -44,6 +44,8 @@ class FileInfo:
     config: dict = field(default_factory=dict, hash=False, compare=False)
     shot_detector: str = ""
     weights_name: str = field(default="", compare=False)  # the checkpoint's file name
+    # video id -> its labels and splits (bytes): files of one dataset agree on every shared video
+    truth: dict = field(default_factory=dict, hash=False, compare=False, repr=False)
 
     def identity(self) -> dict:
         """What names this file's content for the cache: a changed file gets new tasks."""
@@ -114,6 +116,10 @@ def read_file_info(path: Path) -> FileInfo:
             config=dict(meta.config) if isinstance(meta.config, dict) else {},
             shot_detector=str(meta.shot_detector),
             weights_name=str((meta.weights or {}).get("name", "")),
+            truth={
+                video: labels.tobytes() + splits.tobytes()
+                for video, labels, splits in zip(f.video_ids, f.labels, f.splits, strict=True)
+            },
         )
 
 
@@ -178,6 +184,13 @@ def check_one_dataset(infos: list[FileInfo]) -> None:
                     f"{first.path} and {other.path} disagree on {what} ({a} vs {b}); a report "
                     "compares backbones on one dataset, so pass the files of one dataset"
                 )
+        differ = [v for v, truth in other.truth.items() if first.truth.get(v, truth) != truth]
+        if differ:
+            raise UserError(
+                f"{first.path} and {other.path} give video {differ[0]!r} other labels or splits "
+                f"({len(differ)} videos differ): files extracted from different manifests; a "
+                "report compares backbones on one dataset, so extract every file from one manifest"
+            )
 
 
 def resolve_splits(splits: Sequence[int] | str, info: FileInfo) -> list[int]:

@@ -167,10 +167,13 @@ def read_sample(paths: Sequence[str | Path], names: Sequence[str] | None = None)
         left_out = len(set.union(*(set(f.video_ids) for f in files))) - len(ids)
         if left_out:
             notes.append(f"{left_out} videos left out: not in every candidate's file")
+        first_index = {v: i for i, v in enumerate(first.video_ids)}
+        first_rows = np.array([first_index[v] for v in ids])
         candidates = []
         for k, f in enumerate(files):
             index = {v: i for i, v in enumerate(f.video_ids)}
             rows = np.array([index[v] for v in ids])
+            _check_same_truth(first, first_rows, f, rows, ids)
             features = np.stack([f.video_mean(int(i)) for i in rows])
             candidates.append(
                 Candidate(
@@ -181,21 +184,45 @@ def read_sample(paths: Sequence[str | Path], names: Sequence[str] | None = None)
                     frames=int(f.n_frames.sum()),  # the frames the file's cost covers
                 )
             )
-        first_index = {v: i for i, v in enumerate(first.video_ids)}
-        rows = np.array([first_index[v] for v in ids])
         seeds = {f.meta.sample.get("seed") for f in files}
         return SampleData(
             candidates=candidates,
             video_ids=ids,
-            labels=first.labels[rows],
+            labels=first.labels[first_rows],
             label_names=list(first.label_names),
-            splits=first.splits[rows],
+            splits=first.splits[first_rows],
             notes=notes,
             sample_seed=seeds.pop() if len(seeds) == 1 else None,
         )
     finally:
         for f in files:
             f.close()
+
+
+def _check_same_truth(
+    first: FeatureFile, first_rows: np.ndarray, other: FeatureFile, rows: np.ndarray, ids: list
+) -> None:
+    """Raise UserError when `other` labels or splits a shared video otherwise than `first`
+    (files extracted from two manifests: the labels corrected in between, or two collections
+    whose ids coincide): the recommendation would score every candidate on the first's."""
+    for what, a, b in (
+        ("labels", first.labels[first_rows], other.labels[rows]),
+        ("splits", first.splits[first_rows], other.splits[rows]),
+    ):
+        if a.shape != b.shape:
+            raise UserError(
+                f"{other.path}: {b.shape[1]} {what} columns where {first.path} has {a.shape[1]}; "
+                "extract every candidate from one manifest"
+            )
+        differ = np.flatnonzero((a != b).any(axis=1))
+        if differ.size:
+            i = int(differ[0])
+            raise UserError(
+                f"{other.path} and {first.path} give video {ids[i]!r} other {what} "
+                f"({b[i].tolist()} vs {a[i].tolist()}; {differ.size} of the {len(ids)} shared "
+                "videos differ): files extracted from different manifests; extract every "
+                "candidate from one manifest"
+            )
 
 
 # ------------------------------------------------------------------ guardrails

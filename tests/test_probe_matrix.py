@@ -412,3 +412,18 @@ def test_an_unusable_split_stops_before_any_training(tmp_path):
             [path], tmp_path / "out", ["linear"], "all", [0], FAST, [], progress=False, cache=cache
         )
     assert not cache.folder.exists() or not list(cache.folder.rglob("*.json"))  # none trained
+
+
+def test_files_of_two_manifests_are_refused_before_any_training(tmp_path):
+    """Two files with as many videos, labels and splits, whose videos are labelled otherwise
+    (two collections with the same ids, or the labels corrected between extractions): one line
+    naming both files and a video, before any training; before, the matrix compared backbones
+    each on its own labels."""
+    write_synthetic_features(tmp_path / "a.h5", n_videos=30, clips=(2, 4), backbone="a")
+    write_synthetic_features(
+        tmp_path / "b.h5", n_videos=30, clips=(2, 4), backbone="b", dataset_seed=1
+    )
+    with pytest.raises(UserError, match=r"give video 'v\d+' other labels or splits") as info:
+        run_matrix([tmp_path], tmp_path / "report", models=["linear"], cache=Cache(tmp_path / "c"))
+    assert "a.h5" in str(info.value) and "b.h5" in str(info.value)
+    assert not (tmp_path / "c").exists()

@@ -5,7 +5,9 @@ modes, and a whole recommendation on constructed candidates."""
 
 import csv
 import dataclasses
+import shutil
 
+import h5py
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -523,6 +525,15 @@ def test_read_sample(tmp_path):
     write_file(tmp_path / "far.h5", ["v7", "v8"], 4)
     with pytest.raises(UserError, match="share no video"):
         read_sample([tmp_path / "one.h5", tmp_path / "far.h5"])
+    # the labels corrected in the manifest between two extractions: the files disagree on a
+    # video, and the candidates would have been scored on the first file's labels alone
+    shutil.copy(tmp_path / "one.h5", tmp_path / "relabelled.h5")
+    with h5py.File(tmp_path / "relabelled.h5", "r+") as h5:
+        h5["labels"][3, 1] = 1 - h5["labels"][3, 1]
+    with pytest.raises(
+        UserError, match=r"give video 'v3' other labels \(\[1, 0\] vs \[1, 1\]; 1 of"
+    ):
+        read_sample([tmp_path / "two.h5", tmp_path / "relabelled.h5"])
 
 
 def test_library_priors_only_for_torchvision_checkpoints(tmp_path):
