@@ -36,6 +36,7 @@ from vtl.features import (
     FeatureMeta,
     FeatureWriter,
     VideoFeatures,
+    rewrite_truth,
     write_failures,
 )
 from vtl.manifest import Manifest
@@ -206,6 +207,24 @@ def already_written(path: Path, fingerprint: dict, manifest: Manifest, mine: lis
         f"{path} exists and was made with another configuration or manifest; "
         "delete it or choose another --out"
     )
+
+
+def refresh_truth(path: Path, manifest: Manifest) -> int:
+    """Bring a finished file's labels and splits up to the manifest's (corrected since the file
+    was written: a rerun finds the file complete, and its features do not depend on them).
+    Returns how many of its videos changed (every one when the label columns changed); 0 when
+    nothing did. Every video of the file must be in the manifest."""
+    rows = {video_id: i for i, video_id in enumerate(manifest.video_ids)}
+    with FeatureFile(path) as f:
+        index = np.array([rows[video_id] for video_id in f.video_ids], dtype=np.int64)
+        labels, splits = manifest.labels[index], manifest.splits[index]
+        if f.label_names != manifest.label_names or f.splits.shape != splits.shape:
+            changed = len(index)
+        else:
+            changed = int(((f.labels != labels).any(1) | (f.splits != splits).any(1)).sum())
+    if changed:
+        rewrite_truth(path, manifest.label_names, labels, splits)
+    return changed
 
 
 def full_output(path: Path, fingerprint: dict, manifest: Manifest) -> bool:

@@ -45,6 +45,7 @@ from extract.outputs import (
     full_output,
     output_plan,
     plan_jobs,
+    refresh_truth,
     samples_to_grow,
     seed_from_sample,
     target_outputs,
@@ -188,10 +189,12 @@ def extract_targets(
                 continue
             if sample is not None and full_output(job.final, job.fingerprint, manifest):
                 log.info("%s: already holds every video; no sample is needed", job.final)
+                _refresh_truth(job.final, manifest)
                 result.files[job.key] = job.final
                 continue
             if already_written(job.output, job.fingerprint, manifest, mine):
                 log.info("%s: already complete", job.output)
+                _refresh_truth(job.output, manifest)
                 result.files[job.key] = job.output
                 with FeatureFile(job.output) as done:
                     result.failures = done.meta.failures
@@ -246,6 +249,19 @@ def _local_device(device: str) -> str:
     if device == "auto" and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
         return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
     return device
+
+
+def _refresh_truth(path: Path, manifest: Manifest) -> None:
+    """A finished file's labels and splits brought up to the manifest's, said in one line."""
+    changed = refresh_truth(path, manifest)
+    if changed:
+        log.warning(
+            "%s: labels or splits of %d videos updated from %s (corrected since the file was "
+            "written; the features do not depend on them)",
+            path,
+            changed,
+            manifest.path,
+        )
 
 
 def _check_sample(manifest: Manifest, sample: int | float | None, seed: int) -> None:

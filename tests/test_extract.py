@@ -123,6 +123,34 @@ def test_bad_videos_are_listed_and_the_rest_kept(demo_manifest, tmp_path):
     verify_features(path)
 
 
+def test_a_rerun_brings_a_finished_files_labels_up_to_the_manifest(demo_manifest, tmp_path):
+    """Labels corrected in the manifest after the extraction: the rerun finds the file complete
+    and, where before it kept the old labels (which every probe then read), rewrites the labels
+    and splits (the features do not depend on them); a label column added too."""
+    manifest = subset_manifest(demo_manifest, tmp_path, n=3)
+    first = run_extraction(
+        manifest, "efficientnet_lite0", tmp_path / "out", ExtractConfig(**FAST), progress=False
+    )
+    path = first.files["efficientnet_lite0"]
+    with FeatureFile(path) as f:
+        features = f.read_features()
+    m = read_manifest(manifest)
+    labels = np.concatenate([1 - m.labels, np.array([[1], [0], [1]], np.uint8)], axis=1)
+    splits = np.array([[2], [1], [0]], np.uint8)
+    names = [*m.label_names, "added"]
+    write_manifest(manifest, m.video_ids, [str(p) for p in m.paths], names, labels, splits)
+    again = run_extraction(
+        manifest, "efficientnet_lite0", tmp_path / "out", ExtractConfig(**FAST), progress=False
+    )
+    assert again.files["efficientnet_lite0"] == path
+    with FeatureFile(path) as f:
+        assert f.label_names == names and f.video_ids == m.video_ids
+        np.testing.assert_array_equal(f.labels, labels)
+        np.testing.assert_array_equal(f.splits, splits)
+        np.testing.assert_array_equal(f.read_features(), features)
+    verify_features(path)
+
+
 def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path, assert_same_features):
     manifest = subset_manifest(demo_manifest, tmp_path, n=5)
     config = ExtractConfig(**FAST)

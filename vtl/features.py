@@ -42,6 +42,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,7 +53,7 @@ import h5py
 import numpy as np
 
 from vtl import __version__
-from vtl.atomic import temporary_path, write_text
+from vtl.atomic import replacing, temporary_path, write_text
 from vtl.errors import FeatureFileError
 
 FORMAT = "vtl-features"
@@ -284,11 +285,8 @@ class FeatureWriter:
     def _finish(self) -> None:
         h5 = self._h5
 
-        def index(name: str, data: np.ndarray, **options) -> None:
-            # checksummed like the clips (a flipped bit in /labels or /splits would otherwise
-            # change a label or move a video between splits silently); a checksum needs chunks
-            checked = {"chunks": True, "fletcher32": True} if data.size else {}
-            h5.create_dataset(name, data=data, **checked, **options)
+        def index(name: str, data: np.ndarray) -> None:
+            _index_dataset(h5, name, data)
 
         # (HDF5 filters take no variable-length strings: the ids go unchecksummed)
         h5.create_dataset("videos/id", data=np.array(self._ids, dtype=object), dtype=_STR)
@@ -297,9 +295,9 @@ class FeatureWriter:
         index("videos/fps", np.array(self._fps, np.float64))
         index("shots/offset", _offsets(self._shot_counts))
         n_labels, n_splits = len(self.label_names), self.n_splits
-        index("labels", np.array(self._labels, np.uint8).reshape(-1, n_labels))
-        h5["labels"].attrs["names"] = np.array(self.label_names, dtype=object)
-        index("splits", np.array(self._splits, np.uint8).reshape(-1, n_splits))
+        labels = np.array(self._labels, np.uint8).reshape(-1, n_labels)
+        splits = np.array(self._splits, np.uint8).reshape(-1, n_splits)
+        _write_truth(h5, self.label_names, labels, splits)
         if any(self._concealed):
             index("videos/concealed", np.array(self._concealed, np.int64))
         if self._logits is not None:
@@ -346,6 +344,38 @@ class FeatureWriter:
 
 
 _NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _index_dataset(h5: h5py.File, name: str, data: np.ndarray) -> None:
+    """A small dataset written whole, checksummed like the clips (a flipped bit in /labels or
+    /splits would otherwise change a label or move a video between splits unseen); a checksum
+    needs chunks, which an empty dataset cannot have."""
+    checked = {"chunks": True, "fletcher32": True} if data.size else {}
+    h5.create_dataset(name, data=data, **checked)
+
+
+def _write_truth(h5: h5py.File, label_names: list[str], labels: np.ndarray, splits: np.ndarray):
+    """/labels with its names and /splits (rows in the file's video order)."""
+    _index_dataset(h5, "labels", np.asarray(labels, np.uint8))
+    h5["labels"].attrs["names"] = np.array(list(label_names), dtype=object)
+    _index_dataset(h5, "splits", np.asarray(splits, np.uint8))
+
+
+def rewrite_truth(
+    path: str | Path, label_names: list[str], labels: np.ndarray, splits: np.ndarray
+) -> None:
+    """Replace a finished file's labels (and their names) and splits, rows in the file's video
+    order: the manifest's labels corrected after the extraction, which the features do not
+    depend on. A copy is changed and renamed over the file, so a killed rewrite leaves it as it
+    was."""
+    path = Path(path)
+    with replacing(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+") as h5:
+            del h5["labels"], h5["splits"]
+            _write_truth(h5, label_names, labels, splits)
+            h5.flush()
+            os.fsync(h5.id.get_vfd_handle())
 
 
 def _no_room(error: BaseException, path: Path) -> OSError | None:
