@@ -185,6 +185,7 @@ def extract_targets(
                 log.info(
                     "%s: reusing %s (same backbone, weights and configuration)", job.final, found
                 )
+                _refresh_truth(found, manifest)
                 result.reused[job.final] = found
                 continue
             if sample is not None and full_output(job.final, job.fingerprint, manifest):
