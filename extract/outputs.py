@@ -27,6 +27,7 @@ from extract.backbones.registry import class_names
 from extract.config import ExtractConfig
 from extract.shots import shot_detector_name
 from extract.store import WorkStore
+from extract.video_loop import file_stamp
 from extract.weights import sha256_file
 from vtl import __version__
 from vtl.errors import FeatureFileError, UserError
@@ -280,6 +281,26 @@ def check_no_sample_lost(samples: Sequence[tuple[Path, dict]], video_ids: set[st
             )
 
 
+def changed_failures(path: Path, manifest: Manifest, mine: list[int]) -> list[str]:
+    """The videos of `mine` that failed in the finished file at `path` and whose video file has
+    changed since (another size or modification time than when it failed, or another path in
+    the manifest): replaced or repaired, so a rerun tries them again. A failure recorded
+    without the file's stamp (a file of an earlier version) is not tried again."""
+    wanted = {manifest.video_ids[i]: i for i in mine}
+    with FeatureFile(path) as f:
+        failures = list(f.meta.failures)
+    changed = []
+    for failure in failures:
+        i = wanted.get(failure.get("video_id"))
+        stamp = failure.get("file")
+        if i is None or not isinstance(stamp, dict):
+            continue
+        moved = failure.get("path") != str(manifest.paths[i])
+        if moved or file_stamp(manifest.paths[i]) != stamp:
+            changed.append(failure["video_id"])
+    return changed
+
+
 def seed_from_sample(job: OutputJob, manifest: Manifest, mine: list[int]) -> int:
     """Commit to the job's work store the videos of `mine` that a sample at its final path
     holds, when that sample was made with the same fingerprint; returns how many.
@@ -293,9 +314,28 @@ def seed_from_sample(job: OutputJob, manifest: Manifest, mine: list[int]) -> int
     found = read_finished(job.final)
     if found is None or not found.is_sample_of(job.fingerprint):
         return 0
+    return seed_from_file(job, job.final, {manifest.video_ids[i] for i in mine})
+
+
+def seed_from_finished(job: OutputJob, manifest: Manifest, mine: list[int], retry: list[str]):
+    """Commit to the job's work store everything its finished output holds (its own run's
+    file: the same fingerprint) but the failed videos in `retry`, which the run then extracts
+    again; the other failures are committed as failures, not tried again."""
     wanted = {manifest.video_ids[i] for i in mine}
+    seed_from_file(job, job.output, wanted)
+    with FeatureFile(job.output) as f:
+        failures = list(f.meta.failures)
+    for failure in failures:
+        video_id = failure.get("video_id")
+        if video_id in wanted and video_id not in retry and not job.store.is_done(video_id):
+            job.store.commit_failure(video_id, failure)
+
+
+def seed_from_file(job: OutputJob, path: Path, wanted: set[str]) -> int:
+    """Commit to the job's work store the videos of `wanted` that the feature file at `path`
+    (made with the job's fingerprint) holds; returns how many. See `seed_from_sample`."""
     seeded = 0
-    with FeatureFile(job.final) as f:
+    with FeatureFile(path) as f:
         cost = f.meta.cost or {}
         clips = int(cost.get("clips") or f.n_clips)
         per_clip = float(cost.get("embed_seconds", 0.0)) / clips if clips else 0.0

@@ -38,6 +38,7 @@ from extract.outputs import (
     OutputJob,
     already_written,
     assemble,
+    changed_failures,
     check_no_sample_lost,
     feature_path,
     finished_files,
@@ -47,6 +48,7 @@ from extract.outputs import (
     plan_jobs,
     refresh_truth,
     samples_to_grow,
+    seed_from_finished,
     seed_from_sample,
     target_outputs,
 )
@@ -193,14 +195,25 @@ def extract_targets(
                 _refresh_truth(job.final, manifest)
                 result.files[job.key] = job.final
                 continue
+            retry: list[str] = []
             if already_written(job.output, job.fingerprint, manifest, mine):
-                log.info("%s: already complete", job.output)
-                _refresh_truth(job.output, manifest)
-                result.files[job.key] = job.output
-                with FeatureFile(job.output) as done:
-                    result.failures = done.meta.failures
-                continue
+                retry = changed_failures(job.output, manifest, mine)
+                if not retry:
+                    log.info("%s: already complete", job.output)
+                    _refresh_truth(job.output, manifest)
+                    result.files[job.key] = job.output
+                    with FeatureFile(job.output) as done:
+                        result.failures = done.meta.failures
+                    continue
+                log.warning(
+                    "%s: trying again %d failed videos whose files changed since (%s)",
+                    job.output,
+                    len(retry),
+                    ", ".join(retry[:3]) + (" ..." if len(retry) > 3 else ""),
+                )
             job.store = WorkStore(work_folder(job.output), job.fingerprint)
+            if retry:
+                seed_from_finished(job, manifest, mine, retry)
             seeded = seed_from_sample(job, manifest, mine)
             if seeded:
                 log.info("%s: %d videos taken from the sample in %s", job.key, seeded, job.final)

@@ -12,8 +12,10 @@ A stop request (`StopRequested`, raised by `process` or the decoder) always ends
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from extract.decoder import Decoder, Failure, StopRequested, failure_reason
@@ -45,7 +47,18 @@ def failure_record(manifest: Manifest, index: int, reason: str) -> dict:
         "path": str(manifest.paths[index]),
         "reason": reason,
         "index": index,
+        "file": file_stamp(manifest.paths[index]),
     }
+
+
+def file_stamp(path: Path) -> dict | None:
+    """A video file's size and modification time, kept with its failure: a rerun tries the
+    video again when they change (the file replaced or repaired); None when it cannot be read."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
 
 
 class VideoLoop:

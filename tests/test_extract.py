@@ -121,6 +121,19 @@ def test_bad_videos_are_listed_and_the_rest_kept(demo_manifest, tmp_path):
     failures_csv = path.with_suffix(".failures.csv").read_text()
     assert "notes.mp4" in failures_csv and "short.mp4" in failures_csv
     verify_features(path)
+    # The empty file replaced by a whole video (a download finished): the same command tries
+    # it again, and only it; before, the rerun found the file complete and kept the failure.
+    empty.write_bytes(read_manifest(manifest).paths[0].read_bytes())
+    again = run_extraction(
+        manifest, "efficientnet_lite0", tmp_path / "out", ExtractConfig(**FAST), progress=False
+    )
+    assert {f["video_id"] for f in again.failures} == {"text", "short"}
+    assert again.videos_done == 1  # the others were taken from the finished file
+    with FeatureFile(path) as f:
+        assert f.video_ids == [*read_manifest(manifest).video_ids[:3], "empty"]
+        np.testing.assert_array_equal(f.video_features(3), f.video_features(0))
+        assert {x["video_id"] for x in f.meta.failures} == {"text", "short"}
+    verify_features(path)
 
 
 def test_a_rerun_brings_a_finished_files_labels_up_to_the_manifest(demo_manifest, tmp_path):
