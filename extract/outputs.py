@@ -228,6 +228,19 @@ def refresh_truth(path: Path, manifest: Manifest) -> int:
     return changed
 
 
+def merged_output(path: Path, fingerprint: dict, manifest: Manifest, videos: list[int]) -> bool:
+    """True when `path` is this run's finished file over `videos` (manifest rows) with no part
+    left to merge: a shard run again after the merge (a SLURM array resubmitted) has nothing
+    to do."""
+    found = read_finished(path)
+    return (
+        found is not None
+        and found.part is None
+        and same_run(found.meta, fingerprint)
+        and found.covered == {manifest.video_ids[i] for i in videos}
+    )
+
+
 def full_output(path: Path, fingerprint: dict, manifest: Manifest) -> bool:
     """True when `path` holds this run's extraction of every manifest video (not a sample)."""
     found = read_finished(path)

@@ -44,6 +44,7 @@ from extract.outputs import (
     finished_files,
     finished_samples,
     full_output,
+    merged_output,
     output_plan,
     plan_jobs,
     refresh_truth,
@@ -194,6 +195,13 @@ def extract_targets(
                 log.info("%s: already holds every video; no sample is needed", job.final)
                 _refresh_truth(job.final, manifest)
                 result.files[job.key] = job.final
+                continue
+            if shard.count > 1 and merged_output(job.final, job.fingerprint, manifest, chosen):
+                log.info("%s: already complete (its shards merged)", job.final)
+                _refresh_truth(job.final, manifest)
+                result.files[job.key] = job.final
+                with FeatureFile(job.final) as done:
+                    result.failures = done.meta.failures
                 continue
             retry: list[str] = []
             if already_written(job.output, job.fingerprint, manifest, mine):

@@ -181,6 +181,13 @@ def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path, assert
     assert merged == tmp_path / "sharded" / "efficientnet" / "efficientnet_lite0.h5"
     assert not list(merged.parent.glob("*.part-*"))
     assert_same_features(single, merged)
+    # A shard run again after the merge (a SLURM array resubmitted) has nothing to do; before,
+    # it extracted its share again into a new part file next to the merged one.
+    again = run_extraction(
+        manifest, "efficientnet_lite0", tmp_path / "sharded", config, shard="0/2", progress=False
+    )
+    assert again.files["efficientnet_lite0"] == merged and again.videos_done == 0
+    assert not list(merged.parent.glob("*.part-*"))
 
 
 def test_missing_weights_fail_fast_with_the_file_to_place(demo_manifest, tmp_path):
