@@ -330,7 +330,9 @@ def seed_from_sample(job: OutputJob, manifest: Manifest, mine: list[int]) -> int
     return seed_from_file(job, job.final, {manifest.video_ids[i] for i in mine})
 
 
-def seed_from_finished(job: OutputJob, manifest: Manifest, mine: list[int], retry: list[str]):
+def seed_from_finished(
+    job: OutputJob, manifest: Manifest, mine: list[int], retry: list[str]
+) -> None:
     """Commit to the job's work store everything its finished output holds (its own run's
     file: the same fingerprint) but the failed videos in `retry`, which the run then extracts
     again; the other failures are committed as failures, not tried again."""

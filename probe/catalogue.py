@@ -116,10 +116,28 @@ def read_file_info(path: Path) -> FileInfo:
             config=dict(meta.config) if isinstance(meta.config, dict) else {},
             shot_detector=str(meta.shot_detector),
             weights_name=str((meta.weights or {}).get("name", "")),
-            truth={
-                video: labels.tobytes() + splits.tobytes()
-                for video, labels, splits in zip(f.video_ids, f.labels, f.splits, strict=True)
-            },
+            truth=file_truth(f),
+        )
+
+
+def file_truth(f: FeatureFile) -> dict[str, bytes]:
+    """Each video's labels and splits (as bytes) by video id: what `check_same_truth` compares."""
+    return {
+        video: labels.tobytes() + splits.tobytes()
+        for video, labels, splits in zip(f.video_ids, f.labels, f.splits, strict=True)
+    }
+
+
+def check_same_truth(first: Path, first_truth: dict, other: Path, other_truth: dict) -> None:
+    """Raise UserError when two feature files label or split a video they share otherwise
+    (extracted from two manifests: the labels corrected in between, or two collections whose
+    ids coincide); a comparison would score each backbone on other labels."""
+    differ = [v for v, truth in other_truth.items() if first_truth.get(v, truth) != truth]
+    if differ:
+        raise UserError(
+            f"{first} and {other} give video {differ[0]!r} other labels or splits "
+            f"({len(differ)} videos differ): files extracted from different manifests; "
+            "extract every file to compare from one manifest"
         )
 
 
@@ -184,13 +202,7 @@ def check_one_dataset(infos: list[FileInfo]) -> None:
                     f"{first.path} and {other.path} disagree on {what} ({a} vs {b}); a report "
                     "compares backbones on one dataset, so pass the files of one dataset"
                 )
-        differ = [v for v, truth in other.truth.items() if first.truth.get(v, truth) != truth]
-        if differ:
-            raise UserError(
-                f"{first.path} and {other.path} give video {differ[0]!r} other labels or splits "
-                f"({len(differ)} videos differ): files extracted from different manifests; a "
-                "report compares backbones on one dataset, so extract every file from one manifest"
-            )
+        check_same_truth(first.path, first.truth, other.path, other.truth)
 
 
 def resolve_splits(splits: Sequence[int] | str, info: FileInfo) -> list[int]:

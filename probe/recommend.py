@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from probe.catalogue import check_same_truth, file_truth
 from probe.scores_extra import guard_dims, reduce_dims, video_logits
 from probe.transferability import SCORES, knn_neighbours, rank_correlation
 from vtl.errors import UserError
@@ -169,11 +170,12 @@ def read_sample(paths: Sequence[str | Path], names: Sequence[str] | None = None)
             notes.append(f"{left_out} videos left out: not in every candidate's file")
         first_index = {v: i for i, v in enumerate(first.video_ids)}
         first_rows = np.array([first_index[v] for v in ids])
+        truth = file_truth(first)
         candidates = []
         for k, f in enumerate(files):
+            check_same_truth(first.path, truth, f.path, file_truth(f))
             index = {v: i for i, v in enumerate(f.video_ids)}
             rows = np.array([index[v] for v in ids])
-            _check_same_truth(first, first_rows, f, rows, ids)
             features = np.stack([f.video_mean(int(i)) for i in rows])
             candidates.append(
                 Candidate(
@@ -197,32 +199,6 @@ def read_sample(paths: Sequence[str | Path], names: Sequence[str] | None = None)
     finally:
         for f in files:
             f.close()
-
-
-def _check_same_truth(
-    first: FeatureFile, first_rows: np.ndarray, other: FeatureFile, rows: np.ndarray, ids: list
-) -> None:
-    """Raise UserError when `other` labels or splits a shared video otherwise than `first`
-    (files extracted from two manifests: the labels corrected in between, or two collections
-    whose ids coincide): the recommendation would score every candidate on the first's."""
-    for what, a, b in (
-        ("labels", first.labels[first_rows], other.labels[rows]),
-        ("splits", first.splits[first_rows], other.splits[rows]),
-    ):
-        if a.shape != b.shape:
-            raise UserError(
-                f"{other.path}: {b.shape[1]} {what} columns where {first.path} has {a.shape[1]}; "
-                "extract every candidate from one manifest"
-            )
-        differ = np.flatnonzero((a != b).any(axis=1))
-        if differ.size:
-            i = int(differ[0])
-            raise UserError(
-                f"{other.path} and {first.path} give video {ids[i]!r} other {what} "
-                f"({b[i].tolist()} vs {a[i].tolist()}; {differ.size} of the {len(ids)} shared "
-                "videos differ): files extracted from different manifests; extract every "
-                "candidate from one manifest"
-            )
 
 
 # ------------------------------------------------------------------ guardrails

@@ -531,7 +531,7 @@ def test_read_sample(tmp_path):
     with h5py.File(tmp_path / "relabelled.h5", "r+") as h5:
         h5["labels"][3, 1] = 1 - h5["labels"][3, 1]
     with pytest.raises(
-        UserError, match=r"give video 'v3' other labels \(\[1, 0\] vs \[1, 1\]; 1 of"
+        UserError, match=r"give video 'v3' other labels or splits \(1 videos differ\)"
     ):
         read_sample([tmp_path / "two.h5", tmp_path / "relabelled.h5"])
 
