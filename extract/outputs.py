@@ -28,7 +28,7 @@ from extract.config import ExtractConfig
 from extract.shots import shot_detector_name
 from extract.store import WorkStore
 from extract.video_loop import file_stamp
-from extract.weights import sha256_file
+from extract.weights import checkpoint_sha256
 from vtl import __version__
 from vtl.errors import FeatureFileError, UserError
 from vtl.features import (
@@ -131,7 +131,7 @@ def plan_jobs(
             fingerprint = {
                 "backbone": spec.name,
                 "family": family,
-                "weights": {"name": path.name, "sha256": sha256_file(path)},
+                "weights": {"name": path.name, "sha256": checkpoint_sha256(path)},
                 "shot_detector": shot_detector_name(
                     config.segmentation, config.threshold, config.shot_frames
                 ),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import re
 import socket
@@ -45,6 +46,7 @@ __all__ = [
     "locate_weights",
     "package_file",
     "require_weights",
+    "checkpoint_sha256",
     "sha256_file",
     "torch_hub_dir",
     "torchvision_source",
@@ -328,6 +330,24 @@ def sha256_file(path: str | Path) -> str:
                 digest.update(block)
         _SHA256_CACHE[key] = digest.hexdigest()
     return _SHA256_CACHE[key]
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """The sha256 that names a checkpoint in a feature file's `weights`: its file's, or for
+    sharded weights (an `*.index.json` naming its shards, as `transformers` saves large models)
+    the sha256 of the index's and every shard's sha256, so that another shard changes it (the
+    index alone is the same for any weights of one architecture)."""
+    path = Path(path)
+    if not path.name.endswith(".index.json"):
+        return sha256_file(path)
+    try:
+        shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return sha256_file(path)  # not an index after all: the loader reports it
+    digest = hashlib.sha256(sha256_file(path).encode())
+    for shard in shards:
+        digest.update(f"\n{shard}:{sha256_file(path.parent / shard)}".encode())
+    return digest.hexdigest()
 
 
 _WRAPPER_KEYS = ("model_state", "state_dict", "model")  # pytorchvideo .pyth, lightning, others

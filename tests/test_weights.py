@@ -18,6 +18,7 @@ from extract.weights import (
     HASH_REGEX,
     WeightsMismatchError,
     WeightsMissingError,
+    checkpoint_sha256,
     default_weights_dir,
     efficientnet_lukemelas_to_timm,
     load_state_dict,
@@ -218,6 +219,27 @@ def test_sha256_file_matches_hashlib(tmp_path: Path):
     path = tmp_path / "blob.bin"
     path.write_bytes(bytes(range(256)) * 5000)
     assert sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_sharded_weights_are_named_by_every_shard(tmp_path: Path):
+    """A sharded checkpoint's index is the same for any weights of one architecture (names,
+    layout, total size), so its sha256 named the index alone: other weights in the shards (a
+    repository updated) read as the same checkpoint, and a rerun took the old features as
+    complete. The sha256 now covers every shard; a single file's is its own."""
+    import json
+
+    index = tmp_path / "model.safetensors.index.json"
+    weight_map = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
+    index.write_text(json.dumps({"metadata": {"total_size": 8}, "weight_map": weight_map}))
+    for name in weight_map.values():
+        (tmp_path / name).write_bytes(b"1234")
+    before = checkpoint_sha256(index)
+    assert before != sha256_file(index)
+    (tmp_path / weight_map["b"]).write_bytes(b"43210")  # other weights, same index
+    assert checkpoint_sha256(index) != before
+    single = tmp_path / "model.safetensors"
+    single.write_bytes(b"weights")
+    assert checkpoint_sha256(single) == sha256_file(single)
 
 
 def test_torchvision_sources_carry_their_hash_prefix():

@@ -23,7 +23,7 @@ from extract.backbones.cost import model_stats
 from extract.backbones.registry import BackboneSpec, build_model, get_spec
 from extract.memory import micro_batch
 from extract.video import VideoError
-from extract.weights import load_into, locate_weights, require_weights, sha256_file
+from extract.weights import checkpoint_sha256, load_into, locate_weights, require_weights
 from vtl.errors import UserError
 
 
@@ -285,5 +285,5 @@ def create_backbone(
     device = torch.device(device)
     model.requires_grad_(False).to(device).eval()
     classifier.requires_grad_(False).to(device).eval()
-    info = {"name": path.name, "sha256": sha256_file(path)}
+    info = {"name": path.name, "sha256": checkpoint_sha256(path)}
     return Backbone(spec, model, classifier, info, device, image_frames, amp, channels_last)
