@@ -180,6 +180,16 @@ def extract_targets(
             )
         candidates = finished_files(reuse)
         todo_jobs = []
+
+        def _finished(path: Path, key: str, why: str) -> None:
+            # a finished file this run adds nothing to: its labels brought up to the
+            # manifest's, its failures reported as this run's
+            log.info("%s: %s", path, why)
+            _refresh_truth(path, manifest)
+            result.files[key] = path
+            with FeatureFile(path) as done:
+                result.failures = done.meta.failures
+
         for job in jobs:
             found = next(
                 (p for p, f in candidates if f.is_output_of(job.fingerprint, manifest)), None
@@ -192,26 +202,16 @@ def extract_targets(
                 result.reused[job.final] = found
                 continue
             if sample is not None and full_output(job.final, job.fingerprint, manifest):
-                log.info("%s: already holds every video; no sample is needed", job.final)
-                _refresh_truth(job.final, manifest)
-                result.files[job.key] = job.final
+                _finished(job.final, job.key, "already holds every video; no sample is needed")
                 continue
             if shard.count > 1 and merged_output(job.final, job.fingerprint, manifest, chosen):
-                log.info("%s: already complete (its shards merged)", job.final)
-                _refresh_truth(job.final, manifest)
-                result.files[job.key] = job.final
-                with FeatureFile(job.final) as done:
-                    result.failures = done.meta.failures
+                _finished(job.final, job.key, "already complete (its shards merged)")
                 continue
             retry: list[str] = []
             if already_written(job.output, job.fingerprint, manifest, mine):
                 retry = changed_failures(job.output, manifest, mine)
                 if not retry:
-                    log.info("%s: already complete", job.output)
-                    _refresh_truth(job.output, manifest)
-                    result.files[job.key] = job.output
-                    with FeatureFile(job.output) as done:
-                        result.failures = done.meta.failures
+                    _finished(job.output, job.key, "already complete")
                     continue
                 log.warning(
                     "%s: trying again %d failed videos whose files changed since (%s)",
