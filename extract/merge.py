@@ -46,8 +46,11 @@ def _warnings(parts: Sequence[str | Path]) -> list[dict]:
     for part in parts:
         path = Path(part).with_suffix(".failures.csv")
         if path.is_file():
-            with path.open(newline="") as handle:
-                rows += [r for r in csv.DictReader(handle) if r.get("status") == "warning"]
+            try:
+                with path.open(newline="") as handle:
+                    rows += [r for r in csv.DictReader(handle) if r.get("status") == "warning"]
+            except (OSError, UnicodeDecodeError, csv.Error) as error:  # a damaged sidecar
+                log.warning("%s: unreadable (%s); its warning rows are left out", path, error)
     return rows
 
 

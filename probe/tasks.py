@@ -167,7 +167,7 @@ class Cache:
             return None
         try:
             return json.loads(path.read_text())["result"]
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):  # TypeError: JSON, but no record
             log.warning("%s: unreadable cached result, computing it again", path)
             return None
 

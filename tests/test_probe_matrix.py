@@ -427,3 +427,14 @@ def test_files_of_two_manifests_are_refused_before_any_training(tmp_path):
         run_matrix([tmp_path], tmp_path / "report", models=["linear"], cache=Cache(tmp_path / "c"))
     assert "a.h5" in str(info.value) and "b.h5" in str(info.value)
     assert not (tmp_path / "c").exists()
+
+
+def test_a_cached_result_that_is_no_record_is_computed_again(tmp_path):
+    """A cached task file holding JSON that is no record (a list, a number: a damaged or foreign
+    file) counts as absent, as unparsable JSON does (before, a TypeError ended the report)."""
+    cache = Cache(tmp_path / "cache")
+    key = "ab" + "0" * 62
+    for text in ("[1, 2]", "3", "not json", '{"key": 1}'):
+        cache.path(key).parent.mkdir(parents=True, exist_ok=True)
+        cache.path(key).write_text(text)
+        assert cache.get(key) is None

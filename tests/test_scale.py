@@ -306,3 +306,16 @@ def test_merge_refuses_parts_of_different_runs(manifest, tmp_path):
         merge_parts([a], tmp_path / "merged.h5")
     assert not (tmp_path / "merged.h5").exists()
     shutil.rmtree(tmp_path / "a")
+
+
+def test_a_damaged_failures_csv_of_a_part_does_not_stop_the_merge(tmp_path):
+    """The warning rows (concealed frames) a merge carries over come from the parts'
+    failures.csv: one that is not text is left out with a warning (before, UnicodeDecodeError)."""
+    from extract.merge import _warnings
+
+    good, bad = tmp_path / "a.part-0-of-2.h5", tmp_path / "a.part-1-of-2.h5"
+    good.with_suffix(".failures.csv").write_text(
+        "video_id,path,reason,status\nv,/v.mp4,1 of 60 frames concealed,warning\n"
+    )
+    bad.with_suffix(".failures.csv").write_bytes(b"\xff\xfe\x00garbage\x89")
+    assert [row["video_id"] for row in _warnings([good, bad])] == ["v"]
