@@ -284,26 +284,22 @@ class FeatureWriter:
 
     def _finish(self) -> None:
         h5 = self._h5
-
-        def index(name: str, data: np.ndarray) -> None:
-            _index_dataset(h5, name, data)
-
         # (HDF5 filters take no variable-length strings: the ids go unchecksummed)
         h5.create_dataset("videos/id", data=np.array(self._ids, dtype=object), dtype=_STR)
-        index("videos/offset", _offsets(self._clip_counts))
-        index("videos/n_frames", np.array(self._n_frames, np.int64))
-        index("videos/fps", np.array(self._fps, np.float64))
-        index("shots/offset", _offsets(self._shot_counts))
+        _index_dataset(h5, "videos/offset", _offsets(self._clip_counts))
+        _index_dataset(h5, "videos/n_frames", np.array(self._n_frames, np.int64))
+        _index_dataset(h5, "videos/fps", np.array(self._fps, np.float64))
+        _index_dataset(h5, "shots/offset", _offsets(self._shot_counts))
         n_labels, n_splits = len(self.label_names), self.n_splits
         labels = np.array(self._labels, np.uint8).reshape(-1, n_labels)
         splits = np.array(self._splits, np.uint8).reshape(-1, n_splits)
         _write_truth(h5, self.label_names, labels, splits)
         if any(self._concealed):
-            index("videos/concealed", np.array(self._concealed, np.int64))
+            _index_dataset(h5, "videos/concealed", np.array(self._concealed, np.int64))
         if self._logits is not None:
             self._logits.attrs["names"] = np.array(self.logit_names, dtype=object)
         if self.part is not None:
-            index("videos/manifest_index", np.array(self._manifest_index))
+            _index_dataset(h5, "videos/manifest_index", np.array(self._manifest_index))
             h5.attrs["part"] = f"{self.part[0]}/{self.part[1]}"
         h5.attrs["format"] = FORMAT
         h5.attrs["version"] = VERSION
@@ -434,17 +430,22 @@ def _offsets(counts: list[int]) -> np.ndarray:
 METADATA_SECONDS = 120.0
 _METADATA_WALK = """
 import sys, h5py
+def quietly(read):  # an error is no hang: walk on, so that no later part goes unread
+    try:
+        read()
+    except Exception:
+        pass
 def walk(name, obj):
-    for key in obj.attrs:
-        obj.attrs[key]
+    for key in list(obj.attrs):
+        quietly(lambda: obj.attrs[key])
     if isinstance(obj, h5py.Dataset):
         if obj.dtype.kind == "O":
-            obj[()]
+            quietly(lambda: obj[()])
         if obj.chunks:
-            obj.id.chunk_iter(lambda info: None)
+            quietly(lambda: obj.id.chunk_iter(lambda info: None))
 with h5py.File(sys.argv[1], "r") as h5:
-    walk("/", h5)
-    h5.visititems(walk)
+    quietly(lambda: walk("/", h5))
+    quietly(lambda: h5.visititems(lambda name, obj: quietly(lambda: walk(name, obj))))
 """
 _METADATA_READ: set[tuple[str, int, int]] = set()
 
