@@ -228,28 +228,28 @@ def refresh_truth(path: Path, manifest: Manifest) -> int:
     return changed
 
 
-def merged_output(path: Path, fingerprint: dict, manifest: Manifest, videos: list[int]) -> bool:
-    """True when `path` is this run's finished file over `videos` (manifest rows) with no part
-    left to merge: a shard run again after the merge (a SLURM array resubmitted) has nothing
+def finished_over(
+    path: Path, fingerprint: dict, manifest: Manifest, videos: Sequence[int]
+) -> Finished | None:
+    """`path` as `Finished` when it is a whole file (no shard part left to merge) made by a run
+    with this fingerprint over exactly `videos` (manifest rows); None otherwise. A shard run
+    again after the merge (a SLURM array resubmitted) finds its run's file so and has nothing
     to do."""
     found = read_finished(path)
-    return (
+    if (
         found is not None
         and found.part is None
         and same_run(found.meta, fingerprint)
         and found.covered == {manifest.video_ids[i] for i in videos}
-    )
+    ):
+        return found
+    return None
 
 
 def full_output(path: Path, fingerprint: dict, manifest: Manifest) -> bool:
     """True when `path` holds this run's extraction of every manifest video (not a sample)."""
-    found = read_finished(path)
-    return (
-        found is not None
-        and found.part is None
-        and not found.meta.sample
-        and found.is_output_of(fingerprint, manifest)
-    )
+    found = finished_over(path, fingerprint, manifest, range(len(manifest)))
+    return found is not None and not found.meta.sample
 
 
 def finished_samples(jobs: Sequence[OutputJob]) -> list[tuple[Path, dict]]:

@@ -42,9 +42,9 @@ from extract.outputs import (
     check_no_sample_lost,
     feature_path,
     finished_files,
+    finished_over,
     finished_samples,
     full_output,
-    merged_output,
     output_plan,
     plan_jobs,
     refresh_truth,
@@ -204,7 +204,7 @@ def extract_targets(
             if sample is not None and full_output(job.final, job.fingerprint, manifest):
                 _finished(job.final, job.key, "already holds every video; no sample is needed")
                 continue
-            if shard.count > 1 and merged_output(job.final, job.fingerprint, manifest, chosen):
+            if shard.count > 1 and finished_over(job.final, job.fingerprint, manifest, chosen):
                 _finished(job.final, job.key, "already complete (its shards merged)")
                 continue
             retry: list[str] = []
