@@ -1,5 +1,7 @@
 """The manifest reader: good manifests parse, each kind of bad one fails with file, row, column."""
 
+import codecs
+import os
 import warnings
 from pathlib import Path
 
@@ -82,6 +84,37 @@ def test_round_trip_through_writer(tmp_path):
         (["video_id,path,split0", "a,videos/a.mp4,train"], r"row 1: no label column"),
         ([HEADER], r"header but no videos"),
         ([HEADER, ",videos/a.mp4,1,0,train,test"], r"row 2, column video_id: empty id"),
+        (  # the id's case: a hint, not just "missing"
+            [HEADER.replace("video_id", "Video_ID"), *ROWS],
+            r"row 1: missing column 'video_id' \(the header has 'Video_ID'",
+        ),
+        (["video_id,path,action,Split0", "a,videos/a.mp4,1,train"], r"no split column \('Split0'"),
+        (  # rows are counted in lines: a quoted id spanning two lines moves the next ones down
+            [
+                HEADER,
+                '"a',
+                'x",videos/a.mp4,1,0,train,test',
+                ROWS[1],
+                "c,videos/c.mp4,1,7,test,val",
+            ],
+            r"row 5, column comedy: label '7' is not 0 or 1",
+        ),
+        (  # a quote never closed swallows the rows after it
+            [HEADER, 'a,"videos/a.mp4,1,0,train,test', *ROWS[1:]],
+            r"row 2: 2 fields but the header has 6; .*a field spans lines: check the row's quotes",
+        ),
+        (  # HDF5 stores no string with a NUL: before, the run failed when its file was finished
+            [HEADER, "a\0b,videos/a.mp4,1,0,train,test", *ROWS[1:]],
+            r"row 2: a NUL character \(not text",
+        ),
+        (  # before, "File name too long" naming neither the manifest nor the row
+            [HEADER, f"a,videos/{'x' * 300}.mp4,1,0,train,test", *ROWS[1:]],
+            r"row 2, column path: file name too long: .*xxx\.\.\.xxx.*\(\d+ characters\)",
+        ),
+        (
+            [HEADER, f"{'a' * 140_000},videos/a.mp4,1,0,train,test", *ROWS[1:]],
+            r"row 2: not readable as CSV \(field larger than field limit.*a quote",
+        ),
     ],
 )
 def test_bad_manifests_name_file_row_and_column(tmp_path, lines, expected):
@@ -193,3 +226,36 @@ def test_a_spreadsheets_encodings_and_empty_trailing_columns(tmp_path):
     named = [HEADER + ",", *(row + ",x" for row in ROWS)]
     with pytest.raises(ManifestError, match="row 1: a column has an empty name"):
         read_manifest(write(tmp_path, named))
+
+
+def test_text_that_is_not_utf8_or_holds_a_byte_order_mark_twice(tmp_path):
+    """UTF-16 without a byte-order mark (NUL bytes between the letters) is one line; a UTF-8
+    byte-order mark written twice is read past (before, "missing column 'video_id'")."""
+    path = write(tmp_path, [HEADER, *ROWS])
+    text = path.read_text()
+    path.write_bytes(text.encode("utf-16-le"))
+    with pytest.raises(ManifestError, match=r"m.csv, row 1: a NUL character .*UTF-16 text"):
+        read_manifest(path)
+    path.write_bytes(codecs.BOM_UTF8 * 2 + text.encode())
+    assert read_manifest(path).video_ids == ["a", "b", "c", "d"]
+
+
+def test_a_link_loop_and_a_hard_link(tmp_path):
+    """A path in a loop of symbolic links says so (before, "video file not found"); one video
+    under two names (a hard link) is warned of as the same path twice is."""
+    path = write(tmp_path, [HEADER, *ROWS])
+    (tmp_path / "videos" / "loop.mp4").symlink_to("loop.mp4")
+    looped = [HEADER, *ROWS[:3], ROWS[3].replace("d.mp4", "loop.mp4")]
+    with pytest.raises(ManifestError, match=r"row 5, column path: a loop of symbolic links: "):
+        read_manifest(write(tmp_path, looped))
+    os.link(tmp_path / "videos" / "a.mp4", tmp_path / "videos" / "e.mp4")
+    linked = [HEADER, *ROWS[:3], ROWS[3].replace("d.mp4", "e.mp4")]
+    with pytest.warns(UserWarning, match=r"rows name the same video file \(a, d\)"):
+        read_manifest(write(tmp_path, linked))
+    assert path.exists()
+
+
+def test_a_label_no_video_has_is_warned_of(tmp_path):
+    rows = [r.replace(",1,0,", ",0,0,").replace(",1,1,", ",0,1,") for r in ROWS]
+    with pytest.warns(UserWarning, match=r"no video has label 'action' \(every value 0\)"):
+        read_manifest(write(tmp_path, [HEADER, *rows]))

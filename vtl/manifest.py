@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import io
 import os
 import re
@@ -112,11 +113,41 @@ def _video_path(folder: Path, raw: str) -> Path:
         return video if video.is_absolute() else folder / video
 
     video = resolved(raw)
-    if "\\" in raw and not video.exists():
+    if "\\" in raw and not os.path.exists(video):
         slashed = resolved(raw.replace("\\", "/"))
-        if slashed.exists():
+        if os.path.exists(slashed):
             return slashed
     return video
+
+
+# Why a path cannot be looked at, by errno, in the words of an error line.
+_STAT_PROBLEMS = {
+    errno.ENOENT: "video file not found",
+    errno.ENOTDIR: "video file not found (a part of its path is a file, not a folder)",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ELOOP: "a loop of symbolic links",
+    errno.EACCES: "permission denied (a folder on the path cannot be searched)",
+}
+
+
+def _stat_problem(path: Path) -> str | None:
+    """Why `path` cannot be looked at (missing, a name too long, a link loop, ...), or None."""
+    try:
+        os.stat(path)
+    except ValueError:
+        return "its path holds a NUL character"
+    except OSError as error:
+        return _STAT_PROBLEMS.get(error.errno, error.strerror or "cannot be read")
+    return None
+
+
+def _shown(path: Path) -> str:
+    """A path for an error line: as it is, or its repr when it holds control characters, cut
+    in the middle past 200 characters."""
+    text = str(path)
+    if not text.isprintable():
+        text = repr(text)
+    return text if len(text) <= 200 else f"{text[:100]}...{text[-60:]} ({len(text)} characters)"
 
 
 def _delimiter(text: str) -> str:
@@ -161,11 +192,27 @@ def read_csv_rows(
             "another encoding, such as a spreadsheet's Windows or Latin-1 CSV); save it as "
             'UTF-8 ("CSV UTF-8")'
         ) from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise error(
+            f"{path}, row {line}: a NUL character (not text: a binary file, or UTF-16 text "
+            'without a byte-order mark); save it as UTF-8 ("CSV UTF-8")'
+        )
+    text = text.lstrip("\ufeff")  # a byte-order mark written twice (a file saved twice so)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    rows, line = [], 1  # each row with the line it starts on (a quoted field may span lines)
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)))
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append((line, row))
+            line = reader.line_num + 1
     except csv.Error as problem:
-        raise error(f"{path}: not a readable CSV file ({problem})") from None
-    rows = [(line, row) for line, row in enumerate(rows, start=1) if any(c.strip() for c in row)]
+        hint = (
+            ': a quote (") opened there and never closed?'
+            if "field larger than field limit" in str(problem)
+            else ""
+        )
+        raise error(f"{path}, row {line}: not readable as CSV ({problem}){hint}") from None
     if rows:
         header = rows[0][1]
         empty = {
@@ -228,13 +275,14 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
                 f"{where}, column path: {video_path} is {kind}, not a video file; "
                 "give the path of a video file"
             )
-        if check_files and not video_path.is_file():
+        problem = _stat_problem(video_path) if check_files else None
+        if problem is not None:
             raise ManifestError(
-                f"{where}, column path: video file not found: {video_path}; "
+                f"{where}, column path: {problem}: {_shown(video_path)}; "
                 "paths are relative to the manifest's folder"
             )
         video_ids.append(video_id)
-        paths.append(video_path.resolve() if video_path.exists() else video_path.absolute())
+        paths.append(video_path.resolve() if os.path.exists(video_path) else video_path.absolute())
         for j, name in enumerate(label_names):
             value = cells[index[name]]
             label = _label(value)
@@ -261,15 +309,21 @@ def read_manifest(path: str | Path, check_files: bool = True) -> Manifest:
                     "every split needs train, val and test videos"
                 )
     _warn_shared_files(path, video_ids, paths)
+    _warn_empty_labels(path, label_names, labels)
     return Manifest(path.resolve(), video_ids, paths, label_names, labels, splits)
 
 
 def _warn_shared_files(path: Path, video_ids: list[str], paths: list[Path]) -> None:
     """A warning when rows name the same file: the video is extracted and scored twice, and
     in two splits it leaks its test labels into training."""
-    ids_of: dict[Path, list[str]] = {}
+    ids_of: dict[object, list[str]] = {}
     for video_id, video_path in zip(video_ids, paths, strict=True):
-        ids_of.setdefault(video_path, []).append(video_id)
+        try:  # one file under two names (hard links) is one file too
+            status = os.stat(video_path)
+            same = (status.st_dev, status.st_ino)
+        except (OSError, ValueError):
+            same = video_path
+        ids_of.setdefault(same, []).append(video_id)
     shared = [ids for ids in ids_of.values() if len(ids) > 1]
     if shared:
         named = "; ".join(
@@ -281,6 +335,21 @@ def _warn_shared_files(path: Path, video_ids: list[str], paths: list[Path]) -> N
             f"{path}: rows name the same video file ({named}{more}): it is extracted and scored "
             "twice, and in two splits it leaks test labels into training; give each video one "
             "row",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _warn_empty_labels(path: Path, label_names: list[str], labels: np.ndarray) -> None:
+    """A warning for labels no video has (a column of zeros): no probe can learn them, and
+    their AP is 0 in every mean."""
+    empty = [name for j, name in enumerate(label_names) if not labels[:, j].any()]
+    if empty:
+        named = ", ".join(repr(name) for name in empty[:5])
+        more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        warnings.warn(
+            f"{path}: no video has label{'s' * (len(empty) > 1)} {named}{more} (every value 0): "
+            "no probe can learn it; check the label columns",
             UserWarning,
             stacklevel=3,
         )
@@ -333,9 +402,15 @@ def row_cells(
     """
     where = f"{path}, row {line}"
     if len(row) != len(header):
+        quotes = (
+            "; a field spans lines: check the row's quotes (one opened and not closed?)"
+            if any("\n" in cell or "\r" in cell for cell in row)
+            else ""
+        )
         raise error(
             f"{where}: {len(row)} fields but the header has {len(header)}; fix the row's "
-            "separators (a field holding the separator, such as a path with a comma, needs quotes)"
+            "separators (a field holding the separator, such as a path with a comma, needs "
+            f"quotes){quotes}"
         )
     cells = [cell.strip() for cell in row]
     video_id = cells[header.index(id_column)]
@@ -354,8 +429,8 @@ def _check_header(path: Path, header: list[str]) -> None:
     for required in ("video_id", "path"):
         if required not in header:
             raise ManifestError(
-                f"{path}, row 1: missing column {required!r}; the header must start "
-                "video_id,path,<labels...>,split0"
+                f"{path}, row 1: missing column {required!r}{_other_case(header, required)}; "
+                "the header must start video_id,path,<labels...>,split0"
             )
     duplicates = sorted({c for c in header if header.count(c) > 1})
     if duplicates:
@@ -363,9 +438,17 @@ def _check_header(path: Path, header: list[str]) -> None:
     if "" in header:
         raise ManifestError(f"{path}, row 1: a column has an empty name")
     if not any(_SPLIT_COLUMN.match(c) for c in header):
-        raise ManifestError(f"{path}, row 1: no split column; add split0 (train/val/test)")
+        cased = next((c for c in header if _SPLIT_COLUMN.match(c.lower())), None)
+        hint = f" ({cased!r} is one in another case: names are lower case)" if cased else ""
+        raise ManifestError(f"{path}, row 1: no split column{hint}; add split0 (train/val/test)")
     if all(c in ("video_id", "path") or _SPLIT_COLUMN.match(c) for c in header):
         raise ManifestError(f"{path}, row 1: no label column; add one 0/1 column per label")
+
+
+def _other_case(header: list[str], name: str) -> str:
+    """A hint when the header holds `name` in another case."""
+    cased = next((c for c in header if c.lower() == name), None)
+    return f" (the header has {cased!r}: column names are case-sensitive)" if cased else ""
 
 
 def write_manifest(
