@@ -11,6 +11,7 @@ import typer
 
 from vtl.cli import run_app, shared_options
 from vtl.defaults import CLIP_FPS, FRAMES_PER_CLIP, SEGMENTATION, SHOT_FRAMES, SHOT_THRESHOLD
+from vtl.errors import UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -249,7 +250,7 @@ def _weights_option(values: list[str] | None):
     for value in values:
         name, sep, path = value.partition("=")
         if not sep:
-            raise typer.BadParameter(f"{value!r}: with several --weights use NAME=PATH")
+            raise UserError(f"--weights {value!r}: with several --weights give each as NAME=PATH")
         pairs[name.strip()] = Path(path)
     return pairs
 
@@ -261,7 +262,6 @@ def verify(
     ),
 ) -> int:
     """Check every invariant of feature files; print a short summary of each."""
-    from vtl.errors import UserError
     from vtl.features import verify_features
 
     paths = []
@@ -383,7 +383,6 @@ def demo_data(
 ) -> int:
     """Generate the offline demo collection (real footage from PyPI packages) and its manifest."""
     from extract.demo_data import COLLECTIONS, MIN_VIDEOS, make_demo_data
-    from vtl.errors import UserError
     from vtl.paths import check_output_dir
 
     if videos < MIN_VIDEOS:

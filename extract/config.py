@@ -21,6 +21,9 @@ from vtl.manifest import Manifest
 # 0.1 s a MB of the file while its index is read), and without a single chunk once its frames
 # started (a decoder spinning or blocked fails after TIMEOUT_FLOOR, whatever the video's length).
 TIMEOUT_FLOOR = 120.0
+# Clips sample frames at --clip-fps; past a high-speed camera's rate every source frame repeats
+# in clip after clip, and a rate like 1e9 asks for more clips than memory holds.
+MAX_CLIP_FPS = 1000.0
 TIMEOUT_PER_FRAME = 0.25
 TIMEOUT_PER_MB = 0.1
 
@@ -60,11 +63,19 @@ class ExtractConfig:
             raise UserError(f"--threshold must be between 0 and 1, got {self.threshold}")
         for name in ("shot_frames", "batch_size"):
             _count(getattr(self, name), name)
-        if self.image_frames is not None:
-            _count(self.image_frames, "image_frames")
         _count(self.frames_per_clip, "frames_per_clip")
-        if not _number(self.clip_fps, "--clip-fps") > 0:
-            raise UserError(f"--clip-fps must be a positive frame rate, got {self.clip_fps}")
+        if self.image_frames is not None and _count(self.image_frames, "image_frames") > int(
+            self.frames_per_clip
+        ):
+            raise UserError(
+                f"--image-frames must be at most --frames-per-clip ({self.frames_per_clip}): "
+                f"a clip has no more frames to embed, got {self.image_frames}"
+            )
+        if not 0 < _number(self.clip_fps, "--clip-fps") <= MAX_CLIP_FPS:
+            raise UserError(
+                f"--clip-fps must be a frame rate above 0 and at most {MAX_CLIP_FPS:g} (a "
+                f"high-speed camera's), got {self.clip_fps}"
+            )
         if self.min_tail is not None and (
             isinstance(self.min_tail, bool)
             or not isinstance(self.min_tail, int)

@@ -17,9 +17,12 @@ imported), and `huggingface_hub` is imported only to download.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
-from collections.abc import Sequence
+import socket
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,9 +222,40 @@ def fetch(
         why = "downloads disabled"
     elif hub_offline():
         why = "HF_HUB_OFFLINE is set"
+    elif not _hub_resolves():
+        why = f"no network: {HUB_HOST} does not resolve"
     else:
         try:
-            return download(checkpoint, cache)
+            with _quiet_hub():
+                return download(checkpoint, cache)
         except Exception as error:  # requests/httpx errors, OSError, hub errors: all "no file"
             why = f"download failed: {type(error).__name__}: {error}".replace("\n", " ")
     raise WeightsMissingError(missing_message(name, checkpoint, cache, why))
+
+
+HUB_HOST = "huggingface.co"
+
+
+def _hub_resolves() -> bool:
+    """Whether the hub's name resolves (or an endpoint is set): without it every request of
+    huggingface_hub retries for about 20 s before failing (a machine with no network)."""
+    if os.environ.get("HF_ENDPOINT"):
+        return True
+    try:
+        socket.getaddrinfo(HUB_HOST, 443)
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """huggingface_hub logs a warning for each retried request; a failure is one line of
+    ours (its reason included), so they are held back while it downloads."""
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_log.setLevel(level)

@@ -26,6 +26,7 @@ import typer  # noqa: E402
 # Only light modules here: `probe --help` must not wait for torch, sklearn or matplotlib (the
 # commands import their machinery when they run). probe.options and probe.transferability's
 # registry load neither.
+from probe.config import check_memory_budget, check_seeds  # noqa: E402
 from probe.options import (  # noqa: E402
     DEFAULT_CONFIG,
     FIT,
@@ -42,7 +43,7 @@ from vtl import defaults  # noqa: E402
 from vtl.atomic import write_text  # noqa: E402
 from vtl.cli import run_app  # noqa: E402
 from vtl.errors import UserError  # noqa: E402
-from vtl.paths import check_output_file  # noqa: E402
+from vtl.paths import check_output_dir, check_output_file  # noqa: E402
 from vtl.shards import resolve_shard  # noqa: E402
 from vtl.study import AXES, read_study  # noqa: E402
 
@@ -53,6 +54,9 @@ app = typer.Typer(
 )
 
 RIDGE = "ridge"  # `probe recommend`'s closed-form quick probe (probe.quick): fit here, not cached
+# Bootstrap resamples: past 100,000 the estimates move by less than they are worth, and each
+# resample holds a row of the sample's videos.
+MAX_RESAMPLES = 100_000
 _HEADER = {"uap": "uAP", "map": "mAP", "wap": "wAP", "sap": "sAP"}
 
 
@@ -102,9 +106,7 @@ def train(
         )
         return
     split_list = _parse_splits(splits, features) if splits is not None else [split]
-    if seeds is not None and seeds < 1:
-        raise UserError("--seeds must be at least 1")
-    seed_list = list(range(seed, seed + (seeds or 1)))
+    seed_list = check_seeds(seed, 1 if seeds is None else seeds)
     summary = run_grid(features, config, split_list, seed_list, out, progress=not quiet)
     rows = [[r["split"], r["seed"], r["test"]] for r in summary["runs"]]
     _print_table(["split", "seed"], rows, summary["test"])
@@ -132,9 +134,14 @@ def _parse_splits(text: str, features: list[Path]) -> list[int]:
         finally:
             data.close()
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        numbers = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise UserError(f"--splits {text!r}: give 'all' or numbers like 0,1,2") from None
+        numbers = []
+    if not numbers:
+        raise UserError(f"--splits {text!r}: give 'all' or numbers like 0,1,2")
+    if len(set(numbers)) < len(numbers):
+        raise UserError(f"--splits {text!r}: a split is named twice")
+    return numbers
 
 
 def _report_splits(text: str) -> str | list[int]:
@@ -195,6 +202,7 @@ def eval_(
     """Score a checkpoint on a split of feature files with the reference metrics."""
     if out is not None:
         check_output_file(out)
+    check_memory_budget(memory_budget_gb)
     from probe.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, features, split, subset, memory_budget_gb)
@@ -218,6 +226,7 @@ def predict_(
 ) -> None:
     """Write a checkpoint's per-label scores for the videos of feature files."""
     check_output_file(out)
+    check_memory_budget(memory_budget_gb)
     from probe.evaluate import predict, write_predictions
 
     ids, labels, scores = predict(checkpoint, features, split, subset, memory_budget_gb)
@@ -257,8 +266,7 @@ def matrix(
     Finished runs are cached (--cache, shared with `probe study`): a rerun trains only new or
     changed runs.
     """
-    if seeds < 1:
-        raise UserError("--seeds must be at least 1")
+    check_seeds(seed, seeds)
     from probe.matrix import run_matrix
 
     split_list = _report_splits(splits)
@@ -268,7 +276,7 @@ def matrix(
             out,
             models=_names(models),
             splits=split_list,
-            seeds=list(range(seed, seed + seeds)),
+            seeds=check_seeds(seed, seeds),
             scores=_names(scores),
             score_max_videos=score_max_videos,
             **_report_runs(shared, quiet),
@@ -298,10 +306,15 @@ def _report_runs(shared: dict, quiet: bool) -> dict:
     return {
         "config": train_config(shared),
         "jobs": shared["jobs"],
-        "cache": shared["cache"],
+        "cache": _cache_dir(shared["cache"]),
         "shard": resolve_shard(shared["shard"]),
         "progress": not quiet,
     }
+
+
+def _cache_dir(cache: Path | None) -> Path | None:
+    """--cache, checked: a folder that can be made or written in (None: the default)."""
+    return None if cache is None else check_output_dir(cache, "--cache")
 
 
 def _report_lock(out: Path, shard: str | None, wait: bool):
@@ -366,15 +379,15 @@ def study(
 
     Runs are cached (shared with `probe matrix`): a rerun trains nothing new.
     """
-    if seeds < 1:
-        raise UserError("--seeds must be at least 1")
+    check_seeds(seed, seeds)
+    from probe.study import check_study_inputs, run_study
+
+    check_study_inputs(study_dir, features)
     plan = read_study(study_dir) if study_dir is not None else None
     if out is None:
         if plan is None:
             raise UserError("--out: give a report folder (with --features there is no study)")
         out = plan.path.parent / "report"
-    from probe.study import run_study
-
     split_list = _report_splits(splits)
     probe_axes = {"window": AXES["window"].values(window), "model": AXES["model"].values(models)}
     with _report_lock(out, shared["shard"], wait), _quiet_runs():
@@ -384,7 +397,7 @@ def study(
             features or (),
             probe_axes,
             split_list,
-            list(range(seed, seed + seeds)),
+            check_seeds(seed, seeds),
             design=design,
             alpha=alpha,
             co_train=co_train or (),
@@ -405,8 +418,14 @@ def score(
 ) -> None:
     """Training-free transferability scores of a feature file (no probe trained)."""
     names = _names(methods)
-    if not names:
-        raise UserError(f"--methods: choose among {', '.join(SCORES)}")
+    unknown = [n for n in names if n not in SCORES]
+    if not names or unknown:
+        shown = f" {unknown[0]!r}" if unknown else ""
+        raise UserError(f"--methods{shown}: choose among {', '.join(SCORES)}")
+    if max_videos is not None and max_videos < 2:
+        raise UserError(f"--max-videos must be at least 2, got {max_videos}")
+    if knn_k < 1:
+        raise UserError(f"--knn-k must be at least 1, got {knn_k}")
     if out is not None:
         check_output_file(out)
     from probe.transferability import score_feature_file
@@ -512,20 +531,23 @@ def recommend(
     scores and the source-accuracy prior, bootstraps the sample's videos, and writes
     recommendation.md, .csv and .png; prints the one-line verdict and the report's path.
     """
-    if seeds < 1:
-        raise UserError("--seeds must be at least 1")
-    if resamples is not None and resamples < 1:
-        raise UserError(f"--resamples must be at least 1, got {resamples}")
+    check_seeds(seed, seeds)
+    if resamples is not None and not 1 <= resamples <= MAX_RESAMPLES:
+        raise UserError(f"--resamples must be 1 to {MAX_RESAMPLES:,}, got {resamples:,}")
     if folds is not None and (folds < 0 or folds == 1):
         raise UserError(f"--folds must be 0 (the sample's splits) or at least 2, got {folds}")
     model_list = _names(models)
     if not model_list:
         raise UserError("--models: give at least one quick probe, e.g. ridge or linear,mlp")
     given_priors = _parse_priors(prior or [])
-    from vtl.paths import check_output_dir
-
     check_output_dir(out)
     trained_models = [m for m in model_list if m != RIDGE]
+    if trained_models:  # (the ridge probe alone needs no torch)
+        from probe.models import PROBES
+
+        unknown = [m for m in trained_models if m not in PROBES]
+        if unknown:
+            raise UserError(f"--models {unknown[0]!r}: choose among {RIDGE}, {', '.join(PROBES)}")
     configs = [train_config(shared, model=m).validate() for m in trained_models]
     from probe import recommend as rec
     from probe import recommend_inputs as inputs
@@ -562,8 +584,8 @@ def recommend(
                 data.video_ids,
                 configs,
                 split_list,
-                list(range(seed, seed + seeds)),
-                Cache(shared["cache"]),
+                check_seeds(seed, seeds),
+                Cache(_cache_dir(shared["cache"])),
                 progress=not quiet,
             )
         runs += trained_runs

@@ -23,6 +23,7 @@ setting above, "sweep" a grid of learning rates (`sweep_lrs`) x weight decays
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -38,6 +39,15 @@ SWEEP_WEIGHT_DECAYS = (0.0, 0.01, 0.1, 1.0)
 # AdamW moves each weight by about lr a step: a larger one only overflows (torch then fails
 # with "value cannot be converted to type float without overflow", not a loss message).
 MAX_LR = 10.0
+# Seeds seed torch's and numpy's generators: 0..2^32-1 holds for both. More seeds than
+# MAX_SEEDS is no experiment, only a list too long to hold.
+MAX_SEED = 2**32 - 1
+MAX_SEEDS = 10_000
+# Clips per window: a two-hour film is about 7,200 one-second clips; a longer window is padding
+# only (held in memory for every video of a batch).
+MAX_WINDOW = 10_000
+# The devices a probe trains on (torch builds for others exist, but not for these models).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
 @dataclass
@@ -85,6 +95,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience", "scheduler_patience", "window"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.window > MAX_WINDOW:
+            raise UserError(f"--window must be at most {MAX_WINDOW:,} clips, got {self.window:,}")
         if not 0 < self.lr <= MAX_LR:
             raise UserError(f"--lr must be positive and at most {MAX_LR:g}, got {self.lr}")
         if not 0 <= self.weight_decay < math.inf:
@@ -92,21 +104,29 @@ class TrainConfig:
         self._validate_protocol()
         if self.split < 0:
             raise UserError(f"--split must be 0 or more, got {self.split}")
-        if self.threads < 0:
-            raise UserError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
+        check_seeds(self.seed, 1)
+        cpus = os.cpu_count() or 1
+        if not 0 <= self.threads <= cpus:
+            raise UserError(
+                f"--threads must be 0 (torch's default) to {cpus} (this machine's CPUs), "
+                f"got {self.threads}"
+            )
         self.co_train = tuple(str(p) for p in self.co_train)  # JSON gives a list
         if self.init_from is not None and not Path(self.init_from).is_file():
             raise UserError(f"--init-from {self.init_from}: no such checkpoint file")
         if self.init_from is not None and self.protocol == "sweep":
             raise UserError("--protocol sweep does not apply to fine-tuning (--init-from)")
-        if self.memory_budget_gb < 0:
-            raise UserError("--memory-budget-gb must be 0 or more (0 streams from the file)")
+        check_memory_budget(self.memory_budget_gb)
         try:
             device = torch.device(self.device)
-        except RuntimeError:
+        except (RuntimeError, TypeError):
             raise UserError(f"--device {self.device!r} is not a torch device") from None
+        if device.type not in DEVICE_TYPES:
+            raise UserError(f"--device {self.device!r}: use cpu, cuda, cuda:N or mps")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UserError(f"--device {self.device}: CUDA is not available here; use cpu")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise UserError(f"--device {self.device}: MPS is not available here; use cpu")
         return self
 
     def _validate_protocol(self) -> None:
@@ -139,3 +159,26 @@ class TrainConfig:
         """A config from a dict (e.g. a checkpoint's), ignoring keys this version lacks."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def check_seeds(seed: int, seeds: int) -> list[int]:
+    """The seeds `seed`, `seed` + 1, ... (`seeds` of them), checked.
+
+    Raises:
+        UserError: fewer than 1 or more than MAX_SEEDS seeds, or one outside 0..MAX_SEED.
+    """
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise UserError(f"--seeds must be 1 to {MAX_SEEDS:,}, got {seeds:,}")
+    if not 0 <= seed <= MAX_SEED - seeds + 1:
+        raise UserError(
+            f"--seed must be 0 to {MAX_SEED - seeds + 1:,} (2^32 - --seeds), got {seed}"
+        )
+    return list(range(seed, seed + seeds))
+
+
+def check_memory_budget(gigabytes: float | None) -> None:
+    """Raises UserError unless `gigabytes` is None or a finite number >= 0."""
+    if gigabytes is not None and not 0 <= gigabytes < math.inf:
+        raise UserError(
+            f"--memory-budget-gb must be 0 or more (0 streams from the file), got {gigabytes}"
+        )

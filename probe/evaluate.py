@@ -170,7 +170,8 @@ def load_body(checkpoint: str | Path, model: nn.Module, model_name: str, where: 
 
 
 def check_checkpoint_data(ckpt: dict, data: ProbeData, where: Path) -> None:
-    """The feature files must match the checkpoint's in number, dimensions and labels."""
+    """The feature files must match the checkpoint's in number, dimensions, backbones and
+    labels."""
     n_files = sum(len(g) for g in ckpt["groups"])
     if len(data.files) != n_files:
         raise UserError(
@@ -182,6 +183,14 @@ def check_checkpoint_data(ckpt: dict, data: ProbeData, where: Path) -> None:
         if have != dim:
             names = ", ".join(str(data.files[j].path) for j in group)
             raise UserError(f"{names}: {have}-d features, but {where} expects {dim}-d")
+    trained_on = ckpt.get("features") or []  # each file's backbone (older checkpoints: none)
+    for info, f in zip(trained_on, data.files, strict=False):
+        want, have = info.get("backbone"), f.meta.backbone
+        if want and have and "unknown" not in (want, have) and want != have:
+            raise UserError(
+                f"{f.path}: {have} features, but {where} was trained on {want} features; "
+                "pass the feature files it was trained on (same backbones, same order)"
+            )
     if list(data.label_names) != list(ckpt["label_names"]):
         raise UserError(
             f"{data.files[0].path}: labels {data.label_names} differ from the checkpoint's "

@@ -83,6 +83,16 @@ class StudyResult:
     co_train: dict[str, list[str]] = field(default_factory=dict)  # backbone -> co-train files
 
 
+def check_study_inputs(plan, features) -> None:
+    """Raises UserError unless exactly one of a study (`plan`, --study) and `features` is given."""
+    if plan is not None and features:
+        raise UserError("give a study (--study DIR) or --features, not both")
+    if plan is None and not features:
+        raise UserError(
+            "give a study (--study DIR, from `extract study`) or --features (one file per backbone)"
+        )
+
+
 def run_study(
     out: str | Path,
     plan: StudyPlan | None = None,
@@ -124,8 +134,7 @@ def run_study(
     config = TrainConfig.from_dict((config or TrainConfig()).to_dict()).validate()
     out = check_output_dir(out)
     cache = cache if isinstance(cache, Cache) else Cache(cache)
-    if (plan is None) == (not features):
-        raise UserError("give a study (--study DIR, from `extract study`) or --features, not both")
+    check_study_inputs(plan, features)
     design = design or (plan.design if plan else "axis")
     if design not in DESIGNS:
         raise UserError(f"--design {design!r}: choose one of {', '.join(DESIGNS)}")

@@ -1157,6 +1157,10 @@ def test_truncated_feature_file_is_one_line_for_probe_train(mixed, tmp_path):
         ({"video_timeout": -1.0}, "--video-timeout"),
         ({"segmentation": "scenes"}, "--segmentation"),
         ({"device": "tpu"}, "--device"),
+        # before, accepted: 1e9 clips per second ran the machine out of memory, and a million
+        # frames per clip failed every video with the allocator's words
+        ({"clip_fps": 1e9}, "--clip-fps must be a frame rate above 0 and at most 1000"),
+        ({"image_frames": 25}, "--image-frames must be at most --frames-per-clip \\(24\\)"),
     ],
 )
 def test_bad_extract_options_are_refused_at_the_boundary(changes, option):

@@ -128,6 +128,8 @@ def bad_files(good, root):
         ("clips", [good[0], clipped], "disagree on clips: video 'v00002'"),
         ("empty-split", [no_val], "noval.h5: split 0 has no val videos"),
         ("no-positives", [no_pos], "split 0 has no positive training video of label 'label1'"),
+        ("folder", [root], "is a folder, not a feature file (.h5)"),  # was "not found"
+        ("twice", [good[0], good[0]], "given twice to --features"),  # was fused with itself
     ]
 
 
@@ -158,6 +160,15 @@ BAD_OPTIONS = {  # `probe train` option -> its error
     "--fusion mean": "--fusion 'mean'",
     "--epochs 0": "--epochs must be at least 1",
     "--splits x,y": "--splits 'x,y'",
+    # Before, each of these failed unexpectedly (exit 70) or ran with the value as given:
+    "--splits ,": "--splits ',': give 'all' or numbers",  # IndexError
+    "--splits 0,0": "--splits '0,0': a split is named twice",  # split 0 counted twice
+    "--seeds 1000000000000": "--seeds must be 1 to 10,000",  # MemoryError
+    "--seed 18446744073709551616": "--seed must be 0 to",  # OverflowError in torch
+    "--threads 100000": "--threads must be 0 (torch's default) to",  # ImportError from OpenMP
+    "--device meta": "--device 'meta': use cpu, cuda, cuda:N or mps",  # NotImplementedError
+    "--window 100000000": "--window must be at most 10,000 clips",  # MemoryError
+    "--memory-budget-gb nan": "--memory-budget-gb must be 0 or more",  # accepted
 }
 
 
@@ -178,6 +189,50 @@ def test_checkpoint_and_features_must_match(good, tmp_path, probe_cli):
     assert code == 2 and "12-d features" in stderr
     code, _, stderr = probe_cli(["eval", "--checkpoint", good[0], "--features", good[0]])
     assert code == 2 and "not a probe checkpoint" in stderr
+    # Features of another backbone with the same dimension: before, scored as if they fit
+    other = write_synthetic_features(
+        tmp_path / "other.h5", feature_dim=8, backbone_seed=9, backbone="other", **COMMON
+    )
+    code, _, stderr = probe_cli(
+        ["eval", "--checkpoint", tmp_path / "checkpoint.pt", "--features", other]
+    )
+    assert code == 2 and "other features, but" in stderr and "trained on img features" in stderr
+    code, _, stderr = probe_cli(
+        ["eval", "--checkpoint", tmp_path / "checkpoint.pt", "--features", good[0]]
+        + ["--memory-budget-gb", "-1"]
+    )
+    assert code == 2 and "--memory-budget-gb must be 0 or more" in stderr
+
+
+def test_other_commands_bad_options_are_one_line(good, tmp_path, probe_cli):
+    """Options of `score`, `recommend`, `matrix` and `study` named as options; before, the
+    cache given as a file and a million-fold bootstrap failed unexpectedly (exit 70), and
+    `--knn-k 0` was read as 1."""
+    folder = good[0].parent
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (["score", "--features", good[0], "--methods", "bogus"], "--methods 'bogus': choose"),
+        (["score", "--features", good[0], "--max-videos", "1"], "--max-videos must be at least 2"),
+        (["score", "--features", good[0], "--knn-k", "0"], "--knn-k must be at least 1"),
+        (
+            ["recommend", "--features", folder, "--out", tmp_path / "r", "--resamples", "10000000"],
+            "--resamples must be 1 to 100,000",
+        ),
+        (
+            ["recommend", "--features", folder, "--out", tmp_path / "r", "--models", "ridge,nope"],
+            "--models 'nope': choose among ridge, ",
+        ),
+        (
+            ["matrix", "--features", good[0], "--features", good[1], "--out", tmp_path / "m"]
+            + ["--cache", tmp_path / "file"],
+            "--cache " + str(tmp_path / "file") + ": is a file, not a folder",
+        ),
+        (["study", "--out", tmp_path / "s"], "give a study (--study DIR, from `extract study`) or"),
+    ]
+    for args, message in cases:
+        code, _, stderr = probe_cli([*map(str, args), "--quiet"] if args[0] != "score" else args)
+        lines = stderr.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and message in lines[0], (args, stderr)
 
 
 @pytest.mark.parametrize("command", ["recommend", "matrix"])

@@ -165,11 +165,11 @@ def test_the_folds_default_is_the_quick_probes():
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--seeds", "0"], "--seeds must be 1 to 10,000, got 0"),
         (["--folds", "1"], "--folds must be 0 (the sample's splits) or at least 2"),
-        (["--resamples", "0"], "--resamples must be at least 1"),
+        (["--resamples", "0"], "--resamples must be 1 to 100,000, got 0"),
         (["--models", "none"], "--models: give at least one quick probe"),
-        (["--models", "lstm"], "--model 'lstm'"),
+        (["--models", "lstm"], "--models 'lstm': choose among ridge, "),
         (["--prior", "strong"], "--prior 'strong': give NAME=TOP1"),
         (["--prior", "strong=180"], "--prior 'strong=180'"),
         (["--prior", "nosuch=70"], "--prior nosuch: no such candidate"),

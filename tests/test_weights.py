@@ -114,6 +114,16 @@ def test_weights_for_several_backbones_come_as_a_mapping(tmp_path: Path):
         require_weights(specs[:1], weights=tmp_path / "nope.pth", cache_dir=tmp_path)
 
 
+def test_several_weights_without_names_are_one_line(extract_cli, tmp_path: Path):
+    """Before, click's three-line usage error."""
+    (tmp_path / "m.csv").write_text("video_id,path,a,split0\n")
+    args = ["run", "-m", tmp_path / "m.csv", "-b", "resnet18", "--out", tmp_path / "o"]
+    code, _, stderr = extract_cli([*map(str, args), "--weights", "a.pt", "--weights", "b.pt"])
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1, stderr
+    assert "--weights 'a.pt': with several --weights give each as NAME=PATH" in lines[0]
+
+
 # --- missing checkpoints ------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ import torch
 from huggingface_hub import try_to_load_from_cache
 from skimage.data import chelsea
 
+from extract import hub
 from extract.backbones import REGISTRY, create_backbone, get_spec
 from extract.backbones.hf_video import CURATED, derive_settings
 from extract.backbones.registry import class_names
@@ -106,6 +107,19 @@ def test_missing_hub_files_offline_are_one_line_naming_repository_files_and_fold
         require_weights([spec])
     with pytest.raises(UserError, match="hf/<org>/<repository>"):
         get_spec("hf/no-organisation")
+
+
+def test_missing_hub_files_without_network_are_one_line_at_once(hub_home, monkeypatch):
+    """Hub not switched off, but no network: the one line says so at once (before, every
+    request of huggingface_hub was retried for about 20 s, each retry a warning line)."""
+    import time
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hub, "HUB_HOST", "hub.invalid")  # a name that never resolves (RFC 6761)
+    start = time.monotonic()
+    with pytest.raises(WeightsMissingError, match=r"\[no network: hub.invalid does not resolve\]"):
+        get_spec("hf/test-org/not-here")
+    assert time.monotonic() - start < 5
 
 
 def test_a_curated_entry_loads_a_local_snapshot_folder_and_refuses_another_model(

@@ -55,6 +55,7 @@ import numpy as np
 from vtl import __version__
 from vtl.atomic import replacing, temporary_path, write_text
 from vtl.errors import FeatureFileError
+from vtl.manifest import special_file
 
 FORMAT = "vtl-features"
 # Every dataset of the layout above (a part file adds /videos/manifest_index).
@@ -490,6 +491,9 @@ class FeatureFile:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        kind = special_file(self.path)
+        if kind is not None:
+            raise FeatureFileError(f"{self.path}: is {kind}, not a feature file (.h5)")
         if not self.path.is_file():
             raise FeatureFileError(f"{self.path}: feature file not found")
         _check_metadata_isolated(self.path)
