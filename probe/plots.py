@@ -12,6 +12,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+# Names are drawn as they are: a backbone named "cost $\frac{$" is text, not a formula (with
+# mathtext on, such a name failed the report after its runs had been trained).
+matplotlib.rcParams["text.parse_math"] = False
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402

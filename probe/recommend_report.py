@@ -190,10 +190,7 @@ def _label(name: str) -> str:
 def _plot(path: Path, result: Recommendation, rows: list[dict]) -> Path:
     """Each candidate's quick-probe μAP with its interval and P(best), best at the top; or its
     average rank when there are no quick probes."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
+    from probe.plots import plt  # matplotlib as every report draws with it
 
     names = [row["candidate"] for row in rows][::-1]
     fig, ax = plt.subplots(figsize=(8.0, 1.8 + 0.45 * len(names)))

@@ -38,9 +38,16 @@ def markdown_table(
     aligned by `align`, one letter per column (l or r)."""
     align = align or "l" * left + "r" * (len(header) - left)
     align = ["---" if a == "l" else "--:" for a in align]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(map(table_cell, header)) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(map(table_cell, row)) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def table_cell(value) -> str:
+    """A value as one Markdown table cell: a `|` escaped, line breaks and tabs as spaces (a
+    name holding them kept its row from lining up with the header)."""
+    text = str(value).replace("|", "\\|")
+    return " ".join(text.replace("\t", " ").splitlines()) if not text.isprintable() else text
 
 
 def format_mean_std(value: dict | None, digits: int = 2, scale: float = 1.0) -> str:

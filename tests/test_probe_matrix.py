@@ -438,3 +438,45 @@ def test_a_cached_result_that_is_no_record_is_computed_again(tmp_path):
         cache.path(key).parent.mkdir(parents=True, exist_ok=True)
         cache.path(key).write_text(text)
         assert cache.get(key) is None
+
+
+def test_names_with_table_and_formula_characters(tmp_path):
+    """A backbone named with a `|` and a line break keeps every row of matrix.md lined up with
+    its header (before, the row split in two and gained a column); one with an unbalanced `$`
+    is drawn as text (before, matplotlib's mathtext failed the report after the training)."""
+    synthetic(tmp_path / "f" / "a.h5", "a|b\nc", dim=6, seed=1, signal=0.4)
+    synthetic(tmp_path / "f" / "b.h5", "cost $\\frac{$", dim=6, seed=2, signal=0.8)
+    out = tmp_path / "report"
+    run_matrix(
+        [tmp_path / "f"],
+        out,
+        ["linear"],
+        [0],
+        [0],
+        FAST,
+        [],
+        progress=False,
+        cache=Cache(tmp_path / "cache"),
+    )
+    lines = next(
+        b for b in (out / "matrix.md").read_text().split("\n\n") if b.startswith("|")
+    ).splitlines()
+    pipes = {line.replace("\\|", "").count("|") for line in lines}
+    assert len(pipes) == 1 and len(lines) == 4, lines  # header, rule and one row per backbone
+    assert any(line.startswith("| a\\|b c |") for line in lines), lines
+    assert (out / "matrix.png").stat().st_size > 0
+    assert {r["backbone"] for r in read_csv(out / "matrix.csv")} == {"a|b\nc", "cost $\\frac{$"}
+
+
+def test_a_file_naming_a_label_twice_is_refused(tmp_path):
+    """Each label's AP is reported under its name: a file naming one twice (written by other
+    tools than ours, whose writer refuses it) is one line, not a per-label table short of one."""
+    path = synthetic(tmp_path / "dup.h5", "x", dim=4, seed=1)
+    with h5py.File(path, "r+") as h5:
+        h5["labels"].attrs["names"] = np.array(["same", "same", "other"], dtype=object)
+    with pytest.raises(UserError, match=r"dup.h5: /labels names the label 'same' twice"):
+        FeatureFile(path)
+    with FeatureFile(synthetic(tmp_path / "ok.h5", "x", dim=4, seed=1)) as f:
+        meta = f.meta
+    with pytest.raises(ValueError, match="label names repeat"):
+        FeatureWriter(tmp_path / "w.h5", meta, ["same", "same"], 1)

@@ -196,6 +196,8 @@ class FeatureWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.meta = meta
         self.label_names = list(label_names)
+        if len(set(self.label_names)) < len(self.label_names):
+            raise ValueError(f"{self.path}: label names repeat: {self.label_names}")
         self.n_splits = n_splits
         self._tmp = temporary_path(self.path)
         self._h5 = h5py.File(self._tmp, "w")
@@ -543,6 +545,9 @@ class FeatureFile:
         self.labels = h5["labels"][:]
         names = h5["labels"].attrs.get("names", [])
         self.label_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        twice = sorted({n for n in self.label_names if self.label_names.count(n) > 1})
+        if twice:  # each label's AP is reported under its name: one would hide the other
+            raise FeatureFileError(f"{where}: /labels names the label {twice[0]!r} twice")
         self.splits = h5["splits"][:]
         part = h5.attrs.get("part")
         self.part = part.decode() if isinstance(part, bytes) else part
