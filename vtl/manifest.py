@@ -320,7 +320,8 @@ def _warn_shared_files(path: Path, video_ids: list[str], paths: list[Path]) -> N
     for video_id, video_path in zip(video_ids, paths, strict=True):
         try:  # one file under two names (hard links) is one file too
             status = os.stat(video_path)
-            same = (status.st_dev, status.st_ino)
+            # (a file system that numbers no inode, some FUSE mounts, gives 0 to all)
+            same = (status.st_dev, status.st_ino) if status.st_ino else video_path
         except (OSError, ValueError):
             same = video_path
         ids_of.setdefault(same, []).append(video_id)
