@@ -21,11 +21,11 @@ from vtl.manifest import Manifest
 # 0.1 s a MB of the file while its index is read), and without a single chunk once its frames
 # started (a decoder spinning or blocked fails after TIMEOUT_FLOOR, whatever the video's length).
 TIMEOUT_FLOOR = 120.0
+TIMEOUT_PER_FRAME = 0.25
+TIMEOUT_PER_MB = 0.1
 # Clips sample frames at --clip-fps; past a high-speed camera's rate every source frame repeats
 # in clip after clip, and a rate like 1e9 asks for more clips than memory holds.
 MAX_CLIP_FPS = 1000.0
-TIMEOUT_PER_FRAME = 0.25
-TIMEOUT_PER_MB = 0.1
 
 
 @dataclass
