@@ -619,7 +619,7 @@ def _parse_priors(items: list[str]) -> dict[str, float]:
     """--prior NAME=TOP1 options as {name: top-1 in percent}."""
     priors = {}
     for item in items:
-        name, sep, value = item.partition("=")
+        name, sep, value = item.rpartition("=")  # the last "=": a name may hold one
         try:
             top1 = float(value) if sep and name.strip() else float("nan")
         except ValueError:

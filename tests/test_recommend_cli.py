@@ -247,3 +247,10 @@ def test_the_sample_seed_is_read_when_every_file_shares_it(sample_dir):
     assert rec.read_sample(paths).sample_seed == 0
     full = folder.parent / "full-strong.h5"
     assert rec.read_sample([*paths, full], [*(p.stem for p in paths), "full"]).sample_seed is None
+
+
+def test_a_prior_for_a_name_holding_an_equals_sign():
+    """The value follows the last "=" (before, the first: `a=b=70` was refused)."""
+    from probe.cli import _parse_priors
+
+    assert _parse_priors(["a=b=70", "plain = 61.5"]) == {"a=b": 70.0, "plain": 61.5}
