@@ -237,9 +237,11 @@ HUB_HOST = "huggingface.co"
 
 
 def _hub_resolves() -> bool:
-    """Whether the hub's name resolves (or an endpoint is set): without it every request of
-    huggingface_hub retries for about 20 s before failing (a machine with no network)."""
-    if os.environ.get("HF_ENDPOINT"):
+    """Whether the hub's name resolves, or may be reached otherwise (an endpoint of its own, or
+    a proxy, which resolves names itself): without it every request of huggingface_hub retries
+    for about 20 s before failing (a machine with no network)."""
+    reached_otherwise = ("HF_ENDPOINT", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+    if any(os.environ.get(name) for name in reached_otherwise):
         return True
     try:
         socket.getaddrinfo(HUB_HOST, 443)

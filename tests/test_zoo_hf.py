@@ -115,6 +115,8 @@ def test_missing_hub_files_without_network_are_one_line_at_once(hub_home, monkey
     import time
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    for name in ("HF_ENDPOINT", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)  # (each would be another way to the hub)
     monkeypatch.setattr(hub, "HUB_HOST", "hub.invalid")  # a name that never resolves (RFC 6761)
     start = time.monotonic()
     with pytest.raises(WeightsMissingError, match=r"\[no network: hub.invalid does not resolve\]"):
