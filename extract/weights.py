@@ -276,8 +276,9 @@ def require_weights(
     `weights` is one path (only when there is one spec) or a mapping backbone name -> path;
     names not in the mapping are looked up in the package / cache. A missing file is downloaded
     from the owning library's URL when `download` is true; when that fails (no network) a
-    WeightsMissingError names the backbone, the file, the URL and the exact path to place it at.
-    Returns backbone name -> checkpoint path.
+    WeightsMissingError names the backbone, the file, the URL and the exact path to place it at,
+    for every backbone whose checkpoint is missing (one line). Returns backbone name ->
+    checkpoint path.
     """
     if weights is not None and not isinstance(weights, Mapping):
         if len(specs) != 1:
@@ -293,12 +294,17 @@ def require_weights(
         raise UserError(f"--weights given for backbones not requested: {', '.join(unknown)}")
 
     found: dict[str, Path] = {}
+    missing: list[str] = []  # every backbone's missing checkpoint, said at once
     for spec in specs:
         path = locate_weights(spec, weights.get(spec.name), cache_dir)
         if path is None and spec.weights.hub is not None:
             from extract import hub  # the hub cache: download unless offline, else one line
 
-            path = hub.fetch(spec.weights.hub, spec.name, allow_download=download)
+            try:
+                path = hub.fetch(spec.weights.hub, spec.name, allow_download=download)
+            except WeightsMissingError as error:
+                missing.append(str(error))
+                continue
         if path is None:
             if not download:
                 why = "downloads disabled"
@@ -310,8 +316,12 @@ def require_weights(
                 except (OSError, RuntimeError) as error:  # URLError, timeout, hash mismatch
                     why = f"download failed: {type(error).__name__}: {error}".replace("\n", " ")
             if path is None:
-                raise WeightsMissingError(_missing_message(spec.name, spec.weights, cache_dir, why))
+                missing.append(_missing_message(spec.name, spec.weights, cache_dir, why))
+                continue
         found[spec.name] = path
+    if missing:
+        several = f"{len(missing)} checkpoints are missing: " if len(missing) > 1 else ""
+        raise WeightsMissingError(several + "; ".join(missing))
     return found
 
 

@@ -429,7 +429,10 @@ def score(
     if out is not None:
         check_output_file(out)
     from probe.transferability import score_feature_file
+    from vtl.features import FeatureFile
 
+    with FeatureFile(features) as f:  # the whole file, as every probe command checks it
+        f.check_finite()
     results = score_feature_file(features, split, names, max_videos=max_videos, knn_k=knn_k)
     for name, value in results.items():
         typer.echo(f"{name:>7}  {value:.6f}")

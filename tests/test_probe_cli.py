@@ -250,3 +250,23 @@ def test_help_paragraphs_fill_the_terminal_width(command, probe_cli, monkeypatch
         for line, after in zip(lines, lines[1:], strict=False):
             # a line ends only where the next word would not fit on it
             assert len(line) + 1 + len(after.split()[0]) > 78 - 2, (line, after)
+
+
+def test_score_refuses_a_file_with_nan_outside_the_scored_videos(good, tmp_path, probe_cli):
+    """`probe score` reads only the split's train videos; a NaN in another video was scored
+    past (exit 0), where every other probe command refuses the file."""
+    with FeatureFile(good[0]) as f:
+        held_out = int(np.flatnonzero(f.splits[:, 0] != 0)[0])
+        video_id = f.video_ids[held_out]
+
+    def poison(i, video):
+        if i == held_out:
+            video.features = video.features.copy()
+            video.features[0, 0] = np.nan
+        return video
+
+    nan = rewrite(good[0], tmp_path / "nan.h5", poison)
+    code, _, stderr = probe_cli(["score", "--features", nan, "--methods", "logme"])
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1, stderr
+    assert f"non-finite feature values (NaN or infinity) in video {video_id!r}" in lines[0]

@@ -260,3 +260,14 @@ def test_torchvision_sources_carry_their_hash_prefix():
     x3d = get_spec("x3d_m").weights
     assert x3d.url == "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/X3D_M.pyth"
     assert x3d.filename == "X3D_M.pyth"
+
+
+def test_every_missing_checkpoint_is_named_at_once(tmp_path: Path):
+    """`-b swin` (Swin-T and Video Swin-T) without either checkpoint names both in the one line;
+    before, the first only, and the second after its file was placed and the run started again."""
+    specs = [get_spec("swin_t"), get_spec("swin3d_t")]
+    with pytest.raises(WeightsMissingError) as caught:
+        require_weights(specs, cache_dir=tmp_path, download=False)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("2 checkpoints are missing: ")
+    assert "swin_t-704ceda3.pth" in message and "swin3d_t-7615ae03.pth" in message

@@ -537,25 +537,29 @@ class FeatureFile:
             if name not in h5:
                 raise FeatureFileError(f"{where}: dataset /{name} is missing")
         self.meta = FeatureMeta.from_attrs(h5.attrs, where)
-        self.video_ids = [v.decode() if isinstance(v, bytes) else v for v in h5["videos/id"][:]]
-        self.offsets = h5["videos/offset"][:]
-        self.n_frames = h5["videos/n_frames"][:]
-        self.fps = h5["videos/fps"][:]
-        self.shot_offsets = h5["shots/offset"][:]
-        self.labels = h5["labels"][:]
+
+        def read(name: str) -> np.ndarray:  # a failed checksum names the dataset
+            return CheckedDataset(h5[name], self.path)[:]
+
+        self.video_ids = [v.decode() if isinstance(v, bytes) else v for v in read("videos/id")]
+        self.offsets = read("videos/offset")
+        self.n_frames = read("videos/n_frames")
+        self.fps = read("videos/fps")
+        self.shot_offsets = read("shots/offset")
+        self.labels = read("labels")
         names = h5["labels"].attrs.get("names", [])
         self.label_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
         twice = sorted({n for n in self.label_names if self.label_names.count(n) > 1})
         if twice:  # each label's AP is reported under its name: one would hide the other
             raise FeatureFileError(f"{where}: /labels names the label {twice[0]!r} twice")
-        self.splits = h5["splits"][:]
+        self.splits = read("splits")
         part = h5.attrs.get("part")
         self.part = part.decode() if isinstance(part, bytes) else part
         self.manifest_index = (
-            h5["videos/manifest_index"][:] if "videos/manifest_index" in h5 else None
+            read("videos/manifest_index") if "videos/manifest_index" in h5 else None
         )
         self.concealed = (
-            h5["videos/concealed"][:]
+            read("videos/concealed")
             if "videos/concealed" in h5
             else np.zeros(len(self.video_ids), np.int64)
         )

@@ -165,7 +165,7 @@ def _class_names(name: str, cfg: dict[str, Any]) -> Any:
     classes = cfg.get("num_classes") or 0
     if classes == 1000:
         return PRETRAIN_CLASS_NAMES["in1k"]
-    why = f"its head has {classes} outputs, not ImageNet-1k classes" if classes else "no head"
+    why = f"a head of {classes} outputs, not ImageNet-1k classes" if classes else "no head"
     return functools.partial(
         no_class_names, name, f"timm {cfg['architecture']}.{cfg['tag']} has {why}"
     )
