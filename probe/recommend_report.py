@@ -29,7 +29,7 @@ def summary_line(result: Recommendation) -> str:
     elif choice.too_close:
         line = (
             f"Extract {choice.best} or {choice.runner_up}: too close to call on the "
-            f"{boot.n_videos}-video sample ({choice.best} best in {choice.p_best:.0%} of "
+            f"{boot.n_videos}-video sample ({choice.best} best in {_share(choice.p_best)} of "
             f"{len(boot.resampled)} resamples, expected regret {100 * choice.regret:.2f} μAP)"
         )
         if choice.by_prior:
@@ -59,7 +59,7 @@ def summary_line(result: Recommendation) -> str:
     else:
         best = choice.best
         line = (
-            f"Extract {best}: best in {choice.p_best:.0%} of {len(boot.resampled)} resamples "
+            f"Extract {best}: best in {_share(choice.p_best)} of {len(boot.resampled)} resamples "
             f"of the {boot.n_videos}-video sample (expected regret {100 * choice.regret:.2f} μAP)"
         )
     cost = _cost_text(result.costs.get(best))
@@ -135,6 +135,16 @@ def write_report(result: Recommendation, out: str | Path) -> dict[str, Path]:
     paths["md"] = write_text(out / "recommendation.md", _markdown(result, rows, score_columns))
     paths["png"] = _plot(out / "recommendation.png", result, rows)
     return paths
+
+
+def _share(p: float) -> str:
+    """A share of resamples in whole percent, never rounded to a certainty it is not: 199.5 of
+    200 reads ">99%", not "100%" (the table beside it says 0.99)."""
+    if 0.995 <= p < 1:
+        return ">99%"
+    if 0 < p < 0.005:
+        return "<1%"
+    return f"{p:.0%}"
 
 
 def _markdown(result: Recommendation, rows: list[dict], score_columns: list[str]) -> str:

@@ -568,3 +568,17 @@ def test_library_priors_only_for_torchvision_checkpoints(tmp_path):
     priors = library_priors(infos, list(checkpoints))
     assert priors == {"tv": pytest.approx(69.758)}  # ResNet18_Weights.IMAGENET1K_V1
     assert library_priors(infos[1:], list(checkpoints)[1:]) == {}
+
+
+def test_a_share_of_resamples_is_never_rounded_to_a_certainty():
+    """199.5 of 200 resamples read "100%" in the verdict beside a table's 0.99."""
+    from probe.recommend_report import _share
+
+    assert [_share(p) for p in (1.0, 0.9975, 0.994, 0.5, 0.004, 0.0)] == [
+        "100%",
+        ">99%",
+        "99%",
+        "50%",
+        "<1%",
+        "0%",
+    ]
