@@ -18,7 +18,6 @@ imported), and `huggingface_hub` is imported only to download.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -26,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from extract.weights import WeightsMissingError
+from extract.weights import WeightsMissingError, index_shards
 
 __all__ = [
     "HubCheckpoint",
@@ -121,11 +120,8 @@ def _present(snapshot: Path, name: str) -> bool:
     if not path.is_file():  # a link into blobs/ whose blob is missing counts as absent
         return False
     if name.endswith(".index.json"):  # sharded weights: every shard must be there too
-        try:
-            shards = set(json.loads(path.read_text())["weight_map"].values())
-        except (OSError, ValueError, KeyError, AttributeError):
-            return False
-        return all((snapshot / shard).is_file() for shard in shards)
+        shards = index_shards(path)
+        return shards is not None and all((snapshot / shard).is_file() for shard in shards)
     return True
 
 
@@ -167,7 +163,10 @@ def download(checkpoint: HubCheckpoint, cache: Path | None = None) -> Path:
             library_name="video-transfer-lab",
         )
         if name.endswith(".index.json"):
-            for shard in sorted(set(json.loads(Path(path).read_text())["weight_map"].values())):
+            shards = index_shards(Path(path))
+            if shards is None:
+                raise OSError(f"{name} of {checkpoint.repo} is no index of weight shards")
+            for shard in shards:
                 get(shard)
         return Path(path)
 

@@ -47,6 +47,7 @@ __all__ = [
     "package_file",
     "require_weights",
     "checkpoint_sha256",
+    "index_shards",
     "sha256_file",
     "torch_hub_dir",
     "torchvision_source",
@@ -342,18 +343,24 @@ def sha256_file(path: str | Path) -> str:
     return _SHA256_CACHE[key]
 
 
+def index_shards(index: Path) -> list[str] | None:
+    """The shard files (sorted) that a sharded checkpoint's `*.index.json` names in its
+    `weight_map`, as `transformers` saves large models; None when it is no readable index."""
+    try:
+        return sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return None
+
+
 def checkpoint_sha256(path: str | Path) -> str:
     """The sha256 that names a checkpoint in a feature file's `weights`: its file's, or for
     sharded weights (an `*.index.json` naming its shards, as `transformers` saves large models)
     the sha256 of the index's and every shard's sha256, so that another shard changes it (the
     index alone is the same for any weights of one architecture)."""
     path = Path(path)
-    if not path.name.endswith(".index.json"):
+    shards = index_shards(path) if path.name.endswith(".index.json") else None
+    if shards is None:  # one file (or not an index after all: the loader reports it)
         return sha256_file(path)
-    try:
-        shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
-    except (OSError, ValueError, KeyError, AttributeError, TypeError):
-        return sha256_file(path)  # not an index after all: the loader reports it
     digest = hashlib.sha256(sha256_file(path).encode())
     for shard in shards:
         digest.update(f"\n{shard}:{sha256_file(path.parent / shard)}".encode())

@@ -266,7 +266,7 @@ def matrix(
     Finished runs are cached (--cache, shared with `probe study`): a rerun trains only new or
     changed runs.
     """
-    check_seeds(seed, seeds)
+    seed_list = check_seeds(seed, seeds)
     from probe.matrix import run_matrix
 
     split_list = _report_splits(splits)
@@ -276,7 +276,7 @@ def matrix(
             out,
             models=_names(models),
             splits=split_list,
-            seeds=check_seeds(seed, seeds),
+            seeds=seed_list,
             scores=_names(scores),
             score_max_videos=score_max_videos,
             **_report_runs(shared, quiet),
@@ -379,7 +379,7 @@ def study(
 
     Runs are cached (shared with `probe matrix`): a rerun trains nothing new.
     """
-    check_seeds(seed, seeds)
+    seed_list = check_seeds(seed, seeds)
     from probe.study import check_study_inputs, run_study
 
     check_study_inputs(study_dir, features)
@@ -397,7 +397,7 @@ def study(
             features or (),
             probe_axes,
             split_list,
-            check_seeds(seed, seeds),
+            seed_list,
             design=design,
             alpha=alpha,
             co_train=co_train or (),
@@ -534,7 +534,7 @@ def recommend(
     scores and the source-accuracy prior, bootstraps the sample's videos, and writes
     recommendation.md, .csv and .png; prints the one-line verdict and the report's path.
     """
-    check_seeds(seed, seeds)
+    seed_list = check_seeds(seed, seeds)
     if resamples is not None and not 1 <= resamples <= MAX_RESAMPLES:
         raise UserError(f"--resamples must be 1 to {MAX_RESAMPLES:,}, got {resamples:,}")
     if folds is not None and (folds < 0 or folds == 1):
@@ -587,7 +587,7 @@ def recommend(
                 data.video_ids,
                 configs,
                 split_list,
-                check_seeds(seed, seeds),
+                seed_list,
                 Cache(_cache_dir(shared["cache"])),
                 progress=not quiet,
             )

@@ -79,9 +79,10 @@ def open_probe_data(paths: list[Path]) -> ProbeData:
         raise UserError("no feature file given; pass --features FILE.h5")
     seen = set()
     for path in paths:  # a fusion of a file with itself is the same features counted twice
-        if Path(path).resolve() in seen:
+        resolved = Path(path).resolve()
+        if resolved in seen:
             raise UserError(f"{path}: given twice to --features; give each file once")
-        seen.add(Path(path).resolve())
+        seen.add(resolved)
     files: list[FeatureFile] = []
     try:
         for path in paths:
