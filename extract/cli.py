@@ -24,12 +24,13 @@ app = typer.Typer(
 # Options `run` and `study` share, declared once.
 ManifestOption = Annotated[Path, typer.Option("--manifest", "-m", help="Manifest CSV.")]
 BackboneOption = Annotated[
-    str,
+    list[str],
     typer.Option(
         "--backbone",
         "-b",
         help=(
-            "Backbones or families, comma-separated (`extract backbones` lists them); also any "
+            "Backbones or families, comma-separated or repeated (`extract backbones` lists "
+            "them); also any "
             "timm model as timm/<model>.<tag> (e.g. timm/vit_base_patch16_clip_224.openai) and "
             "a Hugging Face video model as hf/<org>/<repository> (e.g. hf/MCG-NJU/videomae-base)."
         ),
@@ -167,7 +168,7 @@ def run(
     )
     result = run_extraction(
         manifest,
-        backbone,
+        ",".join(backbone),
         out,
         config,
         **_run_options(shared),
@@ -225,7 +226,7 @@ def study(
     }
     made = extract_study(
         manifest,
-        backbone,
+        ",".join(backbone),
         out,
         axes,
         design=design,

@@ -15,6 +15,7 @@ from pathlib import Path
 from vtl.errors import FeatureFileError, UserError
 from vtl.features import COST_TOTALS, FeatureFile, FeatureMeta, FeatureWriter, write_failures
 from vtl.lock import OutputLock
+from vtl.sample import drawn
 
 log = logging.getLogger("extract")
 
@@ -31,6 +32,7 @@ _SAME = (
     "weights",
     "shot_detector",
     "config",
+    "sample",  # the videos the run drew: every shard of one run draws the same
 )
 
 
@@ -71,6 +73,13 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path, remove_parts: bool
                 raise FeatureFileError(f"{f.path}: not a shard's part file (no part attribute)")
             for name in _SAME:
                 if getattr(f.meta, name) != getattr(first.meta, name):
+                    if name == "sample":
+                        raise FeatureFileError(
+                            f"{f.path} holds its shard of {drawn(f.meta.sample)}, {first.path} "
+                            f"of {drawn(first.meta.sample)}: parts must come from one run; run "
+                            "the shards that differ again with the same --sample and "
+                            "--sample-seed (or none)"
+                        )
                     raise FeatureFileError(
                         f"{f.path}: {name} differs from {first.path}; parts must come from one "
                         "run (same backbone, weights and configuration)"
@@ -79,6 +88,15 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path, remove_parts: bool
                 raise FeatureFileError(f"{f.path}: labels or splits differ from {first.path}")
             if f.logit_names != first.logit_names:
                 raise FeatureFileError(f"{f.path}: class logits differ from {first.path}")
+        owner: dict[int, FeatureFile] = {}
+        for f in files:  # a video in two parts would be written twice
+            for index, video_id in zip(f.manifest_index, f.video_ids, strict=True):
+                other = owner.setdefault(int(index), f)
+                if other is not f:
+                    raise FeatureFileError(
+                        f"{other.path} and {f.path} both hold video {video_id!r}: parts must "
+                        "come from one run; extract the shards again"
+                    )
         count = int(first.part.split("/")[1])
         seen = sorted(int(f.part.split("/")[0]) for f in files)
         if seen != list(range(count)) or any(int(f.part.split("/")[1]) != count for f in files):

@@ -41,6 +41,7 @@ from vtl.features import (
     write_failures,
 )
 from vtl.manifest import Manifest
+from vtl.sample import drawn
 from vtl.shards import Shard
 
 
@@ -204,6 +205,13 @@ def already_written(path: Path, fingerprint: dict, manifest: Manifest, mine: lis
             return True
         if found.is_sample_of(fingerprint):
             return False  # a sample made the same way: this run takes its videos and replaces it
+        if found.part is not None:  # a shard of another draw (a sample, or every video)
+            raise UserError(
+                f"{path} holds shard {found.part} of {drawn(found.meta.sample)} with this "
+                "backbone and configuration, not of this run: finish that run first (rerun its "
+                "other shards with the same options: the last one merges them, and a later run "
+                "takes the merged file's videos), or delete the part"
+            )
     raise UserError(
         f"{path} exists and was made with another configuration or manifest; "
         "delete it or choose another --out"
@@ -257,6 +265,18 @@ def finished_samples(jobs: Sequence[OutputJob]) -> list[tuple[Path, dict]]:
     (fingerprint), a run over more videos would take their videos: (path, sample record)."""
     found = [(job.final, read_finished(job.final), job.fingerprint) for job in jobs]
     return [(path, f.meta.sample) for path, f, made in found if f and f.is_sample_of(made)]
+
+
+def sibling_samples(folders: Sequence[Path], jobs: Sequence[OutputJob]) -> list[tuple[Path, dict]]:
+    """The finished samples of other backbones in the run's output `folders`: (path, sample
+    record). A sample drawn with their seed holds their videos (`samples_to_grow`), so that the
+    candidates `probe recommend` compares cover the same videos."""
+    own = {job.final.resolve() for job in jobs}
+    return [
+        (path, f.meta.sample)
+        for path, f in finished_files(folders)
+        if f.meta.sample and path.resolve() not in own
+    ]
 
 
 def samples_to_grow(

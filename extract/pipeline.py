@@ -51,6 +51,7 @@ from extract.outputs import (
     samples_to_grow,
     seed_from_finished,
     seed_from_sample,
+    sibling_samples,
     target_outputs,
 )
 from extract.processor import Output, VideoProcessor
@@ -172,7 +173,8 @@ def extract_targets(
     # there (a second run stops with one line, or waits with --wait; a --wait run then finds
     # the finished file complete), until the files are assembled and merged.
     with lock_outputs([work_folder(job.output) for job in jobs], wait=base.wait):
-        chosen, kept = _sample_videos(manifest, sample, sample_seed, jobs)
+        folders = [out_dir for _, out_dir in targets]
+        chosen, kept = _sample_videos(manifest, sample, sample_seed, jobs, folders)
         mine = _shard_videos(manifest, shard, chosen)
         if sample is not None:
             result.sample = sample_record(
@@ -249,7 +251,17 @@ def extract_targets(
             result.files[job.key], result.failures = assemble(
                 manifest, mine, job, shard, sample=result.sample
             )
-            job.store.remove()
+            others = job.store.others(manifest.video_ids[i] for i in mine)
+            if others:  # an interrupted run over more videos: kept for when it resumes
+                log.info(
+                    "%s: %d finished videos of an interrupted run over more videos kept in %s "
+                    "(a full run takes them)",
+                    job.key,
+                    others,
+                    job.store.folder,
+                )
+            else:
+                job.store.remove()
         if shard.count > 1 and merge:
             for job in jobs:
                 if job.final in result.reused:
@@ -296,16 +308,36 @@ def _check_sample(manifest: Manifest, sample: int | float | None, seed: int) -> 
 
 
 def _sample_videos(
-    manifest: Manifest, sample: int | float | None, seed: int, jobs: list[OutputJob]
+    manifest: Manifest,
+    sample: int | float | None,
+    seed: int,
+    jobs: list[OutputJob],
+    folders: Sequence[Path],
 ) -> tuple[list[int], int]:
     """The manifest rows a run extracts: all of them, or the stratified sample, and how many of
-    them it keeps from a smaller sample made the same way with this seed (`samples_to_grow`):
-    growing a sample re-extracts none of its videos. Every shard draws the same."""
+    them it keeps from finished samples drawn with this seed (`samples_to_grow`): its own
+    smaller one (growing a sample re-extracts none of its videos) and other backbones' in the
+    output `folders` (every candidate of one comparison holds the same videos). Every shard
+    draws the same.
+
+    Raises:
+        UserError: another backbone's sample of this seed is larger than the one asked for.
+    """
     if sample is None:
         return list(range(len(manifest))), 0
     n = sample_count(sample, len(manifest))
     samples = finished_samples(jobs)  # read once: grown from, and checked against
-    keep = samples_to_grow(samples, manifest, seed)
+    siblings = sibling_samples(folders, jobs)
+    theirs = samples_to_grow(siblings, manifest, seed)
+    if len(theirs) > n:
+        path = next(p for p, record in siblings if record.get("seed") == seed)
+        raise UserError(
+            f"{path} holds a sample of {len(theirs)} videos (seed {seed}) of another backbone, "
+            f"more than the {n} asked for: the candidates of one comparison need the same "
+            f"videos; ask for --sample {len(theirs)} (or more), or use another --sample-seed "
+            "or --out"
+        )
+    keep = sorted(set(samples_to_grow(samples, manifest, seed)) | set(theirs))
     if len(keep) > n:  # a smaller sample than the finished one: refused below
         keep = []
     with warnings.catch_warnings(record=True) as caught:
@@ -314,8 +346,11 @@ def _sample_videos(
     for warning in caught:  # a sample too small for every label: one log line, not a traceback
         log.warning("%s", warning.message)
     check_no_sample_lost(samples, {manifest.video_ids[i] for i in picked})
-    grown = f", growing the finished sample of {len(keep)}" if keep else ""
-    log.info("a sample of %d of %d videos (seed %d%s)", len(picked), len(manifest), seed, grown)
+    if len(keep) == n:
+        held = ", the videos of the finished samples with this seed"
+    else:
+        held = f", growing the finished samples of {len(keep)} with this seed" if keep else ""
+    log.info("a sample of %d of %d videos (seed %d%s)", len(picked), len(manifest), seed, held)
     return [int(i) for i in picked], len(keep)
 
 

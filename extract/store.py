@@ -101,5 +101,11 @@ class WorkStore:
     def failure(self, video_id: str) -> dict:
         return json.loads((self.folder / f"{_key(video_id)}.failed.json").read_text())
 
+    def others(self, video_ids) -> int:
+        """How many committed videos (features or failures) are not among `video_ids`: an
+        earlier run's over more videos, which the run it was cut short of can still take."""
+        wanted = {_key(v) for v in video_ids}
+        return len((self._done | self._failed) - wanted)
+
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

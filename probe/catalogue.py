@@ -184,17 +184,23 @@ def discover_feature_files(paths: Sequence[str | Path]) -> list[Path]:
     return unique
 
 
-def check_one_dataset(infos: list[FileInfo]) -> None:
-    """Reports compare feature files of one dataset: same number of videos, labels and splits.
+def check_one_dataset(infos: list[FileInfo]) -> tuple[str, ...]:
+    """Reports compare feature files of one dataset: same labels and splits, and the same
+    labels and splits for every video the files share.
+
+    A video some file lacks (it failed with that backbone) is left out of every row, so that
+    every backbone is trained and tested on the same videos; a warning says how many.
+
+    Returns:
+        The ids of the videos not in every file, in the order the files name them.
 
     Raises:
-        UserError: naming both files and what differs.
+        UserError: naming both files and what differs, or files that share no video.
     """
     first = infos[0]
     for other in infos[1:]:
         for what, a, b in (
             ("labels", first.label_names, other.label_names),
-            ("number of videos", first.n_videos, other.n_videos),
             ("number of splits", first.n_splits, other.n_splits),
         ):
             if a != b:
@@ -203,6 +209,24 @@ def check_one_dataset(infos: list[FileInfo]) -> None:
                     "compares backbones on one dataset, so pass the files of one dataset"
                 )
         check_same_truth(first.path, first.truth, other.path, other.truth)
+    everywhere = set.intersection(*(set(i.truth) for i in infos))
+    left_out = tuple(dict.fromkeys(v for i in infos for v in i.truth if v not in everywhere))
+    if not everywhere:
+        raise UserError(
+            f"the feature files {', '.join(str(i.path) for i in infos)} share no video; "
+            "extract every file to compare from one manifest"
+        )
+    if left_out:
+        lacking = next(i for i in infos if left_out[0] not in i.truth)
+        log.warning(
+            "%d videos left out: not in every feature file (e.g. %r is not in %s); every "
+            "backbone is trained, tested and scored on the %d videos all files hold",
+            len(left_out),
+            left_out[0],
+            lacking.path,
+            len(everywhere),
+        )
+    return left_out
 
 
 def resolve_splits(splits: Sequence[int] | str, info: FileInfo) -> list[int]:
@@ -218,18 +242,26 @@ def resolve_splits(splits: Sequence[int] | str, info: FileInfo) -> list[int]:
     return split_list
 
 
-def check_splits(info: FileInfo, splits: list[int]) -> None:
+def check_splits(info: FileInfo, splits: list[int], exclude: Sequence[str] = ()) -> None:
     """Every requested split has train, val and test videos and a positive training video of
-    every label, checked before any training (the files of one dataset share them).
+    every label, checked before any training (the files of one dataset share them), on the
+    file's videos less `exclude` (those `check_one_dataset` leaves out).
 
     Raises:
         UserError: as `probe.data.split_indices`.
     """
     from probe.data import open_probe_data, split_indices  # torch: only to check splits
 
-    data = open_probe_data([info.path])
+    data = open_probe_data([info.path], exclude=exclude)
     try:
         for split in splits:
-            split_indices(data, split)
+            try:
+                split_indices(data, split)
+            except UserError as error:
+                if not exclude:
+                    raise
+                raise UserError(
+                    f"{error} (among the {len(data.video_ids)} videos every feature file holds)"
+                ) from None
     finally:
         data.close()

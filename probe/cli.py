@@ -431,9 +431,15 @@ def score(
     from probe.transferability import score_feature_file
     from vtl.features import FeatureFile
 
-    with FeatureFile(features) as f:  # the whole file, as every probe command checks it
-        f.check_finite()
-    results = score_feature_file(features, split, names, max_videos=max_videos, knn_k=knn_k)
+    with FeatureFile(features) as f:  # the whole file, as `probe matrix` checks it
+        f.check_usable()
+    failed: dict[str, str] = {}  # a score these features defeat: said, the others computed
+    results = score_feature_file(
+        features, split, names, max_videos=max_videos, knn_k=knn_k, failed=failed
+    )
+    if failed and not results:
+        reasons = "; ".join(f"{name}: {why}" for name, why in failed.items())
+        raise UserError(f"{features}: no score could be computed on split {split} ({reasons})")
     for name, value in results.items():
         typer.echo(f"{name:>7}  {value:.6f}")
     if out is not None:
@@ -445,6 +451,8 @@ def score(
             "knn_k": knn_k,
             "scores": results,
         }
+        if failed:
+            record["failed"] = failed
         write_text(out, json.dumps(record, indent=2) + "\n")
         typer.echo(f"wrote {out}")
 
@@ -520,7 +528,7 @@ def recommend(
         "records none (torchvision's are found by themselves); repeatable.",
     ),
     resamples: int = typer.Option(
-        None, help="Bootstrap resamples of the sample's videos (default: the issue's minimum)."
+        None, help="Bootstrap resamples of the sample's videos (default: 200, the fewest advised)."
     ),
     shared: dict = None,
     print_: bool = typer.Option(False, "--print", help="Also print recommendation.md."),
@@ -565,6 +573,7 @@ def recommend(
             "compares at least two candidates' files of the same sample"
         )
     infos = [read_file_info(p) for p in paths]
+    inputs.check_distinct(infos)
     names = inputs.candidate_names(infos)
     data = rec.read_sample(paths, names)
     rec.set_priors(data.candidates, {**inputs.library_priors(infos, names), **given_priors})

@@ -189,8 +189,8 @@ def train_cotrained(
     opened: list[ProbeData] = []
     collections: list[Collection] = []
     try:
-        for path in paths:
-            opened.append(open_probe_data([path]))
+        for k, path in enumerate(paths):  # the videos a report leaves out are the target's
+            opened.append(open_probe_data([path], exclude=() if k else config.exclude_videos))
         _check_compatible(opened)  # before any features are read
         for k, data in enumerate(opened):
             collections.append(_collection(data, k, config))

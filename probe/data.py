@@ -18,6 +18,7 @@ Everything reads through `vtl.features.FeatureFile`, the one reader of the forma
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +69,11 @@ class ProbeData:
             f.close()
 
 
-def open_probe_data(paths: list[Path]) -> ProbeData:
+def open_probe_data(paths: list[Path], exclude: Sequence[str] = ()) -> ProbeData:
     """Open feature files and check they describe the same videos, labels and splits.
+
+    `exclude`: video ids to leave out (those some file of a report lacks,
+    `probe.catalogue.check_one_dataset`); the files must agree on every other video.
 
     Raises:
         FeatureFileError: a file that is not a vtl feature file, or two files that disagree
@@ -90,9 +94,13 @@ def open_probe_data(paths: list[Path]) -> ProbeData:
         for f in files:
             _check_file(f)
         first = files[0]
-        rows = [np.arange(first.n_videos)]
+        left_out = set(exclude)
+        kept = np.array([i for i, v in enumerate(first.video_ids) if v not in left_out], np.int64)
+        if not kept.size:
+            raise FeatureFileError(f"{first.path}: no video left once {len(left_out)} are left out")
+        rows = [kept]
         for other in files[1:]:
-            rows.append(_align(first, other))
+            rows.append(_align(first, kept, other, left_out))
         counts = [f.clip_counts()[r] for f, r in zip(files, rows, strict=True)]
     except BaseException:
         for f in files:
@@ -100,10 +108,10 @@ def open_probe_data(paths: list[Path]) -> ProbeData:
         raise
     return ProbeData(
         files=files,
-        video_ids=list(first.video_ids),
-        labels=np.asarray(first.labels, np.uint8),
+        video_ids=[first.video_ids[i] for i in kept],
+        labels=np.asarray(first.labels[kept], np.uint8),
         label_names=list(first.label_names),
-        splits=np.asarray(first.splits, np.uint8),
+        splits=np.asarray(first.splits[kept], np.uint8),
         clip_counts=counts,
         rows=rows,
     )
@@ -127,14 +135,16 @@ def _check_file(f: FeatureFile) -> None:
         raise FeatureFileError(f"{f.path}: /splits must be (videos, splits) with a split column")
 
 
-def _align(first: FeatureFile, other: FeatureFile) -> np.ndarray:
-    """Index in `other` of each of `first`'s videos; raise if anything disagrees."""
+def _align(first: FeatureFile, kept: np.ndarray, other: FeatureFile, left_out: set) -> np.ndarray:
+    """Index in `other` of each of `first`'s videos `kept`; raise if anything disagrees (videos
+    in `left_out` may be in either file or not)."""
     a, b = first.path, other.path
     if len(set(other.video_ids)) != other.n_videos:
         raise FeatureFileError(f"{b}: duplicate video ids")
     position = {vid: i for i, vid in enumerate(other.video_ids)}
-    missing = [vid for vid in first.video_ids if vid not in position]
-    extra = set(other.video_ids) - set(first.video_ids)
+    ids = [first.video_ids[i] for i in kept]
+    missing = [vid for vid in ids if vid not in position]
+    extra = set(other.video_ids) - set(first.video_ids) - left_out
     if missing or extra:
         example = missing[0] if missing else sorted(extra)[0]
         raise FeatureFileError(
@@ -142,7 +152,7 @@ def _align(first: FeatureFile, other: FeatureFile) -> np.ndarray:
             f"from {b.name} and {len(extra)} are extra (e.g. {example!r}); extract both from "
             "the same manifest"
         )
-    rows = np.array([position[vid] for vid in first.video_ids], dtype=np.int64)
+    rows = np.array([position[vid] for vid in ids], dtype=np.int64)
     if list(first.label_names) != list(other.label_names):
         raise FeatureFileError(
             f"{a} and {b} disagree on labels: {first.label_names} vs {other.label_names}"
@@ -152,10 +162,11 @@ def _align(first: FeatureFile, other: FeatureFile) -> np.ndarray:
             f"{a} and {b} disagree on splits: {first.splits.shape[1]} vs {other.splits.shape[1]}"
         )
     for what in ("labels", "splits"):
-        bad = np.flatnonzero((getattr(first, what) != getattr(other, what)[rows]).any(axis=1))
+        mine = getattr(first, what)[kept]
+        bad = np.flatnonzero((mine != getattr(other, what)[rows]).any(axis=1))
         if bad.size:
             raise FeatureFileError(
-                f"{a} and {b} disagree on the {what} of video {first.video_ids[bad[0]]!r} "
+                f"{a} and {b} disagree on the {what} of video {ids[bad[0]]!r} "
                 f"(and {bad.size - 1} more)"
             )
     return rows

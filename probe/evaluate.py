@@ -10,6 +10,7 @@ are averaged first, as the reference's late fusion (`Stack` + `SimpleAvg` over m
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ from probe.data import (
 from probe.metrics import compute_metrics, per_label_ap
 from probe.models import build_probe
 from vtl.errors import UserError
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "vtl-probe-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -238,6 +241,8 @@ def evaluate_checkpoint(
         },
         "split": scored["split"],
         "subset": subset,
+        # of the videos scored, those it trained or stopped on (0: a held-out measure)
+        "seen_videos": scored["seen"],
         "videos": len(scored["video_ids"]),
         "video_ids": scored["video_ids"],
         "scores": scores,
@@ -285,6 +290,9 @@ def _score(checkpoint, feature_paths, split, subset, memory_budget_gb) -> dict:
                 raise UserError(
                     f"{data.files[0].path}: split {config.split} has no {subset} videos"
                 )
+        seen = 0
+        if subset not in (None, "train"):
+            seen = _warn_seen(ckpt, [data.video_ids[i] for i in videos], subset, config.split)
         logits, windows = fused_window_logits(models, ckpt["groups"], data, videos, config)
         return {
             "split": config.split,
@@ -292,9 +300,31 @@ def _score(checkpoint, feature_paths, split, subset, memory_budget_gb) -> dict:
             "label_names": list(data.label_names),
             "labels": data.labels[videos],
             "scores": video_scores(logits, windows, videos),
+            "seen": seen,
         }
     finally:
         data.close()
+
+
+def _warn_seen(ckpt: dict, videos: list[str], subset: str, split: int) -> int:
+    """Warn when the videos scored as `subset` include videos the checkpoint trained or stopped
+    on (another split of its own collection): their scores are no held-out measure. Returns
+    how many."""
+    seen = set(ckpt.get("seen_videos") or ())  # older checkpoints: not recorded
+    shared = [v for v in videos if v in seen]
+    if shared:
+        log.warning(
+            "%d of the %d %s videos of split %d (e.g. %r) trained or validated this checkpoint "
+            "(it was trained on split %s): their scores are not held out; evaluate on its own "
+            "split or on another collection",
+            len(shared),
+            len(videos),
+            subset,
+            split,
+            shared[0],
+            ckpt["config"].get("split"),
+        )
+    return len(shared)
 
 
 def _scoring_config(ckpt: dict, split, memory_budget_gb) -> TrainConfig:

@@ -166,9 +166,11 @@ def _layout_rows(infos: list[FileInfo]) -> list[Row]:
     return rows
 
 
-def rows_left_out(rows: list[Row], bad_files: dict[Path, str]) -> dict[str, str]:
+def rows_left_out(
+    rows: list[Row], bad_files: dict[Path, str], exclude: Sequence[str] = ()
+) -> dict[str, str]:
     """Row name -> why it cannot be built: a file that cannot be probed, or a fusion of files
-    whose clips differ (fusion compares windows clip by clip)."""
+    whose clips differ on the videos kept (fusion compares windows clip by clip)."""
     out = {}
     for row in rows:
         reasons = [bad_files[f.path] for f in row.files if f.path in bad_files]
@@ -176,7 +178,7 @@ def rows_left_out(rows: list[Row], bad_files: dict[Path, str]) -> dict[str, str]
             out[row.name] = reasons[0]
         elif row.fused:
             try:
-                data = open_probe_data([f.path for f in row.files])
+                data = open_probe_data([f.path for f in row.files], exclude=exclude)
                 try:
                     check_same_clips(data)
                 finally:
@@ -200,6 +202,7 @@ class MatrixResult:
     outputs: dict[str, Path]
     markdown: str
     left_out: dict[str, str] = field(default_factory=dict)  # row name -> reason
+    videos_left_out: tuple[str, ...] = ()  # not in every file: no row sees them
     complete: bool = True  # False: other shards' runs are missing, no outputs written
     runs_trained: int = 0  # tasks (runs, scores) computed by this process
 
@@ -250,13 +253,14 @@ def run_matrix(
     out = check_output_dir(out)
     cache = cache if isinstance(cache, Cache) else Cache(cache)
     infos = [read_file_info(p) for p in discover_feature_files(features)]
-    check_one_dataset(infos)
+    excluded = check_one_dataset(infos)
+    config.exclude_videos = excluded
     split_list = resolve_splits(splits, infos[0])
     seed_list = [int(s) for s in seeds]
-    check_splits(infos[0], split_list)
+    check_splits(infos[0], split_list, excluded)
 
     rows = _layout_rows(infos)
-    left_out = rows_left_out(rows, check_files(infos, cache))
+    left_out = rows_left_out(rows, check_files(infos, cache), excluded)
     for name, reason in left_out.items():
         log.warning("matrix row %s left out: %s", name, reason)
     rows = [r for r in rows if r.name not in left_out]
@@ -273,7 +277,7 @@ def run_matrix(
             cells.append(Cell(row, "probe", model, tasks))
         if not row.fused:
             for name in scores:
-                tasks = [score_task(row.files[0], name, s, options) for s in split_list]
+                tasks = [score_task(row.files[0], name, s, options, excluded) for s in split_list]
                 cells.append(Cell(row, "score", name, tasks))
     tasks = [t for c in cells for t in c.tasks]
     work = run_tasks(tasks, cache, config, jobs, shard, progress, desc="matrix")
@@ -286,6 +290,7 @@ def run_matrix(
         outputs={},
         markdown="",
         left_out=left_out,
+        videos_left_out=excluded,
         complete=work.complete,
         runs_trained=len(work.trained),
     )
@@ -308,10 +313,15 @@ def run_matrix(
 
 
 def _score_result(tasks: list[Task], results: dict[str, dict]) -> dict:
-    values = [results[t.key]["score"] for t in sorted(tasks, key=lambda t: t.split)]
-    if None in values:  # a score that needs class logits, on a file without them
+    ordered = [results[t.key] for t in sorted(tasks, key=lambda t: t.split)]
+    values = [r["score"] for r in ordered]
+    if None in values:  # it needs class logits the file lacks, or these features defeat it
+        reasons = list(dict.fromkeys(r["reason"] for r in ordered if r.get("reason")))
+        score = {"mean": None, "std": None, "n": 0, "per_split": values}
+        if reasons:
+            score["reason"] = "; ".join(reasons)
         return {
-            "score": {"mean": None, "std": None, "n": 0, "per_split": values},
+            "score": score,
             "train_seconds": sum(results[t.key]["train_seconds"] for t in tasks),
         }
     mean = sum(values) / len(values)

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from probe.metrics import METRIC_NAMES
-from probe.report import PERCENT_NOTE, markdown_table, number, write_csv, write_json
+from probe.report import (
+    PERCENT_NOTE,
+    markdown_table,
+    number,
+    videos_left_out_line,
+    write_csv,
+    write_json,
+)
 from probe.stats import ALPHA, RankedCell, compare_with_best, smallest_p_value
 from probe.transferability import SCORES
 from vtl.atomic import write_text
@@ -152,6 +159,7 @@ def write_outputs(
                 "cells": records,
                 "correlations": result.correlations,
                 "left_out": [{"row": k, "reason": v} for k, v in result.left_out.items()],
+                "videos_left_out": list(result.videos_left_out),
             },
         ),
         "png": out / "matrix.png",
@@ -264,9 +272,19 @@ def render_markdown(
         "clip; a fusion: the sum). Other metrics (mAP, wAP, sAP), training times and every "
         "cell's settings: `matrix.csv`.",
     ]
+    if result.videos_left_out:
+        lines += ["", videos_left_out_line(result.videos_left_out, "matrix.json")]
     if result.left_out:
         lines += ["", "## Rows left out", ""]
         lines += [f"- {name}: {reason}" for name, reason in result.left_out.items()]
+    undefined = [
+        (c.row.name, c.method, c.result["score"]["reason"])
+        for c in result.cells
+        if c.kind == "score" and c.result["score"].get("reason")
+    ]
+    if undefined:
+        lines += ["", "## Scores that cannot be computed", ""]
+        lines += [f"- {name}, {SCORES[m].label}: {why}" for name, m, why in undefined]
     if result.correlations:
         lines += [
             "",

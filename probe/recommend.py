@@ -22,6 +22,7 @@ Guardrails, each reported in the result's notes:
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -34,10 +35,12 @@ from scipy import stats
 from probe.catalogue import check_same_truth, file_truth
 from probe.scores_extra import guard_dims, reduce_dims, video_logits
 from probe.transferability import SCORES, knn_neighbours, rank_correlation
-from vtl.errors import UserError
+from vtl.errors import FeatureFileError, UserError
 from vtl.features import FeatureFile
 
-RESAMPLES = 200  # bootstrap resamples at least (the issue's minimum)
+log = logging.getLogger(__name__)
+
+RESAMPLES = 200  # bootstrap resamples, the fewest advised (and `probe recommend --help`'s figure)
 # Scores that see the full features even with few videos: H-score regularises itself (its
 # Ledoit-Wolf shrinkage is made for fewer samples than dims), and on a handful of principal
 # components the shrinkage goes to 1, which zeroes it for every candidate (the demo's 18 videos).
@@ -168,6 +171,12 @@ def read_sample(paths: Sequence[str | Path], names: Sequence[str] | None = None)
         left_out = len(set.union(*(set(f.video_ids) for f in files))) - len(ids)
         if left_out:
             notes.append(f"{left_out} videos left out: not in every candidate's file")
+            log.warning(
+                "%d videos left out: not in every candidate's file (samples of other sizes or "
+                "seeds, or failed videos); the candidates are compared on the %d all hold",
+                left_out,
+                len(ids),
+            )
         first_index = {v: i for i, v in enumerate(first.video_ids)}
         first_rows = np.array([first_index[v] for v in ids])
         truth = file_truth(first)
@@ -177,6 +186,11 @@ def read_sample(paths: Sequence[str | Path], names: Sequence[str] | None = None)
             index = {v: i for i, v in enumerate(f.video_ids)}
             rows = np.array([index[v] for v in ids])
             features = np.stack([f.video_mean(int(i)) for i in rows])
+            if len(features) > 1 and (features == features[0]).all():
+                raise FeatureFileError(
+                    f"{f.path}: every sampled video has the same features: nothing to rank; "
+                    "re-extract the file or leave it out"
+                )
             candidates.append(
                 Candidate(
                     name=names[k] if names is not None else f.meta.backbone,

@@ -7,6 +7,7 @@ probes through the run cache). The computation is `probe.recommend`, the report
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from vtl.errors import UserError
@@ -22,6 +23,27 @@ def candidate_names(infos) -> list[str]:
     if len(set(names)) != len(names):
         names = [str(i.path) for i in infos]
     return names
+
+
+def check_distinct(infos) -> None:
+    """Refuse two files of one extraction (same backbone, weights, configuration and shot
+    detector; a sample and the full run side by side in a folder): they would be ranked against
+    each other as two candidates.
+
+    Raises:
+        UserError: naming both files.
+    """
+    seen = {}
+    for info in infos:
+        config = json.dumps(info.config, sort_keys=True, default=str)
+        key = (info.backbone, info.weights_sha256, config, info.shot_detector)
+        if key in seen:
+            raise UserError(
+                f"{seen[key]} and {info.path} are one extraction of {info.backbone} (same "
+                "weights and configuration; a sample and a full run?): give one of them, e.g. "
+                "the sample's folder or files"
+            )
+        seen[key] = info.path
 
 
 def library_priors(infos, names: list[str]) -> dict[str, float]:
@@ -70,8 +92,10 @@ def collection_size(manifest: Path | None, path: Path, data) -> tuple[int, int, 
     manifest's videos (frames from their headers, `vtl.headers.fill_unknown`), else the
     sample's record (`of_videos`, the sample's frames per video extrapolated), else the files
     themselves (not a sample)."""
-    frames = data.candidates[0].frames
-    n = len(data.video_ids)
+    from vtl.features import FeatureFile
+
+    with FeatureFile(path) as f:  # all its videos: the ones other files lack count too
+        sample, n, frames = dict(f.meta.sample), f.n_videos, int(f.n_frames.sum())
     if manifest is not None:
         from vtl.headers import fill_unknown, header_frames
         from vtl.manifest import read_manifest
@@ -95,10 +119,6 @@ def collection_size(manifest: Path | None, path: Path, data) -> tuple[int, int, 
                 "raw streams whose headers give no frame count, each counted at the others' mean)"
             ],
         )
-    from vtl.features import FeatureFile
-
-    with FeatureFile(path) as f:
-        sample = dict(f.meta.sample)
     if sample.get("of_videos"):
         videos = int(sample["of_videos"])
         total = round(frames * videos / n)
@@ -152,10 +172,13 @@ def quick_probes(infos, names, video_ids, configs, splits, seeds, cache, progres
     from probe.tasks import run_task
     from vtl.progress import progress_bar
 
+    # Every candidate trains and tests on the videos all files hold, as `probe matrix` does.
+    excluded = tuple(sorted({v for info in infos for v in info.truth} - set(video_ids)))
+    configs = [dataclasses.replace(config, exclude_videos=excluded) for config in configs]
     usable, notes = [], []
     for split in splits:
         try:
-            check_splits(infos[0], [split])
+            check_splits(infos[0], [split], excluded)
             usable.append(split)
         except UserError as error:
             notes.append(f"split {split} left out of the quick probes: {error}")
@@ -185,7 +208,6 @@ def quick_probes(infos, names, video_ids, configs, splits, seeds, cache, progres
                 cache.folder.mkdir(parents=True, exist_ok=True)
                 cache.put(task, result)
                 trained += 1
-            # Test videos outside the sample's common videos (read_sample's note) drop out.
             kept = [
                 (index[v], scores)
                 for v, scores in zip(result["video_ids"], result["scores"], strict=True)

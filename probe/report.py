@@ -59,3 +59,14 @@ def format_mean_std(value: dict | None, digits: int = 2, scale: float = 1.0) -> 
 
 def number(value: float | None, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
+
+
+def videos_left_out_line(videos: Sequence[str], json_name: str) -> str:
+    """The sentence a report gives the videos it left out because some feature file lacks
+    them (`probe.catalogue.check_one_dataset`); their ids are in `json_name`."""
+    n = len(videos)
+    return (
+        f"{n} video{'s' if n > 1 else ''} left out everywhere, not in every feature file "
+        f"(e.g. {videos[0]!r}): every backbone is trained, tested and scored on the same videos "
+        f"(`{json_name}`: videos_left_out)."
+    )

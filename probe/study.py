@@ -81,6 +81,7 @@ class StudyResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     markdown: str = ""
     co_train: dict[str, list[str]] = field(default_factory=dict)  # backbone -> co-train files
+    videos_left_out: tuple[str, ...] = ()  # not in every file: no variant sees them
 
 
 def check_study_inputs(plan, features) -> None:
@@ -159,13 +160,13 @@ def run_study(
             continue  # no other collection given: not an axis of this study
         axes[name] = list(probe_axes.get(name) or [getattr(config, name)])
     infos = {path: read_file_info(path) for path in {p for f in files.values() for p in f.values()}}
-    check_one_dataset(list(infos.values()))
+    excluded = check_one_dataset(list(infos.values()))
     first = next(iter(infos.values()))
     split_list = resolve_splits(splits, first)
     seed_list = [int(s) for s in seeds]
     if not seed_list:
         raise UserError("--seeds must be at least 1")
-    check_splits(first, split_list)
+    check_splits(first, split_list, excluded)
     bad_files = check_files(list(infos.values()), cache)
 
     baseline = baseline_of(axes)
@@ -181,7 +182,12 @@ def run_study(
                     raise UserError(f"the baseline of {backbone} cannot be probed: {reason}")
                 left_out[f"{backbone}: {label}"] = bad_files[info.path]
                 continue
-            values = {**config.to_dict(), "model": settings["model"], "window": settings["window"]}
+            values = {
+                **config.to_dict(),
+                "model": settings["model"],
+                "window": settings["window"],
+                "exclude_videos": excluded,
+            }
             if settings.get("cotrain", AXES["cotrain"].default) != AXES["cotrain"].default:
                 if config.protocol != "reference":  # probe.cotrain trains one setting
                     left_out[f"{backbone}: {label}"] = "co-training has no sweep protocol"
@@ -197,7 +203,9 @@ def run_study(
         log.warning("study variant %s left out: %s", name, reason)
     tasks = [t for v in variants for t in v.tasks]
     work = run_tasks(tasks, cache, config, jobs, shard, progress, desc="study")
-    result = StudyResult(variants, left_out, len(work.trained), work.complete)
+    result = StudyResult(
+        variants, left_out, len(work.trained), work.complete, videos_left_out=excluded
+    )
     result.co_train = {b: [str(p) for p in paths] for b, paths in co_files.items()}
     if not work.complete:
         return result

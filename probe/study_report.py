@@ -15,6 +15,7 @@ from probe.report import (
     format_mean_std,
     markdown_table,
     number,
+    videos_left_out_line,
     write_csv,
     write_json,
 )
@@ -121,6 +122,7 @@ def write_outputs(
                     for rec, v in zip(records, result.variants, strict=True)
                 ],
                 "left_out": [{"variant": k, "reason": v} for k, v in result.left_out.items()],
+                "videos_left_out": list(result.videos_left_out),
                 "co_train": result.co_train,
             },
         ),
@@ -194,6 +196,8 @@ def render_markdown(result: StudyResult, setup: StudySetup) -> str:
         for v in (v for v in result.variants if v.backbone == backbone):
             table.append(_table_row(v))
         lines += ["", f"## {backbone}", "", markdown_table(header, table, align="lrrrlrrr")]
+    if result.videos_left_out:
+        lines += ["", videos_left_out_line(result.videos_left_out, "study.json")]
     if result.left_out:
         lines += ["", "## Variants left out", ""]
         lines += [f"- {name}: {reason}" for name, reason in result.left_out.items()]

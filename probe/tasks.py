@@ -107,8 +107,13 @@ def run_task(files: Sequence[FileInfo], config: TrainConfig, split: int, seed: i
         config.model,
         int(split),
         int(seed),
-        settings + _cotrain(config) + _protocol(config),
+        settings + _cotrain(config) + _protocol(config) + _excluded(config.exclude_videos),
     )
+
+
+def _excluded(videos: Sequence[str]) -> tuple:
+    """The videos left out, sorted (none: other runs keep their keys)."""
+    return (("exclude_videos", tuple(sorted(videos))),) if videos else ()
 
 
 def _protocol(config: TrainConfig) -> tuple:
@@ -144,12 +149,18 @@ def _cotrain(config: TrainConfig) -> tuple:
     return settings
 
 
-def score_task(info: FileInfo, method: str, split: int, options: dict) -> Task:
-    return Task("score", (info,), method, int(split), 0, tuple(sorted(options.items())))
+def score_task(
+    info: FileInfo, method: str, split: int, options: dict, exclude: Sequence[str] = ()
+) -> Task:
+    """The task of one training-free score on the train videos of `split`, less `exclude`."""
+    settings = tuple(sorted(options.items())) + _excluded(exclude)
+    return Task("score", (info,), method, int(split), 0, settings)
 
 
 def check_task(info: FileInfo) -> Task:
-    return Task("check", (info,))
+    # "usable": finite and not constant (a new name: files checked for finite values alone
+    # are checked again)
+    return Task("check", (info,), "usable")
 
 
 class Cache:
@@ -214,14 +225,20 @@ def _run_one(task: Task, config: dict) -> dict:
         out.update(sweep_picks(result))  # the sweep protocol: each model's pick on val
     elif task.kind == "score":
         options = dict(task.settings)
+        failed: dict[str, str] = {}
         scores = score_feature_file(
             paths[0],
             split=task.split,
             methods=(task.method,),
             max_videos=options["max_videos"],
             knn_k=options["knn_k"],
+            exclude=options.get("exclude_videos", ()),
+            failed=failed,
         )
-        out = {"score": scores.get(task.method)}  # None: needs logits the file lacks
+        # None: it needs logits the file lacks, or it cannot be computed on these features
+        out = {"score": scores.get(task.method)}
+        if task.method in failed:
+            out["reason"] = failed[task.method]
     else:
         raise ValueError(f"unknown task kind {task.kind!r}")
     out["train_seconds"] = time.perf_counter() - started
@@ -320,8 +337,8 @@ def run_tasks(
 
 
 def check_files(infos: Sequence[FileInfo], cache: Cache) -> dict[Path, str]:
-    """Files that cannot be probed (unreadable or non-finite features) -> the reason; each file
-    is read once and its verdict cached with its identity."""
+    """Files that cannot be probed (unreadable, non-finite or constant features) -> the reason;
+    each file is read once and its verdict cached with its identity."""
     bad = {}
     for info in infos:
         task = check_task(info)
@@ -329,7 +346,7 @@ def check_files(infos: Sequence[FileInfo], cache: Cache) -> dict[Path, str]:
         if verdict is None:
             try:
                 with FeatureFile(info.path) as f:
-                    f.check_finite()
+                    f.check_usable()
                 verdict = {"ok": True}
             except FeatureFileError as error:
                 verdict = {"ok": False, "reason": str(error)}

@@ -279,7 +279,7 @@ def train_probe(
     threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
-    data = open_probe_data(feature_paths)
+    data = open_probe_data(feature_paths, exclude=config.exclude_videos)
     try:
         subsets = split_indices(data, config.split)
         if len(data.files) > 1:
@@ -410,7 +410,12 @@ def _write_run(out_dir, data, models, groups, subsets, test_scores, result) -> N
         models,
         groups,
         data,
-        {"config": result["config"], "features": result["features"]},
+        {
+            "config": result["config"],
+            "features": result["features"],
+            # the videos it learned from or stopped on: `probe eval` says when it tests on them
+            "seen_videos": [data.video_ids[i] for n in ("train", "val") for i in subsets[n]],
+        },
     )
     write_text(out_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
 
@@ -430,6 +435,12 @@ def run_grid(
     """
     if out_dir is not None:
         check_output_dir(out_dir)
+    data = open_probe_data(feature_paths, exclude=config.exclude_videos)
+    try:  # every split usable, before any training
+        for split in splits:
+            split_indices(data, split)
+    finally:
+        data.close()
     runs, collections = [], []
     for split in splits:
         for seed in seeds:

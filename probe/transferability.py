@@ -242,6 +242,10 @@ def hscore(features, labels) -> float:
 
     Returns:
         The mean H-score over labels; higher is better.
+
+    Raises:
+        ValueError: the shrinkage is 1 (few samples of nearly isotropic features), where the
+            score is 0 for any labels: no verdict, rather than a lowest one.
     """
     f, y = check_features_labels(features, labels)
     y = _informative(y, "hscore")
@@ -250,6 +254,12 @@ def hscore(features, labels) -> float:
 
     # The precision is not needed (one solve below): skip its pseudo-inverse, most of the cost.
     lw = LedoitWolf(assume_centered=True, store_precision=False).fit(f)
+    if lw.shrinkage_ >= 1:  # (1 - a) = 0: zero for any labels, a verdict on nothing
+        raise ValueError(
+            f"Ledoit-Wolf shrinkage is 1 on these {len(f)} samples (their covariance cannot be "
+            "told from a multiple of the identity), which makes the regularised H-score 0 "
+            "whatever the labels"
+        )
     positive = y == 1
     p = positive.mean(axis=0)  # (L,)
     # Class-mean differences, one column per label: mu1 - mu0 = (sum over positives) / n1 - ...
@@ -391,17 +401,23 @@ def score_feature_file(
     max_videos: int | None = None,
     knn_k: int = 10,
     seed: int = 0,
+    exclude: Sequence[str] = (),
+    failed: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Transferability scores of a feature file, on the train videos of one split.
 
     Args:
         path: a feature file (.h5).
         split: the split whose train videos are scored.
-        methods: any of "logme", "hscore", "knn".
+        methods: names among `SCORES`.
         max_videos: score at most this many train videos, a random subset drawn with `seed`
             (kept in file order); None scores them all.
         knn_k: neighbours for "knn".
         seed: seed of the `max_videos` subset.
+        exclude: video ids left out (those some other file of a report lacks).
+        failed: where given, a method that cannot be computed on these features is left out
+            of the result and its reason put here (method -> reason), and the other methods
+            are still computed; None: such a method raises UserError.
 
     Returns:
         {method: score} in the order of `methods`; a method that needs logits is left out, with
@@ -424,10 +440,14 @@ def score_feature_file(
         raise UserError(f"max_videos must be an integer >= 2 or None, got {max_videos!r}")
     with FeatureFile(path) as f:
         chosen = None
-        if max_videos is not None:
+        if max_videos is not None or exclude:
             _check_split(f, split)
             in_split = np.flatnonzero(f.splits[:, split] == SPLIT_NAMES.index("train"))
-            if len(in_split) > max_videos:
+            if exclude:
+                left_out = set(exclude)
+                in_split = np.array([i for i in in_split if f.video_ids[i] not in left_out])
+                chosen = in_split.astype(np.int64)
+            if max_videos is not None and len(in_split) > max_videos:
                 rng = np.random.default_rng(seed)
                 chosen = np.sort(rng.choice(in_split, size=max_videos, replace=False))
         x, y = video_embeddings(f, split, ("train",), videos=chosen)
@@ -457,7 +477,11 @@ def score_feature_file(
                 x, y, knn_k=knn_neighbours(knn_k, len(x)), logits=logits
             )
         except ValueError as error:
-            raise UserError(f"{path}: {method} on split {split} train videos: {error}") from None
+            where = f"{path}: {method} on split {split} train videos"
+            if failed is None:
+                raise UserError(f"{where}: {error}") from None
+            failed[method] = str(error)
+            log.warning("%s: %s left out: %s", path, method, error)
     return results
 
 

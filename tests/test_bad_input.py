@@ -1278,8 +1278,11 @@ def test_non_finite_features_are_refused_naming_the_video(lite0_features, tmp_pa
     path = with_nan(lite0_features, tmp_path / "nan.h5", video=2)
     with FeatureFile(path) as f:
         name = f.video_ids[2]
-    # `probe recommend` against a clean copy: the mean-pooled features of its probes and scores
+    # `probe recommend` against a clean copy, named as another candidate (one extraction twice
+    # is refused): the mean-pooled features of its probes and scores
     other = shutil.copy(lite0_features, tmp_path / "clean.h5")
+    with h5py.File(other, "r+") as h5:
+        h5.attrs["backbone"] = "another"
     recommend = ("probe", "recommend", "--features", path, "--features", other)
     runs = (
         cli("extract", "verify", path, timeout=120),

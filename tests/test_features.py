@@ -225,3 +225,36 @@ def test_a_zeroed_global_heap_is_one_line_not_a_hang(feature_file, tmp_path, mon
     assert time.monotonic() - started < 30
     assert str(broken) in str(info.value) and "\n" not in str(info.value)
     assert verify_features(path)["videos"] == 3  # the undamaged file reads as before
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [("splits", 3, "0 .train., 1 .val. or 2 .test."), ("labels", 2, "0 .negative. or 1")],
+)
+def test_a_label_or_split_code_out_of_range_is_refused_by_every_reader(
+    feature_file, name, value, words
+):
+    """Another tool's file with split code 3 (or 255): `probe train` left those videos out of
+    every subset without a word, where only `extract verify` refused the file; now opening it
+    is one line naming the video, and our writer never writes one."""
+    path, videos = feature_file
+    with h5py.File(path, "r+") as h5:
+        h5[name][1, 1] = value
+    with pytest.raises(FeatureFileError, match=f"/{name} holds {value} for video 'v1' .*{words}"):
+        FeatureFile(path)
+    bad = videos[0]
+    setattr(bad, name, np.array([0, value], np.uint8))
+    with pytest.raises(ValueError, match=f"/{name} holds {value} for video 'v0'"):
+        with FeatureWriter(path.with_name("g.h5"), meta(), ["a", "b"], n_splits=2) as writer:
+            writer.add(bad)
+
+
+def test_the_writer_refuses_values_float16_cannot_hold(tmp_path):
+    """1e6 is finite in float32 and infinite in float16: the writer stored inf (with a numpy
+    warning), and every reader then refused the file as 'non-finite'."""
+    big = video("v0", 2)
+    big.features = big.features * 1e6
+    with pytest.raises(ValueError, match="v0: features hold .* beyond float16's range"):
+        with FeatureWriter(tmp_path / "f.h5", meta(), ["a", "b"], n_splits=2) as writer:
+            writer.add(big)
+    assert not (tmp_path / "f.h5").exists()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from probe.config import TrainConfig
+from probe.evaluate import evaluate_checkpoint
 from probe.synthetic import write_synthetic_features
 from probe.train import train_probe
 from vtl.errors import UserError
@@ -257,16 +258,51 @@ def test_score_refuses_a_file_with_nan_outside_the_scored_videos(good, tmp_path,
     past (exit 0), where every other probe command refuses the file."""
     with FeatureFile(good[0]) as f:
         held_out = int(np.flatnonzero(f.splits[:, 0] != 0)[0])
-        video_id = f.video_ids[held_out]
-
-    def poison(i, video):
-        if i == held_out:
-            video.features = video.features.copy()
-            video.features[0, 0] = np.nan
-        return video
-
-    nan = rewrite(good[0], tmp_path / "nan.h5", poison)
+        video_id, row = f.video_ids[held_out], int(f.offsets[held_out])
+    nan = rewrite(good[0], tmp_path / "nan.h5", lambda i, video: video)
+    with h5py.File(nan, "r+") as h5:  # our writer refuses NaN: another tool's file
+        h5["clips/features"][row, 0] = np.nan
     code, _, stderr = probe_cli(["score", "--features", nan, "--methods", "logme"])
     lines = stderr.strip().splitlines()
     assert code == 2 and len(lines) == 1, stderr
     assert f"non-finite feature values (NaN or infinity) in video {video_id!r}" in lines[0]
+
+
+def test_eval_on_another_split_of_its_collection_says_the_videos_are_not_held_out(
+    good, tmp_path, probe_cli, caplog
+):
+    """A checkpoint trained on split 0, evaluated on split 1 of the same file: most of split 1's
+    test videos trained or validated it. Before, their μAP was printed as a test score without
+    a word; now a warning says how many, and the result records them."""
+    out = tmp_path / "run"
+    train = ["train", "--features", good[0], "--model", "linear", "--out", out, *QUICK]
+    code, _, _ = probe_cli(train)
+    assert code == 0
+    checkpoint = out / "checkpoint.pt"
+    with FeatureFile(good[0]) as f:
+        seen = {v for v, s in zip(f.video_ids, f.splits[:, 0], strict=True) if s != 2}
+        tests = [v for v, s in zip(f.video_ids, f.splits[:, 1], strict=True) if s == 2]
+    shared = sum(v in seen for v in tests)
+    assert shared > 0
+    result = evaluate_checkpoint(checkpoint, [good[0]], split=1)
+    assert result["seen_videos"] == shared
+    assert f"{shared} of the {len(tests)} test videos of split 1" in caplog.text
+    assert "trained or validated this checkpoint (it was trained on split 0)" in caplog.text
+    assert evaluate_checkpoint(checkpoint, [good[0]])["seen_videos"] == 0  # its own split
+
+
+def test_a_grid_checks_every_split_before_training_any(good, tmp_path, probe_cli):
+    """Split 1 without validation videos: `probe train --splits all` trained split 0 first and
+    then stopped; now it stops before training anything."""
+
+    def no_val(i, video):  # split 1's validation videos train instead
+        video.splits = video.splits.copy()
+        video.splits[1] = 0 if video.splits[1] == 1 else video.splits[1]
+        return video
+
+    broken = rewrite(good[0], tmp_path / "noval.h5", no_val)
+    out = tmp_path / "grid"
+    grid = ["train", "--features", broken, "--model", "linear", "--splits", "all", "--out", out]
+    code, _, stderr = probe_cli([*grid, *QUICK])
+    assert code == 2 and "split 1 has no val videos" in stderr
+    assert not out.exists() or not list(out.iterdir())

@@ -183,8 +183,18 @@ def test_scores_and_rank_correlation(folder, first):
     values = [score_feature_file(folder / "mystery.h5", s, ["logme"])["logme"] for s in (0, 1)]
     assert cell.result["score"]["mean"] == pytest.approx(np.mean(values))
     assert len(result.correlations) == len(SCORES) * len(MODELS)
+    # Lite0's 6 dims on 28 videos look isotropic to Ledoit-Wolf (shrinkage 1): its regularised
+    # H-score would be 0 whatever the labels, so it has none, and says why.
+    hscore = next(
+        c for c in result.cells if c.method == "hscore" and c.row.name == "efficientnet_lite0"
+    )
+    assert hscore.result["score"]["mean"] is None
+    assert "shrinkage is 1" in hscore.result["score"]["reason"]
+    assert "## Scores that cannot be computed" in result.markdown
+    assert "- efficientnet_lite0, H-score: Ledoit-Wolf shrinkage is 1" in result.markdown
     for c in result.correlations:
-        assert c["backbones"] == 3  # the fusion row is not a backbone of the ranking
+        # the fusion row is not a backbone of the ranking
+        assert c["backbones"] == (2 if c["score"] == "hscore" else 3)
         if c["kendall_tau"] is not None:
             assert -1 <= c["kendall_tau"] <= 1 and -1 <= c["spearman_rho"] <= 1
     assert "Kendall τ" in result.markdown
@@ -480,3 +490,95 @@ def test_a_file_naming_a_label_twice_is_refused(tmp_path):
         meta = f.meta
     with pytest.raises(ValueError, match="label names repeat"):
         FeatureWriter(tmp_path / "w.h5", meta, ["same", "same"], 1)
+
+
+def without(path, dst, drop):
+    """A copy of a feature file without the videos `drop` (they failed with this backbone)."""
+    with FeatureFile(path) as f:
+        with FeatureWriter(dst, f.meta, f.label_names, f.splits.shape[1]) as w:
+            for i, video_id in enumerate(f.video_ids):
+                if video_id not in drop:
+                    w.add(f.video(i))
+    path.unlink()
+    return dst
+
+
+def test_files_missing_other_videos_are_compared_on_the_videos_all_hold(tmp_path, caplog):
+    """An image file lacking one video and a video file lacking another (each failed with one
+    backbone): every row, the fusion and every score see the 38 videos both hold. Before, each
+    row was trained and tested on its own file's videos, the paired marks compared runs on
+    different test sets, and files with unequal counts stopped the matrix."""
+    root = tmp_path / "features"
+    image = synthetic(tmp_path / "img.h5", "img", dim=6, seed=1, signal=0.6)
+    video = synthetic(tmp_path / "vid.h5", "vid", dim=8, seed=2, kind="video", signal=0.9)
+    with_meta(image, family="fam", pretrain="in1k")
+    with_meta(video, family="fam", pretrain="k400")
+    (root / "fam").mkdir(parents=True)
+    image = without(image, root / "fam" / "img.h5", {"v00003"})
+    video = without(video, root / "fam" / "vid.h5", {"v00007"})
+    caplog.set_level(logging.WARNING)
+    cache = Cache(tmp_path / "cache")
+    result = run_matrix(
+        [root], tmp_path / "out", ["linear"], [0], [0], FAST, ["logme"], progress=False,
+        cache=cache,
+    )  # fmt: skip
+    assert result.videos_left_out == ("v00007", "v00003")
+    assert not result.left_out  # the fusion row too
+    assert "2 videos left out: not in every feature file" in caplog.text
+    left_out = ("v00003", "v00007")
+    with FeatureFile(image) as f:
+        tests = {v for v, s in zip(f.video_ids, f.splits[:, 0], strict=True) if s == 2}
+    with FeatureFile(video) as f:
+        assert tests - set(left_out) == {
+            v for v, s in zip(f.video_ids, f.splits[:, 0], strict=True) if s == 2
+        } - set(left_out)
+    kept = dataclasses.replace(FAST, model="linear", exclude_videos=left_out)
+    rows = {"img": [image], "vid": [video], "img + vid (late fusion)": [image, video]}
+    for row, files in rows.items():
+        cell = next(c for c in result.cells if c.row.name == row and c.kind == "probe")
+        expected = train_probe(files, kept, progress=False)
+        assert expected["videos"]["test"] == len(tests - set(left_out))  # one test set
+        assert cell.result["summary"]["test"]["uap"]["mean"] == pytest.approx(
+            expected["metrics"]["test"]["uap"], abs=1e-9
+        ), row
+    score = next(c for c in result.cells if c.row.name == "img" and c.kind == "score")
+    assert score.result["score"]["mean"] == pytest.approx(
+        score_feature_file(image, 0, ["logme"], exclude=left_out)["logme"]
+    )
+    report = json.loads((tmp_path / "out" / "matrix.json").read_text())
+    assert report["videos_left_out"] == ["v00007", "v00003"]
+    assert "2 videos left out everywhere" in (tmp_path / "out" / "matrix.md").read_text()
+
+
+def test_a_file_of_constant_features_is_left_out_and_a_score_without_verdict_is_said(
+    tmp_path, probe_cli, caplog
+):
+    """A file whose clips all hold one vector (an export that wrote zeros) is a row left out:
+    before, its probes' tied scores rated above chance (the trapezoidal PR-AUC of a tie is
+    (1 + p) / 2) and ranked it above real features, and LogME's refusal of it ended the whole
+    matrix after training. `probe score` says so in one line; a score these features defeat
+    is left out with its reason while the others are printed."""
+    root = tmp_path / "features"
+    synthetic(root / "good.h5", "good", dim=6, seed=1)
+    zeros = synthetic(root / "zeros.h5", "zeros", dim=5, seed=2)
+    with h5py.File(zeros, "r+") as h5:
+        h5["clips/features"][...] = 0
+    result = run_matrix(
+        [root], tmp_path / "out", ["linear"], [0], [0], FAST, ["logme"], progress=False,
+        cache=Cache(tmp_path / "cache"),
+    )  # fmt: skip
+    assert [r.name for r in result.rows] == ["good"]
+    assert "every clip has the same features (all 0)" in result.left_out["zeros"]
+    code, _, stderr = probe_cli(["score", "--features", zeros])
+    assert code == 2 and stderr.count("\n") == 1 and "every clip has the same features" in stderr
+
+    # Lite0's 6 dims on 28 train videos of the matrix's files: Ledoit-Wolf shrinkage 1, no
+    # H-score; LogME is still computed and printed, and the JSON names what failed.
+    lite0 = synthetic(tmp_path / "lite0.h5", "lite0", dim=6, seed=1, signal=0.4)
+    code, stdout, stderr = probe_cli(
+        ["score", "--features", lite0, "--methods", "logme,hscore", "--out", tmp_path / "s.json"]
+    )
+    assert code == 0 and stdout.split()[0] == "logme" and "hscore" not in stdout
+    assert "hscore left out: Ledoit-Wolf shrinkage is 1" in caplog.text
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert list(record["scores"]) == ["logme"] and "shrinkage is 1" in record["failed"]["hscore"]

@@ -254,3 +254,38 @@ def test_a_prior_for_a_name_holding_an_equals_sign():
     from probe.cli import _parse_priors
 
     assert _parse_priors(["a=b=70", "plain = 61.5"]) == {"a=b": 70.0, "plain": 61.5}
+
+
+def test_one_extraction_twice_is_refused(sample_dir, tmp_path, probe_cli):
+    """A sample and the full run of one backbone side by side in a folder: they were two
+    candidates, ranked against each other ("Extract .../full/... or .../sample/...: too close
+    to call") on features equal on every shared video."""
+    folder, _ = sample_dir
+    both = tmp_path / "both"
+    both.mkdir()
+    for name in ("strong", "weak"):
+        (both / f"{name}.h5").symlink_to(folder / f"{name}.h5")
+    (both / "full-strong.h5").symlink_to(folder.parent / "full-strong.h5")
+    code, _, stderr = probe_cli(["recommend", "--features", both, "--out", tmp_path / "r", *QUICK])
+    assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert "are one extraction of strong" in stderr and "full-strong.h5" in stderr
+
+
+def test_the_collection_is_the_first_files_videos_when_files_differ(sample_dir, caplog):
+    """Files of a full run, one missing videos the other holds (they failed with it): the
+    collection is the first file's videos and frames. Before, its count was the videos both
+    hold and its frames every video's: "its 58 videos are the collection" of a 60-video file,
+    and a cost extrapolated from the wrong ratio."""
+    from probe import recommend as rec
+    from probe.recommend_inputs import collection_size
+
+    folder, _ = sample_dir
+    full = folder.parent / "full-strong.h5"
+    paths = [full, folder / "weak.h5"]  # a sample of 40: the collection is not the overlap
+    data = rec.read_sample(paths, ["full", "weak"])
+    assert len(data.video_ids) == 40 and "40 videos left out" in caplog.text
+    with FeatureFile(full) as f:
+        expected = (f.n_videos, int(f.n_frames.sum()))
+    videos, frames, notes = collection_size(None, full, data)
+    assert (videos, frames) == expected == (80, expected[1])
+    assert "its 80 videos are the collection" in notes[0]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from extract.pipeline import ExtractConfig, run_extraction
-from vtl.errors import UserError
+from vtl.errors import FeatureFileError, UserError
 from vtl.features import FeatureFile, verify_features
 from vtl.manifest import read_manifest
 from vtl.sample import METHOD, stratified_sample
@@ -167,3 +167,52 @@ def test_bad_sample_options_are_one_line(demo_manifest, tmp_path, extract_cli, a
     assert code == 2 and len(lines) == 1, stderr
     assert lines[0].startswith("error:") and words in lines[0]
     assert not list(tmp_path.rglob("*.h5"))
+
+
+def test_a_second_backbones_sample_holds_the_first_ones_videos(demo_manifest, tmp_path):
+    """Lite0's sample of 3 (seed 1) grown to 4 holds demo_000, 002, 003 and 005; a fresh draw of
+    4 with seed 1 holds 004 instead of 005. Lite1's sample of 4 in the same --out drew afresh,
+    and `probe recommend` then compared the two on the 3 videos both held; now it takes the
+    finished sample's videos. A smaller sample than another backbone's is refused."""
+    manifest = read_manifest(demo_manifest)
+    out = tmp_path / "features"
+    config = ExtractConfig(**FAST)
+    seeded = dict(progress=False, sample_seed=1)
+    for size in (3, 4):
+        run_extraction(demo_manifest, LITE0, out, config, sample=size, **seeded)
+    first = stratified_sample(manifest.labels, manifest.splits, 3, seed=1)
+    grown = stratified_sample(manifest.labels, manifest.splits, 4, seed=1, keep=first)
+    fresh = stratified_sample(manifest.labels, manifest.splits, 4, seed=1)
+    assert set(grown) != set(fresh)  # else this test could not fail
+    lite1 = run_extraction(demo_manifest, "efficientnet_lite1", out, config, sample=4, **seeded)
+    assert lite1.decoded == 4
+    with FeatureFile(lite1.files["efficientnet_lite1"]) as f:
+        assert f.video_ids == [manifest.video_ids[i] for i in grown]
+    with pytest.raises(UserError, match="holds a sample of 4 videos .seed 1. of another backbone"):
+        run_extraction(demo_manifest, "efficientnet_lite2", out, config, sample=3, **seeded)
+
+
+def test_shards_of_two_draws_are_not_merged(demo_manifest, tmp_path):
+    """Shard 0 of a sample, then shard 1 of a full run into the same --out: the last shard
+    merged the two parts into a file holding videos twice (exit 0, `verify` failing) and
+    deleted them. Now the merge is refused and both parts are kept; shard 0 run again as a full
+    run is told what its part holds."""
+    out = tmp_path / "sharded"
+    config = ExtractConfig(**FAST)
+    run_extraction(demo_manifest, LITE0, out, config, shard="0/2", progress=False, sample=3)
+    with pytest.raises(FeatureFileError, match="its shard of a full run, .* of a sample of 3"):
+        run_extraction(demo_manifest, LITE0, out, config, shard="1/2", progress=False)
+    parts = sorted(out.rglob("*.part-*-of-2.h5"))
+    assert len(parts) == 2 and not list(out.rglob("efficientnet_lite0.h5"))
+    with pytest.raises(UserError, match=r"holds shard 0/2 of a sample of 3 videos \(seed 0\)"):
+        run_extraction(demo_manifest, LITE0, out, config, shard="0/2", progress=False)
+
+
+def test_a_repeated_backbone_option_names_every_backbone(demo_manifest, tmp_path, extract_cli):
+    """`-b nope -b efficientnet_lite0` ran Lite0 alone (the last value won, the first was lost
+    without a word); every value now counts, as with commas."""
+    out = tmp_path / "out"
+    args = ["run", "-m", demo_manifest, "-b", "nope", "-b", LITE0, "-o", out]
+    code, _, stderr = extract_cli(args)
+    assert code == 2 and "'nope'" in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not out.exists() or not list(out.rglob("*.h5"))

@@ -319,3 +319,25 @@ def test_a_damaged_failures_csv_of_a_part_does_not_stop_the_merge(tmp_path):
     )
     bad.with_suffix(".failures.csv").write_bytes(b"\xff\xfe\x00garbage\x89")
     assert [row["video_id"] for row in _warnings([good, bad])] == ["v"]
+
+
+def test_a_sample_run_keeps_an_interrupted_full_runs_videos(
+    manifest, reference, tmp_path, assert_same_features
+):
+    """A full run killed after 3 videos, then a sample of 2 into the same --out: the sample's
+    run took what it needed and deleted the work folder with the other committed videos, which
+    the full run then decoded again. Now they are kept, and the full run decodes only the rest."""
+    out = tmp_path / "out"
+    process, work = interrupt(manifest, out, 3, signal.SIGKILL)
+    process.wait()
+    committed = len(list(work.glob("*.npz")))
+    sample = subprocess.run(
+        extract_command(manifest, out, "--sample", "2"), capture_output=True, text=True
+    )
+    assert sample.returncode == 0, sample.stderr
+    assert "of an interrupted run over more videos kept in" in sample.stderr, sample.stderr
+    assert len(list(work.glob("*.npz"))) >= committed
+    full = subprocess.run(extract_command(manifest, out), capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr
+    assert not work.exists()
+    assert_same_features(reference, out / "efficientnet" / "efficientnet_lite0.h5")

@@ -128,6 +128,8 @@ def test_hscore_matches_definition_with_shrinkage():
     from sklearn.covariance import LedoitWolf
 
     f, y = binary_problem(50, 12, labels=2, seed=3)
+    f = f * np.geomspace(4, 0.25, 12)  # anisotropic, as real features: 0 < shrinkage < 1
+    assert 0.05 < LedoitWolf().fit(f).shrinkage_ < 0.95
     expected = []
     for column in y.T:
         # E[f | y] per sample, then tr(cov_a(f)^-1 (1 - a) cov(E[f | y])).
@@ -136,6 +138,19 @@ def test_hscore_matches_definition_with_shrinkage():
         between = np.cov(means, rowvar=False, bias=True)
         expected.append(np.trace(np.linalg.inv(lw.covariance_) @ between) * (1 - lw.shrinkage_))
     assert hscore(f, y) == pytest.approx(np.mean(expected), rel=1e-9)
+
+
+def test_hscore_has_no_verdict_where_the_shrinkage_is_one():
+    """Isotropic features on few samples: Ledoit-Wolf shrinks all the way (a = 1) and the
+    regularised H-score's (1 - a) factor makes it 0 for any labels, informative or not; it
+    said 0 (ranking such a backbone last, below pure noise of more dims), and now says why it
+    has no value."""
+    from sklearn.covariance import LedoitWolf
+
+    f, y = binary_problem(50, 12, labels=2, seed=3)  # labels that f predicts well
+    assert LedoitWolf().fit(f).shrinkage_ == 1
+    with pytest.raises(ValueError, match="Ledoit-Wolf shrinkage is 1 on these 50 samples"):
+        hscore(f, y)
 
 
 def test_knn_score_hand_computed():

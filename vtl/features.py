@@ -46,6 +46,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -245,6 +246,11 @@ class FeatureWriter:
             )
         if len(video.frames) != n or len(video.shot) != n:
             raise ValueError(f"{video.video_id}: clips, frames and shot disagree in length")
+        for name in CODES:  # everything is checked before anything is appended
+            problem = code_problem(name, np.asarray(getattr(video, name))[None], [video.video_id])
+            if problem:
+                raise ValueError(problem)
+        features = _stored(video.video_id, "features", video.features)
         if self._logits is not None:
             logits = video.logits
             if logits is None or np.shape(logits) != (n, len(self.logit_names)):
@@ -252,8 +258,8 @@ class FeatureWriter:
                 raise ValueError(
                     f"{video.video_id}: logits {shape}, expected ({n}, {len(self.logit_names)})"
                 )
-            _append(self._logits, np.asarray(logits).astype(np.float16))
-        _append(self._features, video.features.astype(np.float16))
+            _append(self._logits, _stored(video.video_id, "logits", logits))
+        _append(self._features, features)
         _append(self._clip_frames, np.asarray(video.frames, np.int64).reshape(-1, 2))
         _append(self._clip_shot, np.asarray(video.shot, np.int32))
         _append(self._shot_frames, np.asarray(video.shots, np.int64).reshape(-1, 2))
@@ -413,6 +419,49 @@ def write_failures(
     return write_text(path, buffer.getvalue())
 
 
+# The codes /labels and /splits hold (another would count a video as a positive, or leave it
+# out of every subset of a split), and how a message names them.
+CODES = {
+    "labels": (1, "0 (negative) or 1 (positive)"),
+    "splits": (2, "0 (train), 1 (val) or 2 (test)"),
+}
+
+
+def code_problem(name: str, values: np.ndarray, video_ids: Sequence[str]) -> str | None:
+    """What is wrong with the codes of /labels or /splits (`name`; rows: `video_ids`), or None."""
+    top, allowed = CODES[name]
+    values = np.asarray(values)
+    bad = np.argwhere((values < 0) | (values > top)) if values.ndim == 2 else []
+    if not len(bad):
+        return None
+    row, column = bad[0]
+    video = video_ids[row] if row < len(video_ids) else row
+    return (
+        f"/{name} holds {values[row, column]} for video {video!r} (column {column}); its values "
+        f"must be {allowed}"
+    )
+
+
+def _vector(values: np.ndarray) -> str:
+    """A feature vector in a few words: "all 0", "all 1.5" or its first values."""
+    if (values == values[0]).all():
+        return f"all {float(values[0]):g}"
+    return "[" + ", ".join(f"{float(v):g}" for v in values[:3]) + ", ...]"
+
+
+def _stored(video_id: str, what: str, values) -> np.ndarray:
+    """`values` as stored (float16); ValueError when some are NaN, infinite or beyond float16's
+    range: readers refuse such a file, so it is never written."""
+    with np.errstate(over="ignore"):
+        stored = np.asarray(values).astype(np.float16)
+    if not np.isfinite(stored).all():
+        raise ValueError(
+            f"{video_id}: {what} hold NaN, infinite values or values beyond float16's range "
+            f"(±{np.finfo(np.float16).max:g}), in which they are stored"
+        )
+    return stored
+
+
 def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
     start = dataset.shape[0]
     dataset.resize(start + len(rows), axis=0)
@@ -553,6 +602,10 @@ class FeatureFile:
         if twice:  # each label's AP is reported under its name: one would hide the other
             raise FeatureFileError(f"{where}: /labels names the label {twice[0]!r} twice")
         self.splits = read("splits")
+        for name in CODES:
+            problem = code_problem(name, getattr(self, name), self.video_ids)
+            if problem:
+                raise FeatureFileError(f"{where}: {problem}")
         part = h5.attrs.get("part")
         self.part = part.decode() if isinstance(part, bytes) else part
         self.manifest_index = (
@@ -671,6 +724,23 @@ class FeatureFile:
                 f"{self.path}: non-finite {kind} values (NaN or infinity) in video "
                 f"{self.video_ids[video]!r} (clip row {row}); re-extract the file ({what} "
                 "written by this software are checked to be finite)"
+            )
+
+    def check_usable(self, chunk_rows: int = 65536) -> None:
+        """`check_finite` over the whole file, and FeatureFileError when every clip holds the
+        same vector (an export or a backbone that wrote constants): a probe has nothing to
+        learn, and its tied scores rate above chance under the trapezoidal PR-AUC."""
+        data = self.dataset("clips/features")
+        first, varies = None, self.n_clips < 2
+        for a in range(0, self.n_clips, chunk_rows):
+            chunk = data[a : a + chunk_rows]
+            self.check_finite(chunk, start=a)
+            first = chunk[0] if first is None else first
+            varies = varies or bool((chunk != first).any())
+        if not varies:
+            raise FeatureFileError(
+                f"{self.path}: every clip has the same features ({_vector(first)}): nothing to "
+                "probe; re-extract the file"
             )
 
     def video_mean(self, i: int, what: str = "features") -> np.ndarray:
@@ -800,10 +870,11 @@ def _check_layout(f: FeatureFile, m: FeatureMeta, fail, chunk_rows: int) -> None
         np.any(frames[:, 0] < shots[global_shot, 0]) or np.any(frames[:, 1] > shots[global_shot, 1])
     ):
         fail("a clip's frames fall outside its shot")
-    if f.labels.shape != (v, len(f.label_names)) or f.labels.size and f.labels.max() > 1:
-        fail(f"/labels must be ({v}, {len(f.label_names)}) of 0/1 with one name per column")
-    if f.splits.ndim != 2 or f.splits.shape[0] != v or f.splits.size and f.splits.max() > 2:
-        fail(f"/splits must be ({v}, K) with values 0 train, 1 val, 2 test")
+    # Their values are checked on opening (FeatureFile._load_index).
+    if f.labels.shape != (v, len(f.label_names)):
+        fail(f"/labels must be ({v}, {len(f.label_names)}): one name per column")
+    if f.splits.ndim != 2 or f.splits.shape[0] != v:
+        fail(f"/splits must be ({v}, K)")
     features = f.dataset("clips/features")
     if features.dtype != np.float16:
         fail(f"/clips/features is {features.dtype}, expected float16")

@@ -271,3 +271,11 @@ def _iterative_stratification(
     for video in rng.permutation(np.flatnonzero(remaining)):  # videos in no stratum
         assign(int(video))
     return added
+
+
+def drawn(sample: dict) -> str:
+    """What a run extracted, from its file's sample record (`sample_record`; empty for every
+    video), in words: "a full run" or "a sample of N videos (seed S)"."""
+    if not sample:
+        return "a full run"
+    return f"a sample of {sample.get('n')} videos (seed {sample.get('seed')})"
