@@ -255,16 +255,21 @@ def finished_over(
 
 
 def full_output(path: Path, fingerprint: dict, manifest: Manifest) -> bool:
-    """True when `path` holds this run's extraction of every manifest video (not a sample)."""
-    found = finished_over(path, fingerprint, manifest, range(len(manifest)))
-    return found is not None and not found.meta.sample
+    """True when `path` holds this run's extraction of every manifest video (a full run's, or a
+    sample of all of them)."""
+    return finished_over(path, fingerprint, manifest, range(len(manifest))) is not None
 
 
 def finished_samples(jobs: Sequence[OutputJob]) -> list[tuple[Path, dict]]:
     """The finished samples (`extract run --sample`) at the jobs' final paths made the same way
-    (fingerprint), a run over more videos would take their videos: (path, sample record)."""
+    (fingerprint), a run over more videos would take their videos: (path, sample record). A
+    sample of every video is none: it is the full file."""
     found = [(job.final, read_finished(job.final), job.fingerprint) for job in jobs]
-    return [(path, f.meta.sample) for path, f, made in found if f and f.is_sample_of(made)]
+    return [
+        (path, f.meta.sample)
+        for path, f, made in found
+        if f and f.is_sample_of(made) and len(f.covered) < f.meta.sample.get("of_videos", 0)
+    ]
 
 
 def sibling_samples(folders: Sequence[Path], jobs: Sequence[OutputJob]) -> list[tuple[Path, dict]]:

@@ -202,12 +202,14 @@ def check_checkpoint_data(ckpt: dict, data: ProbeData, where: Path) -> None:
 
 
 def write_predictions(path: Path, video_ids: list[str], label_names: list[str], scores) -> None:
-    """CSV `video_id,<label>...` with each label's score (probability) per video."""
+    """CSV `video_id,<label>...` with each label's score (probability) per video, each exactly
+    (the shortest text that reads back as the same float: 6 decimals tied confident scores,
+    0.9999996 and 0.9999998 both 1.000000, and the metrics recomputed from the file differed)."""
     with open(path, "w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["video_id", *label_names])
         for vid, row in zip(video_ids, scores, strict=True):
-            writer.writerow([vid, *(f"{p:.6f}" for p in row)])
+            writer.writerow([vid, *(repr(float(p)) for p in row)])
 
 
 # --- scoring a checkpoint

@@ -14,9 +14,12 @@ from probe.evaluate import (
     predict,
     video_scores,
     window_logits,
+    write_predictions,
 )
+from probe.metrics import compute_metrics
 from probe.synthetic import write_synthetic_features
 from probe.train import run_grid, train_probe
+from vtl.features import FeatureFile
 
 # Two threads on a busy 2-core machine make tiny ops spin; one is faster and results are equal.
 torch.set_num_threads(1)
@@ -67,6 +70,23 @@ def test_each_probe_beats_chance(files, model, tmp_path):
         rows = list(csv.reader(f))
     assert rows[0] == ["video_id", "label0", "label1", "label2"]
     assert len(rows) - 1 == result["videos"]["test"]
+    # The file gives back the metrics exactly.
+    with FeatureFile(files[0]) as f:
+        truth = dict(zip(f.video_ids, f.labels, strict=True))
+    y_true = np.array([truth[row[0]] for row in rows[1:]])
+    y_score = np.array([[float(v) for v in row[1:]] for row in rows[1:]])
+    assert 100 * compute_metrics(y_true, y_score)["uap"] == test["uap"]
+
+
+def test_predictions_are_written_to_the_last_bit(tmp_path):
+    """Six decimals tied confident scores (0.9999996 and 0.9999998 both read 1.000000), and the
+    μAP recomputed from predictions.csv differed from the run's; every score reads back as the
+    same float."""
+    scores = np.array([[0.9999996, 1e-9], [0.9999998, 0.1 + 0.2], [0.5, 2**-40]])
+    write_predictions(tmp_path / "p.csv", ["a", "b", "c"], ["x", "y"], scores)
+    with open(tmp_path / "p.csv") as f:
+        rows = list(csv.reader(f))[1:]
+    np.testing.assert_array_equal([[float(v) for v in row[1:]] for row in rows], scores)
 
 
 def test_same_seed_same_weights_and_metrics(files, tmp_path):

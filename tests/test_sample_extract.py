@@ -216,3 +216,15 @@ def test_a_repeated_backbone_option_names_every_backbone(demo_manifest, tmp_path
     code, _, stderr = extract_cli(args)
     assert code == 2 and "'nope'" in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert not out.exists() or not list(out.rglob("*.h5"))
+
+
+def test_a_sample_of_every_video_is_the_full_file(demo_manifest, tmp_path):
+    """`--sample 100%`, then a sample of 3 with another seed: the file holds every video, so no
+    sample is needed (before, it was refused as a finished sample the new one would lose)."""
+    out = tmp_path / "features"
+    config = ExtractConfig(**FAST)
+    every = run_extraction(demo_manifest, LITE0, out, config, progress=False, sample=1.0)
+    again = run_extraction(
+        demo_manifest, LITE0, out, config, progress=False, sample=3, sample_seed=1
+    )
+    assert again.decoded == 0 and again.files[LITE0] == every.files[LITE0]
