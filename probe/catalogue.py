@@ -261,7 +261,8 @@ def check_splits(info: FileInfo, splits: list[int], exclude: Sequence[str] = ())
                 if not exclude:
                     raise
                 raise UserError(
-                    f"{error} (among the {len(data.video_ids)} videos every feature file holds)"
+                    f"{error} (among the {len(data.video_ids)} videos every feature file holds: "
+                    f"the {len(exclude)} some file lacks are left out)"
                 ) from None
     finally:
         data.close()

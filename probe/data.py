@@ -149,8 +149,9 @@ def _align(first: FeatureFile, kept: np.ndarray, other: FeatureFile, left_out: s
         example = missing[0] if missing else sorted(extra)[0]
         raise FeatureFileError(
             f"{a} and {b} disagree on videos: {len(missing)} of {a.name}'s videos are missing "
-            f"from {b.name} and {len(extra)} are extra (e.g. {example!r}); extract both from "
-            "the same manifest"
+            f"from {b.name} and {len(extra)} are extra (e.g. {example!r}); fusion needs the "
+            "same videos: extract both from the same manifest (videos that failed with one "
+            "backbone? `probe matrix` compares and fuses the files on the videos both hold)"
         )
     rows = np.array([position[vid] for vid in ids], dtype=np.int64)
     if list(first.label_names) != list(other.label_names):
