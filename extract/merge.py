@@ -32,7 +32,6 @@ _SAME = (
     "weights",
     "shot_detector",
     "config",
-    "sample",  # the videos the run drew: every shard of one run draws the same
 )
 
 
@@ -71,15 +70,17 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path, remove_parts: bool
         for f in files:
             if f.part is None or f.manifest_index is None:
                 raise FeatureFileError(f"{f.path}: not a shard's part file (no part attribute)")
+            # The videos the run drew (every shard of one run draws the same; `--sample 0.3`
+            # and `--sample 11` may draw the same 11).
+            if _drawn_videos(f) != _drawn_videos(first):
+                raise FeatureFileError(
+                    f"{f.path} holds its shard of {drawn(f.meta.sample)}, {first.path} of "
+                    f"{drawn(first.meta.sample)}, other videos: parts must come from one run; "
+                    "delete the part of the draw you do not want and run its shard again with "
+                    "the other's --sample and --sample-seed (or none)"
+                )
             for name in _SAME:
                 if getattr(f.meta, name) != getattr(first.meta, name):
-                    if name == "sample":
-                        raise FeatureFileError(
-                            f"{f.path} holds its shard of {drawn(f.meta.sample)}, {first.path} "
-                            f"of {drawn(first.meta.sample)}: parts must come from one run; run "
-                            "the shards that differ again with the same --sample and "
-                            "--sample-seed (or none)"
-                        )
                     raise FeatureFileError(
                         f"{f.path}: {name} differs from {first.path}; parts must come from one "
                         "run (same backbone, weights and configuration)"
@@ -130,6 +131,11 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path, remove_parts: bool
             Path(p).unlink(missing_ok=True)
             Path(p).with_suffix(".failures.csv").unlink(missing_ok=True)
     return Path(out)
+
+
+def _drawn_videos(f: FeatureFile) -> tuple[str, ...]:
+    """The videos a part's run drew: its sample's, or none for a run over every video."""
+    return tuple(f.meta.sample.get("video_ids", ()))
 
 
 def _rows(part: int, f: FeatureFile):

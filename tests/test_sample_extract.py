@@ -200,12 +200,23 @@ def test_shards_of_two_draws_are_not_merged(demo_manifest, tmp_path):
     out = tmp_path / "sharded"
     config = ExtractConfig(**FAST)
     run_extraction(demo_manifest, LITE0, out, config, shard="0/2", progress=False, sample=3)
-    with pytest.raises(FeatureFileError, match="its shard of a full run, .* of a sample of 3"):
+    with pytest.raises(
+        FeatureFileError, match="its shard of a full run, .* of a sample of 3 .*delete"
+    ):
         run_extraction(demo_manifest, LITE0, out, config, shard="1/2", progress=False)
     parts = sorted(out.rglob("*.part-*-of-2.h5"))
     assert len(parts) == 2 and not list(out.rglob("efficientnet_lite0.h5"))
     with pytest.raises(UserError, match=r"holds shard 0/2 of a sample of 3 videos \(seed 0\)"):
         run_extraction(demo_manifest, LITE0, out, config, shard="0/2", progress=False)
+
+    # One draw asked two ways (a half, 3 of 6): the same videos, merged.
+    same = tmp_path / "same"
+    for shard, size in (("0/2", 0.5), ("1/2", 3)):
+        last = run_extraction(
+            demo_manifest, LITE0, same, config, shard=shard, progress=False, sample=size
+        )
+    with FeatureFile(last.merged[LITE0]) as f:
+        assert f.n_videos == 3 and f.part is None
 
 
 def test_a_repeated_backbone_option_names_every_backbone(demo_manifest, tmp_path, extract_cli):
