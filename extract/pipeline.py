@@ -328,6 +328,15 @@ def _sample_videos(
     n = sample_count(sample, len(manifest))
     samples = finished_samples(jobs)  # read once: grown from, and checked against
     siblings = sibling_samples(folders, jobs)
+    other_seeds = sorted({r.get("seed") for _, r in siblings} - {seed}, key=str)
+    if other_seeds:
+        log.warning(
+            "%s holds other backbones' samples of seed %s; this one draws seed %d: `probe "
+            "recommend` compares candidates on the videos all of them hold",
+            folders[0],
+            ", ".join(map(str, other_seeds)),
+            seed,
+        )
     theirs = samples_to_grow(siblings, manifest, seed)
     if len(theirs) > n:
         path = next(p for p, record in siblings if record.get("seed") == seed)

@@ -169,7 +169,7 @@ def test_bad_sample_options_are_one_line(demo_manifest, tmp_path, extract_cli, a
     assert not list(tmp_path.rglob("*.h5"))
 
 
-def test_a_second_backbones_sample_holds_the_first_ones_videos(demo_manifest, tmp_path):
+def test_a_second_backbones_sample_holds_the_first_ones_videos(demo_manifest, tmp_path, caplog):
     """Lite0's sample of 3 (seed 1) grown to 4 holds demo_000, 002, 003 and 005; a fresh draw of
     4 with seed 1 holds 004 instead of 005. Lite1's sample of 4 in the same --out drew afresh,
     and `probe recommend` then compared the two on the 3 videos both held; now it takes the
@@ -190,6 +190,10 @@ def test_a_second_backbones_sample_holds_the_first_ones_videos(demo_manifest, tm
         assert f.video_ids == [manifest.video_ids[i] for i in grown]
     with pytest.raises(UserError, match="holds a sample of 4 videos .seed 1. of another backbone"):
         run_extraction(demo_manifest, "efficientnet_lite2", out, config, sample=3, **seeded)
+    # Another seed is the user's choice, said: the comparison is then on the videos all hold.
+    lite2 = dict(progress=False, sample=2, sample_seed=2)
+    run_extraction(demo_manifest, "efficientnet_lite2", out, config, **lite2)
+    assert "other backbones' samples of seed 1; this one draws seed 2" in caplog.text
 
 
 def test_shards_of_two_draws_are_not_merged(demo_manifest, tmp_path):
