@@ -58,7 +58,7 @@ from extract.processor import Output, VideoProcessor
 from extract.shots import make_shot_detector
 from extract.stop import RESUME_HINT, StopGuard
 from extract.store import WorkStore, work_folder
-from extract.video_loop import Processed, VideoLoop
+from extract.video_loop import Processed, VideoLoop, failure_record
 from extract.weights import require_weights
 from vtl.errors import UserError
 from vtl.features import FeatureFile
@@ -273,6 +273,11 @@ def extract_targets(
         return result
 
 
+def _clip_seconds(job: OutputJob) -> float:
+    """How long a video must be for one clip of the job's cutting (the decoder's bound)."""
+    return job.config.frames_per_clip / job.config.clip_fps
+
+
 def _shared_settings(config: ExtractConfig) -> dict:
     """The settings every target of one extraction must agree on: all but the cutting."""
     return {k: v for k, v in asdict(config).items() if k not in CUTTING_FIELDS}
@@ -453,6 +458,14 @@ class _Run:
         """One video's arrays for every job that still needs it."""
         video_id = self.manifest.video_ids[index]
         needed = [job for job in self.jobs if not job.store.is_done(video_id)]
+        # A target whose clip is longer than the video fails it, as a run of that target alone
+        # does before decoding (the decoder skips only what is shorter than every clip).
+        short = [job for job in needed if info.seconds < _clip_seconds(job)]
+        needed = [job for job in needed if job not in short]
+        if not needed:
+            for _ in chunks:  # the decoder's frames, read to the end of the video
+                pass
+            return needed, {}, short
         outputs = [Output(j.key, j.config.cutting(), j.backbone, j.config.logits) for j in needed]
         keys = {o.cutting.shot_key for o in outputs}
         processor = VideoProcessor(
@@ -462,14 +475,24 @@ class _Run:
             self._interrupt,
         )
         arrays, _ = processor.run(info.fps, chunks, self.device)
-        return needed, arrays
+        return needed, arrays, short
 
     def _commit(self, video: Processed, seconds: float) -> None:
         """Commit a processed video to the work store of every job that needed it; `seconds`
         is its wall time in this run, of which what the embeddings did not take (decoding,
         shot detection, preparing frames) is shared by the run's backbones."""
-        needed, arrays = video.value
+        needed, arrays, short = video.value
         video_id = self.manifest.video_ids[video.index]
+        for job in short:
+            reason = (
+                f"shorter than one clip ({video.info.n_frames} frames at {video.info.fps:g} fps "
+                f"< {_clip_seconds(job):g} s)"
+            )
+            failure = failure_record(self.manifest, video.index, reason)
+            job.store.commit_failure(video_id, failure)
+            self.result.failures.append(failure)
+        if not needed:
+            return
         embedding = sum(float(arrays[job.key]["embed_seconds"]) for job in needed)
         scalars = {
             "n_frames": np.array(video.info.n_frames),

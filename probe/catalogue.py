@@ -3,7 +3,8 @@
 `discover_feature_files` finds the files a report names (files, or folders searched for *.h5),
 `read_file_info` reads what reports need of each (identity for the task cache, metadata, costs),
 and the checks run before any training: the files describe one dataset (`check_one_dataset`),
-the requested splits exist (`resolve_splits`) and every one of them is usable (`check_splits`).
+the videos some file lacks are left out of every row (`videos_left_out`), the requested splits
+exist (`resolve_splits`) and every one of them is usable (`check_splits`).
 """
 
 from __future__ import annotations
@@ -184,18 +185,13 @@ def discover_feature_files(paths: Sequence[str | Path]) -> list[Path]:
     return unique
 
 
-def check_one_dataset(infos: list[FileInfo]) -> tuple[str, ...]:
+def check_one_dataset(infos: list[FileInfo]) -> None:
     """Reports compare feature files of one dataset: same labels and splits, and the same
-    labels and splits for every video the files share.
-
-    A video some file lacks (it failed with that backbone) is left out of every row, so that
-    every backbone is trained and tested on the same videos; a warning says how many.
-
-    Returns:
-        The ids of the videos not in every file, in the order the files name them.
+    labels and splits for every video the files share (`videos_left_out` says which videos
+    some file lacks).
 
     Raises:
-        UserError: naming both files and what differs, or files that share no video.
+        UserError: naming both files and what differs.
     """
     first = infos[0]
     for other in infos[1:]:
@@ -209,6 +205,17 @@ def check_one_dataset(infos: list[FileInfo]) -> tuple[str, ...]:
                     "compares backbones on one dataset, so pass the files of one dataset"
                 )
         check_same_truth(first.path, first.truth, other.path, other.truth)
+
+
+def videos_left_out(infos: list[FileInfo]) -> tuple[str, ...]:
+    """The videos not in every file of `infos` (those of a report that can be probed), in the
+    order the files name them: a video some file lacks (it failed with that backbone) is left
+    out of every row, so that every file is trained and tested on the same videos; a warning
+    says how many.
+
+    Raises:
+        UserError: files that share no video.
+    """
     everywhere = set.intersection(*(set(i.truth) for i in infos))
     left_out = tuple(dict.fromkeys(v for i in infos for v in i.truth if v not in everywhere))
     if not everywhere:
@@ -217,13 +224,13 @@ def check_one_dataset(infos: list[FileInfo]) -> tuple[str, ...]:
             "extract every file to compare from one manifest"
         )
     if left_out:
-        lacking = next(i for i in infos if left_out[0] not in i.truth)
+        fewest = min(infos, key=lambda i: len(i.truth))
         log.warning(
-            "%d videos left out: not in every feature file (e.g. %r is not in %s); every "
-            "backbone is trained, tested and scored on the %d videos all files hold",
+            "%d videos left out: not in every feature file (%s holds the fewest, %d); every file "
+            "is trained, tested and scored on the %d videos all hold",
             len(left_out),
-            left_out[0],
-            lacking.path,
+            fewest.path,
+            len(fewest.truth),
             len(everywhere),
         )
     return left_out
@@ -245,7 +252,7 @@ def resolve_splits(splits: Sequence[int] | str, info: FileInfo) -> list[int]:
 def check_splits(info: FileInfo, splits: list[int], exclude: Sequence[str] = ()) -> None:
     """Every requested split has train, val and test videos and a positive training video of
     every label, checked before any training (the files of one dataset share them), on the
-    file's videos less `exclude` (those `check_one_dataset` leaves out).
+    file's videos less `exclude` (those `videos_left_out` names).
 
     Raises:
         UserError: as `probe.data.split_indices`.

@@ -77,7 +77,7 @@ class TrainConfig:
     sweep_lrs: tuple[float, ...] = SWEEP_LRS
     sweep_weight_decays: tuple[float, ...] = SWEEP_WEIGHT_DECAYS
     # Video ids left out of training and testing: reports leave out those some file lacks
-    # (`probe.catalogue.check_one_dataset`), so that every backbone sees the same videos.
+    # (`probe.catalogue.videos_left_out`), so that every backbone sees the same videos.
     exclude_videos: tuple[str, ...] = ()
 
     def validate(self) -> TrainConfig:

@@ -73,7 +73,7 @@ def open_probe_data(paths: list[Path], exclude: Sequence[str] = ()) -> ProbeData
     """Open feature files and check they describe the same videos, labels and splits.
 
     `exclude`: video ids to leave out (those some file of a report lacks,
-    `probe.catalogue.check_one_dataset`); the files must agree on every other video.
+    `probe.catalogue.videos_left_out`); the files must agree on every other video.
 
     Raises:
         FeatureFileError: a file that is not a vtl feature file, or two files that disagree

@@ -39,6 +39,7 @@ from probe.catalogue import (
     discover_feature_files,
     read_file_info,
     resolve_splits,
+    videos_left_out,
 )
 from probe.config import TrainConfig
 from probe.data import check_same_clips, open_probe_data
@@ -253,14 +254,18 @@ def run_matrix(
     out = check_output_dir(out)
     cache = cache if isinstance(cache, Cache) else Cache(cache)
     infos = [read_file_info(p) for p in discover_feature_files(features)]
-    excluded = check_one_dataset(infos)
+    check_one_dataset(infos)  # before any file is read through
+    bad_files = check_files(infos, cache)
+    # The files that make rows decide the videos every row sees.
+    usable = [i for i in infos if i.path not in bad_files] or infos
+    excluded = videos_left_out(usable)
     config.exclude_videos = excluded
-    split_list = resolve_splits(splits, infos[0])
+    split_list = resolve_splits(splits, usable[0])
     seed_list = [int(s) for s in seeds]
-    check_splits(infos[0], split_list, excluded)
+    check_splits(usable[0], split_list, excluded)
 
     rows = _layout_rows(infos)
-    left_out = rows_left_out(rows, check_files(infos, cache), excluded)
+    left_out = rows_left_out(rows, bad_files, excluded)
     for name, reason in left_out.items():
         log.warning("matrix row %s left out: %s", name, reason)
     rows = [r for r in rows if r.name not in left_out]

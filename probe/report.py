@@ -63,7 +63,7 @@ def number(value: float | None, digits: int = 2) -> str:
 
 def videos_left_out_line(videos: Sequence[str], json_name: str) -> str:
     """The sentence a report gives the videos it left out because some feature file lacks
-    them (`probe.catalogue.check_one_dataset`); their ids are in `json_name`."""
+    them (`probe.catalogue.videos_left_out`); their ids are in `json_name`."""
     n = len(videos)
     return (
         f"{n} video{'s' if n > 1 else ''} left out everywhere, not in every feature file "

@@ -35,6 +35,7 @@ from probe.catalogue import (
     check_splits,
     read_file_info,
     resolve_splits,
+    videos_left_out,
 )
 from probe.config import TrainConfig
 from probe.metrics import METRIC_NAMES
@@ -160,14 +161,17 @@ def run_study(
             continue  # no other collection given: not an axis of this study
         axes[name] = list(probe_axes.get(name) or [getattr(config, name)])
     infos = {path: read_file_info(path) for path in {p for f in files.values() for p in f.values()}}
-    excluded = check_one_dataset(list(infos.values()))
-    first = next(iter(infos.values()))
+    check_one_dataset(list(infos.values()))  # before any file is read through
+    bad_files = check_files(list(infos.values()), cache)
+    # The variants that can be probed decide the videos every variant sees.
+    usable = [i for i in infos.values() if i.path not in bad_files] or list(infos.values())
+    excluded = videos_left_out(usable)
+    first = usable[0]
     split_list = resolve_splits(splits, first)
     seed_list = [int(s) for s in seeds]
     if not seed_list:
         raise UserError("--seeds must be at least 1")
     check_splits(first, split_list, excluded)
-    bad_files = check_files(list(infos.values()), cache)
 
     baseline = baseline_of(axes)
     variants, left_out = [], {}

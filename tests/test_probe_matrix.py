@@ -421,7 +421,8 @@ def test_an_unusable_split_stops_before_any_training(tmp_path):
         run_matrix(
             [path], tmp_path / "out", ["linear"], "all", [0], FAST, [], progress=False, cache=cache
         )
-    assert not cache.folder.exists() or not list(cache.folder.rglob("*.json"))  # none trained
+    records = [json.loads(p.read_text()) for p in cache.folder.rglob("*.json")]
+    assert all(r["kind"] == "check" for r in records)  # files read through; nothing trained
 
 
 def test_files_of_two_manifests_are_refused_before_any_training(tmp_path):
@@ -525,6 +526,7 @@ def test_files_missing_other_videos_are_compared_on_the_videos_all_hold(tmp_path
     assert result.videos_left_out == ("v00007", "v00003")
     assert not result.left_out  # the fusion row too
     assert "2 videos left out: not in every feature file" in caplog.text
+    assert "img.h5 holds the fewest, 39" in caplog.text
     left_out = ("v00003", "v00007")
     with FeatureFile(image) as f:
         tests = {v for v, s in zip(f.video_ids, f.splits[:, 0], strict=True) if s == 2}
@@ -582,3 +584,31 @@ def test_a_file_of_constant_features_is_left_out_and_a_score_without_verdict_is_
     assert "hscore left out: Ledoit-Wolf shrinkage is 1" in caplog.text
     record = json.loads((tmp_path / "s.json").read_text())
     assert list(record["scores"]) == ["logme"] and "shrinkage is 1" in record["failed"]["hscore"]
+
+
+def test_a_row_left_out_does_not_shrink_the_others_videos(tmp_path):
+    """A file holding 30 of the 40 videos and a NaN, and one holding none: their rows are left
+    out, and the other rows keep all 40 videos (before, they were cut to the 30 of a file that
+    could not be probed, and the empty file stopped the matrix: "share no video")."""
+    root = tmp_path / "features"
+    root.mkdir()
+    synthetic(root / "good.h5", "good", dim=6, seed=1)
+    few = synthetic(tmp_path / "few.h5", "few", dim=5, seed=2)
+    few = without(few, root / "few.h5", {f"v{i:05d}" for i in range(10)})
+    with h5py.File(few, "r+") as h5:
+        h5["clips/features"][3, 1] = np.nan
+    empty = synthetic(tmp_path / "empty.h5", "empty", dim=4, seed=3)  # every video failed
+    without(empty, root / "empty.h5", {f"v{i:05d}" for i in range(40)})
+    result = run_matrix(
+        [root], tmp_path / "out", ["linear"], [0], [0], FAST, ["logme"], progress=False,
+        cache=Cache(tmp_path / "cache"),
+    )  # fmt: skip
+    assert list(result.left_out) == ["empty", "few"] and result.videos_left_out == ()
+    assert result.left_out["empty"].endswith("holds no videos (every one failed?)")
+    cell = next(c for c in result.cells if c.row.name == "good" and c.kind == "probe")
+    alone = train_probe(
+        [root / "good.h5"], dataclasses.replace(FAST, model="linear"), progress=False
+    )
+    assert cell.result["summary"]["test"]["uap"]["mean"] == pytest.approx(
+        alone["metrics"]["test"]["uap"], abs=1e-9
+    )

@@ -343,3 +343,39 @@ def test_study_cli(synthetic, tmp_path, probe_cli):
     assert code == 2 and "--models" in stderr and stderr.strip().count("\n") == 0
     code, _, stderr = probe_cli(["study", "--study", tmp_path / "nothing", "--quiet"])
     assert code == 2 and "no study here" in stderr
+
+
+def test_a_variant_whose_clip_is_longer_than_a_video_fails_it_as_alone(demo_manifest, tmp_path):
+    """Clips of 24 and of 150 frames (6.25 s) in one study: three demo videos are shorter than
+    6.25 s. The 150-frame variant held them as padded partial clips when the 24-frame variant
+    was extracted with it (the decoder skipped only what was shorter than every clip), and
+    failed them when extracted alone: two files for one setting. Now it fails them either way."""
+    from extract.pipeline import ExtractConfig, run_extraction
+    from extract.study import extract_study
+
+    config = ExtractConfig(segmentation="fixed", shot_frames=200, image_frames=1, batch_size=8)
+    made = extract_study(
+        demo_manifest, "efficientnet_lite0", tmp_path / "study", {"frames_per_clip": [24, 150]},
+        "axis", config, progress=False,
+    )  # fmt: skip
+    long = next(e for e in made.plan.extractions if e["settings"]["frames_per_clip"] == 150)
+    alone = run_extraction(
+        demo_manifest,
+        "efficientnet_lite0",
+        tmp_path / "alone",
+        dataclasses.replace(config, frames_per_clip=150),
+        progress=False,
+    )
+    assert len(alone.failures) == 3
+    with (
+        FeatureFile(alone.files["efficientnet_lite0"]) as a,
+        FeatureFile(long["files"]["efficientnet_lite0"]) as b,
+    ):
+        assert a.video_ids == b.video_ids and len(a.video_ids) == 3
+        assert [x["video_id"] for x in a.meta.failures] == [x["video_id"] for x in b.meta.failures]
+        assert a.meta.failures[0]["reason"] == b.meta.failures[0]["reason"]
+        # the frames of both variants are embedded in shared batches: float rounding apart
+        np.testing.assert_allclose(a.video_features(0), b.video_features(0), atol=1e-5)
+    short = next(e for e in made.plan.extractions if e["settings"]["frames_per_clip"] == 24)
+    with FeatureFile(short["files"]["efficientnet_lite0"]) as f:
+        assert f.n_videos == 6  # the short clips keep every video

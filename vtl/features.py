@@ -730,6 +730,8 @@ class FeatureFile:
         """`check_finite` over the whole file, and FeatureFileError when every clip holds the
         same vector (an export or a backbone that wrote constants): a probe has nothing to
         learn, and its tied scores rate above chance under the trapezoidal PR-AUC."""
+        if not self.n_videos:
+            raise FeatureFileError(f"{self.path}: holds no videos (every one failed?)")
         data = self.dataset("clips/features")
         first, varies = None, self.n_clips < 2
         for a in range(0, self.n_clips, chunk_rows):
