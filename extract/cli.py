@@ -236,7 +236,7 @@ def study(
     )
     for extraction in made.plan.extractions:
         for name, path in extraction["files"].items():
-            print(f"{extraction['name']}/{name}\t{path}")
+            print(f"{extraction['name']}/{name}\t{made.plan.file(path)}")
     if not made.result.interrupted:
         print(made.path)
     return _exit_code(made.result, shared["allow_failures"])

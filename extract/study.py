@@ -31,6 +31,16 @@ class StudyExtraction:
     path: Path  # study.json
 
 
+def _recorded(path: Path, out_dir: Path) -> str:
+    """A variant's file as study.json records it: relative to the study's folder when inside it
+    (the folder may move), else absolute (never relative to where the command ran)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path(out_dir).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def extract_study(
     manifest_path: str | Path,
     backbones: str | list[str],
@@ -80,7 +90,7 @@ def extract_study(
     extractions = []
     for settings, (_, folder) in zip(variants, targets, strict=True):
         files = {
-            key: str(result.reused.get(final, final))
+            key: _recorded(result.reused.get(final, final), out_dir)
             for key, final in target_outputs(folder, backbones).items()
         }
         extractions.append(

@@ -252,7 +252,7 @@ def _files(plan: StudyPlan | None, features: Sequence[str | Path]) -> dict:
         key = tuple(extraction["settings"][name] for name in EXTRACT_AXES)
         paths = {}
         for backbone, path in extraction["files"].items():
-            path = Path(path)
+            path = plan.file(path)
             if not path.is_file():
                 raise UserError(
                     f"{plan.path}: {path} is not there; finish the extraction with the same "

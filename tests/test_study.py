@@ -165,14 +165,13 @@ def test_every_variant_comes_from_one_decode(extracted, tmp_path, assert_same_fe
             dataclasses.replace(config, **settings),
             progress=False,
         )
-        with FeatureFile(extraction["files"]["efficientnet_lite0"]) as f:
+        path = made.plan.file(extraction["files"]["efficientnet_lite0"])
+        with FeatureFile(path) as f:
             assert (f.meta.clip_fps, f.meta.config["segmentation"]) == (
                 settings["clip_fps"],
                 settings["segmentation"],
             )
-        assert_same_features(
-            alone.files["efficientnet_lite0"], extraction["files"]["efficientnet_lite0"]
-        )
+        assert_same_features(alone.files["efficientnet_lite0"], path)
 
 
 def test_finished_files_are_reused_and_nothing_is_decoded(extracted, tmp_path):
@@ -191,7 +190,14 @@ def test_finished_files_are_reused_and_nothing_is_decoded(extracted, tmp_path):
         progress=False,
     )
     assert again.result.decoded == 0
-    assert again.plan.extractions == made.plan.extractions  # the same files, where they are
+
+    def files(plan):  # the same files, where they are
+        return [{k: plan.file(v) for k, v in e["files"].items()} for e in plan.extractions]
+
+    assert files(again.plan) == files(made.plan)
+    # inside its folder a file is recorded relative to it (the folder may move), else absolute
+    assert not Path(made.plan.extractions[0]["files"]["efficientnet_lite0"]).is_absolute()
+    assert Path(again.plan.extractions[0]["files"]["efficientnet_lite0"]).is_absolute()
     assert not list((tmp_path / "other").rglob("*.h5"))
 
 
@@ -369,7 +375,7 @@ def test_a_variant_whose_clip_is_longer_than_a_video_fails_it_as_alone(demo_mani
     assert len(alone.failures) == 3
     with (
         FeatureFile(alone.files["efficientnet_lite0"]) as a,
-        FeatureFile(long["files"]["efficientnet_lite0"]) as b,
+        FeatureFile(made.plan.file(long["files"]["efficientnet_lite0"])) as b,
     ):
         assert a.video_ids == b.video_ids and len(a.video_ids) == 3
         assert [x["video_id"] for x in a.meta.failures] == [x["video_id"] for x in b.meta.failures]
@@ -377,5 +383,24 @@ def test_a_variant_whose_clip_is_longer_than_a_video_fails_it_as_alone(demo_mani
         # the frames of both variants are embedded in shared batches: float rounding apart
         np.testing.assert_allclose(a.video_features(0), b.video_features(0), atol=1e-5)
     short = next(e for e in made.plan.extractions if e["settings"]["frames_per_clip"] == 24)
-    with FeatureFile(short["files"]["efficientnet_lite0"]) as f:
+    with FeatureFile(made.plan.file(short["files"]["efficientnet_lite0"])) as f:
         assert f.n_videos == 6  # the short clips keep every video
+
+
+def test_a_study_made_with_a_relative_out_is_read_from_anywhere(extracted, tmp_path, monkeypatch):
+    """`extract study --out s1` recorded its files as s1/..., relative to where it ran: `probe
+    study --study /abs/s1` from another folder said they were not there ("finish the
+    extraction"). They are recorded relative to the study's folder now."""
+    from extract.study import extract_study
+    from probe.study import _files
+
+    manifest, config, _ = extracted
+    monkeypatch.chdir(tmp_path)
+    extract_study(
+        manifest, "efficientnet_lite0", Path("s1"), {"clip_fps": [24.0]}, "axis", config,
+        progress=False,
+    )  # fmt: skip
+    monkeypatch.chdir("/")
+    files = _files(read_study(tmp_path / "s1" / "study.json"), ())
+    paths = [p for variant in files.values() for p in variant.values()]
+    assert paths and all(p.is_file() and p.is_relative_to(tmp_path / "s1") for p in paths)

@@ -223,16 +223,15 @@ class StudyPlan:
             + "\n"
         )
 
-    def files_of(self, settings: dict) -> dict[str, Path]:
-        """backbone -> feature file of the extraction variant with these extraction settings."""
-        wanted = extraction_name(settings)
-        for extraction in self.extractions:
-            if extraction["name"] == wanted:
-                return {k: Path(v) for k, v in extraction["files"].items()}
-        raise UserError(
-            f"{self.path}: no extraction {wanted} in this study; extract it with `extract study` "
-            f"(design {self.design})"
-        )
+    def file(self, recorded: str) -> Path:
+        """A variant's file as recorded: relative to the study's folder (`extract study` records
+        files inside it so), else as written (absolute; older plans: as the command was run)."""
+        path = Path(recorded)
+        if self.path is not None and not path.is_absolute():
+            inside = Path(self.path).parent / path
+            if inside.is_file() or not path.is_file():
+                return inside
+        return path
 
 
 def read_study(path: str | Path) -> StudyPlan:
