@@ -483,14 +483,17 @@ class _Run:
         shot detection, preparing frames) is shared by the run's backbones."""
         needed, arrays, short = video.value
         video_id = self.manifest.video_ids[video.index]
+        failures = {}  # one per clip length: its backbones share it, and the run counts it once
         for job in short:
-            reason = (
-                f"shorter than one clip ({video.info.n_frames} frames at {video.info.fps:g} fps "
-                f"< {_clip_seconds(job):g} s)"
-            )
-            failure = failure_record(self.manifest, video.index, reason)
-            job.store.commit_failure(video_id, failure)
-            self.result.failures.append(failure)
+            seconds = _clip_seconds(job)
+            if seconds not in failures:
+                reason = (
+                    f"shorter than one clip ({video.info.n_frames} frames at "
+                    f"{video.info.fps:g} fps < {seconds:g} s)"
+                )
+                failures[seconds] = failure_record(self.manifest, video.index, reason)
+            job.store.commit_failure(video_id, failures[seconds])
+        self.result.failures += list(failures.values())
         if not needed:
             return
         embedding = sum(float(arrays[job.key]["embed_seconds"]) for job in needed)
