@@ -31,7 +31,7 @@ import torch
 from probe.catalogue import FileInfo, read_file_info
 from probe.config import TrainConfig
 from probe.train import summarize_runs, sweep_picks, train_probe
-from probe.transferability import score_feature_file
+from probe.transferability import SCORES, score_feature_file
 from vtl.atomic import write_text
 from vtl.defaults import WEIGHT_DECAY
 from vtl.errors import FeatureFileError
@@ -152,8 +152,11 @@ def _cotrain(config: TrainConfig) -> tuple:
 def score_task(
     info: FileInfo, method: str, split: int, options: dict, exclude: Sequence[str] = ()
 ) -> Task:
-    """The task of one training-free score on the train videos of `split`, less `exclude`."""
+    """The task of one training-free score on the train videos of `split`, less `exclude`
+    (keyed by the score's revision after its first, so that other scores keep their keys)."""
     settings = tuple(sorted(options.items())) + _excluded(exclude)
+    if SCORES[method].revision > 1:
+        settings += (("revision", SCORES[method].revision),)
     return Task("score", (info,), method, int(split), 0, settings)
 
 

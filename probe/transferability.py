@@ -42,7 +42,8 @@ class ScoreSpec:
     `compute(features, labels, knn_k=..., logits=...)` takes (N, D) video features and (N, L)
     labels; `percent` scores lie in [0, 1] and are shown x 100, with `digits` decimals. A score
     that `needs_logits` reads `logits`, the videos' (N, C) mean-pooled source logits (files
-    extracted with `--logits`), and is skipped with a note for files without them."""
+    extracted with `--logits`), and is skipped with a note for files without them. `revision`
+    counts changes of what it computes: cached results of an earlier one are computed again."""
 
     name: str
     label: str
@@ -50,6 +51,7 @@ class ScoreSpec:
     percent: bool = False
     digits: int = 3
     needs_logits: bool = False
+    revision: int = 1
 
     def format(self, mean: float, std: float) -> str:
         scale = 100 if self.percent else 1
@@ -486,7 +488,8 @@ def score_feature_file(
 
 
 register_score(ScoreSpec("logme", "LogME", lambda x, y, **_: logme(x, y)))
-register_score(ScoreSpec("hscore", "H-score", lambda x, y, **_: hscore(x, y)))
+# revision 2: no value where the Ledoit-Wolf shrinkage is 1 (it was 0 for any labels)
+register_score(ScoreSpec("hscore", "H-score", lambda x, y, **_: hscore(x, y), revision=2))
 register_score(
     ScoreSpec(
         "knn",

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -612,3 +613,15 @@ def test_a_row_left_out_does_not_shrink_the_others_videos(tmp_path):
     assert cell.result["summary"]["test"]["uap"]["mean"] == pytest.approx(
         alone["metrics"]["test"]["uap"], abs=1e-9
     )
+
+
+def test_a_scores_new_revision_is_computed_again_and_the_others_kept():
+    """H-score changed (no value where the shrinkage is 1, where it was 0): its cached results
+    have other keys, so a matrix computes them again; LogME's keys are as before."""
+    from probe.catalogue import FileInfo
+    from probe.tasks import score_task
+
+    info = FileInfo(Path("f.h5"), "b", "f", "p", "image", 4, "0", 10, 20, 1, ("a",), 1, 2)
+    options = {"max_videos": None, "knn_k": 10}
+    assert ["revision", 2] in [list(s) for s in score_task(info, "hscore", 0, options).settings]
+    assert not any(s[0] == "revision" for s in score_task(info, "logme", 0, options).settings)
