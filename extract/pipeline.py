@@ -399,7 +399,7 @@ class _Run:
         tune_allocator()
         cuttings = list(dict.fromkeys(job.config.cutting() for job in jobs))
         self._load_models(cuttings, weight_files)
-        min_seconds = min(c.frames_per_clip / c.clip_fps for c in cuttings)
+        min_seconds = min(map(_clip_seconds, jobs))  # the decoder skips only shorter videos
         bar = progress_bar(len(mine), "extract", "video", not progress, len(mine) - len(todo))
         clock = mark = time.perf_counter()
         videos = VideoLoop(
