@@ -17,8 +17,9 @@ The video is the stream ffmpeg would pick, never cover art (`vtl.headers.video_s
 frame rate is one over its frames' spacing when they are evenly spaced, else what the header
 declares (`frame_rate`). Six cases need more than reading frames in order (README, "Bad input"):
 
-- Rotation metadata (a display matrix, as phones write): frames come out upright, each turned
-  with `np.rot90` as ffmpeg's own autorotation would show it.
+- Rotation metadata (a display matrix, as phones write): frames come out upright, turned and,
+  where the matrix mirrors (a front camera's), flipped as ffmpeg's own autorotation shows them
+  (`_orientation`).
 - Variable frame rate: frames are sampled on a constant-rate timeline at the video's average
   frame rate, each point of it showing the frame on screen at that time (timestamp-based), so
   clips span the intended seconds. Frame numbers (`/clips/frames`, `/videos/n_frames`) then
@@ -86,9 +87,12 @@ DECODE_THREADS = 2
 # A frame start this far (in frame periods) past a timeline point still counts as on screen:
 # timestamps are rounded to the stream's time base.
 _TIMESTAMP_SLACK = 0.25
-# A step of the timestamps longer than this (seconds) is a discontinuity where the container's
-# timestamps may jump (`close_jumps`); elsewhere it is a pause, shown as such.
+# Where the container's timestamps may jump, a step forward longer than this (seconds) is a
+# discontinuity (`close_jumps`: ffmpeg's `-dts_delta_threshold`), and so is a step back of more
+# than BACK_SECONDS (`follow_on`: its tenth of a second); elsewhere a long step is a pause,
+# shown as such.
 JUMP_SECONDS = 10.0
+BACK_SECONDS = 0.1
 # Sample aspect ratios a real video has (anamorphic formats are within 1:2 and 2:1, 4:1 allows
 # unusual lenses); beyond them the ratio is damaged metadata and pixels are taken as square.
 MAX_SAMPLE_ASPECT = 4.0
@@ -116,7 +120,8 @@ class VideoInfo:
     fps: float
     height: int
     width: int
-    rotation: int = 0  # degrees counter-clockwise applied to show the frames upright
+    rotation: int = 0  # degrees counter-clockwise applied to show the frames upright (and a flip
+    # where the display matrix mirrors)
     variable_rate: bool = False  # frames resampled to a constant-rate timeline
     sample_aspect: float = 1.0  # pixel aspect applied to the width (1: square pixels)
 
@@ -444,6 +449,27 @@ def _decode_head(location: str, packets: list, skip: frozenset[int], stop) -> tu
     return shown, last, failed
 
 
+def _orientation(frame: av.VideoFrame) -> tuple[int, tuple[bool, bool, bool]]:
+    """How ffmpeg's autorotation shows a frame of this display matrix upright (fftools'
+    `get_rotation` and the transpose / flip filters it inserts by the matrix's signs, so that a
+    mirroring matrix, a front camera's, flips too): (degrees turned counter-clockwise, and the
+    turn as (transpose, flip rows, flip columns), applied in that order). An angle off the right
+    angles (ffmpeg's `rotate` filter, which corners the picture in black) is taken to the
+    nearest right angle."""
+    matrix = next(
+        (d for d in frame.side_data if d.type == av.sidedata.sidedata.Type.DISPLAYMATRIX), None
+    )
+    if matrix is None or not np.isfinite(frame.rotation):
+        return 0, (False, False, False)
+    m = np.frombuffer(bytes(matrix), np.int32)
+    quarter = int(round(-frame.rotation / 90.0)) % 4  # clockwise, as ffmpeg's theta
+    if quarter == 1:  # transpose=clock, or cclock_flip (a plain transpose)
+        return 270, (True, False, bool(m[3] <= 0))
+    if quarter == 3:  # transpose=cclock, or clock_flip
+        return 90, (True, True, bool(m[3] < 0))
+    return 180 * quarter // 2, (False, bool(m[4] < 0), bool(quarter == 2 and m[0] < 0))
+
+
 def _sample_aspect(stream) -> Fraction | None:
     """The stream's sample aspect ratio (container first, then codec, as ffmpeg guesses it), or
     None for square pixels, an unset ratio or a damaged one."""
@@ -487,26 +513,33 @@ class _Frames:
                 declared = promised_frames(stream)  # 0 when the container gives no count
                 time_base = stream.time_base
                 # (timestamp, shown) per packet; an edit list marks the packets not shown
-                packets = []
+                packets, decoding = [], []  # and each packet's decoding time
                 try:
                     for packet in _demux(container, stream):
                         if packet.size:
                             stamp = packet.pts if packet.pts is not None else packet.dts
                             packets.append((stamp, not packet.is_discard, packet.is_keyframe))
+                            decoding.append(packet.dts)
                 except av.FFmpegError:
                     # the data breaks: unless strict, the index says what is missing after it
                     if strict or not declared:
                         raise
                 header_rate = declared_rate(stream)
-                # MPEG-TS and MPEG-PS: timestamps may jump (`close_jumps`)
+                # MPEG-TS and MPEG-PS: timestamps may jump (`follow_on`, `close_jumps`)
                 jumps = bool(container.format.flags & av.format.Flags.ts_discont.value)
                 codec_rate = stream.codec_context.framerate  # the bitstream's own timing
             head, self._skip = _head(self._location, packets, indexed=declared > 0)
         except av.FFmpegError as error:
             raise VideoError(_reason(error)) from None
-        packets = [p for i, p in enumerate(packets) if i not in head]
+        kept = [i for i in range(len(packets)) if i not in head]
+        times = [packets[i][0] for i in kept]
+        if jumps and time_base:
+            times = follow_on(times, [decoding[i] for i in kept], float(time_base))
+        # the frames' times are not their packets' where a discontinuity moved them
+        self._rejoined = times != [packets[i][0] for i in kept]
+        packets = [packets[i] for i in kept]
         declared = max(0, declared - len(head))
-        stamps = [stamp for stamp, shown, _ in packets if shown]
+        stamps = [time for time, (_, shown, _) in zip(times, packets, strict=True) if shown]
         self.fps = frame_rate(stamps, time_base, header_rate, jumps)
         # The container's clock in seconds per timestamp unit, or a damaged one corrected.
         clock = float(time_base) if time_base else 0.0
@@ -542,7 +575,7 @@ class _Frames:
             self._starts = (close_jumps(self._stamps, clock) if jumps else self._stamps) * clock
         else:  # no timestamps to go by: a constant rate
             self._starts = np.arange(self.n_frames) / (self.fps or 1.0)
-        self.rotation = 0
+        self.rotation, self._turn = 0, (False, False, False)  # see `_orientation`
         self.sample_aspect: Fraction | None = None
         self.concealed = 0  # frames concealed so far (repeats of a good frame)
         self._frames: Iterator[np.ndarray] | None = None
@@ -558,7 +591,8 @@ class _Frames:
         self.concealed = 0
         total, in_a_row = conceal_budget(self.n_frames, self.fps)
         produced, run = 0, 0  # frames yielded; concealed frames yielded since the last good one
-        expected = self._stamps  # the shown frames' times in display order (None: unknown)
+        # the shown frames' times in display order (None: unknown, or not the frames' own)
+        expected = None if self._rejoined else self._stamps
         # the last good frame; the last decoding error; frames lost and not placed yet (from the
         # start: those the index promises but the data lacks, placed by their times if known,
         # else at the end)
@@ -578,7 +612,7 @@ class _Frames:
                     continue
                 if size is None:
                     size = _display_size(frame.width, frame.height, self.sample_aspect)
-                    self.rotation = int(round(frame.rotation / 90.0)) * 90 % 360
+                    self.rotation, self._turn = _orientation(frame)
                 if (frame.width, frame.height) == size:
                     rgb = converter.reformat(frame, format="rgb24")
                 else:  # another size, or non-square pixels: scale as ffmpeg's scale filter
@@ -678,8 +712,13 @@ class _Frames:
                 f"the stream breaks after {self._next} of {self.n_frames} frames (corrupt data: "
                 f"{detail})"
             ) from None
-        k = self.rotation // 90
-        return np.ascontiguousarray(np.rot90(np.stack(out), k=k, axes=(1, 2)))
+        frames = np.stack(out)
+        transpose, flip_rows, flip_columns = self._turn
+        if transpose:
+            frames = frames.transpose(0, 2, 1, 3)
+        return np.ascontiguousarray(
+            frames[:, :: -1 if flip_rows else 1, :: -1 if flip_columns else 1]
+        )
 
 
 class _PillowFrames(_Frames):
@@ -708,6 +747,7 @@ class _PillowFrames(_Frames):
         self.n_frames = len(durations)
         self._starts = np.array(stamps, np.float64) / 1000.0
         self.rotation, self.sample_aspect, self.concealed = 0, None, 0
+        self._turn = (False, False, False)
         self._frames, self._next, self._last = None, 0, None
 
     def _decoded(self) -> Iterator[np.ndarray]:
@@ -787,6 +827,43 @@ def frame_rate(
     return average or 0.0
 
 
+def follow_on(stamps: list, decoding: list, clock: float) -> list:
+    """Packets' timestamps (decoding order, in units of `clock` seconds) where a container's
+    timestamps may jump (MPEG-TS and MPEG-PS) and its clock goes back: a packet whose decoding
+    time is more than `BACK_SECONDS` before the time due (the previous packet's plus a frame,
+    the decoding times' median step) starts a segment (recordings joined with `cat`, an HLS
+    download across an ad break, an encoder restart), and each segment's times are moved to
+    follow the frames before it, as ffmpeg plays them on (its tenth of a second). Steps forward
+    are `close_jumps`'. Unchanged where the times cannot tell (a packet without a time; no step
+    within `JUMP_SECONDS`: a damaged clock).
+
+    Args:
+        stamps: each packet's timestamp (presentation time; decoding time where it has none).
+        decoding: each packet's decoding time (None where it has none: not checked).
+        clock: seconds per timestamp unit.
+    """
+    if None in stamps or len(stamps) < 2:
+        return stamps
+    steps = np.diff(np.array([d for d in decoding if d is not None], np.int64))
+    steps = steps[(steps > 0) & (steps * clock <= JUMP_SECONDS)]
+    if not len(steps):
+        return stamps
+    step = int(np.median(steps))
+    starts, last = [0], None  # each segment's first packet; the previous decoding time
+    for i, time in enumerate(decoding):
+        if time is not None:
+            if last is not None and (last + step - time) * clock > BACK_SECONDS:
+                starts.append(i)
+            last = time
+    out, end = [], None  # end: the last time shown so far, moved
+    for first, stop in zip(starts, [*starts[1:], len(stamps)], strict=True):
+        segment = stamps[first:stop]
+        offset = 0 if end is None else end + step - min(segment)
+        out += [stamp + offset for stamp in segment]
+        end = max(segment) + offset
+    return out
+
+
 def close_jumps(times: np.ndarray, clock: float) -> np.ndarray:
     """Sorted frame times (in units of `clock` seconds) with every step longer than
     `JUMP_SECONDS` shortened to the median of the other steps, the frames after it moved up:
@@ -859,8 +936,11 @@ class VideoSource:
             raise VideoError("the video stream has no frames")
         if problem := _rate_problem(fps):
             raise VideoError(problem)
-        starts = self._frames.starts()
-        self._shown = timeline(starts, fps) if np.all(np.diff(starts) > 0) else None
+        starts = self._frames.starts()  # in order; a time two frames share (a muxer's
+        # artefact) shows the later one, as ffmpeg does, unless so many share that the times
+        # say nothing (then the frames are read in order at the rate)
+        repeats = len(starts) - len(np.unique(starts))
+        self._shown = timeline(starts, fps) if repeats <= len(starts) // 10 else None
         height, width = self._frames.get(np.array([0])).shape[1:3]
         self.info = VideoInfo(
             self.path,

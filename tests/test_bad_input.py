@@ -919,6 +919,37 @@ def test_rotation_metadata_is_honoured(tmp_path, rotation):
 
 
 @pytest.mark.parametrize(
+    "rotation, hflip, vflip, shown",
+    [  # the filters ffmpeg's autorotation inserts for these matrices (fftools' get_rotation)
+        (0, True, False, lambda s: s[:, ::-1]),  # hflip (the matrix reads as 180, mirrored)
+        (0, False, True, lambda s: s[::-1]),  # vflip
+        (90, True, False, lambda s: np.rot90(s, k=-1)[::-1]),  # transpose=clock_flip
+        (90, False, True, lambda s: s.transpose(1, 0, 2)),  # transpose=cclock_flip
+        (180, True, False, lambda s: s[::-1]),  # vflip: the turn and the mirror cancel across
+    ],
+)
+def test_mirroring_display_matrix_flips_as_ffmpeg_shows(tmp_path, rotation, hflip, vflip, shown):
+    """A display matrix that mirrors (a front camera's, `-display_hflip`) flips the picture as
+    ffmpeg shows it (before, only its angle was read: a plain horizontal flip came out upside
+    down)."""
+    stored = [pattern(i, 48, 64) for i in range(6)]
+    stored = [np.concatenate([np.zeros((48, 8, 3), np.uint8), p[:, 8:]], axis=1) for p in stored]
+    stored = [np.concatenate([np.full((8, 64, 3), 255, np.uint8), p[8:]]) for p in stored]
+    with av.open(str(tmp_path / "mirrored.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(rotation, hflip=hflip, vflip=vflip)
+        for image in stored:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    source = VideoSource(tmp_path / "mirrored.mp4")
+    _, frames = next(source.chunks())
+    expected = np.stack([shown(s) for s in stored])
+    assert frames.shape == expected.shape
+    assert np.abs(frames.astype(int) - expected).mean() < 6
+
+
+@pytest.mark.parametrize(
     "name, format, codec",
     [
         ("vfr.mp4", None, "libx264"),
@@ -946,6 +977,43 @@ def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path, name, format, cod
     steps = np.diff(shown)
     assert steps[:10].min() == 0 and steps[-10:].max() >= 2  # repeats early, skips late
     assert shown[0] == 0 and shown[-1] == 47
+
+
+def test_a_time_two_frames_share_keeps_the_variable_rate_timeline(tmp_path):
+    """The variable-rate video above with frame 30 stamped with frame 29's time (a muxer's or a
+    joiner's artefact): the timeline still follows the times, the later of the two frames on
+    screen (before, the one repeated time made the whole video read frame by frame, its slow
+    half's 1.9 s squeezed into 1.2)."""
+    pts = np.concatenate([VFR_PTS[:30], VFR_PTS[29:47]])
+    frames = [np.full((48, 64, 3), 5 * i, np.uint8) for i in range(48)]
+    video = encode(tmp_path / "dup.mkv", frames, pts_ms=pts, codec_options={"bf": "0"})
+    source = VideoSource(video)
+    assert source.info.variable_rate and source.info.n_frames == 48
+    decoded = np.concatenate([chunk for _, chunk in source.chunks()]).mean((1, 2, 3))
+    shown = np.rint(decoded / 5).astype(int)
+    times = np.arange(48) / source.info.fps * 1000
+    expected = np.searchsorted(pts, times + 250 / source.info.fps, side="right") - 1
+    np.testing.assert_array_equal(shown, expected)
+    assert 29 not in shown  # its time is frame 30's
+
+
+def test_mpegts_clocks_going_back_play_on(tmp_path):
+    """Three MPEG-TS recordings joined with `cat`, each clock behind the one before (one at 10
+    s, then two that start at 1.4 s as ffmpeg's muxer starts them; an HLS download across an ad
+    break is the same): every frame once, in order, at 24 fps, as ffmpeg plays them (before,
+    the times were sorted across the joins: frames held for seconds, others skipped)."""
+    segments = []
+    for k, start in enumerate([10_000, 1_400, 1_400]):
+        frames = [np.full((48, 64, 3), 3 * (24 * k + i), np.uint8) for i in range(24)]
+        pts_ms = start + np.arange(24) * 1000 / 24
+        video = encode(tmp_path / f"{k}.ts", frames, pts_ms=pts_ms, format="mpegts")
+        segments.append(video.read_bytes())
+    (tmp_path / "joined.ts").write_bytes(b"".join(segments))
+    source = VideoSource(tmp_path / "joined.ts")
+    assert source.info.n_frames == 72 and not source.info.variable_rate
+    assert source.info.fps == pytest.approx(24, rel=1e-3)
+    decoded = np.concatenate([chunk for _, chunk in source.chunks()]).mean((1, 2, 3))
+    np.testing.assert_array_equal(np.rint(decoded / 3).astype(int), np.arange(72))
 
 
 def test_an_animated_gifs_centisecond_delays_show_every_frame_once(tmp_path):
