@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.v2.functional as TF
 from huggingface_hub import try_to_load_from_cache
 from skimage.data import chelsea
 
@@ -168,3 +169,23 @@ def test_curated_entries_build_from_their_config_alone(entry):
         model = spec.build().eval()
     x = torch.empty(1, 3, spec.num_frames, spec.input_size, spec.input_size, device="meta")
     assert model(x).shape == (1, spec.feature_dim)
+
+
+@pytest.mark.parametrize("library", ["transformers", "timm"])
+def test_center_crops_start_where_each_library_starts_them(library):
+    """Where the margin is odd, transformers' processors crop from margin // 2 and torchvision's
+    crop (timm's and torchvision's presets) from round(margin / 2), half to even: a hub video
+    model's frames are cut as its processor cuts them (before, one column off at 16:9, where
+    ViViT's 455-wide frames leave 231)."""
+    from transformers.image_transforms import center_crop as library_crop
+
+    from extract.backbones.runtime import _center_crop
+
+    for height, width in [(224, 455), (224, 519), (225, 224), (230, 231), (224, 224)]:
+        image = torch.arange(3 * height * width).reshape(3, height, width)
+        ours = _center_crop(image, 224, library)
+        if library == "transformers":
+            expected = library_crop(image.numpy(), (224, 224), input_data_format="channels_first")
+            np.testing.assert_array_equal(ours.numpy(), expected)
+        else:
+            torch.testing.assert_close(ours, TF.center_crop(image, [224]))

@@ -45,8 +45,23 @@ def _resize(images: torch.Tensor, size: list[int], interpolation: str) -> torch.
     return TF.resize(images, size, interpolation=mode, antialias=True)
 
 
+def crop_start(margin: int, library: str) -> int:
+    """Where a center crop starts when `margin` pixels are left over, as the backbone's library
+    places it: transformers' processors at margin // 2 (`image_transforms.center_crop`),
+    torchvision's crop (timm's and torchvision's presets) at round(margin / 2), half to even."""
+    return margin // 2 if library == "transformers" else int(round(margin / 2.0))
+
+
+def _center_crop(images: torch.Tensor, size: int, library: str) -> torch.Tensor:
+    height, width = images.shape[-2:]
+    if height < size or width < size:  # torchvision pads what is smaller
+        return TF.center_crop(images, [size])
+    top, left = crop_start(height - size, library), crop_start(width - size, library)
+    return images[..., top : top + size, left : left + size]
+
+
 def _resize_kept_region(
-    images: torch.Tensor, resize: int, size: int, interpolation: str = "bilinear"
+    images: torch.Tensor, resize: int, size: int, interpolation: str = "bilinear", library: str = ""
 ) -> torch.Tensor:
     """What resizing [..., H, W] images' shorter side to `resize` and center-cropping `size`
     keeps, made from only that part of the source (plus a margin for the resize filter), at the
@@ -56,7 +71,7 @@ def _resize_kept_region(
     resized_long = int(resize * long / short)  # as TF.resize computes it
     scale = long / resized_long  # source pixels per resized pixel along the longer side
     kept = min(size, resized_long)
-    first = int(round((resized_long - kept) / 2.0))  # as TF.center_crop places it
+    first = crop_start(resized_long - kept, library)
     # Place the crop on the finer grid of the two, so its scale and position stay within half a
     # pixel of the whole-image resize; pad by 3 pixels there for the filter's reach.
     if scale >= 1:  # the longer side shrinks: choose whole output pixels
@@ -123,9 +138,12 @@ class Backbone:
     @property
     def prepare_key(self) -> tuple:
         """Backbones with equal keys take the same prepared frames: (resize_size, input_size),
-        and the interpolation when it is not the default bilinear."""
+        the interpolation when it is not the default bilinear, and the library where its crop
+        starts elsewhere (`crop_start`)."""
         key = (self.spec.resize_size, self.spec.input_size)
-        return key if self.spec.interpolation == "bilinear" else (*key, self.spec.interpolation)
+        if self.spec.interpolation != "bilinear":
+            key += (self.spec.interpolation,)
+        return key + (("transformers",) if self.spec.library == "transformers" else ())
 
     def __repr__(self) -> str:
         return f"Backbone({self.spec.name}, weights={self.weights_info['name']}, {self.device})"
@@ -147,12 +165,13 @@ class Backbone:
         resize, size = self.spec.resize_size, self.spec.input_size
         interpolation = self.spec.interpolation
         height, width = images.shape[-2:]
+        library = self.spec.library
         if max(height, width) > EXTREME_ASPECT * min(height, width):
             # e.g. 4000x20: resizing it whole would make a 51200-wide image only to crop it.
-            images = _resize_kept_region(images, resize, size, interpolation)
+            images = _resize_kept_region(images, resize, size, interpolation, library)
         else:
             images = _resize(images, [resize], interpolation)
-        return TF.center_crop(images, [size]).contiguous()
+        return _center_crop(images, size, library).contiguous()
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         # uint8 [..., 3, S, S] -> float [..., 3, S, S], exactly as torchvision's presets do.
