@@ -198,8 +198,8 @@ def locate_weights(
         old = None
         if source.old_cache is not None:
             old = Path(cache_dir or default_weights_dir()) / source.old_cache
-            old = old if old.is_file() else None
-        if old is not None and _timm_old_cache_first():
+            old = old if old.is_file() and _hash_prefix_holds(old) else None
+        if old is not None and timm_old_cache_first():
             return old
         return hub.locate(source.hub) or old
     if source.package_path is not None:
@@ -213,12 +213,26 @@ def locate_weights(
     return path if path.is_file() else None
 
 
-def _timm_old_cache_first() -> bool:
-    # timm's own test of the variable (timm.models._builder): an integer above 0.
+def _hash_prefix_holds(path: Path) -> bool:
+    """Whether a cached file's sha256 starts with the prefix its name carries (if any): timm
+    uses a file of its old cache only then (`check_cached_file`), as torch hub checks a
+    download."""
+    match = HASH_REGEX.search(path.name)
+    return match is None or sha256_file(path).startswith(match.group(1))
+
+
+def timm_old_cache_first() -> bool:
+    """timm's own reading of TIMM_USE_OLD_CACHE (timm.models._builder, as it is imported): an
+    integer above 0. Any other value is a UserError, checked before timm is imported (where it
+    is a ValueError from inside timm)."""
+    value = os.environ.get("TIMM_USE_OLD_CACHE", "0")
     try:
-        return int(os.environ.get("TIMM_USE_OLD_CACHE", "0")) > 0
+        return int(value) > 0
     except ValueError:
-        return False
+        raise UserError(
+            f"TIMM_USE_OLD_CACHE={value!r}: timm reads it as an integer; set it to 1 to read "
+            "timm's old cache first, or 0 (or unset it)"
+        ) from None
 
 
 def weights_status(spec_or_source: Any, cache_dir: Path | None = None) -> tuple[bool, Path]:
@@ -403,7 +417,7 @@ def load_state_dict(source: Any, path: str | Path) -> dict[str, torch.Tensor]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle/zip errors come in many types; all mean "not loadable"
         raise WeightsMismatchError(
-            f"cannot read checkpoint {path}: {type(error).__name__}: {error}".replace("\n", " ")
+            f"cannot read checkpoint {path}: {type(error).__name__}: {checkpoint_problem(error)}"
         ) from error
     state = _unwrap(checkpoint)
     if not isinstance(state, Mapping) or not all(
@@ -421,9 +435,29 @@ def load_state_dict(source: Any, path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _few(keys: Sequence[str], limit: int = 5) -> str:
+def few_keys(keys: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(keys[:limit])
     return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
+
+
+# What readers of a file cut short or damaged say (torch's zip reader, pickle, safetensors).
+_DAMAGED = ("PytorchStreamReader", "invalid load key", "Ran out of input", "SafetensorError")
+
+
+def checkpoint_problem(error: BaseException) -> str:
+    """One line for an error reading or loading a checkpoint: its whole text (a key mismatch
+    names the keys), and for a file cut short or damaged (an interrupted download or copy) what
+    mends it."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if len(text) > 400:
+        text = text[:400] + " ..."
+    damaged = isinstance(error, EOFError) or type(error).__name__ == "SafetensorError"
+    if damaged or any(word in text for word in _DAMAGED):
+        return (
+            f"{text} (a truncated or damaged file, as an interrupted download leaves it: "
+            "delete it and download it again)"
+        )
+    return text
 
 
 def check_compatible(
@@ -443,11 +477,11 @@ def check_compatible(
     ]
     problems = []
     if missing:
-        problems.append(f"missing keys: {_few(missing)}")
+        problems.append(f"missing keys: {few_keys(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys: {_few(unexpected)}")
+        problems.append(f"unexpected keys: {few_keys(unexpected)}")
     if shapes:
-        problems.append(f"shape mismatch (file vs model): {_few(shapes, 3)}")
+        problems.append(f"shape mismatch (file vs model): {few_keys(shapes, 3)}")
     if problems:
         raise WeightsMismatchError(
             f"checkpoint {path} does not fit backbone {name}: " + "; ".join(problems)

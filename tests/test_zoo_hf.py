@@ -21,7 +21,7 @@ from extract.backbones import REGISTRY, create_backbone, get_spec
 from extract.backbones.hf_video import CURATED, derive_settings
 from extract.backbones.registry import class_names
 from extract.hub import repo_folder
-from extract.weights import WeightsMissingError, require_weights
+from extract.weights import WeightsMismatchError, WeightsMissingError, require_weights
 from tests.checkpoints import COMMIT, HF_FRAMES, TINY_HF_VIDEO_MODELS, publish_hf
 from vtl.errors import UserError
 
@@ -189,3 +189,27 @@ def test_center_crops_start_where_each_library_starts_them(library):
             np.testing.assert_array_equal(ours.numpy(), expected)
         else:
             torch.testing.assert_close(ours, TF.center_crop(image, [224]))
+
+
+def test_a_hub_checkpoint_lacking_weights_is_refused_not_filled_at_random(hub_home):
+    """transformers fills weights a file lacks with random values and only warns (another
+    network each run, under one recorded checksum); the lab refuses the file, naming it and the
+    missing weights. A file cut short is named with what mends it."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    model, processor = TINY_HF_VIDEO_MODELS["videomae"]()
+    snapshot = publish_hf(model, processor, "test-org/tiny-incomplete", hub_home)
+    weights = (snapshot / "model.safetensors").resolve()  # the blob behind the link
+    state = load_file(weights)
+    dropped = sorted(k for k in state if k.startswith("fc_norm") or k.startswith("classifier"))
+    assert dropped
+    save_file({k: v for k, v in state.items() if k not in dropped}, weights, {"format": "pt"})
+    with pytest.raises(WeightsMismatchError, match="lacks weights") as error:
+        create_backbone("hf/test-org/tiny-incomplete")
+    assert str(snapshot / "model.safetensors") in str(error.value)
+    assert dropped[0] in str(error.value)
+
+    weights.write_bytes(weights.read_bytes()[:200])  # an interrupted download
+    with pytest.raises(WeightsMismatchError, match="truncated or damaged file"):
+        create_backbone("hf/test-org/tiny-incomplete")

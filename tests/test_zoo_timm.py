@@ -22,7 +22,7 @@ from extract.backbones.cost import COSTS_FILE, measure
 from extract.backbones.registry import class_names
 from extract.backbones.timm_models import CURATED, TimmEmbedder
 from extract.hub import repo_folder
-from extract.weights import WeightsMissingError, require_weights
+from extract.weights import WeightsMismatchError, WeightsMissingError, require_weights
 from tests.checkpoints import COMMIT, TIMM_TINY, publish_timm, tiny_timm_model
 from vtl.errors import UserError
 
@@ -98,9 +98,11 @@ def test_a_local_file_with_weights_name_path(hub_home, tiny_model, tmp_path: Pat
     assert relative(backbone.embed_frames(backbone.prepare(frame())), pooled) < 1e-3
     wrong = tmp_path / "wrong.pth"
     torch.save({"fc.weight": torch.zeros(3, 3)}, wrong)
-    with pytest.raises(UserError, match="does not fit timm model resnet10t.c3_in1k") as error:
+    with pytest.raises(UserError, match="as timm model resnet10t.c3_in1k") as error:
         create_backbone(name, weights=wrong)
     assert "\n" not in str(error.value)
+    assert 'Missing key(s) in state_dict: "conv1.0.weight"' in str(error.value)  # not cut to
+    # "Error(s) in loading state_dict for ResNet:"
 
 
 def test_missing_weights_offline_name_repository_file_and_folder(hub_home):
@@ -176,26 +178,54 @@ def test_help_and_listing_name_the_name_forms():
     assert all(name in listing for name in REGISTRY)
 
 
-def test_a_checkpoint_in_timms_old_cache_loads_offline(hub_home, tiny_model, monkeypatch, tmp_path):
+def test_a_checkpoint_in_timms_old_cache_loads_offline(hub_home, monkeypatch, tmp_path):
     """timm before 0.9 downloaded a model's configuration URL into torch hub's `checkpoints/`
     (and reads it there under TIMM_USE_OLD_CACHE=1): with the hub cache empty, that file loads;
-    with both, the hub's unless the variable asks for the old cache first, as timm decides."""
+    with both, the hub's unless the variable asks for the old cache first, as timm decides. A
+    file whose name carries a sha256 prefix its content does not have is not used, as timm
+    does not use it; a value of the variable timm cannot read is one line."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("VTL_WEIGHTS_DIR", raising=False)
     monkeypatch.delenv("TIMM_USE_OLD_CACHE", raising=False)
-    name = f"timm/{TIMM_TINY}"
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    name = "timm/tinynet_e.in1k"  # its URL's file, tinynet_e.pth, carries no sha256 prefix
     spec = get_spec(name)
-    old = tmp_path / "torch" / "hub" / "checkpoints" / "resnet10t_176_c3-f3215ab1.pth"
+    old = checkpoints / "tinynet_e.pth"
     assert spec.weights.old_cache == old.name  # the URL's base name, as timm caches it
-    old.parent.mkdir(parents=True)
-    torch.save(tiny_model.state_dict(), old)
+    torch.manual_seed(0)
+    model = timm.create_model("tinynet_e", pretrained=False).eval()
+    torch.save(model.state_dict(), old)
     assert require_weights([spec])[name] == old  # offline, the hub cache empty
     backbone = create_backbone(name)
-    pooled, _ = timm_reference(tiny_model)
+    pooled, _ = timm_reference(model)
     assert relative(backbone.embed_frames(backbone.prepare(frame())), pooled) < 1e-3
     assert backbone.weights_info["name"] == old.name
 
-    snapshot = publish_timm(tiny_timm_model(seed=1), name, hub_home)
+    torch.manual_seed(1)
+    other = timm.create_model("tinynet_e", pretrained=False).eval()
+    snapshot = publish_timm(other, name, hub_home)
     assert require_weights([spec])[name] == snapshot / "model.safetensors"
     monkeypatch.setenv("TIMM_USE_OLD_CACHE", "1")
     assert require_weights([spec])[name] == old
+    monkeypatch.setenv("TIMM_USE_OLD_CACHE", "true")
+    with pytest.raises(UserError, match="TIMM_USE_OLD_CACHE='true'"):
+        require_weights([spec])
+
+    # resnet10t's file, resnet10t_176_c3-f3215ab1.pth, promises a sha256 these bytes lack
+    monkeypatch.setenv("TIMM_USE_OLD_CACHE", "1")
+    tiny = get_spec(f"timm/{TIMM_TINY}")
+    torch.save(tiny_timm_model().state_dict(), checkpoints / tiny.weights.old_cache)
+    with pytest.raises(WeightsMissingError):
+        require_weights([tiny])
+
+
+def test_a_timm_checkpoint_cut_short_is_one_line_naming_it_and_the_mend(hub_home, tiny_model):
+    """A hub file cut short (an interrupted download or copy) fails as a bad input, naming the
+    file and what mends it (before: safetensors' own error, an unexpected failure, exit 70)."""
+    snapshot = publish_timm(tiny_model, f"timm/{TIMM_TINY}", hub_home)
+    blob = (snapshot / "model.safetensors").resolve()
+    blob.write_bytes(blob.read_bytes()[: blob.stat().st_size // 2])
+    with pytest.raises(WeightsMismatchError, match="truncated or damaged file") as error:
+        create_backbone(f"timm/{TIMM_TINY}")
+    assert str(snapshot / "model.safetensors") in str(error.value)

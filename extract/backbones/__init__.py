@@ -96,6 +96,9 @@ def load() -> None:
     """Import the modules behind the package's names and every declaration file, in
     DECLARATIONS order (once: later calls find them imported), so that REGISTRY and FAMILIES
     hold every entry."""
+    from extract.weights import timm_old_cache_first
+
+    timm_old_cache_first()  # a value timm cannot read is one line, not timm's ValueError
     for module in (*sorted(set(_EXPORTS.values())), *DECLARATIONS):
         importlib.import_module(module if "." in module else f"{__name__}.{module}")
 

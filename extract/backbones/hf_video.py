@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from extract import hub
@@ -45,7 +46,13 @@ from extract.backbones.registry import (
     register_resolver,
 )
 from extract.backbones.timm_models import no_class_names
-from extract.weights import WeightsMismatchError, WeightsMissingError, WeightsSource
+from extract.weights import (
+    WeightsMismatchError,
+    WeightsMissingError,
+    WeightsSource,
+    checkpoint_problem,
+    few_keys,
+)
 from vtl.errors import UserError
 
 PREFIX = "hf/"
@@ -275,10 +282,21 @@ def _load(name: str, settings: dict[str, Any], path: Path) -> nn.Module:
     model_class = _transformers_class(a.class_name(found["classifier"]))
     importlib.import_module("transformers").utils.logging.disable_progress_bar()  # ours shows
     try:
-        model = model_class.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsMismatchError(f"cannot load {folder} as backbone {name}: {first}") from error
+        model, info = model_class.from_pretrained(
+            folder, local_files_only=True, dtype=torch.float32, output_loading_info=True
+        )
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
+        raise WeightsMismatchError(
+            f"cannot load {folder} as backbone {name}: {checkpoint_problem(error)}"
+        ) from error
+    if missing := sorted(info["missing_keys"]):
+        # transformers fills what the file lacks with random values and only warns: another
+        # network every run (a file of another model, or an incomplete one)
+        raise WeightsMismatchError(
+            f"checkpoint {path} lacks weights of {a.class_name(found['classifier'])} "
+            f"({few_keys(missing)}): it is not this model's file, or an incomplete one; "
+            "download the repository's files again"
+        )
     return HFVideoEmbedder(model, a, found["classifier"])
 
 

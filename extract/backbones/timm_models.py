@@ -27,6 +27,7 @@ from typing import Any
 import timm
 import timm.data
 import torch
+from safetensors import SafetensorError
 from timm.models import get_pretrained_cfg, split_model_name_tag
 from torch import nn
 
@@ -37,7 +38,7 @@ from extract.backbones.registry import (
     register_resolver,
 )
 from extract.hub import HubCheckpoint
-from extract.weights import WeightsMismatchError, WeightsSource, url_source
+from extract.weights import WeightsMismatchError, WeightsSource, checkpoint_problem, url_source
 from vtl.errors import UserError
 
 PREFIX = "timm/"
@@ -146,10 +147,9 @@ def _load(full_name: str, path: Path) -> nn.Module:
     overlay = {"file": str(path), "custom_load": Path(path).suffix == ".npz"}
     try:
         model = timm.create_model(full_name, pretrained=True, pretrained_cfg_overlay=overlay)
-    except (RuntimeError, KeyError, ValueError, OSError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except (RuntimeError, KeyError, ValueError, OSError, SafetensorError) as error:
         raise WeightsMismatchError(
-            f"checkpoint {path} does not fit timm model {full_name}: {first}"
+            f"cannot load {path} as timm model {full_name}: {checkpoint_problem(error)}"
         ) from error
     return TimmEmbedder(model)
 
