@@ -38,6 +38,7 @@ __all__ = [
     "missing_message",
     "repo_folder",
     "snapshot_dir",
+    "snapshot_target",
     "split_revision",
 ]
 
@@ -50,7 +51,8 @@ class HubCheckpoint:
 
     `files` lists what must be present, each entry as alternatives in order of preference
     (`("model.safetensors", "pytorch_model.bin")`: either will do). `optional` files are fetched
-    when the repository has them (processor configurations). The checkpoint's path is its
+    when the repository has them (processor configurations): one of them must be present, or
+    each recorded absent from the repository (`_optional_unknown`). The checkpoint's path is its
     first file (the weights); the other files lie next to it (`transformers` loads its folder).
     """
 
@@ -115,6 +117,14 @@ def snapshot_dir(repo_id: str, cache: Path | None = None) -> Path | None:
     return direct if direct.is_dir() else None
 
 
+def snapshot_target(repo_id: str, cache: Path | None = None) -> Path:
+    """The folder the files of `repo_id` are looked for in: its snapshot (`snapshot_dir`: the
+    commit `refs/<revision>` names, as an interrupted download leaves it too), else
+    `snapshots/<revision>`, a folder a user may make by hand."""
+    found = snapshot_dir(repo_id, cache)
+    return found or repo_folder(repo_id, cache) / "snapshots" / split_revision(repo_id)[1]
+
+
 def _present(snapshot: Path, name: str) -> bool:
     path = snapshot / name
     if not path.is_file():  # a link into blobs/ whose blob is missing counts as absent
@@ -125,10 +135,29 @@ def _present(snapshot: Path, name: str) -> bool:
     return True
 
 
-def _missing(checkpoint: HubCheckpoint, folder: Path | None) -> list[tuple[str, ...]]:
+def _optional_unknown(checkpoint: HubCheckpoint, folder: Path | None) -> bool:
+    """Whether `folder` cannot tell if the repository has the checkpoint's optional files: none
+    of them is there, and huggingface_hub has not recorded each as absent from the repository
+    (`.no_exist/<commit>/<file>`, which it writes when a download finds no such file). Offline,
+    a processor configuration left out of a copied cache would otherwise be taken for the
+    model class's defaults (another mean and std) without a word."""
+    if not checkpoint.optional:
+        return False
     if folder is None:
-        return list(checkpoint.files)
-    return [group for group in checkpoint.files if not any(_present(folder, f) for f in group)]
+        return True
+    absent = folder.parent.parent / ".no_exist" / folder.name
+    return not any(_present(folder, f) for f in checkpoint.optional) and not all(
+        (absent / f).is_file() for f in checkpoint.optional
+    )
+
+
+def _missing(checkpoint: HubCheckpoint, folder: Path | None) -> list[tuple[str, ...]]:
+    """The groups of files `folder` lacks: required ones, and the optional ones while it cannot
+    tell whether the repository has them (`_optional_unknown`)."""
+    groups = list(checkpoint.files)
+    if folder is not None:
+        groups = [group for group in groups if not any(_present(folder, f) for f in group)]
+    return groups + ([checkpoint.optional] if _optional_unknown(checkpoint, folder) else [])
 
 
 def in_folder(checkpoint: HubCheckpoint, folder: Path) -> Path | None:
@@ -180,7 +209,8 @@ def download(checkpoint: HubCheckpoint, cache: Path | None = None) -> Path:
         raise OSError(f"the repository has none of {', '.join(names)}")
 
     for group in _missing(checkpoint, snapshot_dir(checkpoint.repo_id, cache)):
-        first_available(group)
+        if group != checkpoint.optional:
+            first_available(group)
     for name in checkpoint.optional:
         snapshot = snapshot_dir(checkpoint.repo_id, cache)
         if snapshot is None or not _present(snapshot, name):
@@ -199,7 +229,7 @@ def missing_message(name: str, checkpoint: HubCheckpoint, cache: Path | None, wh
     other ways out."""
     missing = _missing(checkpoint, snapshot_dir(checkpoint.repo_id, cache)) or checkpoint.files
     files = " and ".join(" or ".join(group) for group in missing)
-    folder = repo_folder(checkpoint.repo_id, cache) / "snapshots" / checkpoint.revision
+    folder = snapshot_target(checkpoint.repo_id, cache)
     return (
         f"weights for {name} not found: {files} of the Hugging Face hub repository "
         f"{checkpoint.repo_id} (https://huggingface.co/{checkpoint.repo}) not in the hub cache; "

@@ -160,8 +160,7 @@ def expected_path(spec_or_source: Any, cache_dir: Path | None = None) -> Path:
     if source.hub is not None:
         from extract import hub
 
-        folder = hub.repo_folder(source.hub.repo_id) / "snapshots" / source.hub.revision
-        return folder / source.filename
+        return hub.snapshot_target(source.hub.repo_id) / source.filename
     if source.package_path is not None:
         try:
             return source.package_path()

@@ -213,3 +213,26 @@ def test_a_hub_checkpoint_lacking_weights_is_refused_not_filled_at_random(hub_ho
     weights.write_bytes(weights.read_bytes()[:200])  # an interrupted download
     with pytest.raises(WeightsMismatchError, match="truncated or damaged file"):
         create_backbone("hf/test-org/tiny-incomplete")
+
+
+def test_a_hub_snapshot_without_its_processor_file_is_incomplete_unless_the_hub_says_so(hub_home):
+    """Offline, a snapshot whose processor configuration was left out (a cache copied by hand,
+    an interrupted download) cannot tell the model's mean, std and sizes: it is missing a file,
+    named with the folder the lab looks in (the commit `refs/main` names), not read with the
+    model class's defaults. Where huggingface_hub recorded that the repository has no such file
+    (`.no_exist/<commit>/`), the class's defaults are the model's."""
+    torch.manual_seed(0)
+    model, processor = TINY_HF_VIDEO_MODELS["videomae"]()
+    snapshot = publish_hf(model, processor, "test-org/tiny-noproc", hub_home)
+    saved = ["preprocessor_config.json", "video_preprocessor_config.json"]
+    for name in saved:
+        (snapshot / name).unlink(missing_ok=True)
+    with pytest.raises(WeightsMissingError, match="preprocessor_config.json") as error:
+        get_spec("hf/test-org/tiny-noproc")
+    assert f"put the files in {snapshot}/" in str(error.value)
+    absent = repo_folder("test-org/tiny-noproc", hub_home / "hub") / ".no_exist" / snapshot.name
+    absent.mkdir(parents=True)
+    for name in saved:
+        (absent / name).touch()
+    spec = get_spec("hf/test-org/tiny-noproc")
+    assert spec.mean == tuple(transformers.VideoMAEImageProcessor().image_mean)  # its default
