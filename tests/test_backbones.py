@@ -389,6 +389,7 @@ def _place_weights(torch_checkpoints: Path, hub_cache: Path) -> None:
     _touch(snapshot / "model.safetensors.index.json", index)
     for file in ("model-1.safetensors", "model-2.safetensors", "config.json"):
         _touch(snapshot / file)
+    _touch(snapshot / "preprocessor_config.json", "{}")
     # transformers: a shard missing; weights without their config.json.
     snapshot = repo("timesformer_b_k400") / "snapshots" / "main"
     _touch(snapshot / "model.safetensors.index.json", index)

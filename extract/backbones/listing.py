@@ -120,6 +120,8 @@ def weights_lookup(source: WeightsSource) -> dict[str, Any]:
     if source.hub is not None:
         lookup["hub"] = source.hub.repo_id
         lookup["files"] = [list(group) for group in source.hub.files]
+        if source.hub.optional:
+            lookup["optional"] = list(source.hub.optional)
         if source.old_cache is not None:
             lookup["old_cache"] = source.old_cache
     elif source.package_path is not None:
@@ -132,7 +134,8 @@ def _source(lookup: Mapping[str, Any]) -> WeightsSource:
     # The lookup's WeightsSource: what finding the file reads (not its URL or key mapping).
     hub = None
     if "hub" in lookup:
-        hub = HubCheckpoint(lookup["hub"], tuple(map(tuple, lookup["files"])))
+        files = tuple(map(tuple, lookup["files"]))
+        hub = HubCheckpoint(lookup["hub"], files, tuple(lookup.get("optional", ())))
     package = PackageFile(*lookup["package"]) if "package" in lookup else None
     return WeightsSource(
         lookup["filename"], None, package_path=package, hub=hub, old_cache=lookup.get("old_cache")
