@@ -135,6 +135,17 @@ def _present(snapshot: Path, name: str) -> bool:
     return True
 
 
+def _chosen(folder: Path, group: tuple[str, ...]) -> str | None:
+    """The file of `group` a library loads from `folder`: the first one there, in the group's
+    order (the libraries' own); None when none is there, or that one is incomplete (an index
+    whose shards are not all there: transformers loads the index and fails, even with a whole
+    pytorch_model.bin beside it)."""
+    for name in group:
+        if (folder / name).is_file():
+            return name if _present(folder, name) else None
+    return None
+
+
 def _optional_unknown(checkpoint: HubCheckpoint, folder: Path | None) -> bool:
     """Whether `folder` cannot tell if the repository has the checkpoint's optional files: none
     of them is there, and huggingface_hub has not recorded each as absent from the repository
@@ -156,7 +167,7 @@ def _missing(checkpoint: HubCheckpoint, folder: Path | None) -> list[tuple[str, 
     tell whether the repository has them (`_optional_unknown`)."""
     groups = list(checkpoint.files)
     if folder is not None:
-        groups = [group for group in groups if not any(_present(folder, f) for f in group)]
+        groups = [group for group in groups if _chosen(folder, group) is None]
     return groups + ([checkpoint.optional] if _optional_unknown(checkpoint, folder) else [])
 
 
@@ -165,7 +176,7 @@ def in_folder(checkpoint: HubCheckpoint, folder: Path) -> Path | None:
     same files) when every required file is there; None otherwise."""
     if _missing(checkpoint, folder):
         return None
-    return folder / next(name for name in checkpoint.files[0] if _present(folder, name))
+    return folder / _chosen(folder, checkpoint.files[0])
 
 
 def locate(checkpoint: HubCheckpoint, cache: Path | None = None) -> Path | None:

@@ -22,7 +22,7 @@ from extract.backbones.hf_video import CURATED, derive_settings
 from extract.backbones.registry import class_names
 from extract.hub import repo_folder
 from extract.weights import WeightsMismatchError, WeightsMissingError, require_weights
-from tests.checkpoints import COMMIT, HF_FRAMES, TINY_HF_VIDEO_MODELS, publish_hf
+from tests.checkpoints import COMMIT, HF_FRAMES, TINY_HF_VIDEO_MODELS, hub_snapshot, publish_hf
 from vtl.errors import UserError
 
 transformers = pytest.importorskip("transformers")
@@ -236,3 +236,24 @@ def test_a_hub_snapshot_without_its_processor_file_is_incomplete_unless_the_hub_
         (absent / name).touch()
     spec = get_spec("hf/test-org/tiny-noproc")
     assert spec.mean == tuple(transformers.VideoMAEImageProcessor().image_mean)  # its default
+
+
+def test_an_incomplete_sharded_checkpoint_is_missing_though_a_whole_bin_lies_beside_it(hub_home):
+    """transformers loads model.safetensors.index.json before pytorch_model.bin: with a shard
+    gone, the snapshot is incomplete (before, the lookup took the .bin and the load failed)."""
+    torch.manual_seed(0)
+    model, processor = TINY_HF_VIDEO_MODELS["videomae"]()
+
+    def save(folder: Path) -> None:
+        model.save_pretrained(folder, max_shard_size="20KB")
+        processor.save_pretrained(folder)
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+
+    snapshot = hub_snapshot(hub_home, "test-org/tiny-sharded", save)
+    shards = sorted(snapshot.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (snapshot / "model.safetensors.index.json").is_file()
+    spec = get_spec("hf/test-org/tiny-sharded")
+    assert require_weights([spec])[spec.name].name == "model.safetensors.index.json"
+    shards[-1].unlink()
+    with pytest.raises(WeightsMissingError, match="model.safetensors.index.json"):
+        require_weights([spec])
