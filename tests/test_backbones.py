@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision.models as tvm
 import torchvision.models.video as tvv
 import torchvision.transforms.v2.functional as TF
 from skimage.data import chelsea, coffee
@@ -521,3 +522,28 @@ def test_extract_backbones_lists_the_zoo_without_importing_torch(monkeypatch, tm
     assert lines[0].split()[:3] == ["name", "family", "kind"]
     assert [line.split()[0] for line in lines[1 : len(rows) + 1]] == [r["name"] for r in rows]
     assert "swin = swin_t + swin3d_t" in out
+
+
+@pytest.mark.parametrize(
+    "name", ["resnet18", "swin_t", "r2plus1d_18", "s3d", "swin3d_t", "mvit_v2_s"]
+)
+def test_torchvision_backbones_prepare_frames_as_their_weights_transforms(name: str):
+    """Each torchvision backbone's frames are what its weights' own preset makes of them
+    (`weights.transforms()`): video presets resize to a fixed (H, W) where they give one
+    (r2plus1d_18's (128, 171), s3d's (256, 256)) and without antialiasing, image presets with
+    their interpolation (swin_t's bicubic). Before, every video model kept the aspect and
+    antialiased, and swin_t resized bilinear. (torchvision's two functional APIs round uint8
+    resizes apart by a level at most on photos: a fifth of the pixels without antialiasing.)"""
+    spec = get_spec(name)
+    preset = tvm.get_model_weights(name).DEFAULT.transforms()
+    photo = torch.from_numpy(chelsea())  # 300 x 451
+    frames = torch.stack([photo[20 * t : 20 * t + 180, 10 * t : 10 * t + 320] for t in range(3)])
+    ours = Backbone(spec, torch.nn.Identity(), None, {}, torch.device("cpu")).prepare(frames)
+    theirs = preset(frames.permute(0, 3, 1, 2))  # normalized; video: [C, T, H, W]
+    if spec.kind == "video":
+        theirs = theirs.permute(1, 0, 2, 3)
+    mean, std = torch.tensor(spec.mean).view(3, 1, 1), torch.tensor(spec.std).view(3, 1, 1)
+    expected = ((theirs * std + mean) * 255).round()
+    assert ours.shape == expected.shape
+    difference = (ours.float() - expected).abs()
+    assert float(difference.max()) <= 1 and float(difference.mean()) < 0.3

@@ -54,6 +54,10 @@ class BackboneSpec:
     families: tuple[str, ...] = ()  # family names that expand to this entry (see FAMILIES)
     library: str = ""
     interpolation: str = "bilinear"  # of the shorter-side resize (timm models: their own)
+    # Resize to exactly (resize_size, resize_width), the aspect ratio not kept, as torchvision's
+    # video presets do ((128, 171): Kinetics was trained squashed so); None: the shorter side.
+    resize_width: int | None = None
+    antialias: bool = True  # of the resize (torchvision's video presets: without)
     # The model with its checkpoint loaded from the located file, for libraries that load
     # through their own code (timm, transformers); None: `build`, then a strict state_dict load.
     load: Callable[[Path], nn.Module] | None = None

@@ -40,9 +40,11 @@ PREPARE_FRAMES = 16  # frames resized at once by Backbone.prepare
 EXTREME_ASPECT = 4.0  # longer / shorter side beyond which `prepare` crops before resizing
 
 
-def _resize(images: torch.Tensor, size: list[int], interpolation: str) -> torch.Tensor:
+def _resize(
+    images: torch.Tensor, size: list[int], interpolation: str, antialias: bool = True
+) -> torch.Tensor:
     mode = TF.InterpolationMode(interpolation)
-    return TF.resize(images, size, interpolation=mode, antialias=True)
+    return TF.resize(images, size, interpolation=mode, antialias=antialias)
 
 
 def crop_start(margin: int, library: str) -> int:
@@ -61,7 +63,12 @@ def _center_crop(images: torch.Tensor, size: int, library: str) -> torch.Tensor:
 
 
 def _resize_kept_region(
-    images: torch.Tensor, resize: int, size: int, interpolation: str = "bilinear", library: str = ""
+    images: torch.Tensor,
+    resize: int,
+    size: int,
+    interpolation: str = "bilinear",
+    library: str = "",
+    antialias: bool = True,
 ) -> torch.Tensor:
     """What resizing [..., H, W] images' shorter side to `resize` and center-cropping `size`
     keeps, made from only that part of the source (plus a margin for the resize filter), at the
@@ -85,9 +92,9 @@ def _resize_kept_region(
     b = a + n
     offset = min(out_long - kept, max(0, round((first * scale - a) * out_long / n)))
     if height <= width:
-        part = _resize(images[..., :, a:b], [resize, out_long], interpolation)
+        part = _resize(images[..., :, a:b], [resize, out_long], interpolation, antialias)
         return part[..., :, offset : offset + kept]
-    part = _resize(images[..., a:b, :], [out_long, resize], interpolation)
+    part = _resize(images[..., a:b, :], [out_long, resize], interpolation, antialias)
     return part[..., offset : offset + kept, :]
 
 
@@ -140,10 +147,15 @@ class Backbone:
         """Backbones with equal keys take the same prepared frames: (resize_size, input_size),
         the interpolation when it is not the default bilinear, and the library where its crop
         starts elsewhere (`crop_start`)."""
-        key = (self.spec.resize_size, self.spec.input_size)
-        if self.spec.interpolation != "bilinear":
-            key += (self.spec.interpolation,)
-        return key + (("transformers",) if self.spec.library == "transformers" else ())
+        spec = self.spec
+        key = (spec.resize_size, spec.input_size)
+        if spec.interpolation != "bilinear":
+            key += (spec.interpolation,)
+        if spec.resize_width is not None:
+            key += (f"to {spec.resize_size}x{spec.resize_width}",)
+        if not spec.antialias:
+            key += ("no antialias",)
+        return key + (("transformers",) if spec.library == "transformers" else ())
 
     def __repr__(self) -> str:
         return f"Backbone({self.spec.name}, weights={self.weights_info['name']}, {self.device})"
@@ -165,12 +177,14 @@ class Backbone:
         resize, size = self.spec.resize_size, self.spec.input_size
         interpolation = self.spec.interpolation
         height, width = images.shape[-2:]
-        library = self.spec.library
-        if max(height, width) > EXTREME_ASPECT * min(height, width):
+        library, antialias = self.spec.library, self.spec.antialias
+        if self.spec.resize_width is not None:  # a fixed size: nothing is cropped away first
+            images = _resize(images, [resize, self.spec.resize_width], interpolation, antialias)
+        elif max(height, width) > EXTREME_ASPECT * min(height, width):
             # e.g. 4000x20: resizing it whole would make a 51200-wide image only to crop it.
-            images = _resize_kept_region(images, resize, size, interpolation, library)
+            images = _resize_kept_region(images, resize, size, interpolation, library, antialias)
         else:
-            images = _resize(images, [resize], interpolation)
+            images = _resize(images, [resize], interpolation, antialias)
         return _center_crop(images, size, library).contiguous()
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 import torchvision.models as tvm
 import torchvision.models.video as tvv
 from torch import nn
+from torchvision.transforms._presets import VideoClassification
 
 from extract.backbones.registry import BackboneSpec, register_backbone, replace_head
 from extract.weights import torchvision_source
@@ -19,11 +20,17 @@ def _torchvision_preset(weights_enum: Any) -> dict[str, Any]:
     """Input size, resize, mean/std and checkpoint of a torchvision weights enum member, read
     from the enum's own transforms so that they cannot drift from torchvision's recipe."""
     preset = weights_enum.transforms()
-    # Video recipes resize to a fixed (H, W) such as (128, 171); we keep the aspect ratio and
-    # resize the shorter side to H.
+    # A (H, W) resize is to that size whatever the frame's aspect (r2plus1d_18's (128, 171),
+    # s3d's (256, 256): Kinetics was trained squashed so); one number is the shorter side. The
+    # video presets resize without antialiasing (VideoClassification), the image ones with.
+    resize = [int(v) for v in preset.resize_size]
+    video = isinstance(preset, VideoClassification)
     return {
         "input_size": int(preset.crop_size[0]),
-        "resize_size": int(min(preset.resize_size)),
+        "resize_size": resize[0],
+        "resize_width": resize[1] if len(resize) == 2 else None,
+        "antialias": bool(getattr(preset, "antialias", True)) and not video,
+        "interpolation": preset.interpolation.value,
         "mean": tuple(preset.mean),
         "std": tuple(preset.std),
         "weights": torchvision_source(weights_enum),
