@@ -418,7 +418,8 @@ def test_unusual_video_is_extracted(mixed, case):
             other = f.video_features(0)[: len(plain)]
             assert features.shape == plain.shape
             same = cosine(features, plain)
-            assert same.min() > 0.9 and same.min() > cosine(plain[: len(other)], other).max()
+            # (WebP's lossy coding moves EfficientNet-Lite0's embedding to a cosine of 0.86)
+            assert same.min() > 0.8 and same.min() > cosine(plain[: len(other)], other).max()
 
 
 def test_the_video_stream_is_the_video_not_a_picture_before_it(tmp_path):
@@ -1066,9 +1067,10 @@ def test_extreme_aspect_is_cropped_before_resizing():
     resize to within one grey level, and ordinary frames take the plain path bit for bit."""
     backbone = create_backbone("efficientnet_lite0")
     resize, size = backbone.spec.resize_size, backbone.spec.input_size
+    mode = TF.InterpolationMode(backbone.spec.interpolation)  # timm's configuration: bicubic
 
     def reference(frames):
-        whole = TF.resize(frames.permute(0, 3, 1, 2), [resize], antialias=True)
+        whole = TF.resize(frames.permute(0, 3, 1, 2), [resize], interpolation=mode, antialias=True)
         return TF.center_crop(whole, [size])
 
     for height, width in [(20, 2000), (2000, 20), (700, 3001)]:
