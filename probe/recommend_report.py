@@ -144,7 +144,7 @@ def _share(p: float) -> str:
         return ">99%"
     if 0 < p < 0.005:
         return "<1%"
-    return f"{p:.0%}"
+    return f"{float(f'{p:.2f}'):.0%}"  # the table's two decimals: 0.735 reads 0.73 and 73%
 
 
 def _markdown(result: Recommendation, rows: list[dict], score_columns: list[str]) -> str:

@@ -571,14 +571,17 @@ def test_library_priors_only_for_torchvision_checkpoints(tmp_path):
 
 
 def test_a_share_of_resamples_is_never_rounded_to_a_certainty():
-    """199.5 of 200 resamples read "100%" in the verdict beside a table's 0.99."""
+    """199.5 of 200 resamples read "100%" in the verdict beside a table's 0.99; and the verdict
+    reads what the table's two decimals say (147 of 200 read "74%" beside 0.73)."""
     from probe.recommend_report import _share
 
-    assert [_share(p) for p in (1.0, 0.9975, 0.994, 0.5, 0.004, 0.0)] == [
+    assert [_share(p) for p in (1.0, 0.9975, 0.994, 0.5, 0.004, 0.0, 0.735, 0.245)] == [
         "100%",
         ">99%",
         "99%",
         "50%",
         "<1%",
         "0%",
+        "73%",  # the table's 0.73 (0.735 lies just below it in binary)
+        "24%",
     ]
