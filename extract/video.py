@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -138,13 +139,28 @@ def conceal_budget(n_frames: int, fps: float) -> tuple[int, int]:
     return total, min(total, in_a_row)
 
 
+_UNREADABLE = (
+    "permission denied: the user running the extraction cannot read the file or enter a folder "
+    "above it (make them readable, e.g. chmod a+r the file and a+x its folders)"
+)
+
+
 def _check_file(path: Path) -> None:
     kind = special_file(path)  # never open one: a named pipe blocks, a device never ends
     if kind is not None:
         raise VideoError(f"is {kind}, not a video file")
+    try:
+        size = path.stat().st_size
+    except PermissionError:
+        raise VideoError(_UNREADABLE) from None
+    except OSError:
+        raise VideoError("file not found") from None
     if not path.is_file():
         raise VideoError("file not found")
-    if path.stat().st_size == 0:
+    effective = os.access in os.supports_effective_ids  # the process's rights, as open's
+    if not os.access(path, os.R_OK, effective_ids=effective):
+        raise VideoError(_UNREADABLE)
+    if size == 0:
         raise VideoError("empty file (0 bytes)")
 
 

@@ -1487,3 +1487,29 @@ def test_an_mp4_whose_index_is_missing_or_cut_off_says_so(tmp_path):
     front = cut_in_half(pattern_video(tmp_path / "f.mp4", movflags="faststart"), tmp_path / "c.mp4")
     assert not index_missing(front) and not index_missing(whole)
     assert not index_missing(tmp_path / "missing.mp4")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_a_video_the_user_cannot_read_says_so(tmp_path):
+    """As nobody (root's effective ids dropped for the call): a file it may not read, and one in
+    a folder it may not enter, fail with a reason that says permission is what is missing
+    (before: "Permission denied" alone, and "file not found" for a file that is there)."""
+    os.chmod(tmp_path, 0o755)
+    video = pattern_video(tmp_path / "v.mp4", n=4)
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    shutil.copy(video, closed / "v.mp4")
+    os.chmod(video, 0o600)
+    reasons = []
+    for path in (video, closed / "v.mp4"):
+        os.setegid(65534)
+        os.seteuid(65534)
+        try:
+            VideoSource(path)
+        except VideoError as error:
+            reasons.append(str(error))
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+    assert len(reasons) == 2 and all(r.startswith("permission denied") for r in reasons), reasons
+    assert VideoSource(video).info.n_frames == 4  # root reads it
