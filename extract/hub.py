@@ -35,6 +35,7 @@ __all__ = [
     "hub_offline",
     "in_folder",
     "locate",
+    "missing_files",
     "missing_message",
     "repo_folder",
     "snapshot_dir",
@@ -171,6 +172,11 @@ def _missing(checkpoint: HubCheckpoint, folder: Path | None) -> list[tuple[str, 
     return groups + ([checkpoint.optional] if _optional_unknown(checkpoint, folder) else [])
 
 
+def missing_files(checkpoint: HubCheckpoint, cache: Path | None = None) -> list[tuple[str, ...]]:
+    """The groups of files the cached snapshot of `checkpoint` lacks (all when it has none)."""
+    return _missing(checkpoint, snapshot_dir(checkpoint.repo_id, cache))
+
+
 def in_folder(checkpoint: HubCheckpoint, folder: Path) -> Path | None:
     """The checkpoint's first file in `folder` (a snapshot, or a folder a user made with the
     same files) when every required file is there; None otherwise."""
@@ -238,7 +244,7 @@ def download(checkpoint: HubCheckpoint, cache: Path | None = None) -> Path:
 def missing_message(name: str, checkpoint: HubCheckpoint, cache: Path | None, why: str) -> str:
     """One line: which hub repository and files `name` needs, the folder to put them in, and the
     other ways out."""
-    missing = _missing(checkpoint, snapshot_dir(checkpoint.repo_id, cache)) or checkpoint.files
+    missing = missing_files(checkpoint, cache) or checkpoint.files
     files = " and ".join(" or ".join(group) for group in missing)
     folder = snapshot_target(checkpoint.repo_id, cache)
     return (

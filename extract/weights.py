@@ -160,7 +160,9 @@ def expected_path(spec_or_source: Any, cache_dir: Path | None = None) -> Path:
     if source.hub is not None:
         from extract import hub
 
-        return hub.snapshot_target(source.hub.repo_id) / source.filename
+        missing = hub.missing_files(source.hub)  # name the file that is missing, not a present one
+        name = missing[0][0] if missing else source.filename
+        return hub.snapshot_target(source.hub.repo_id) / name
     if source.package_path is not None:
         try:
             return source.package_path()

@@ -440,6 +440,8 @@ def test_listing_is_current_and_equals_the_live_rows(monkeypatch, tmp_path: Path
     assert rows["clip_vit_b16"]["weights_file"].endswith("0123abcd/pytorch_model.bin")
     assert rows["resnet50"]["weights_file"].startswith(str(checkpoints))
     assert rows["dinov2_vit_b14"]["weights_file"].startswith(str(hub_cache))
+    # weights there, config.json not: the row names the file that is missing
+    assert rows["vivit_b_k400"]["weights_file"].endswith("snapshots/main/config.json")
     assert static_rows(listing, clip_frames=16) == describe_backbones(clip_frames=16)
     # timm's old cache (a configuration URL's file in torch hub's checkpoints): found too.
     _touch(checkpoints / get_spec("dinov2_vit_b14").weights.old_cache)
