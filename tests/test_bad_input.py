@@ -1513,3 +1513,35 @@ def test_a_video_the_user_cannot_read_says_so(tmp_path):
             os.setegid(0)
     assert len(reasons) == 2 and all(r.startswith("permission denied") for r in reasons), reasons
     assert VideoSource(video).info.n_frames == 4  # root reads it
+
+
+def test_header_counts_of_matroska_offsets_second_streams_and_joined_ts(tmp_path):
+    """`header_frames` (shard balance, `probe recommend`'s costs) counts the video that is read:
+    a Matroska file whose clock starts at 10 s holds 2 s of frames (its segment ends at 12 s),
+    a second, longer video stream is not the one read, and MPEG-TS recordings joined with their
+    clocks 90 s apart are no 26-hour video (each frame takes a 188-byte packet at least)."""
+    frames = [pattern(i, 48, 64) for i in range(48)]
+    late = encode(tmp_path / "late.mkv", frames, pts_ms=10_000 + np.arange(48) * 1000 / 24)
+    assert VideoSource(late).info.n_frames == 48
+    assert header_frames(late) == 48  # was 288: the offset counted
+    with av.open(str(tmp_path / "two.mkv"), "w") as container:
+        first, second = (container.add_stream("libx264", rate=24) for _ in range(2))
+        for stream in (first, second):
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(96):
+            image = av.VideoFrame.from_ndarray(frames[i % 48], format="rgb24")
+            for stream in (first, second) if i < 48 else (second,):
+                container.mux(stream.encode(image))
+        for stream in (first, second):
+            container.mux(stream.encode())
+    assert header_frames(tmp_path / "two.mkv") == VideoSource(tmp_path / "two.mkv").info.n_frames
+    parts = [
+        encode(
+            tmp_path / f"{k}.ts", frames, pts_ms=start + np.arange(48) * 1000 / 24, format="mpegts"
+        )
+        for k, start in enumerate((100_000, 10_000))
+    ]
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(part.read_bytes() for part in parts))
+    assert VideoSource(joined).info.n_frames == 96
+    assert 96 <= header_frames(joined) <= joined.stat().st_size // 188  # was 2.3 million

@@ -308,15 +308,37 @@ def header_frames(path: str | Path) -> int | None:
                 return 0
             if frames := promised_frames(stream):
                 return frames
-            if stream.duration and stream.time_base:
-                seconds = stream.duration * stream.time_base
+            tb = stream.time_base
+            start = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
+            matroska = "matroska" in container.format.name
+            if stream.duration and tb:
+                seconds = float(stream.duration * tb)
+            elif matroska and (end := _tagged_end(stream)) is not None:
+                seconds = end - start  # this track's end (not the longest track's), from 0
             elif container.duration:
                 seconds = container.duration / av.time_base
+                seconds -= start if matroska else 0.0  # Matroska's segment ends count from 0
             else:
                 return None
-            return int(seconds * (declared_rate(stream) or 0))
+            frames = int(seconds * (declared_rate(stream) or 0))
+            if container.format.name == "mpegts":
+                # a frame takes one 188-byte packet at least: a clock that wrapped or jumped
+                # (recordings joined) makes ffmpeg's estimate more than the file can hold
+                frames = min(frames, Path(path).stat().st_size // 188)
+            return frames
     except (av.FFmpegError, OSError):
         return 0  # it fails fast wherever it goes
+
+
+def _tagged_end(stream) -> float | None:
+    """The DURATION tag Matroska muxers (ffmpeg's, mkvmerge) write per track, in seconds: the
+    track's end, counted from 0 as the file's timestamps are; None without one."""
+    text = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    try:
+        hours, minutes, seconds = text.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (AttributeError, ValueError):
+        return None
 
 
 def fill_unknown(counts: list[int | None], default: float) -> tuple[list[float], int]:
