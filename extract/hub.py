@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -250,8 +251,9 @@ def missing_message(name: str, checkpoint: HubCheckpoint, cache: Path | None, wh
     return (
         f"weights for {name} not found: {files} of the Hugging Face hub repository "
         f"{checkpoint.repo_id} (https://huggingface.co/{checkpoint.repo}) not in the hub cache; "
-        f"put the files in {folder}/ (or run `hf download {checkpoint.repo}` where there is "
-        f"network and set HF_HOME to that cache, or pass --weights {name}=PATH) [{why}]"
+        f"put the files in {shlex.quote(f'{folder}/')} (or run `hf download {checkpoint.repo}` "
+        f"where there is network and set HF_HOME to that cache, or pass --weights {name}=PATH) "
+        f"[{why}]"
     )
 
 

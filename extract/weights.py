@@ -17,6 +17,7 @@ import importlib
 import json
 import os
 import re
+import shlex
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -265,7 +266,8 @@ def download_weights(source: WeightsSource, cache_dir: Path | None = None) -> Pa
 
 
 def _missing_message(name: str, source: WeightsSource, cache_dir: Path | None, why: str) -> str:
-    where = Path(cache_dir or default_weights_dir()) / source.filename
+    # quoted where a shell would split it (a cache under a folder with spaces): pasted, it works
+    where = shlex.quote(str(Path(cache_dir or default_weights_dir()) / source.filename))
     if source.url is None and source.homepage is not None:
         return (
             f"weights for {name} not found: download {source.filename} from {source.homepage} "

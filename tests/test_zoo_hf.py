@@ -110,6 +110,15 @@ def test_missing_hub_files_offline_are_one_line_naming_repository_files_and_fold
         get_spec("hf/no-organisation")
 
 
+def test_a_folder_named_in_a_missing_message_pastes_into_a_shell(hub_home, monkeypatch):
+    """A cache under a folder with a space: the folder is quoted as a shell reads it."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_home / "my cache"))
+    with pytest.raises(WeightsMissingError) as error:
+        get_spec("hf/test-org/not-here")
+    folder = repo_folder("test-org/not-here", hub_home / "my cache") / "snapshots" / "main"
+    assert f"put the files in '{folder}/'" in str(error.value)
+
+
 def test_missing_hub_files_without_network_are_one_line_at_once(hub_home, monkeypatch):
     """Hub not switched off, but no network: the one line says so at once (before, every
     request of huggingface_hub was retried for about 20 s, each retry a warning line)."""
