@@ -41,7 +41,8 @@ class BackboneSpec:
     pretrain: str  # "in1k" | "k400" ...
     feature_dim: int  # width of the pooled pre-classifier embedding
     input_size: int  # square crop side
-    resize_size: int  # shorter side resized to this before the center crop
+    resize_size: int  # shorter side resized to this before the center crop (with resize_width:
+    # the height)
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     num_frames: int  # video: frames per clip the model takes (clips are resampled evenly); image: 1
