@@ -320,6 +320,8 @@ def header_frames(path: str | Path) -> int | None:
                 seconds -= start if matroska else 0.0  # Matroska's segment ends count from 0
             else:
                 return None
+            if seconds <= 0:  # a tag or a start that contradicts the rest: nothing to go by
+                return None
             frames = int(seconds * (declared_rate(stream) or 0))
             if container.format.name == "mpegts":
                 # a frame takes one 188-byte packet at least: a clock that wrapped or jumped
