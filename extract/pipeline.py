@@ -485,14 +485,14 @@ class _Run:
         video_id = self.manifest.video_ids[video.index]
         failures = {}  # one per clip length: its backbones share it, and the run counts it once
         for job in short:
-            seconds = _clip_seconds(job)
-            if seconds not in failures:
+            clip = _clip_seconds(job)
+            if clip not in failures:
                 reason = (
                     f"shorter than one clip ({video.info.n_frames} frames at "
-                    f"{video.info.fps:g} fps < {seconds:g} s)"
+                    f"{video.info.fps:g} fps < {clip:g} s)"
                 )
-                failures[seconds] = failure_record(self.manifest, video.index, reason)
-            job.store.commit_failure(video_id, failures[seconds])
+                failures[clip] = failure_record(self.manifest, video.index, reason)
+            job.store.commit_failure(video_id, failures[clip])
         self.result.failures += list(failures.values())
         if not needed:
             return

@@ -383,8 +383,16 @@ def test_a_variant_whose_clip_is_longer_than_a_video_fails_it_as_alone(demo_mani
         # the frames of both variants are embedded in shared batches: float rounding apart
         np.testing.assert_allclose(a.video_features(0), b.video_features(0), atol=1e-5)
     short = next(e for e in made.plan.extractions if e["settings"]["frames_per_clip"] == 24)
-    with FeatureFile(made.plan.file(short["files"]["efficientnet_lite0"])) as f:
+    with (
+        FeatureFile(made.plan.file(short["files"]["efficientnet_lite0"])) as f,
+        FeatureFile(made.plan.file(long["files"]["efficientnet_lite0"])) as g,
+    ):
         assert f.n_videos == 6  # the short clips keep every video
+        # The three videos both files hold carry one decode's shared seconds in each; the three
+        # the long clips failed carry their own decode's wall time (a fraction of a second for
+        # 4-6 s at 320x180, fixed segments), not the failed clip's 6.25 s that overwrote it.
+        only_short = f.meta.cost["shared_seconds"] - g.meta.cost["shared_seconds"]
+        assert 0 <= only_short < 3 * 6.25 / 2
 
 
 def test_a_study_made_with_a_relative_out_is_read_from_anywhere(extracted, tmp_path, monkeypatch):
