@@ -34,12 +34,10 @@ from pathlib import Path
 
 from probe.catalogue import (
     FileInfo,
-    check_one_dataset,
     check_splits,
     discover_feature_files,
     read_file_info,
     resolve_splits,
-    videos_left_out,
 )
 from probe.config import TrainConfig
 from probe.data import check_same_clips, open_probe_data
@@ -48,7 +46,7 @@ from probe.models import PROBES
 from probe.tasks import (
     Cache,
     Task,
-    check_files,
+    checked_files,
     run_task,
     run_tasks,
     score_task,
@@ -254,15 +252,11 @@ def run_matrix(
     out = check_output_dir(out)
     cache = cache if isinstance(cache, Cache) else Cache(cache)
     infos = [read_file_info(p) for p in discover_feature_files(features)]
-    check_one_dataset(infos)  # before any file is read through
-    bad_files = check_files(infos, cache)
-    # The files that make rows decide the videos every row sees.
-    usable = [i for i in infos if i.path not in bad_files] or infos
-    excluded = videos_left_out(usable)
+    bad_files, first, excluded = checked_files(infos, cache)  # rows' files decide the videos
     config.exclude_videos = excluded
-    split_list = resolve_splits(splits, usable[0])
+    split_list = resolve_splits(splits, first)
     seed_list = [int(s) for s in seeds]
-    check_splits(usable[0], split_list, excluded)
+    check_splits(first, split_list, excluded)
 
     rows = _layout_rows(infos)
     left_out = rows_left_out(rows, bad_files, excluded)

@@ -31,18 +31,16 @@ import numpy as np
 
 from probe.catalogue import (
     FileInfo,
-    check_one_dataset,
     check_splits,
     read_file_info,
     resolve_splits,
-    videos_left_out,
 )
 from probe.config import TrainConfig
 from probe.metrics import METRIC_NAMES
 from probe.models import PROBES
 from probe.stats import ALPHA, paired_test
 from probe.study_report import write_outputs
-from probe.tasks import Cache, Task, check_files, run_task, run_tasks, summarize_cell
+from probe.tasks import Cache, Task, checked_files, run_task, run_tasks, summarize_cell
 from vtl.errors import UserError
 from vtl.paths import check_output_dir
 from vtl.shards import Shard
@@ -161,12 +159,8 @@ def run_study(
             continue  # no other collection given: not an axis of this study
         axes[name] = list(probe_axes.get(name) or [getattr(config, name)])
     infos = {path: read_file_info(path) for path in {p for f in files.values() for p in f.values()}}
-    check_one_dataset(list(infos.values()))  # before any file is read through
-    bad_files = check_files(list(infos.values()), cache)
-    # The variants that can be probed decide the videos every variant sees.
-    usable = [i for i in infos.values() if i.path not in bad_files] or list(infos.values())
-    excluded = videos_left_out(usable)
-    first = usable[0]
+    # the variants that can be probed decide the videos every variant sees
+    bad_files, first, excluded = checked_files(list(infos.values()), cache)
     split_list = resolve_splits(splits, first)
     seed_list = [int(s) for s in seeds]
     if not seed_list:

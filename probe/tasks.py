@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from probe.catalogue import FileInfo, read_file_info
+from probe.catalogue import FileInfo, check_one_dataset, read_file_info, videos_left_out
 from probe.config import TrainConfig
 from probe.train import summarize_runs, sweep_picks, train_probe
 from probe.transferability import SCORES, score_feature_file
@@ -358,6 +358,19 @@ def check_files(infos: Sequence[FileInfo], cache: Cache) -> dict[Path, str]:
         if not verdict["ok"]:
             bad[info.path] = verdict["reason"]
     return bad
+
+
+def checked_files(
+    infos: Sequence[FileInfo], cache: Cache
+) -> tuple[dict[Path, str], FileInfo, tuple[str, ...]]:
+    """A report's files checked before any training: they describe one dataset
+    (`check_one_dataset`, before any file is read through); the files that cannot be probed
+    (`check_files`: path -> reason); the first that can, whose splits every run uses; and the
+    videos every run leaves out, those some file that can be probed lacks (`videos_left_out`)."""
+    check_one_dataset(list(infos))
+    bad = check_files(infos, cache)
+    usable = [i for i in infos if i.path not in bad] or list(infos)
+    return bad, usable[0], videos_left_out(usable)
 
 
 def summarize_cell(tasks: Sequence[Task], results: dict[str, dict]) -> dict:
