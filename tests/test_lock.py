@@ -4,12 +4,14 @@ taken over at once, a lost node's lock once its heartbeat is stale."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -118,6 +120,36 @@ def test_a_killed_holder_is_taken_over_at_once(output):
     assert json.loads(lock_path(output).read_text())["pid"] == second.pid
     second.communicate("", timeout=60)
     assert second.returncode == 0
+
+
+@pytest.mark.parametrize("left_behind", ["nothing", "a dead holder's record"])
+def test_a_run_refused_while_the_holder_starts_names_the_new_holder(output, left_behind):
+    # The holder has taken the flock but not yet written its record: the file is empty, or
+    # still holds the record of a killed run. The refused run must name the new holder.
+    output.parent.mkdir(parents=True)
+    path = lock_path(output)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait(timeout=60)
+    stale = {"pid": ended.pid, "host": socket.gethostname(), "since": time.time() - 60}
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, json.dumps(stale).encode() if left_behind != "nothing" else b"")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+        def write_record():
+            time.sleep(0.3)
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode(), 0)
+
+        writer = threading.Thread(target=write_record)
+        writer.start()
+        with pytest.raises(UserError) as refused:
+            OutputLock(output).acquire()
+        writer.join()
+    finally:
+        os.close(fd)
+    assert f"another run is writing it (pid {os.getpid()} on host " in str(refused.value)
 
 
 def test_outputs_of_shards_do_not_exclude_each_other(tmp_path):

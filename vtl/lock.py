@@ -44,6 +44,7 @@ log = logging.getLogger("vtl")
 HEARTBEAT_SECONDS = 30.0  # how often the holder touches its lock file
 STALE_SECONDS = 300.0  # a record from another host whose heartbeat is this old is a lost holder
 POLL_SECONDS = 0.5  # how often a waiting run tries again (and looks at its stop check)
+RECORD_SECONDS = 2.0  # how long a refused run waits for the new holder's record to appear
 _COMMAND_CHARS = 120  # of the holder's command line, in the one-line message
 # flock failing this way means the file system does not lock (an NFS mount without a lock
 # daemon): the record and its heartbeat are all there is, best effort
@@ -180,7 +181,7 @@ class OutputLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 kernel = True
             except BlockingIOError:  # a live process holds it (the kernel says so)
-                record = _read_record(fd)
+                record = _holder_record(fd)
                 os.close(fd)
                 return record
             except OSError as error:
@@ -273,6 +274,41 @@ def _read_record(fd: int) -> dict:
     return record if isinstance(record, dict) else {}
 
 
+def _holder_record(fd: int) -> dict:
+    """The record of the live process that holds `fd`'s lock. A holder writes its record just
+    after taking the lock: until then the file is empty, half written, or still names the
+    previous (dead) holder, so a record that does not name a live process of this host is read
+    again for up to `RECORD_SECONDS` (another host's record is taken as it is)."""
+    deadline = time.monotonic() + RECORD_SECONDS
+    while True:
+        record = _read_record(fd)
+        if _names_live_holder(record) or time.monotonic() >= deadline:
+            return record
+        time.sleep(0.01)
+
+
+def _names_live_holder(record: dict) -> bool:
+    host = record.get("host")
+    if not host:
+        return False
+    if host != socket.gethostname():
+        return True
+    return _alive(record.get("pid"))
+
+
+def _alive(pid) -> bool:
+    try:
+        pid = int(pid)
+        if pid <= 0:
+            return False
+        os.kill(pid, 0)
+    except PermissionError:  # another user's live process
+        return True
+    except (OSError, ValueError, OverflowError, TypeError):
+        return False
+    return True
+
+
 def _held_elsewhere(record: dict, touched: float, kernel: bool) -> bool:
     """Whether a record we could lock still names a live holder: one on another host (where
     flock may not reach) whose heartbeat is fresh. A holder on this host that the kernel no
@@ -285,8 +321,4 @@ def _held_elsewhere(record: dict, touched: float, kernel: bool) -> bool:
         return time.time() - touched < STALE_SECONDS
     if kernel:
         return False
-    try:
-        os.kill(int(record.get("pid", 0)), 0)
-    except (OSError, ValueError, OverflowError):
-        return False
-    return int(record["pid"]) > 0
+    return _alive(record.get("pid"))
