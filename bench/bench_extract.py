@@ -5,7 +5,8 @@ a fresh process, with frames/s next to user and system CPU time, minor page faul
         [--backbones efficientnet_lite0,efficientnet_lite1] [--image-frames N] [--batch-size 16]
         [--skip-pair] [--json FILE]
 
-1. decode: the decoder process alone (`extract.decoder`, PyAV) over the videos.
+1. decode: the decoder process alone (`extract.decoder`, PyAV) over the videos; again with the
+   48x27 frames TransNetV2 takes (made in the decoder process as ffmpeg makes them).
 2. TransNetV2: its predictions on the videos' 48x27 frames, as `extract run` batches its windows
    on this device.
 3. model only: each backbone embedding 24-frame clips of real frames the way `extract run` does
@@ -98,19 +99,22 @@ def measure(args) -> dict:
     device = resolve_device(args.device)
     videos = list(enumerate(manifest.paths))
 
-    def decode() -> list[torch.Tensor]:
+    def decode(small: bool = False) -> list[torch.Tensor]:
+        """Each video's frames (with `small`, its 48x27 ones instead, decoded with both)."""
         out = []
-        with Decoder(videos, 0.0) as decoder:
+        with Decoder(videos, 0.0, small=small) as decoder:
             for video in decoder:
-                out.append(torch.cat([frames for _, frames in video.chunks()]))
+                out.append(torch.cat([c[2 if small else 1] for c in video.chunks()]))
         return out
 
     if args.measure == "decode":
         return _timed(lambda: sum(len(v) for v in decode()))
+    if args.measure == "decode-small":
+        return _timed(lambda: sum(len(v) for v in decode(small=True)))
     if args.measure == "transnetv2":
-        from extract.shots import TransNetV2Shots, resize_for_shots
+        from extract.shots import TransNetV2Shots
 
-        small = [resize_for_shots(v.to(device)) for v in decode()]
+        small = [v.to(device) for v in decode(small=True)]
         detector = TransNetV2Shots(device=device)
         detector.predict(small[0][:100])  # warm-up
         return _timed(lambda: sum(len(detector.predict(v)) for v in small))
@@ -145,7 +149,11 @@ def measure(args) -> dict:
 # ------------------------------------------------------------------ the benchmark
 
 # The stages measured on their own, before the backbones: --measure NAME -> its row.
-STAGES = {"decode": "decode (decoder process, PyAV)", "transnetv2": "TransNetV2 (48x27)"}
+STAGES = {
+    "decode": "decode (decoder process, PyAV)",
+    "decode-small": "decode, with the 48x27 frames for TransNetV2",
+    "transnetv2": "TransNetV2 (48x27)",
+}
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ servers isolate their decoders in separate processes for the same reason. Here t
 process starts one decoder process (``python -m extract.decoder``, PyAV and numpy, no torch),
 gives it the videos to decode in order, and reads their frames from a socket:
 
-    decoder process --("video", info) ("chunk", frames)... ("end", concealed) per video--> socket
+    decoder process --("video", info) ("chunk", frames[, small])... ("end", concealed) per video
+        --> socket
         --> reader thread (allocates each chunk, pinned when CUDA is used)
         --> bounded queue (DECODE_AHEAD chunks) --> the pipeline's main loop
 
@@ -91,12 +92,12 @@ def _die_with_parent() -> None:
 
 def serve(conn: Connection) -> None:
     """The decoder process: decode the videos of one ("decode", [(index, path), ...],
-    min_seconds, strict) request in order and stream them back."""
+    min_seconds, strict, small) request in order and stream them back."""
     conn.send(("ready", None, None))
-    _, videos, min_seconds, strict = conn.recv()
+    _, videos, min_seconds, strict, small = conn.recv()
     for index, path in videos:
         try:
-            source = VideoSource(path, strict=strict)
+            source = VideoSource(path, strict=strict, small=small)
             info = source.info
             if info.seconds < min_seconds:
                 raise VideoError(
@@ -104,9 +105,12 @@ def serve(conn: Connection) -> None:
                     f"< {min_seconds:g} s)"
                 )
             conn.send(("video", index, info))
-            for start, frames in source.chunks():
-                conn.send(("chunk", start, frames.shape))
+            for start, frames, shot_frames in source.chunks():
+                shapes = (frames.shape, None if shot_frames is None else shot_frames.shape)
+                conn.send(("chunk", start, shapes))
                 conn.send_bytes(frames.reshape(-1))  # flat: a connection counts rows
+                if shot_frames is not None:
+                    conn.send_bytes(shot_frames.reshape(-1))
             conn.send(("end", index, source.concealed))
         except (BrokenPipeError, ConnectionResetError):
             return  # the extraction process is gone
@@ -150,8 +154,9 @@ class Video:
         self.finished = False
         self.concealed = 0
 
-    def chunks(self) -> Iterator[tuple[int, object]]:
-        """(first frame index, uint8 [T, H, W, 3] tensor) per chunk.
+    def chunks(self) -> Iterator[tuple[int, object, object]]:
+        """(first frame index, uint8 [T, H, W, 3] tensor, uint8 [T, 27, 48, 3] tensor or None
+        unless the decoder was asked for `small` frames) per chunk.
 
         Raises:
             DecodeFailed: decoding broke, timed out or its process died mid-video.
@@ -164,7 +169,7 @@ class Video:
                 self.finished = True  # its process was killed, or the run is stopping
                 raise
             if kind == "chunk":
-                yield first, payload
+                yield first, *payload
                 continue
             self.finished = True
             if kind == "failed":  # the decoder reported it and goes on with the next video
@@ -195,6 +200,8 @@ class Decoder:
         pin_memory: allocate chunks in pinned memory (faster copies to a GPU).
         strict: fail a video at its first frame that cannot be decoded (`--strict-decode`)
             instead of concealing damage within the budget of `extract.video`.
+        small: send each frame also at TransNetV2's input size, made in the decoder process
+            from the decoded picture as the TransNetV2 package makes it (`extract.video`).
     """
 
     def __init__(
@@ -206,9 +213,11 @@ class Decoder:
         pin_memory: bool = False,
         stall: float | None = None,
         strict: bool = False,
+        small: bool = False,
     ) -> None:
         self._todo = list(videos)
         self._strict = strict
+        self._small = small
         self._min_seconds = min_seconds
         self._timeout = timeout
         self._stall = stall
@@ -253,7 +262,7 @@ class Decoder:
         self.started += 1
         with contextlib.suppress(OSError):  # died at start-up: the reader reports it
             videos = [(i, str(p)) for i, p in self._todo]
-            parent.send(("decode", videos, self._min_seconds, self._strict))
+            parent.send(("decode", videos, self._min_seconds, self._strict, self._small))
 
     def _stop_process(self) -> None:
         """Kill the decoder process (it may be stuck in a codec) and retire its reader."""
@@ -399,9 +408,10 @@ def _read(conn: Connection, out: queue.Queue, closing: threading.Event, pin: boo
         while not closing.is_set():
             kind, first, payload = conn.recv()
             if kind == "chunk":
-                frames = _buffer(payload, pin)
-                conn.recv_bytes_into(frames.numpy().reshape(-1))  # flat: a connection counts rows
-                payload = frames
+                payload = tuple(None if shape is None else _buffer(shape, pin) for shape in payload)
+                for frames in payload:
+                    if frames is not None:  # flat: a connection counts rows
+                        conn.recv_bytes_into(frames.numpy().reshape(-1))
             put((kind, first, payload))
             if kind == "done":
                 return

@@ -410,6 +410,7 @@ class _Run:
             min_seconds=min_seconds,
             stop=self.guard.check,
             pin_memory=self.device.type == "cuda",
+            small=any(d.needs_frames for d in self.detectors.values()),
             **decode_limits(config, manifest),
         )
         try:

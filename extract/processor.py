@@ -6,7 +6,8 @@ video: several backbones, and several cuttings for a study. Per chunk:
 
     chunk --> FrameStore (decoded frames, prepared on demand per input size)
           --> shot streams, one per segmentation in use (TransNetV2 runs once however many
-              outputs use its shots; it sees 48x27 frames)
+              outputs use its shots; it sees the chunk's 48x27 frames, which the decoder
+              makes as the TransNetV2 package does: `needs_small`)
           --> clip cutters, one per cutting: clips final as soon as their frames are known to
               be in their shot (clips are anchored at the shot's first frame)
           --> each output's clips, prepared frames only --> batches per backbone --> features
@@ -27,7 +28,6 @@ import torch
 from extract.backbones import Backbone, EmbeddingError
 from extract.clips import ClipCutter
 from extract.frames import RAW_BUDGET_CPU, RAW_BUDGET_CUDA, FrameStore
-from extract.shots import resize_for_shots
 from vtl.defaults import CLIP_FPS, FRAMES_PER_CLIP, SEGMENTATION, SHOT_FRAMES, SHOT_THRESHOLD
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -84,6 +84,8 @@ class VideoProcessor:
     ) -> None:
         self.outputs = outputs
         self.detectors = detectors
+        # whether the chunks must carry 48x27 frames (the decoder's `small`)
+        self.needs_small = any(d.needs_frames for d in detectors.values())
         self.batch_size = batch_size
         self.interrupt = interrupt
         self.backbones = list({id(o.backbone): o.backbone for o in outputs}.values())
@@ -99,9 +101,13 @@ class VideoProcessor:
         self.peak_frames = self.peak_clips = self.prepared = 0
 
     def run(
-        self, fps: float, chunks: Iterable[tuple[int, torch.Tensor]], device: torch.device
+        self,
+        fps: float,
+        chunks: Iterable[tuple[int, torch.Tensor, torch.Tensor | None]],
+        device: torch.device,
     ) -> tuple[dict[str, dict[str, np.ndarray]], dict[tuple, np.ndarray]]:
-        """Process a whole video.
+        """Process a whole video from its chunks: (first frame, uint8 [T, H, W, 3] frames, their
+        uint8 [T, 27, 48, 3] ones, None unless `needs_small`).
 
         Returns:
             (output key -> {"features" (C, D) float16, "frames" (C, 2), "shot" (C,),
@@ -148,15 +154,16 @@ class VideoProcessor:
                         if key in scores:
                             scores[key].append(score)
 
-        needs_small = any(d.needs_frames for d in self.detectors.values())
         closed: dict[tuple, list] = {}
         found: dict[tuple, list] = {key: [] for key in streams}
-        for start, frames in chunks:
+        for start, frames, small in chunks:
             if self.interrupt is not None:
                 self.interrupt()
             frames = frames.to(device, non_blocking=True)
             store.add(start, frames)
-            small = resize_for_shots(frames) if needs_small else None
+            if small is None and self.needs_small:
+                raise ValueError("the shot detector needs the chunks' 48x27 frames (small=True)")
+            small = None if small is None else small.to(device, non_blocking=True)
             for key, stream in streams.items():
                 closed[key] = stream.push(small if self.detectors[key].needs_frames else frames)
                 found[key] += closed[key]

@@ -79,6 +79,7 @@ def detect_manifest_shots(
             bar,
             min_seconds=0.0,
             stop=guard.check,
+            small=processor.needs_small,
             **decode_limits(config, manifest),
         )
         try:

@@ -2,8 +2,9 @@
 
 Shots are ``(S, 2)`` int64 arrays of ``[first, last]`` source frame indices, both inclusive.
 
-TransNetV2 sees 48x27 RGB frames in windows of 100 frames taken every 50 frames (25 frames of
-context on each side, the central 50 predictions kept), exactly like the package's
+TransNetV2 sees 48x27 RGB frames (made by the decoder as the package's ``predict_video`` has
+ffmpeg make them: ``extract.video``) in windows of 100 frames taken every 50 frames (25 frames
+of context on each side, the central 50 predictions kept), exactly like the package's
 ``predict_frames``; on CUDA we run several windows per forward pass. :class:`ShotStream` runs the
 same windows as soon as their frames have arrived, so a video is never held in memory as a whole
 and the shots come out while it is still being decoded.
@@ -19,13 +20,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from extract.video import SHOT_HEIGHT, SHOT_WIDTH
 from vtl.defaults import SEGMENTATION, SHOT_FRAMES, SHOT_THRESHOLD
 from vtl.errors import UserError
 
-SHOT_HEIGHT = 27
-SHOT_WIDTH = 48
 # The package's windowing (predict_frames): 100-frame windows every 50 frames, predictions kept
 # for the central 50, so window k predicts frames [50k, 50k + 50) from frames [50k - 25, 50k + 75).
 WINDOW = 100
@@ -33,49 +32,13 @@ STEP = 50
 CONTEXT = 25
 SHOT_DETECTORS = ("transnetv2", "fixed")
 
-# Source frames resized per interpolate call: bounds the float copy of full-size frames.
-_RESIZE_CHUNK = 32
-
-
-def resize_for_shots(frames: torch.Tensor) -> torch.Tensor:
-    """Resize decoded frames to TransNetV2's input size.
-
-    ``frames`` is uint8 ``[T, H, W, 3]`` on any device; returns uint8 ``[T, 27, 48, 3]`` on the
-    same device. The package resizes with ffmpeg's ``-s 48x27``, whose scaler defaults to
-    bicubic with a kernel widened by the downscale factor (it low-passes while shrinking), so we
-    use torch's antialiased bicubic, the same filter family, and round to the nearest integer.
-    """
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be [T, H, W, 3], got shape {tuple(frames.shape)}")
-    if frames.dtype != torch.uint8:
-        raise ValueError(f"frames must be uint8, got {frames.dtype}")
-    if frames.shape[1:3] == (SHOT_HEIGHT, SHOT_WIDTH):
-        return frames.contiguous()
-    out = torch.empty(
-        (frames.shape[0], SHOT_HEIGHT, SHOT_WIDTH, 3), dtype=torch.uint8, device=frames.device
-    )
-    for start in range(0, frames.shape[0], _RESIZE_CHUNK):
-        chunk = frames[start : start + _RESIZE_CHUNK].permute(0, 3, 1, 2).float()
-        small = F.interpolate(
-            chunk,
-            size=(SHOT_HEIGHT, SHOT_WIDTH),
-            mode="bicubic",
-            antialias=True,
-            align_corners=False,
-        )
-        # Bicubic overshoots; clamp before the cast so it cannot wrap around.
-        out[start : start + _RESIZE_CHUNK] = (
-            small.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        )
-    return out
-
 
 def _check_shot_frames(frames: torch.Tensor) -> None:
     if not isinstance(frames, torch.Tensor):
         raise ValueError(f"frames must be a torch.Tensor, got {type(frames).__name__}")
     if frames.ndim != 4 or tuple(frames.shape[1:]) != (SHOT_HEIGHT, SHOT_WIDTH, 3):
         raise ValueError(
-            f"frames must be [N, {SHOT_HEIGHT}, {SHOT_WIDTH}, 3] (use resize_for_shots), "
+            f"frames must be [N, {SHOT_HEIGHT}, {SHOT_WIDTH}, 3] (the decoder's small frames), "
             f"got shape {tuple(frames.shape)}"
         )
     if frames.dtype != torch.uint8:
@@ -244,7 +207,7 @@ class TransNetV2Shots:
         self.threshold = threshold
         self.batch_windows = int(batch_windows)
         self.name = shot_detector_name("transnetv2", threshold=threshold)
-        self.needs_frames = True  # push() takes frames from resize_for_shots
+        self.needs_frames = True  # push() takes the decoder's 48x27 frames (small=True)
         self.model = _load_transnetv2(self.device)
 
     def _predict_windows(
@@ -358,7 +321,7 @@ class FixedShots:
             raise ValueError(f"shot_frames must be an integer >= 1, got {shot_frames}")
         self.shot_frames = int(shot_frames)
         self.name = shot_detector_name("fixed", shot_frames=self.shot_frames)
-        self.needs_frames = False  # only the frame count matters: skip the 48x27 resize
+        self.needs_frames = False  # only the frame count matters: no 48x27 frames
 
     def shots_for_length(self, n_frames: int) -> np.ndarray:
         """``(S, 2)`` int64 shots of a video of ``n_frames`` frames."""

@@ -2,8 +2,10 @@
 
 Frames are decoded with PyAV at the native size (the display size for non-square pixels), in
 order, and converted to RGB by one reused swscale context (pixel-identical to decord's frames;
-tests/test_extract.py compares them). Every consumer resizes in torch from the same decoded
-frames. This module needs only PyAV and numpy:
+tests/test_extract.py compares them). Every backbone resizes in torch from the same decoded
+frames. The shot detector's 48x27 frames (`small=True`) are made from each decoded picture as
+the TransNetV2 package's `predict_video` has the ffmpeg command line make them (`_ShotScaler`).
+This module needs only PyAV and numpy:
 the extraction runs it in a decoder process of its own (`extract.decoder`), which has no torch.
 
 Why not decord here: decord 0.6's threaded decoder pushes one more packet each time its worker
@@ -82,6 +84,8 @@ from vtl.manifest import special_file
 # Small chunks keep memory low: the pipeline frees frames a chunk at a time.
 CHUNK_BYTES = 16 * 1024 * 1024
 MAX_CHUNK_FRAMES = 32
+# TransNetV2's input size (width, height): the package's `predict_video` asks ffmpeg for it.
+SHOT_WIDTH, SHOT_HEIGHT = 48, 27
 # libavcodec threads per video (frame and slice threading); decoding is not the bottleneck next
 # to the models, and more threads would take cores from them.
 DECODE_THREADS = 2
@@ -486,6 +490,48 @@ def _orientation(frame: av.VideoFrame) -> tuple[int, tuple[bool, bool, bool]]:
     return 180 * quarter // 2, (False, bool(m[4] < 0), bool(quarter == 2 and m[0] < 0))
 
 
+class _ShotScaler:
+    """Decoded pictures at TransNetV2's input size, pixel for pixel as the package's
+    `predict_video` gets them from `ffmpeg -i VIDEO -f rawvideo -pix_fmt rgb24 -s 48x27`: the
+    same libavfilter chain in-process (autorotation's transpose and flips, then `scale` at its
+    default bicubic with the conversion to RGB24), from the picture as decoded, its own size and
+    pixel format (a new size mid-stream gets a new chain, as ffmpeg reconfigures its graph)."""
+
+    def __init__(self, turn: tuple[bool, bool, bool]) -> None:
+        transpose, flip_rows, flip_columns = turn
+        # transpose=cclock_flip is the plain transpose: with the flips it moves the pixels where
+        # fftools' own filters for the display matrix move them
+        named = (("transpose", transpose), ("vflip", flip_rows), ("hflip", flip_columns))
+        self._turn = [name for name, on in named if on]
+        self._graph, self._input = None, None
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        """uint8 [SHOT_HEIGHT, SHOT_WIDTH, 3] of one decoded picture."""
+        key = (frame.width, frame.height, frame.format.name)
+        if key != self._input:
+            self._graph, self._input = self._chain(*key), key
+        self._graph.push(frame)
+        return self._graph.pull().to_ndarray()
+
+    def _chain(self, width: int, height: int, pixel_format: str) -> av.filter.Graph:
+        graph = av.filter.Graph()
+        nodes = [
+            graph.add_buffer(
+                width=width, height=height, format=pixel_format, time_base=Fraction(1, 90000)
+            )
+        ]
+        nodes += [graph.add(n, "cclock_flip" if n == "transpose" else "") for n in self._turn]
+        nodes += [
+            graph.add("scale", f"{SHOT_WIDTH}:{SHOT_HEIGHT}"),
+            graph.add("format", "rgb24"),
+            graph.add("buffersink"),
+        ]
+        for before, after in itertools.pairwise(nodes):
+            before.link_to(after)
+        graph.configure()
+        return graph
+
+
 def _sample_aspect(stream) -> Fraction | None:
     """The stream's sample aspect ratio (container first, then codec, as ffmpeg guesses it), or
     None for square pixels, an unset ratio or a damaged one."""
@@ -501,11 +547,13 @@ def _sample_aspect(stream) -> Fraction | None:
 class _Frames:
     """A video's frames with PyAV: timestamps from its packets, frames decoded in order (one
     colour converter reused for every frame), brought to their display aspect, turned upright
-    by the display matrix, and damage concealed within the budget unless `strict`."""
+    by the display matrix, and damage concealed within the budget unless `strict`; with `small`
+    also each at TransNetV2's input size (`_ShotScaler`)."""
 
-    def __init__(self, path: Path, strict: bool = False):
+    def __init__(self, path: Path, strict: bool = False, small: bool = False):
         self.path = path
         self.strict = strict
+        self.small = small
         try:
             container, self._location = open_container(path)
         except av.FFmpegError as error:
@@ -601,8 +649,10 @@ class _Frames:
     def starts(self) -> np.ndarray:
         return self._starts
 
-    def _decoded(self) -> Iterator[np.ndarray]:
+    def _decoded(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(frame, its 48x27 one or None) in display order, concealed frames included."""
         converter = VideoReformatter()
+        scaler = None
         size = None  # the first frame's display (width, height): every frame comes out at it
         self.concealed = 0
         total, in_a_row = conceal_budget(self.n_frames, self.fps)
@@ -629,6 +679,7 @@ class _Frames:
                 if size is None:
                     size = _display_size(frame.width, frame.height, self.sample_aspect)
                     self.rotation, self._turn = _orientation(frame)
+                    scaler = _ShotScaler(self._turn) if self.small else None
                 if (frame.width, frame.height) == size:
                     rgb = converter.reformat(frame, format="rgb24")
                 else:  # another size, or non-square pixels: scale as ffmpeg's scale filter
@@ -639,7 +690,7 @@ class _Frames:
                         height=size[1],
                         interpolation=Interpolation.BICUBIC,
                     )
-                image = rgb.to_ndarray()
+                image = (rgb.to_ndarray(), scaler(frame) if scaler else None)
                 # Lost frames go where the times say a frame is missing before this one (with
                 # frame threads a codec reports an error a packet or two late, so the failed
                 # packet's own time would not do), or here when times are unknown: the frame
@@ -699,8 +750,9 @@ class _Frames:
             f"(corrupt data: {detail})" + self._budget_clause(lost)
         )
 
-    def get(self, indices: np.ndarray) -> np.ndarray:
-        """Frames at non-decreasing indices (repeats allowed), decoding forward only."""
+    def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Frames at non-decreasing indices (repeats allowed), decoding forward only, upright,
+        and their 48x27 ones (None unless `small`)."""
         if self._frames is None or (len(indices) and indices[0] < self._next - 1):
             self._frames, self._next, self._last = self._decoded(), 0, None
         out = []
@@ -728,13 +780,13 @@ class _Frames:
                 f"the stream breaks after {self._next} of {self.n_frames} frames (corrupt data: "
                 f"{detail})"
             ) from None
-        frames = np.stack(out)
+        frames = np.stack([image for image, _ in out])
+        small = np.stack([image for _, image in out]) if self.small else None
         transpose, flip_rows, flip_columns = self._turn
         if transpose:
             frames = frames.transpose(0, 2, 1, 3)
-        return np.ascontiguousarray(
-            frames[:, :: -1 if flip_rows else 1, :: -1 if flip_columns else 1]
-        )
+        frames = frames[:, :: -1 if flip_rows else 1, :: -1 if flip_columns else 1]
+        return np.ascontiguousarray(frames), small
 
 
 class _PillowFrames(_Frames):
@@ -743,10 +795,11 @@ class _PillowFrames(_Frames):
     `_Frames` gives otherwise (times, forward-only `get`), without concealment: a frame that
     does not decode breaks the video."""
 
-    def __init__(self, path: Path, strict: bool = False):
+    def __init__(self, path: Path, strict: bool = False, small: bool = False):
         from PIL import Image
 
         self.path, self.strict = path, strict  # nothing to conceal: strict or not, the same
+        self.small = small
         try:
             with Image.open(path) as image:
                 durations = []  # ms; Pillow reads a frame's duration as it decodes it
@@ -766,14 +819,17 @@ class _PillowFrames(_Frames):
         self._turn = (False, False, False)
         self._frames, self._next, self._last = None, 0, None
 
-    def _decoded(self) -> Iterator[np.ndarray]:
+    def _decoded(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         from PIL import Image
 
+        scaler = _ShotScaler(self._turn) if self.small else None
         with Image.open(self.path) as image:
             for index in range(self.n_frames):
                 try:
                     image.seek(index)
-                    yield np.asarray(image.convert("RGB"))
+                    rgb = np.asarray(image.convert("RGB"))
+                    picture = av.VideoFrame.from_ndarray(rgb, format="rgb24") if scaler else None
+                    yield rgb, scaler(picture) if scaler else None
                 except (OSError, ValueError) as error:
                     raise VideoError(
                         f"the stream breaks after {index} of {self.n_frames} frames (corrupt "
@@ -940,13 +996,15 @@ class VideoSource:
         path: the video file.
         strict: fail at the first frame that cannot be decoded (`--strict-decode`) instead of
             concealing damage within the budget (`conceal_budget`).
+        small: also give each frame at TransNetV2's input size, as its package makes them
+            (`_ShotScaler`).
     """
 
-    def __init__(self, path: str | Path, strict: bool = False):
+    def __init__(self, path: str | Path, strict: bool = False, small: bool = False):
         self.path = Path(path)
         _check_file(self.path)
         reader = _PillowFrames if animated_webp(self.path) else _Frames
-        self._frames = reader(self.path, strict=strict)
+        self._frames = reader(self.path, strict=strict, small=small)
         n_frames, fps = self._frames.n_frames, self._frames.fps
         if n_frames == 0:
             raise VideoError("the video stream has no frames")
@@ -957,7 +1015,7 @@ class VideoSource:
         # say nothing (then the frames are read in order at the rate)
         repeats = len(starts) - len(np.unique(starts))
         self._shown = timeline(starts, fps) if repeats <= len(starts) // 10 else None
-        height, width = self._frames.get(np.array([0])).shape[1:3]
+        height, width = self._frames.get(np.array([0]))[0].shape[1:3]
         self.info = VideoInfo(
             self.path,
             n_frames,
@@ -979,13 +1037,14 @@ class VideoSource:
         frame_bytes = self.info.height * self.info.width * 3
         return int(max(1, min(MAX_CHUNK_FRAMES, CHUNK_BYTES // frame_bytes)))
 
-    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (first frame index, uint8 [T, H, W, 3]) for consecutive chunks of the video."""
+    def chunks(self) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+        """Yield (first frame index, uint8 [T, H, W, 3], uint8 [T, 27, 48, 3] or None unless
+        `small`) for consecutive chunks of the video."""
         step = self.chunk_frames()
         for start in range(0, self.info.n_frames, step):
             stop = min(self.info.n_frames, start + step)
             indices = np.arange(start, stop) if self._shown is None else self._shown[start:stop]
-            batch = self._frames.get(indices)
+            batch, small = self._frames.get(indices)
             if batch.shape[0] != stop - start:
                 raise VideoError(f"decoder returned {batch.shape[0]} frames for {stop - start}")
-            yield start, np.ascontiguousarray(batch)
+            yield start, batch, small

@@ -74,7 +74,8 @@ class VideoLoop:
         indices: the manifest indices to decode.
         process: the work on one video (see `Process`).
         bar: a `vtl.progress.progress_bar`.
-        **decoder_options: the `Decoder`'s (min_seconds, stop, timeout, stall, pin_memory).
+        **decoder_options: the `Decoder`'s (min_seconds, stop, timeout, stall, pin_memory,
+            small).
     """
 
     def __init__(

@@ -428,7 +428,7 @@ def test_the_video_stream_is_the_video_not_a_picture_before_it(tmp_path):
     path = picture_then_video(tmp_path / "picture_first.mkv", n=24)
     source = VideoSource(path)
     assert (source.info.n_frames, source.info.width, source.info.height) == (24, 64, 48)
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
     assert np.abs(frames.astype(int) - np.stack([pattern(i, 48, 64) for i in range(24)])).mean() < 6
     assert header_frames(path) == 24
     assert header_frames(audio_only(tmp_path / "song.mp4", cover=True)) == 0
@@ -467,7 +467,7 @@ def test_a_header_that_misstates_the_rate_gives_way_to_the_timestamps(
     source = VideoSource(path)
     assert source.info.fps == pytest.approx(float(rate), rel=1e-9)
     assert source.info.n_frames == 24 and not source.info.variable_rate
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
     if source.info.width == width:  # DV's pixels are not square: its frames are resized
         expected = np.stack([pattern(i, height, width) for i in range(24)])
         assert np.abs(frames.astype(int) - expected).mean() < 12
@@ -509,7 +509,7 @@ def test_a_stream_that_starts_mid_gop_is_shown_from_its_first_keyframe(
         at += 1
         cut.write_bytes(data[at:])
     source = VideoSource(cut)
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
     shown = sum(len(p.decode()) for p in av.open(str(cut)).demux(video=0))  # as ffmpeg shows it
     assert source.info.n_frames == len(frames) == shown and source.concealed == 0
     assert source.info.fps == 25 and not source.info.variable_rate
@@ -546,7 +546,7 @@ def test_a_raw_stream_cut_where_ffmpeg_cannot_probe_it_is_read_from_its_paramete
     with av.open(str(reference)) as container:
         expected = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
     source = VideoSource(cut)
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
     assert source.info.n_frames == len(frames) == len(expected) > 0 and source.concealed == 0
     assert source.info.fps == 25
     np.testing.assert_array_equal(frames, expected)
@@ -570,7 +570,7 @@ def test_an_avi_without_index_or_frame_count_reads_every_frame(tmp_path):
     with av.open(str(path)) as container:
         assert [f.pts for f in container.decode(video=0)] != times  # reordered, guessed
     source = VideoSource(path)
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
     assert source.info.n_frames == len(frames) == 48 and source.concealed == 0
     expected = np.stack([pattern(i, 48, 64) for i in range(48)])
     assert np.abs(frames.astype(int) - expected).mean() < 12
@@ -591,8 +591,8 @@ def test_an_avi_whose_stream_header_misstates_its_length_reads_every_frame(tmp_p
     source, expected = VideoSource(path), VideoSource(intact)
     assert (source.info.n_frames, source.info.fps) == (48, expected.info.fps)
     assert header_frames(path) == 48
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
-    np.testing.assert_array_equal(frames, np.concatenate([c for _, c in expected.chunks()]))
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
+    np.testing.assert_array_equal(frames, np.concatenate([c for _, c, _ in expected.chunks()]))
     if length > 48:
         cut = tmp_path / "cut.avi"
         cut.write_bytes(bytes(data[: len(data) * 4 // 5]))
@@ -623,9 +623,9 @@ def test_an_edit_list_that_trims_the_video_shows_the_part_it_keeps(
     path = tmp_path / f"cut-{cut}-{name}"
     path.write_bytes(bytes(data))
     source = VideoSource(path)
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
     assert source.info.n_frames == len(frames) == 36 and source.concealed == 0
-    whole = np.concatenate([chunk for _, chunk in VideoSource(intact).chunks()])
+    whole = np.concatenate([chunk for _, chunk, _ in VideoSource(intact).chunks()])
     np.testing.assert_array_equal(frames, whole[12:] if cut == "start" else whole[:36])
     # the index's count; H.264 keeps the samples outside the edit in its index (to decode from
     # a keyframe, marked discard), so its header count stands: an estimate 12 frames high
@@ -669,8 +669,8 @@ def test_a_damaged_time_scale_is_read_at_the_bitstreams_rate(tmp_path, codec):
     source = VideoSource(damaged_time_scale(intact, tmp_path / "damaged.mp4", 100))
     assert source.info.fps == VideoSource(intact).info.fps == 24
     assert source.info.n_frames == 24 and not source.info.variable_rate
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
-    expected = np.concatenate([chunk for _, chunk in VideoSource(intact).chunks()])
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
+    expected = np.concatenate([chunk for _, chunk, _ in VideoSource(intact).chunks()])
     np.testing.assert_array_equal(frames, expected)
     assert source.concealed == 0
 
@@ -726,8 +726,8 @@ def test_bytes_before_the_container_are_read_past(tmp_path, name, encoding, befo
         pass
     source, expected = VideoSource(damaged), VideoSource(intact)
     assert (source.info.n_frames, source.info.fps) == (expected.info.n_frames, expected.info.fps)
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
-    np.testing.assert_array_equal(frames, np.concatenate([c for _, c in expected.chunks()]))
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
+    np.testing.assert_array_equal(frames, np.concatenate([c for _, c, _ in expected.chunks()]))
     assert header_frames(damaged) == header_frames(intact)
 
 
@@ -749,8 +749,8 @@ def test_a_download_saved_under_another_formats_name_is_read_past_its_headers(tm
         av.open(str(damaged)).close()
     source, expected = VideoSource(damaged), VideoSource(intact)
     assert source.info.n_frames == expected.info.n_frames == header_frames(damaged) == 24
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
-    np.testing.assert_array_equal(frames, np.concatenate([c for _, c in expected.chunks()]))
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
+    np.testing.assert_array_equal(frames, np.concatenate([c for _, c, _ in expected.chunks()]))
 
 
 def test_a_file_that_ends_inside_its_header_says_so(tmp_path):
@@ -797,7 +797,7 @@ def test_an_animated_webp_is_read_with_libwebp(tmp_path, lossless):
                 decoded += len(packet.decode())
         assert decoded == 0
     source = VideoSource(path)
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
     assert source.info.n_frames == len(frames) == header_frames(path) == 30
     assert source.info.fps == pytest.approx(24, rel=1e-3) and not source.info.variable_rate
     expected = np.stack([pattern(i, 48, 64) for i in range(30)])
@@ -870,7 +870,7 @@ def test_pixel_formats_decode_to_the_same_picture(tmp_path, name):
     source = VideoSource(pattern_video(tmp_path / file_name, n=12, **options))
     assert (source.info.n_frames, source.info.width, source.info.height) == (12, 64, 48)
     assert source.info.fps == 24 and not source.info.variable_rate
-    frames = np.concatenate([chunk for _, chunk in source.chunks()]).astype(int)
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()]).astype(int)
     expected = np.stack([pattern(i, 48, 64) for i in range(12)]).astype(int)
     if options.get("pix_fmt") == "gray":  # its luma (BT.601), as ffmpeg converts grey to RGB
         expected = np.repeat(np.rint(expected @ [0.299, 0.587, 0.114])[..., None], 3, axis=-1)
@@ -884,7 +884,7 @@ def test_frames_of_another_size_are_scaled_to_the_first_size(tmp_path):
     later ones scaled (bicubic, as ffmpeg's scale filter) from their own picture."""
     source = VideoSource(size_change_video(tmp_path / "joined.ts", n=24))
     assert (source.info.width, source.info.height, source.info.n_frames) == (64, 48, 48)
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
     assert frames.shape == (48, 48, 64, 3)
     first = np.stack([pattern(i, 48, 64) for i in range(24)])
     assert np.abs(frames[:24].astype(int) - first).mean() < 6
@@ -898,7 +898,7 @@ def test_odd_sizes_decode_at_their_size(tmp_path, size):
     pix_fmt = "yuv444p" if size[0] % 2 else "yuv420p"
     source = VideoSource(pattern_video(tmp_path / "v.mp4", n=4, size=size, pix_fmt=pix_fmt))
     assert (source.info.width, source.info.height) == size
-    _, frames = next(source.chunks())
+    _, frames, _ = next(source.chunks())
     assert frames.shape == (4, size[1], size[0], 3)
 
 
@@ -913,7 +913,7 @@ def test_rotation_metadata_is_honoured(tmp_path, rotation):
     source = VideoSource(video)
     assert source.info.rotation == rotation
     assert (source.info.height, source.info.width) == (64, 48)
-    _, frames = next(source.chunks())
+    _, frames, _ = next(source.chunks())
     assert frames.shape == (6, 64, 48, 3)
     assert np.abs(frames.astype(int) - np.stack(upright)).mean() < 6
     assert frames[:, :8].mean() < 20  # the black bar is on top
@@ -943,11 +943,14 @@ def test_mirroring_display_matrix_flips_as_ffmpeg_shows(tmp_path, rotation, hfli
         for image in stored:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode())
-    source = VideoSource(tmp_path / "mirrored.mp4")
-    _, frames = next(source.chunks())
+    source = VideoSource(tmp_path / "mirrored.mp4", small=True)
+    _, frames, small = next(source.chunks())
     expected = np.stack([shown(s) for s in stored])
     assert frames.shape == expected.shape
     assert np.abs(frames.astype(int) - expected).mean() < 6
+    # TransNetV2's 48x27 frames are turned the same way (ffmpeg turns before it scales)
+    shrunk = TF.resize(torch.from_numpy(expected).permute(0, 3, 1, 2), [27, 48], antialias=True)
+    assert np.abs(small.astype(int) - shrunk.permute(0, 2, 3, 1).numpy()).mean() < 6
 
 
 @pytest.mark.parametrize(
@@ -970,7 +973,7 @@ def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path, name, format, cod
     info = source.info
     assert info.variable_rate and info.n_frames == 48
     assert info.fps == pytest.approx(47 / (VFR_PTS[-1] - VFR_PTS[0]) * 1000)  # the average
-    decoded = np.concatenate([chunk for _, chunk in source.chunks()]).mean((1, 2, 3))
+    decoded = np.concatenate([chunk for _, chunk, _ in source.chunks()]).mean((1, 2, 3))
     shown = np.rint(decoded / 5).astype(int)
     times = np.arange(48) / info.fps * 1000
     expected = np.searchsorted(VFR_PTS, times + 250 / info.fps, side="right") - 1
@@ -990,7 +993,7 @@ def test_a_time_two_frames_share_keeps_the_variable_rate_timeline(tmp_path):
     video = encode(tmp_path / "dup.mkv", frames, pts_ms=pts, codec_options={"bf": "0"})
     source = VideoSource(video)
     assert source.info.variable_rate and source.info.n_frames == 48
-    decoded = np.concatenate([chunk for _, chunk in source.chunks()]).mean((1, 2, 3))
+    decoded = np.concatenate([chunk for _, chunk, _ in source.chunks()]).mean((1, 2, 3))
     shown = np.rint(decoded / 5).astype(int)
     times = np.arange(48) / source.info.fps * 1000
     expected = np.searchsorted(pts, times + 250 / source.info.fps, side="right") - 1
@@ -1013,7 +1016,7 @@ def test_mpegts_clocks_going_back_play_on(tmp_path):
     source = VideoSource(tmp_path / "joined.ts")
     assert source.info.n_frames == 72 and not source.info.variable_rate
     assert source.info.fps == pytest.approx(24, rel=1e-3)
-    decoded = np.concatenate([chunk for _, chunk in source.chunks()]).mean((1, 2, 3))
+    decoded = np.concatenate([chunk for _, chunk, _ in source.chunks()]).mean((1, 2, 3))
     np.testing.assert_array_equal(np.rint(decoded / 3).astype(int), np.arange(72))
 
 
@@ -1024,7 +1027,7 @@ def test_an_animated_gifs_centisecond_delays_show_every_frame_once(tmp_path):
     source = VideoSource(encode(tmp_path / "a.gif", frames, pix_fmt="rgb8", codec="gif"))
     assert source.info.n_frames == 48 and not source.info.variable_rate
     assert source.info.fps == pytest.approx(24, abs=0.1)
-    decoded = np.concatenate([chunk for _, chunk in source.chunks()]).mean((1, 2, 3))
+    decoded = np.concatenate([chunk for _, chunk, _ in source.chunks()]).mean((1, 2, 3))
     np.testing.assert_array_equal(np.rint(decoded / 5).astype(int), np.arange(48))
 
 
@@ -1036,7 +1039,7 @@ def test_a_jump_of_the_timestamps_is_closed_where_the_container_may_jump(tmp_pat
     frames = [np.full((48, 64, 3), 5 * i, np.uint8) for i in range(48)]
     pts_ms = np.arange(48) * 1000 / 24 + (np.arange(48) >= 24) * 60_000
     source = VideoSource(encode(tmp_path / name, frames, pts_ms=pts_ms, format=format))
-    decoded = np.concatenate([chunk for _, chunk in source.chunks()]).mean((1, 2, 3))
+    decoded = np.concatenate([chunk for _, chunk, _ in source.chunks()]).mean((1, 2, 3))
     shown = np.rint(decoded / 5).astype(int)
     if format == "mpegts":
         assert source.info.fps == pytest.approx(24, rel=1e-3) and not source.info.variable_rate
@@ -1053,7 +1056,7 @@ def test_edit_list_hides_the_frames_before_its_start(tmp_path):
     frames = [np.full((48, 64, 3), 5 * i, np.uint8) for i in range(48)]  # frame i has value 5i
     source = VideoSource(encode(tmp_path / "edit.mp4", frames, pts_ms=(np.arange(48) - 5) * 40))
     assert source.info.n_frames == 43 and not source.info.variable_rate
-    decoded = np.concatenate([chunk for _, chunk in source.chunks()]).mean((1, 2, 3))
+    decoded = np.concatenate([chunk for _, chunk, _ in source.chunks()]).mean((1, 2, 3))
     np.testing.assert_array_equal(np.rint(decoded / 5).astype(int), np.arange(5, 48))
 
 

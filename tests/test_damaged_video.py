@@ -75,7 +75,7 @@ def flip_packets(clean: Path, path: Path, indices) -> Path:
 
 def decode(path: Path, strict: bool = False) -> tuple[np.ndarray, VideoSource]:
     source = VideoSource(path, strict=strict)
-    frames = np.concatenate([chunk for _, chunk in source.chunks()])
+    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
     return frames, source
 
 

@@ -27,7 +27,7 @@ def run(decoder: Decoder, act=lambda video, start: None) -> list:
             continue
         frames = 0
         try:
-            for start, chunk in item.chunks():
+            for start, chunk, _ in item.chunks():
                 act(item, start)
                 frames += len(chunk)
             out.append(frames)

@@ -287,7 +287,7 @@ def test_decoded_frames_equal_decord(demo_manifest):
     """Our in-order PyAV decoding gives decord's frames, pixel for pixel, and its frame count."""
     for path in read_manifest(demo_manifest).paths[:2]:
         source = VideoSource(path)
-        starts, chunks = zip(*source.chunks(), strict=True)
+        starts, chunks, _ = zip(*source.chunks(), strict=True)
         ours = np.concatenate(chunks)
         reader = decord.VideoReader(str(path), num_threads=1)
         assert source.info.n_frames == len(reader) == len(ours)
@@ -313,6 +313,7 @@ def test_held_frames_follow_the_clip_not_the_shot():
                 torch.from_numpy(
                     rng.integers(0, 256, (min(32, n_frames - start), 24, 32, 3), dtype=np.uint8)
                 ),
+                None,  # fixed segments need no 48x27 frames
             )
             for start in range(0, n_frames, 32)
         )

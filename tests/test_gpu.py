@@ -10,7 +10,7 @@ import torch
 
 from extract.backbones import Backbone, build_model, create_backbone, get_spec
 from extract.pipeline import ExtractConfig, run_extraction
-from extract.shots import TransNetV2Shots, resize_for_shots
+from extract.shots import TransNetV2Shots
 from extract.video import VideoSource
 from extract.weights import expected_path
 from vtl.features import FeatureFile, verify_features
@@ -29,7 +29,7 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def frames(demo_manifest) -> torch.Tensor:
     """96 decoded frames (4 clips of 24) of a demo video."""
     source = VideoSource(read_manifest(demo_manifest).paths[0])
-    decoded = np.concatenate([chunk for _, chunk in source.chunks()])[:96]
+    decoded = np.concatenate([chunk for _, chunk, _ in source.chunks()])[:96]
     return torch.from_numpy(decoded)
 
 
@@ -91,8 +91,8 @@ def test_transnetv2_shots_on_cuda_equal_the_cpu_shots(demo_manifest):
     gpu = TransNetV2Shots(device=CUDA)
     assert gpu.batch_windows == 8
     for path in read_manifest(demo_manifest).paths:
-        decoded = np.concatenate([chunk for _, chunk in VideoSource(path).chunks()])
-        small = resize_for_shots(torch.from_numpy(decoded))
+        source = VideoSource(path, small=True)
+        small = torch.from_numpy(np.concatenate([small for _, _, small in source.chunks()]))
         expected = cpu.detect(small)
         np.testing.assert_array_equal(gpu.detect(small.to(CUDA)), expected)
         stream = gpu.stream()

