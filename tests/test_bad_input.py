@@ -422,6 +422,22 @@ def test_unusual_video_is_extracted(mixed, case):
             assert same.min() > 0.8 and same.min() > cosine(plain[: len(other)], other).max()
 
 
+def test_unusual_videos_give_transnetv2_its_frames(tmp_path):
+    """Each unusual video's 48x27 frames for TransNetV2 (made by libavfilter, as ffmpeg makes
+    them for the package) come one per frame, upright, showing what the frames show (near a
+    torch resize of them; a size change mid-stream rebuilds the chain, an animated WebP goes
+    through it from Pillow's RGB)."""
+    for name, path in unusual_videos(tmp_path).items():
+        chunks = list(VideoSource(path, small=True).chunks())
+        frames = np.concatenate([c[1] for c in chunks])
+        small = np.concatenate([c[2] for c in chunks])
+        assert small.shape == (len(frames), 27, 48, 3) and small.dtype == np.uint8, name
+        shrunk = TF.resize(
+            torch.from_numpy(frames).permute(0, 3, 1, 2), [27, 48], antialias=True
+        ).permute(0, 2, 3, 1)
+        assert np.abs(small.astype(int) - shrunk.numpy()).mean() < 8, name
+
+
 def test_the_video_stream_is_the_video_not_a_picture_before_it(tmp_path):
     """A still picture muxed as the first video stream is passed over for the video, as ffmpeg
     and decord pick it, by the decoder and by the header read that balances the shards."""

