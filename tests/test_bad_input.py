@@ -881,12 +881,18 @@ WILD_FORMATS = {
 
 @pytest.mark.parametrize("name", list(WILD_FORMATS))
 def test_pixel_formats_decode_to_the_same_picture(tmp_path, name):
-    """Each frame is the picture encoded, in its place (closer to it than to its neighbour)."""
+    """Each frame is the picture encoded, in its place (closer to it than to its neighbour), and
+    so is its 48x27 frame for TransNetV2 (each pixel format through ffmpeg's scale filter)."""
     file_name, options, allowed = WILD_FORMATS[name]
-    source = VideoSource(pattern_video(tmp_path / file_name, n=12, **options))
+    source = VideoSource(pattern_video(tmp_path / file_name, n=12, **options), small=True)
     assert (source.info.n_frames, source.info.width, source.info.height) == (12, 64, 48)
     assert source.info.fps == 24 and not source.info.variable_rate
-    frames = np.concatenate([chunk for _, chunk, _ in source.chunks()]).astype(int)
+    chunks = list(source.chunks())
+    frames = np.concatenate([chunk for _, chunk, _ in chunks]).astype(int)
+    small = np.concatenate([chunk for _, _, chunk in chunks]).astype(int)
+    shrunk = TF.resize(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), [27, 48])
+    assert small.shape == (12, 27, 48, 3)
+    assert np.abs(small - shrunk.permute(0, 2, 3, 1).numpy()).mean() < 8
     expected = np.stack([pattern(i, 48, 64) for i in range(12)]).astype(int)
     if options.get("pix_fmt") == "gray":  # its luma (BT.601), as ffmpeg converts grey to RGB
         expected = np.repeat(np.rint(expected @ [0.299, 0.587, 0.114])[..., None], 3, axis=-1)
