@@ -28,7 +28,7 @@ from extract.config import ExtractConfig
 from extract.shots import shot_detector_name
 from extract.store import WorkStore
 from extract.video_loop import file_stamp
-from extract.weights import checkpoint_sha256
+from extract.weights import WeightsMissingError, checkpoint_sha256
 from vtl import __version__
 from vtl.errors import FeatureFileError, UserError
 from vtl.features import (
@@ -45,20 +45,32 @@ from vtl.sample import drawn
 from vtl.shards import Shard
 
 
-def output_plan(backbones: str | list[str]) -> list[tuple[BackboneSpec, str]]:
+def output_plan(
+    backbones: str | list[str], unresolved: dict[str, str] | None = None
+) -> list[tuple[BackboneSpec, str]]:
     """(backbone, family folder) for each requested name: a family name puts its members in its
-    own folder, a backbone name in its spec's family."""
+    own folder, a backbone name in its spec's family. With `unresolved`, a hub name whose
+    configuration is not to be had (offline, not in the cache) is left out and its missing
+    message put there under its name, for `require_weights` to say with the other missing
+    checkpoints in one line; without it, that WeightsMissingError is raised at once."""
     tokens = [backbones] if isinstance(backbones, str) else list(backbones)
     plan: list[tuple[BackboneSpec, str]] = []
     for token in (t.strip() for item in tokens for t in item.split(",")):
         if not token:
             continue
         family = token if token in FAMILIES and token not in REGISTRY else None
-        for spec in expand_backbones(token):
+        try:
+            specs = expand_backbones(token)
+        except WeightsMissingError as error:
+            if unresolved is None:
+                raise
+            unresolved[token] = str(error)
+            continue
+        for spec in specs:
             entry = (spec, family or spec.family)
             if entry not in plan:
                 plan.append(entry)
-    if not plan:
+    if not plan and not unresolved:
         expand_backbones("")  # raises the error that lists the valid names
     return plan
 

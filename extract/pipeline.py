@@ -161,10 +161,11 @@ def extract_targets(
         check_output_dir(out_dir)
     manifest = read_manifest(manifest_path)
     _check_sample(manifest, sample, sample_seed)
-    plan = output_plan(backbones)
+    unresolved: dict[str, str] = {}  # hub names offline: said with every missing checkpoint
+    plan = output_plan(backbones, unresolved)
     specs = list(dict.fromkeys(spec for spec, _ in plan))
     device = resolve_device(_local_device(base.device))
-    weight_files = require_weights(specs, weights=weights, cache_dir=cache_dir)
+    weight_files = require_weights(specs, weights, cache_dir, unresolved=unresolved)
     shard = shard if isinstance(shard, Shard) else resolve_shard(shard)
 
     result = ExtractResult()

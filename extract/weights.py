@@ -288,6 +288,7 @@ def require_weights(
     weights: Mapping[str, str | Path] | str | Path | None = None,
     cache_dir: Path | None = None,
     download: bool = True,
+    unresolved: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """Find (or download) the checkpoint of every spec before any decoding starts.
 
@@ -295,24 +296,26 @@ def require_weights(
     names not in the mapping are looked up in the package / cache. A missing file is downloaded
     from the owning library's URL when `download` is true; when that fails (no network) a
     WeightsMissingError names the backbone, the file, the URL and the exact path to place it at,
-    for every backbone whose checkpoint is missing (one line). Returns backbone name ->
-    checkpoint path.
+    for every backbone whose checkpoint is missing (one line), and for the requested hub names
+    that could not be resolved (`unresolved`: name -> its missing message, from
+    `extract.outputs.output_plan`). Returns backbone name -> checkpoint path.
     """
+    unresolved = dict(unresolved or {})
     if weights is not None and not isinstance(weights, Mapping):
-        if len(specs) != 1:
-            names = ", ".join(spec.name for spec in specs)
+        names = [spec.name for spec in specs] + list(unresolved)
+        if len(names) != 1:
             raise UserError(
-                f"--weights PATH applies to one backbone, but {len(specs)} were requested "
-                f"({names}): give one path per backbone as NAME=PATH"
+                f"--weights PATH applies to one backbone, but {len(names)} were requested "
+                f"({', '.join(names)}): give one path per backbone as NAME=PATH"
             )
-        weights = {specs[0].name: weights}
+        weights = {names[0]: weights}
     weights = dict(weights or {})
-    unknown = sorted(set(weights) - {spec.name for spec in specs})
+    unknown = sorted(set(weights) - {spec.name for spec in specs} - set(unresolved))
     if unknown:
         raise UserError(f"--weights given for backbones not requested: {', '.join(unknown)}")
 
     found: dict[str, Path] = {}
-    missing: list[str] = []  # every backbone's missing checkpoint, said at once
+    missing = list(unresolved.values())  # every backbone's missing checkpoint, said at once
     for spec in specs:
         path = locate_weights(spec, weights.get(spec.name), cache_dir)
         if path is None and spec.weights.hub is not None:

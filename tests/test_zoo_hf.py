@@ -110,6 +110,29 @@ def test_missing_hub_files_offline_are_one_line_naming_repository_files_and_fold
         get_spec("hf/no-organisation")
 
 
+def test_an_unresolvable_hub_name_is_said_with_every_other_missing_checkpoint(
+    hub_home, demo_manifest, tmp_path
+):
+    """`extract run -b hf/...,swin_t` offline with neither here: one line naming both (before,
+    only the hub name: the other missing checkpoint came out on the next try)."""
+    from extract.config import ExtractConfig
+    from extract.pipeline import run_extraction
+
+    with pytest.raises(WeightsMissingError) as error:
+        run_extraction(
+            demo_manifest,
+            "hf/test-org/not-here,swin_t",
+            tmp_path / "out",
+            ExtractConfig(),
+            cache_dir=tmp_path / "cache",
+            progress=False,
+        )
+    message = str(error.value)
+    assert message.startswith("2 checkpoints are missing: ") and "\n" not in message
+    assert "test-org/not-here" in message and "swin_t-704ceda3.pth" in message
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.h5"))
+
+
 def test_a_folder_named_in_a_missing_message_pastes_into_a_shell(hub_home, monkeypatch):
     """A cache under a folder with a space: the folder is quoted as a shell reads it."""
     monkeypatch.setenv("HF_HUB_CACHE", str(hub_home / "my cache"))
