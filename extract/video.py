@@ -828,8 +828,8 @@ class _PillowFrames(_Frames):
                 try:
                     image.seek(index)
                     rgb = np.asarray(image.convert("RGB"))
-                    picture = av.VideoFrame.from_ndarray(rgb, format="rgb24") if scaler else None
-                    yield rgb, scaler(picture) if scaler else None
+                    small = scaler(av.VideoFrame.from_ndarray(rgb, "rgb24")) if scaler else None
+                    yield rgb, small
                 except (OSError, ValueError) as error:
                     raise VideoError(
                         f"the stream breaks after {index} of {self.n_frames} frames (corrupt "
