@@ -224,9 +224,29 @@ def already_written(path: Path, fingerprint: dict, manifest: Manifest, mine: lis
                 "other shards with the same options: the last one merges them, and a later run "
                 "takes the merged file's videos), or delete the part"
             )
-    raise UserError(
-        f"{path} exists and was made with another configuration or manifest; "
-        "delete it or choose another --out"
+    differs = run_differences(found.meta, fingerprint) if found is not None else ""
+    made = f"another configuration ({differs})" if differs else "another configuration or manifest"
+    raise UserError(f"{path} exists and was made with {made}; delete it or choose another --out")
+
+
+def run_differences(meta: FeatureMeta, fingerprint: dict) -> str:
+    """What of a file's making differs from a run's fingerprint, in words ("" when nothing
+    `same_run` compares does): `shot_frames 48, this run's 30; shot detector ...`."""
+
+    def shown(key: str, value) -> str:
+        if key == "weights" and isinstance(value, dict):
+            return f"{value.get('name')} (sha256 {str(value.get('sha256'))[:12]}...)"
+        return str(value)
+
+    mine = {key: getattr(meta, key) for key in ("backbone", "family", "weights", "shot_detector")}
+    theirs = {key: fingerprint[key] for key in mine}
+    mine.update(meta.config or {})
+    theirs.update(fingerprint["config"])
+    return "; ".join(
+        f"{key.replace('_', ' ')} {shown(key, mine.get(key))}, this run's "
+        f"{shown(key, theirs.get(key))}"
+        for key in dict.fromkeys([*mine, *theirs])
+        if mine.get(key) != theirs.get(key)
     )
 
 

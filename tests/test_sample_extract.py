@@ -63,8 +63,11 @@ def test_a_full_run_after_a_sample_decodes_only_the_other_videos(
 
     # A full run with another configuration refuses the sample, before decoding anything.
     other = ExtractConfig(**{**FAST, "shot_frames": 30})
-    with pytest.raises(UserError, match="exists and was made with another configuration"):
+    with pytest.raises(UserError, match="exists and was made with another configuration") as no:
         run_extraction(demo_manifest, LITE0, out, other, progress=False)
+    assert "(shot detector fixed-40, this run's fixed-30; shot frames 40, this run's 30); " in str(
+        no.value
+    )
 
     # A larger sample with the same seed grows this one: its 3 videos are kept (taken from
     # its file), 2 more are drawn around them and decoded, and the record says so.
