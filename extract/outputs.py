@@ -231,7 +231,7 @@ def already_written(path: Path, fingerprint: dict, manifest: Manifest, mine: lis
 
 def run_differences(meta: FeatureMeta, fingerprint: dict) -> str:
     """What of a file's making differs from a run's fingerprint, in words ("" when nothing
-    `same_run` compares does): `shot_frames 48, this run's 30; shot detector ...`."""
+    `same_run` compares does): `shot frames 48, this run's 30; shot detector ...`."""
 
     def shown(key: str, value) -> str:
         if key == "weights" and isinstance(value, dict):
