@@ -155,15 +155,14 @@ def plan_jobs(
     return jobs
 
 
+# What of a fingerprint a finished file must share to be this run's (`same_run`, and what
+# `run_differences` names); the configuration is compared whole.
+RUN_FIELDS = ("backbone", "family", "weights", "shot_detector", "config")
+
+
 def same_run(meta: FeatureMeta, fingerprint: dict) -> bool:
     """A file's metadata says it was made by a run with this fingerprint."""
-    return (
-        meta.backbone == fingerprint["backbone"]
-        and meta.family == fingerprint["family"]
-        and meta.weights == fingerprint["weights"]
-        and meta.config == fingerprint["config"]
-        and meta.shot_detector == fingerprint["shot_detector"]
-    )
+    return all(getattr(meta, key) == fingerprint[key] for key in RUN_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -238,10 +237,9 @@ def run_differences(meta: FeatureMeta, fingerprint: dict) -> str:
             return f"{value.get('name')} (sha256 {str(value.get('sha256'))[:12]}...)"
         return str(value)
 
-    mine = {key: getattr(meta, key) for key in ("backbone", "family", "weights", "shot_detector")}
-    theirs = {key: fingerprint[key] for key in mine}
-    mine.update(meta.config or {})
-    theirs.update(fingerprint["config"])
+    fields = [key for key in RUN_FIELDS if key != "config"]  # the configuration: value by value
+    mine = {key: getattr(meta, key) for key in fields} | (meta.config or {})
+    theirs = {key: fingerprint[key] for key in fields} | fingerprint["config"]
     return "; ".join(
         f"{key.replace('_', ' ')} {shown(key, mine.get(key))}, this run's "
         f"{shown(key, theirs.get(key))}"
