@@ -32,6 +32,7 @@ _SAME = (
     "weights",
     "shot_detector",
     "config",
+    "recipe",
 )
 
 
@@ -113,7 +114,15 @@ def merge_parts(parts: Sequence[str | Path], out: str | Path, remove_parts: bool
         for key in COST_TOTALS:
             if all(key in f.meta.cost for f in files):
                 cost[key] = round(sum(f.meta.cost[key] for f in files), 3)
-        meta = FeatureMeta(**{**vars(first.meta), "failures": failures, "cost": cost})
+        software = {  # shards may run on machines with other versions: each one they had
+            key: ", ".join(
+                sorted({str(f.meta.software[key]) for f in files if key in f.meta.software})
+            )
+            for key in dict.fromkeys(k for f in files for k in f.meta.software)
+        }
+        meta = FeatureMeta(
+            **{**vars(first.meta), "failures": failures, "cost": cost, "software": software}
+        )
         n_splits = first.splits.shape[1]
         logit_names = first.logit_names  # the same in every part (checked above)
         with FeatureWriter(

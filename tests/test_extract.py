@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import av
 import decord
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from extract.pipeline import ExtractConfig, feature_path, run_extraction
 from extract.processor import Cutting, Output, VideoProcessor
 from extract.shots import make_shot_detector
 from extract.video import VideoSource
+from vtl.errors import UserError
 from vtl.features import FeatureFile, verify_features
 from vtl.manifest import read_manifest, write_manifest
 
@@ -164,6 +167,33 @@ def test_a_rerun_brings_a_finished_files_labels_up_to_the_manifest(demo_manifest
     verify_features(path)
 
 
+def test_a_finished_file_of_an_earlier_recipe_is_not_reused(demo_manifest, tmp_path):
+    """A file's arrays depend on the code that made them: a finished file records that code's
+    revision (and the libraries' versions); one of an earlier recipe, or made before recipes
+    were recorded, is refused by a rerun naming it, where before it was taken as done."""
+    manifest = subset_manifest(demo_manifest, tmp_path, n=3)
+    out = tmp_path / "out"
+    path = run_extraction(
+        manifest, "efficientnet_lite0", out, ExtractConfig(**FAST), progress=False
+    ).files["efficientnet_lite0"]
+    with FeatureFile(path) as f:
+        assert f.meta.recipe == "1.1"
+        software = f.meta.software
+    assert software["torch"] == torch.__version__ and software["av"] == av.__version__
+    assert software["ffmpeg"] == av.ffmpeg_version_info and software["timm"]
+    for recorded, said in (("0.1", "0.1"), (None, "none recorded (made before 2026-12-05)")):
+        with h5py.File(path, "r+") as h5:
+            if recorded is None:
+                del h5.attrs["recipe"]
+            else:
+                h5.attrs["recipe"] = recorded
+        with pytest.raises(UserError, match="exists and was made with another configuration") as e:
+            run_extraction(
+                manifest, "efficientnet_lite0", out, ExtractConfig(**FAST), progress=False
+            )
+        assert f"(recipe {said}, this run's 1.1)" in str(e.value)
+
+
 def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path, assert_same_features):
     manifest = subset_manifest(demo_manifest, tmp_path, n=5)
     config = ExtractConfig(**FAST)
@@ -174,6 +204,8 @@ def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path, assert
         manifest, "efficientnet_lite0", tmp_path / "sharded", config, shard="0/2", progress=False
     )
     assert not first.merged  # the other part is not there yet
+    with h5py.File(first.files["efficientnet_lite0"], "r+") as h5:  # a shard on another machine
+        h5.attrs["software"] = json.dumps({"torch": "0.0", "av": av.__version__, "extra": "1"})
     second = run_extraction(
         manifest, "efficientnet_lite0", tmp_path / "sharded", config, shard="1/2", progress=False
     )
@@ -181,6 +213,9 @@ def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path, assert
     assert merged == tmp_path / "sharded" / "efficientnet" / "efficientnet_lite0.h5"
     assert not list(merged.parent.glob("*.part-*"))
     assert_same_features(single, merged)
+    with FeatureFile(merged) as f:  # each version the shards ran with
+        assert f.meta.software["torch"] == f"0.0, {torch.__version__}"
+        assert f.meta.software["av"] == av.__version__ and f.meta.software["extra"] == "1"
     # A shard run again after the merge (a SLURM array resubmitted) has nothing to do; before,
     # it extracted its share again into a new part file next to the merged one.
     again = run_extraction(

@@ -4,7 +4,8 @@ Layout (V videos, N clips, S shots, D feature dims, L labels, K splits)::
 
     /                 attrs: format="vtl-features", version, backbone, family, pretrain, kind,
                       feature_dim, frames_per_clip, clip_fps, input_size, weights (JSON: name,
-                      sha256), shot_detector, config (JSON), software_version, failures (JSON)
+                      sha256), shot_detector, config (JSON), software_version, failures (JSON),
+                      recipe, software (JSON; both absent from files made before 2026-12-05)
     /videos/id        (V,) str        /videos/offset (V+1,) int64: clips of video i are rows
     /videos/n_frames  (V,) int64                      offset[i]:offset[i+1] of /clips/*
     /videos/fps       (V,) float64
@@ -98,9 +99,17 @@ class FeatureMeta:
     cost: dict = field(default_factory=dict)
     # A sampled run's record (`--sample`: method, seed, size, which videos); {} for a full run.
     sample: dict = field(default_factory=dict)
+    # The revision of the code that computed the arrays, "C.B": C of decoding and cutting clips,
+    # B of the backbone's preparation and network (`extract.outputs.recipe`); "" in files made
+    # before it was recorded. A finished file of another recipe is never taken for a run's.
+    recipe: str = ""
+    # The versions of the libraries that computed the arrays (torch, timm, PyAV, FFmpeg ...):
+    # what a paper's reader needs to reproduce them; recorded, not compared.
+    software: dict = field(default_factory=dict)
 
-    _JSON = ("weights", "config", "failures", "cost", "sample")
-    _OPTIONAL = ("cost", "sample")  # absent from files of earlier versions of this software
+    _JSON = ("weights", "config", "failures", "cost", "sample", "software")
+    # Absent from files of earlier versions of this software.
+    _OPTIONAL = ("cost", "sample", "recipe", "software")
 
     def to_attrs(self) -> dict:
         attrs = asdict(self)

@@ -65,6 +65,10 @@ class BackboneSpec:
     # The classifier's class names in logit order (`--logits`); None: the names of the
     # pretraining set's classes in its standard order (`class_names`).
     class_names: Callable[[], Sequence[str]] | None = None
+    # The revision of how this code turns frames into this backbone's embeddings (its
+    # preparation, network and pooling): raise it with any change that alters its arrays, so
+    # that finished files of the earlier revision are never reused (`extract.outputs.recipe`).
+    revision: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "video"):
