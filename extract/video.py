@@ -22,11 +22,12 @@ declares (`frame_rate`). Six cases need more than reading frames in order (READM
 - Rotation metadata (a display matrix, as phones write): frames come out upright, turned and,
   where the matrix mirrors (a front camera's), flipped as ffmpeg's own autorotation shows them
   (`_orientation`).
-- Variable frame rate: frames are sampled on a constant-rate timeline at the video's average
-  frame rate, each point of it showing the frame on screen at that time (timestamp-based), so
-  clips span the intended seconds. Frame numbers (`/clips/frames`, `/videos/n_frames`) then
-  count points of that timeline; for a constant-rate video the timeline is the video's own
-  frames, untouched.
+- Variable frame rate: frames are brought to a constant rate exactly as ffmpeg's command line
+  (`ffmpeg -i VIDEO -f rawvideo`, which TransNetV2's `predict_video` reads) brings them, at
+  ffmpeg's guess of the rate, each frame repeated over its time on screen and dropped where
+  the rate is lower than its own (`constant_rate`), so clips span the intended seconds and the
+  shot detector sees ffmpeg's frames. Frame numbers (`/clips/frames`, `/videos/n_frames`) then
+  count frames of that timeline; for a constant-rate video it is the video's own frames.
 - Frame size changing mid-stream (segments of different resolutions joined, as capture tools and
   stream downloaders write them): every frame is scaled to the first frame's size, bicubic, as
   ffmpeg's scale filter does when it meets a new input size.
@@ -578,17 +579,20 @@ class _Frames:
                 time_base = stream.time_base
                 # (timestamp, shown) per packet; an edit list marks the packets not shown
                 packets, decoding = [], []  # and each packet's decoding time
+                lengths = []  # and its duration (None where the container gives none)
                 try:
                     for packet in _demux(container, stream):
                         if packet.size:
                             stamp = packet.pts if packet.pts is not None else packet.dts
                             packets.append((stamp, not packet.is_discard, packet.is_keyframe))
                             decoding.append(packet.dts)
+                            lengths.append(packet.duration or None)
                 except av.FFmpegError:
                     # the data breaks: unless strict, the index says what is missing after it
                     if strict or not declared:
                         raise
                 header_rate = declared_rate(stream)
+                guessed = stream.guessed_rate  # ffmpeg's guess: the rate its CLI outputs
                 # MPEG-TS and MPEG-PS: timestamps may jump (`follow_on`, `close_jumps`)
                 jumps = bool(container.format.flags & av.format.Flags.ts_discont.value)
                 codec_rate = stream.codec_context.framerate  # the bitstream's own timing
@@ -601,12 +605,19 @@ class _Frames:
             times = follow_on(times, [decoding[i] for i in kept], float(time_base))
         # the frames' times are not their packets' where a discontinuity moved them
         self._rejoined = times != [packets[i][0] for i in kept]
+        lengths = [lengths[i] for i in kept]
         packets = [packets[i] for i in kept]
         declared = max(0, declared - len(head))
-        stamps = [time for time, (_, shown, _) in zip(times, packets, strict=True) if shown]
-        self.fps = frame_rate(stamps, time_base, header_rate, jumps)
+        shown_packets = [
+            (time, length)
+            for time, length, (_, shown, _) in zip(times, lengths, packets, strict=True)
+            if shown
+        ]
+        stamps = [time for time, _ in shown_packets]
+        self.fps = frame_rate(stamps, time_base, header_rate, jumps, guessed)
         # The container's clock in seconds per timestamp unit, or a damaged one corrected.
         clock = float(time_base) if time_base else 0.0
+        tick = Fraction(time_base) if time_base else Fraction(0)  # clock, exactly
         if stamps and (problem := _rate_problem(self.fps)):
             # A clock no video runs at (a damaged time scale: frames 512 s or 1/2,400 s apart).
             # Where the bitstream declares its rate (H.264's and HEVC's VUI, MPEG-2's and
@@ -616,6 +627,7 @@ class _Frames:
             if not codec_rate or _rate_problem(float(codec_rate)) or hidden:
                 raise VideoError(problem)
             clock *= self.fps / float(codec_rate) if self.fps > 0 else 1.0
+            tick = Fraction(clock)
             self.fps = float(codec_rate)
         missing = max(0, declared - len(packets))  # promised by the index, absent in the data
         if missing:
@@ -633,12 +645,15 @@ class _Frames:
         self._missing = missing
         # the shown frames' times in display order (where concealment places lost frames)
         self._stamps: np.ndarray | None = None
+        self._ticks: np.ndarray | None = None  # those times, jumps closed (`Timing`)
+        self._lengths: list = []  # each one's duration in the same units (None: not given)
+        self._tick = tick
         if clock and None not in stamps and stamps:
             period = 1.0 / (self.fps * clock) if self.fps > 0 else 1.0
             self._stamps = _with_missing(np.sort(np.array(stamps, np.int64)), missing, period)
-            self._starts = (close_jumps(self._stamps, clock) if jumps else self._stamps) * clock
-        else:  # no timestamps to go by: a constant rate
-            self._starts = np.arange(self.n_frames) / (self.fps or 1.0)
+            self._ticks = close_jumps(self._stamps, clock) if jumps else self._stamps
+            length_of = dict(shown_packets)  # a time two frames share: the later's duration
+            self._lengths = [length_of.get(int(time)) for time in self._stamps]
         self.rotation, self._turn = 0, (False, False, False)  # see `_orientation`
         self.sample_aspect: Fraction | None = None
         self.concealed = 0  # frames concealed so far (repeats of a good frame)
@@ -646,8 +661,11 @@ class _Frames:
         self._next = 0  # index of the frame `_frames` yields next
         self._last: np.ndarray | None = None
 
-    def starts(self) -> np.ndarray:
-        return self._starts
+    def timing(self) -> Timing | None:
+        """The shown frames' times and durations for `constant_rate`; None without times."""
+        if self._ticks is None:
+            return None
+        return Timing(self._ticks, self._lengths, self._tick)
 
     def _decoded(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """(frame, its 48x27 one or None) in display order, concealed frames included."""
@@ -814,7 +832,8 @@ class _PillowFrames(_Frames):
         stamps = [0, *np.cumsum(durations[:-1]).tolist()]
         self.fps = frame_rate(stamps, Fraction(1, 1000), None)
         self.n_frames = len(durations)
-        self._starts = np.array(stamps, np.float64) / 1000.0
+        self._ticks = np.array(stamps, np.int64)
+        self._lengths, self._tick = [d or None for d in durations], Fraction(1, 1000)
         self.rotation, self.sample_aspect, self.concealed = 0, None, 0
         self._turn = (False, False, False)
         self._frames, self._next, self._last = None, 0, None
@@ -847,29 +866,33 @@ def _rate_problem(fps: float) -> str | None:
 
 
 def frame_rate(
-    stamps: list, time_base: Fraction | None, header_rate: Fraction | None, jumps: bool = False
+    stamps: list,
+    time_base: Fraction | None,
+    header_rate: Fraction | None,
+    jumps: bool = False,
+    guessed: Fraction | None = None,
 ) -> float:
     """A video's frame rate from its shown frames' timestamps and its header.
 
     Frames evenly spaced in time are a constant-rate video whose rate is one over the spacing,
     whatever the header says: streams without an index declare a wrong rate or none (raw MPEG-2
-    at 24 fps reads 25, DV 60000, IVF and NUT none). Frames at the header's rate with their
-    timestamps rounded (24 fps in milliseconds: 42, 41, 42 ms apart; each within
-    `_TIMESTAMP_SLACK` of a frame of that rate), a few missing (a damaged file's lost B-frames:
-    at most 4, or one slot in ten), are at that rate.
-    Other frames are a variable-rate video whose rate is their own average, (frames - 1) /
-    (last start - first start), so that the constant-rate timeline at that rate (`timeline`)
-    runs from the first frame to the last: the header's rate is no average there (Matroska,
-    WebM, FLV and AVI declare a nominal rate, MPEG-TS ffmpeg's estimate from the first seconds,
-    GIF ffmpeg's estimate from the centisecond delays: 25 for 24 fps). A timestamp two frames
-    share counts once (a muxer's artefact, or segments joined). The header's rate where
-    timestamps are missing or give no plausible rate; 0 when nothing tells.
+    at 24 fps reads 25, DV 60000, IVF and NUT none). Other frames (timestamps rounded, frames
+    missing, a variable rate) are brought to a constant rate as ffmpeg's command line brings
+    them (`constant_rate`), at `guessed`, ffmpeg's own guess (`av_guess_frame_rate`: what
+    `ffmpeg -i VIDEO -f rawvideo` outputs, and so what TransNetV2's `predict_video` reads; 30 or
+    60 for a phone's video, 24 for Matroska's rounded milliseconds) where it is plausible. Else
+    frames at the header's rate with their timestamps rounded (each within `_TIMESTAMP_SLACK`
+    of a frame of that rate), a few missing (at most 4, or one slot in ten), are at that rate,
+    and others at their own average, (frames - 1) / (last start - first start). A timestamp
+    two frames share counts once (a muxer's artefact, or segments joined). The header's rate
+    where timestamps are missing or give no plausible rate; 0 when nothing tells.
 
     Args:
         stamps: the shown frames' timestamps in decoding order (None where a packet has none).
         time_base: the stream's time base (seconds per timestamp unit).
         header_rate: the rate the header declares, if plausible.
         jumps: the container's timestamps may jump (`close_jumps`).
+        guessed: ffmpeg's guess of the stream's rate (PyAV's `guessed_rate`).
     """
     average = None
     if None not in stamps and len(set(stamps)) >= 2 and time_base:
@@ -880,6 +903,8 @@ def frame_rate(
         steps = np.diff(times)
         if steps.min() == steps.max():
             return float(1 / (int(steps[0]) * unit))
+        if guessed and MIN_FPS <= guessed <= MAX_FPS:
+            return float(guessed)
         if header_rate:
             # each time within the slack of a frame of the header's rate, a few frames missing
             slots = (times - times[0]) * float(header_rate * unit)
@@ -976,17 +1001,74 @@ def _display_size(width: int, height: int, sample_aspect: Fraction | None) -> tu
     return max(1, int(round(width * sample_aspect))), height
 
 
-def timeline(starts: np.ndarray, fps: float) -> np.ndarray | None:
-    """Source frame shown at each point of a constant-rate timeline at `fps` (one point per
-    frame, from the first frame's start), or None when that is every frame in order (a
-    constant frame rate). The slack for rounded timestamps is a share of a frame of the
-    timeline or, where the frames come closer (an average slowed by a pause), of theirs."""
-    n = len(starts)
-    points = starts[0] + np.arange(n) / fps
-    period = min(1 / fps, float(np.median(np.diff(starts)))) if n > 1 else 1 / fps
-    shown = np.searchsorted(starts, points + _TIMESTAMP_SLACK * period, side="right") - 1
-    shown = np.clip(shown, 0, n - 1)
-    return None if np.array_equal(shown, np.arange(n)) else shown
+@dataclass(frozen=True)
+class Timing:
+    """A video's shown frames' times in display order, as integer `ticks` of `tick` seconds
+    (jumps closed), and each one's duration in ticks (None where the container gives none)."""
+
+    ticks: np.ndarray
+    lengths: list
+    tick: Fraction
+
+
+# A timeline this many times longer than the frames, and longer than them by more than
+# `_MAX_HOLD_SECONDS`, is no video's: a damaged clock (one frame hours after the others); its
+# frames are read in order instead.
+_MAX_HOLD_RATIO, _MAX_HOLD_SECONDS = 10, 3600
+
+
+def constant_rate(timing: Timing, fps: float) -> np.ndarray | None:
+    """The source frame of each frame of the video brought to a constant `fps`, as ffmpeg's
+    command line brings a variable-rate video to a constant rate for `-f rawvideo` (fftools'
+    `video_sync_process`, CFR): each frame is output as many times as its time and duration
+    cover output frames (nearest), the frame before it repeated where it comes late, a frame
+    dropped where it comes more than 1.1 frames early, the last frame repeated as the median of
+    the last three frames' repeats; times are relative to the first frame. None when that is
+    every frame once, in order (a constant-rate video, or rounded timestamps within the
+    tolerance)."""
+    ticks, lengths = timing.ticks.tolist(), timing.lengths
+    n = len(ticks)
+    steps = np.diff(timing.ticks)
+    if not n or (
+        n > 1 and steps.min() == steps.max() and all(x in (None, steps[0]) for x in lengths)
+    ):
+        return None  # evenly spaced: every frame once
+    rate = Fraction(fps).limit_denominator(1_001_000)  # 30000/1001, not its float
+    scale = timing.tick * rate  # ticks -> output frames: num / den, exactly
+    num, den = scale.numerator, scale.denominator
+    limit = max(_MAX_HOLD_RATIO * n, n + _MAX_HOLD_SECONDS * fps)
+    shown: list[int] = []
+    next_pts, previous, history = 0, -1, [0, 0, 0]
+    for i, tick in enumerate(ticks):
+        pts = (tick - ticks[0]) * num / den
+        if (tick - ticks[0]) * num % den:  # as ffmpeg: off exact midpoints
+            pts += (1.0 if pts > 0 else -1.0) / (1 << 17)
+        length = lengths[i]
+        if not length and i and tick > ticks[i - 1]:  # ffmpeg's estimate: the step before
+            length = tick - ticks[i - 1]
+        duration = length * num / den if length else 1.0
+        drift = pts - next_pts  # delta0
+        delta = drift + duration
+        repeats, earlier = 1, 0  # this frame's outputs; of them, the frame before's
+        if drift < 0 < delta:
+            drift = 0.0
+        if delta < -1.1:
+            repeats = 0
+        elif delta > 1.1:
+            repeats = int(np.rint(np.float32(delta)))
+            if drift > 1.1:
+                earlier = int(np.rint(np.float32(drift - 0.6)))
+        history = [earlier, *history[:2]]
+        if next_pts + repeats > limit:
+            return None
+        shown += [previous if k < earlier and previous >= 0 else i for k in range(repeats)]
+        next_pts += repeats
+        previous = i
+    shown += [previous] * sorted(history)[1]
+    if not shown:
+        return None
+    out = np.array(shown, np.int64)
+    return None if len(out) == n and np.array_equal(out, np.arange(n)) else out
 
 
 class VideoSource:
@@ -1010,15 +1092,20 @@ class VideoSource:
             raise VideoError("the video stream has no frames")
         if problem := _rate_problem(fps):
             raise VideoError(problem)
-        starts = self._frames.starts()  # in order; a time two frames share (a muxer's
+        # Frames on ffmpeg's constant-rate timeline; a time two frames share (a muxer's
         # artefact) shows the later one, as ffmpeg does, unless so many share that the times
-        # say nothing (then the frames are read in order at the rate)
-        repeats = len(starts) - len(np.unique(starts))
-        self._shown = timeline(starts, fps) if repeats <= len(starts) // 10 else None
+        # say nothing (then the frames are read in order at the rate).
+        timing = self._frames.timing()
+        self._shown = None
+        if (
+            timing is not None
+            and len(timing.ticks) - len(np.unique(timing.ticks)) <= len(timing.ticks) // 10
+        ):
+            self._shown = constant_rate(timing, fps)
         height, width = self._frames.get(np.array([0]))[0].shape[1:3]
         self.info = VideoInfo(
             self.path,
-            n_frames,
+            n_frames if self._shown is None else len(self._shown),
             fps,
             int(height),
             int(width),

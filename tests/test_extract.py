@@ -16,6 +16,7 @@ import torch
 
 from extract.backbones import create_backbone, sample_frame_indices
 from extract.clips import sample_shot_clips
+from extract.outputs import CLIPS_RECIPE
 from extract.pipeline import ExtractConfig, feature_path, run_extraction
 from extract.processor import Cutting, Output, VideoProcessor
 from extract.shots import make_shot_detector
@@ -177,7 +178,7 @@ def test_a_finished_file_of_an_earlier_recipe_is_not_reused(demo_manifest, tmp_p
         manifest, "efficientnet_lite0", out, ExtractConfig(**FAST), progress=False
     ).files["efficientnet_lite0"]
     with FeatureFile(path) as f:
-        assert f.meta.recipe == "1.1"
+        assert f.meta.recipe == f"{CLIPS_RECIPE}.1"
         software = f.meta.software
     assert software["torch"] == torch.__version__ and software["av"] == av.__version__
     assert software["ffmpeg"] == av.ffmpeg_version_info and software["timm"]
@@ -191,7 +192,7 @@ def test_a_finished_file_of_an_earlier_recipe_is_not_reused(demo_manifest, tmp_p
             run_extraction(
                 manifest, "efficientnet_lite0", out, ExtractConfig(**FAST), progress=False
             )
-        assert f"(recipe {said}, this run's 1.1)" in str(e.value)
+        assert f"(recipe {said}, this run's {CLIPS_RECIPE}.1)" in str(e.value)
 
 
 def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path, assert_same_features):
