@@ -165,8 +165,9 @@ def plan_jobs(
 #   1 (2026-12-05): the first recorded; the arrays of commit e9e8355 (ffmpeg's 48x27 frames for
 #     TransNetV2) and of the backbone fixes of 2026-12-04. Files without a recipe were made
 #     before it and may hold arrays of earlier code: they are not reused.
-#   2 (2026-12-05): a variable-rate video brought to a constant rate as ffmpeg's command line
-#     brings it (`extract.video.constant_rate`), where it was sampled at its average rate.
+#   2 (2026-12-05): frames on the timeline ffmpeg's command line outputs them on
+#     (`extract.video.constant_rate`): a variable-rate video's (was sampled at its average
+#     rate), and a video's starting after its file's audio (began at its first frame).
 CLIPS_RECIPE = 2
 
 # What of a fingerprint a finished file must share to be this run's (`same_run`, and what

@@ -26,8 +26,10 @@ declares (`frame_rate`). Six cases need more than reading frames in order (READM
   (`ffmpeg -i VIDEO -f rawvideo`, which TransNetV2's `predict_video` reads) brings them, at
   ffmpeg's guess of the rate, each frame repeated over its time on screen and dropped where
   the rate is lower than its own (`constant_rate`), so clips span the intended seconds and the
-  shot detector sees ffmpeg's frames. Frame numbers (`/clips/frames`, `/videos/n_frames`) then
-  count frames of that timeline; for a constant-rate video it is the video's own frames.
+  shot detector sees ffmpeg's frames; as there, a video that starts after its file's audio
+  begins at the file's start, its first frame repeated (`_origin`). Frame numbers
+  (`/clips/frames`, `/videos/n_frames`) count frames of that timeline; for a constant-rate
+  video starting with its file it is the video's own frames.
 - Frame size changing mid-stream (segments of different resolutions joined, as capture tools and
   stream downloaders write them): every frame is scaled to the first frame's size, bicubic, as
   ffmpeg's scale filter does when it meets a new input size.
@@ -128,7 +130,9 @@ class VideoInfo:
     width: int
     rotation: int = 0  # degrees counter-clockwise applied to show the frames upright (and a flip
     # where the display matrix mirrors)
-    variable_rate: bool = False  # frames resampled to a constant-rate timeline
+    # frames resampled to a constant-rate timeline (a variable rate; or a video starting after
+    # its file's audio, its first frame repeated from the file's start)
+    variable_rate: bool = False
     sample_aspect: float = 1.0  # pixel aspect applied to the width (1: square pixels)
 
     @property
@@ -596,6 +600,7 @@ class _Frames:
                 # MPEG-TS and MPEG-PS: timestamps may jump (`follow_on`, `close_jumps`)
                 jumps = bool(container.format.flags & av.format.Flags.ts_discont.value)
                 codec_rate = stream.codec_context.framerate  # the bitstream's own timing
+                origin = _origin(container, stream, jumps)
             head, self._skip = _head(self._location, packets, indexed=declared > 0)
         except av.FFmpegError as error:
             raise VideoError(_reason(error)) from None
@@ -648,12 +653,15 @@ class _Frames:
         self._ticks: np.ndarray | None = None  # those times, jumps closed (`Timing`)
         self._lengths: list = []  # each one's duration in the same units (None: not given)
         self._tick = tick
+        self._lead = 0  # ticks from where ffmpeg's output starts to the first frame
         if clock and None not in stamps and stamps:
             period = 1.0 / (self.fps * clock) if self.fps > 0 else 1.0
             self._stamps = _with_missing(np.sort(np.array(stamps, np.int64)), missing, period)
             self._ticks = close_jumps(self._stamps, clock) if jumps else self._stamps
             length_of = dict(shown_packets)  # a time two frames share: the later's duration
             self._lengths = [length_of.get(int(time)) for time in self._stamps]
+            if origin is not None:
+                self._lead = max(0, int(self._stamps[0]) - origin)
         self.rotation, self._turn = 0, (False, False, False)  # see `_orientation`
         self.sample_aspect: Fraction | None = None
         self.concealed = 0  # frames concealed so far (repeats of a good frame)
@@ -665,7 +673,7 @@ class _Frames:
         """The shown frames' times and durations for `constant_rate`; None without times."""
         if self._ticks is None:
             return None
-        return Timing(self._ticks, self._lengths, self._tick)
+        return Timing(self._ticks, self._lengths, self._tick, self._lead)
 
     def _decoded(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """(frame, its 48x27 one or None) in display order, concealed frames included."""
@@ -834,6 +842,7 @@ class _PillowFrames(_Frames):
         self.n_frames = len(durations)
         self._ticks = np.array(stamps, np.int64)
         self._lengths, self._tick = [d or None for d in durations], Fraction(1, 1000)
+        self._lead = 0
         self.rotation, self.sample_aspect, self.concealed = 0, None, 0
         self._turn = (False, False, False)
         self._frames, self._next, self._last = None, 0, None
@@ -1009,6 +1018,23 @@ class Timing:
     ticks: np.ndarray
     lengths: list
     tick: Fraction
+    lead: int = 0  # ticks from the start ffmpeg's output counts from to the first frame
+
+
+def _origin(container, stream, jumps: bool) -> int | None:
+    """The time, in `stream`'s ticks, that ffmpeg's command line starts a video's output at:
+    the file's start (the earliest of its streams', an audio track's that begins first
+    included), so that a video starting later begins with its first frame repeated; in MPEG-TS
+    and MPEG-PS the start of the streams it reads, the video's own (fftools'
+    `correct_input_start_times`); None, the first frame, for a file of one stream (whose output
+    starts at its first frame: `VSYNC_VSCFR`) or without a start."""
+    start = stream.start_time if jumps else container.start_time
+    if len(container.streams) < 2 or start is None or not stream.time_base:
+        return None
+    if jumps:
+        return int(start)
+    ticks = Fraction(start, 1_000_000) / Fraction(stream.time_base)  # av_rescale_q: nearest
+    return int(ticks + Fraction(1, 2)) if ticks >= 0 else -int(-ticks + Fraction(1, 2))
 
 
 # A timeline this many times longer than the frames, and longer than them by more than
@@ -1030,7 +1056,10 @@ def constant_rate(timing: Timing, fps: float) -> np.ndarray | None:
     n = len(ticks)
     steps = np.diff(timing.ticks)
     if not n or (
-        n > 1 and steps.min() == steps.max() and all(x in (None, steps[0]) for x in lengths)
+        n > 1
+        and steps.min() == steps.max()
+        and all(x in (None, steps[0]) for x in lengths)
+        and timing.lead * fps * timing.tick < 0.5  # the first frame not repeated
     ):
         return None  # evenly spaced: every frame once
     rate = Fraction(fps).limit_denominator(1_001_000)  # 30000/1001, not its float
@@ -1040,8 +1069,9 @@ def constant_rate(timing: Timing, fps: float) -> np.ndarray | None:
     shown: list[int] = []
     next_pts, previous, history = 0, -1, [0, 0, 0]
     for i, tick in enumerate(ticks):
-        pts = (tick - ticks[0]) * num / den
-        if (tick - ticks[0]) * num % den:  # as ffmpeg: off exact midpoints
+        since = tick - ticks[0] + timing.lead  # ticks from the output's start
+        pts = since * num / den
+        if since * num % den:  # as ffmpeg: off exact midpoints
             pts += (1.0 if pts > 0 else -1.0) / (1 << 17)
         length = lengths[i]
         if not length and i and tick > ticks[i - 1]:  # ffmpeg's estimate: the step before

@@ -180,10 +180,43 @@ PAUSE_PTS = np.arange(48) * 1000 / 24 + (np.arange(48) >= 24) * 60_000
 FFMPEG_CFR = Path(__file__).parent / "data" / "ffmpeg_cfr.npz"
 
 
+def after_audio(path: Path, frames: list, start_ms: int, format=None, audio=True) -> Path:
+    """24 fps video whose first frame is at `start_ms`, after an AAC track that starts at 0
+    (as cameras and joiners write them); with `audio=False`, the video alone."""
+    with av.open(str(path), "w", format=format) as container:
+        video = container.add_stream("libx264", rate=24, options={"bf": "0"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.time_base = video.codec_context.time_base = Fraction(1, 1000)
+        packets = []
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = start_ms + round(i * 1000 / 24), Fraction(1, 1000)
+            packets += video.encode(frame)
+        packets += video.encode()
+        if audio:
+            sound = container.add_stream("aac", rate=16000)
+            for i in range(len(frames)):
+                samples = np.zeros((1, 1024), np.float32)
+                chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = 16000, i * 1024
+                packets += sound.encode(chunk)
+            packets += sound.encode()
+        for packet in sorted(packets, key=lambda p: float(p.dts * p.time_base)):
+            container.mux(packet)
+    return path
+
+
 def vfr_videos(folder: Path) -> dict[str, Path]:
-    """Variable-rate videos (48 frames, frame i of value 5i), by name."""
+    """Variable-rate videos (48 frames, frame i of value 5i), by name; and videos starting
+    after their audio (`after_audio`)."""
     frames = [np.full((48, 64, 3), 5 * i, np.uint8) for i in range(48)]
-    made = {}
+    made = {
+        "late.mp4": after_audio(folder / "late.mp4", frames, 500),
+        "late.mkv": after_audio(folder / "late.mkv", frames, 500),
+        "late.ts": after_audio(folder / "late.ts", frames, 500, format="mpegts"),
+        "late40.mp4": after_audio(folder / "late40.mp4", frames, 40),
+        "alone.mp4": after_audio(folder / "alone.mp4", frames, 500, audio=False),
+    }
     for name, times, options in (
         ("vfr.mp4", VFR_PTS, {}),
         ("vfr.mov", VFR_PTS, {}),
@@ -1025,15 +1058,23 @@ def test_variable_frame_rate_is_brought_to_ffmpegs_constant_rate(tmp_path):
     repeated over its time on screen, the frame before repeated where one comes late, frames
     dropped where the rate is lower than theirs (recorded from ffmpeg 9.0.2's command line).
     Before, they were sampled at the average rate, which thinned the fast parts: a screen
-    recording's 30 fps to 10."""
+    recording's 30 fps to 10; and a video starting after its audio began at its first frame,
+    every frame number off by the repeats ffmpeg's output starts with."""
     expected = np.load(FFMPEG_CFR)
     for name, path in vfr_videos(tmp_path).items():
         source = VideoSource(path)
         shown = shown_frames(source)
-        assert source.info.variable_rate and source.info.n_frames == len(shown), name
+        assert source.info.n_frames == len(shown), name
         np.testing.assert_array_equal(shown, expected[name], err_msg=name)
         with av.open(str(path)) as container:
             assert source.info.fps == float(container.streams.video[0].guessed_rate), name
+    # A video that starts after its file's audio starts, as ffmpeg's output does, at the
+    # file's start, its first frame repeated (0.5 s: 12 more; 40 ms, a frame's 0.96: one
+    # more), but in MPEG-TS (the start of the streams read) and in a file of one stream.
+    first = {name: int((expected[name] == 0).sum()) for name in ("late.mp4", "late.mkv")}
+    assert first == {"late.mp4": 13, "late.mkv": 13} and (expected["late40.mp4"] == 0).sum() == 2
+    for name in ("late.ts", "alone.mp4"):
+        np.testing.assert_array_equal(expected[name], np.arange(48))
     # What that keeps: the slow half's frames held, the 50 fps half read at 50 fps; the screen
     # recording's 30 fps parts whole, each pause held on the frame before it, the 60 fps end
     # at 30. Where B-frames reorder a variable-rate MP4, ffmpeg takes each frame's duration
