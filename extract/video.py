@@ -1049,9 +1049,9 @@ def constant_rate(timing: Timing, fps: float) -> np.ndarray | None:
     `video_sync_process`, CFR): each frame is output as many times as its time and duration
     cover output frames (nearest), the frame before it repeated where it comes late, a frame
     dropped where it comes more than 1.1 frames early, the last frame repeated as the median of
-    the last three frames' repeats; times are relative to the first frame. None when that is
-    every frame once, in order (a constant-rate video, or rounded timestamps within the
-    tolerance)."""
+    the last three frames' repeats; times count from the output's start, `timing.lead` before
+    the first frame (`_origin`). None when that is every frame once, in order (a constant-rate
+    video starting with its file, or rounded timestamps within the tolerance)."""
     ticks, lengths = timing.ticks.tolist(), timing.lengths
     n = len(ticks)
     steps = np.diff(timing.ticks)
