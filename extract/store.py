@@ -56,6 +56,13 @@ class WorkStore:
                 changed = sorted(
                     k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k)
                 )
+                if {"recipe", "software_version"} & set(changed):  # this code cannot resume it
+                    raise UserError(
+                        f"{self.folder}: an unfinished run of other code is here (recipe "
+                        f"{saved.get('recipe', 'none recorded')}, this code's "
+                        f"{fingerprint.get('recipe')}): its videos' arrays would not match this "
+                        "code's; delete that folder to start over"
+                    )
                 raise UserError(
                     f"{self.folder}: a run with another configuration is in progress here "
                     f"(differs in {', '.join(changed)}); rerun with the same options to resume, "

@@ -195,6 +195,21 @@ def test_a_finished_file_of_an_earlier_recipe_is_not_reused(demo_manifest, tmp_p
         assert f"(recipe {said}, this run's {CLIPS_RECIPE}.1)" in str(e.value)
 
 
+def test_an_unfinished_run_is_resumed_only_by_the_same_options_and_code(tmp_path):
+    """A work folder (an interrupted run's finished videos) is refused by a run with other
+    options (rerun with the same ones) and by other code (whose arrays would differ: delete
+    it), never mixed."""
+    from extract.store import WorkStore
+
+    made = {"backbone": "b", "config": {"shot_frames": 40}, "recipe": "1.1"}
+    WorkStore(tmp_path / "work", made)
+    WorkStore(tmp_path / "work", dict(made))  # the same: resumed
+    with pytest.raises(UserError, match="differs in config.*rerun with the same options"):
+        WorkStore(tmp_path / "work", made | {"config": {"shot_frames": 30}})
+    with pytest.raises(UserError, match=r"other code .*recipe 1.1, this code's 2.1.*delete"):
+        WorkStore(tmp_path / "work", made | {"recipe": "2.1"})
+
+
 def test_shards_merge_to_the_single_process_file(demo_manifest, tmp_path, assert_same_features):
     manifest = subset_manifest(demo_manifest, tmp_path, n=5)
     config = ExtractConfig(**FAST)
