@@ -25,7 +25,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from extract.backbones import EXTREME_ASPECT, create_backbone
-from extract.video import VideoError, VideoSource, frame_rate
+from extract.video import Timing, VideoError, VideoSource, constant_rate, frame_rate
 from vtl.errors import FeatureFileError
 from vtl.features import FeatureFile, verify_features
 from vtl.headers import RAW_DEMUXERS, header_frames, index_missing
@@ -1088,6 +1088,19 @@ def test_variable_frame_rate_is_brought_to_ffmpegs_constant_rate(tmp_path):
     quirk = np.bincount(expected["screen.mp4"], minlength=48)
     assert quirk[17] == 60 and quirk[18:32].max() == 0
     assert 29 not in expected["shared.mkv"]  # its time is frame 30's: the later one shows
+
+
+def test_a_damaged_clock_does_not_blow_the_timeline_up():
+    """One frame stamped hours after the others (a damaged timestamp, or a file start hours
+    before the video): ffmpeg would repeat a frame for the hours; such a timeline (ten times
+    the frames and an hour longer) is no video's, and its frames are read in order, decided
+    before any of it is built."""
+    ticks = np.append(np.arange(47) * 40, 47 * 40 + 5 * 3600 * 1000)  # ms: 25 fps, then 5 h
+    assert constant_rate(Timing(ticks, [40] * 48, Fraction(1, 1000)), 25.0) is None
+    late = Timing(np.arange(48) * 40, [40] * 48, Fraction(1, 1000), lead=5 * 3600 * 1000)
+    assert constant_rate(late, 25.0) is None
+    pause = Timing(np.append(np.arange(47) * 40, 47 * 40 + 60_000), [40] * 48, Fraction(1, 1000))
+    assert len(constant_rate(pause, 25.0)) == 47 + 60 * 25 + 1  # a minute's pause is held
 
 
 @pytest.mark.parametrize("name, format", [("vfr.flv", "flv"), ("vfr.ts", "mpegts")])
