@@ -1,10 +1,12 @@
 """Decoding: open a video once and read its frames in order, in bounded chunks.
 
 Frames are decoded with PyAV at the native size (the display size for non-square pixels), in
-order, and converted to RGB by one reused swscale context (pixel-identical to decord's frames;
-tests/test_extract.py compares them). Every backbone resizes in torch from the same decoded
-frames. The shot detector's 48x27 frames (`small=True`) are made from each decoded picture as
-the TransNetV2 package's `predict_video` has the ffmpeg command line make them (`_ShotScaler`).
+order, and converted to RGB by the libavfilter chain ffmpeg's command line runs (`_RgbChain`):
+pixel-identical to `ffmpeg -i VIDEO -f rawvideo -pix_fmt rgb24` in every pixel format (and to
+decord's frames where decord's older FFmpeg agrees; tests/test_extract.py compares them). Every
+backbone resizes in torch from the same decoded frames. The shot detector's 48x27 frames
+(`small=True`) are made from each decoded picture by the same chain, as the TransNetV2
+package's `predict_video` has the ffmpeg command line make them.
 This module needs only PyAV and numpy:
 the extraction runs it in a decoder process of its own (`extract.decoder`), which has no torch.
 
@@ -67,7 +69,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-from av.video.reformatter import Interpolation, VideoReformatter
 
 from vtl.errors import UserError
 from vtl.headers import (
@@ -481,12 +482,25 @@ def _orientation(frame: av.VideoFrame) -> tuple[int, tuple[bool, bool, bool]]:
     turn as (transpose, flip rows, flip columns), applied in that order). An angle off the right
     angles (ffmpeg's `rotate` filter, which corners the picture in black) is taken to the
     nearest right angle."""
-    matrix = next(
-        (d for d in frame.side_data if d.type == av.sidedata.sidedata.Type.DISPLAYMATRIX), None
-    )
-    if matrix is None or not np.isfinite(frame.rotation):
+    if not np.isfinite(frame.rotation):  # 0 without a display matrix
         return 0, (False, False, False)
-    m = np.frombuffer(bytes(matrix), np.int32)
+    try:
+        matrix = next(
+            (d for d in frame.side_data if d.type == av.sidedata.sidedata.Type.DISPLAYMATRIX),
+            None,
+        )
+    except ValueError:
+        # PyAV's enum of side-data types lags FFmpeg's: av 18.1 lacks EXIF, which FFmpeg 8's
+        # JPEG and TIFF decoders attach to a camera's MJPEG frames, and MV-HEVC's view ids, so
+        # listing such a frame's side data raises (PyAV pull request #2392). Its rotation reads
+        # without the list; the matrix is then that rotation's alone (a mirror goes unseen):
+        # the one from which av_display_rotation_get (PyAV's `rotation`) reads this angle.
+        c, s = np.cos(np.radians(frame.rotation)), np.sin(np.radians(frame.rotation))
+        m = np.rint(np.array([c, -s, 0, s, c, 0, 0, 0, 1]) * (1 << 16))
+    else:
+        if matrix is None:
+            return 0, (False, False, False)
+        m = np.frombuffer(bytes(matrix), np.int32)
     quarter = int(round(-frame.rotation / 90.0)) % 4  # clockwise, as ffmpeg's theta
     if quarter == 1:  # transpose=clock, or cclock_flip (a plain transpose)
         return 270, (True, False, bool(m[3] <= 0))
@@ -495,23 +509,29 @@ def _orientation(frame: av.VideoFrame) -> tuple[int, tuple[bool, bool, bool]]:
     return 180 * quarter // 2, (False, bool(m[4] < 0), bool(quarter == 2 and m[0] < 0))
 
 
-class _ShotScaler:
-    """Decoded pictures at TransNetV2's input size, pixel for pixel as the package's
-    `predict_video` gets them from `ffmpeg -i VIDEO -f rawvideo -pix_fmt rgb24 -s 48x27`: the
-    same libavfilter chain in-process (autorotation's transpose and flips, then `scale` at its
-    default bicubic with the conversion to RGB24), from the picture as decoded, its own size and
-    pixel format (a new size mid-stream gets a new chain, as ffmpeg reconfigures its graph)."""
+class _RgbChain:
+    """Decoded pictures as RGB24 through the libavfilter chain ffmpeg's command line runs on
+    them (`ffmpeg -i VIDEO -f rawvideo -pix_fmt rgb24`, with `-s W:H` to a size): autorotation's
+    transpose and flips when given, then `scale` at its default bicubic with the conversion to
+    RGB24, from the picture as decoded, its own size and pixel format (a new size mid-stream
+    gets a new chain, as ffmpeg reconfigures its graph). So every pixel format converts as
+    ffmpeg converts it, pixel for pixel: libswscale called directly (PyAV's `reformat`) places
+    the chroma of high-bit-depth pictures otherwise, 3 levels off ffmpeg's on average on 10-bit
+    video and up to 127 at a colour's edge."""
 
-    def __init__(self, turn: tuple[bool, bool, bool]) -> None:
+    def __init__(
+        self, size: tuple[int, int], turn: tuple[bool, bool, bool] = (False, False, False)
+    ) -> None:
         transpose, flip_rows, flip_columns = turn
         # transpose=cclock_flip is the plain transpose: with the flips it moves the pixels where
         # fftools' own filters for the display matrix move them
         named = (("transpose", transpose), ("vflip", flip_rows), ("hflip", flip_columns))
         self._turn = [name for name, on in named if on]
+        self._size = size
         self._graph, self._input = None, None
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        """uint8 [SHOT_HEIGHT, SHOT_WIDTH, 3] of one decoded picture."""
+        """uint8 [height, width, 3] of one decoded picture, at the chain's size."""
         key = (frame.width, frame.height, frame.format.name)
         if key != self._input:
             self._graph, self._input = self._chain(*key), key
@@ -527,7 +547,7 @@ class _ShotScaler:
         ]
         nodes += [graph.add(n, "cclock_flip" if n == "transpose" else "") for n in self._turn]
         nodes += [
-            graph.add("scale", f"{SHOT_WIDTH}:{SHOT_HEIGHT}"),
+            graph.add("scale", "{}:{}".format(*self._size)),
             graph.add("format", "rgb24"),
             graph.add("buffersink"),
         ]
@@ -550,10 +570,10 @@ def _sample_aspect(stream) -> Fraction | None:
 
 
 class _Frames:
-    """A video's frames with PyAV: timestamps from its packets, frames decoded in order (one
-    colour converter reused for every frame), brought to their display aspect, turned upright
+    """A video's frames with PyAV: timestamps from its packets, frames decoded in order (converted
+    to RGB as ffmpeg converts them, `_RgbChain`), brought to their display aspect, turned upright
     by the display matrix, and damage concealed within the budget unless `strict`; with `small`
-    also each at TransNetV2's input size (`_ShotScaler`)."""
+    also each at TransNetV2's input size (`_RgbChain`)."""
 
     def __init__(self, path: Path, strict: bool = False, small: bool = False):
         self.path = path
@@ -677,8 +697,7 @@ class _Frames:
 
     def _decoded(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """(frame, its 48x27 one or None) in display order, concealed frames included."""
-        converter = VideoReformatter()
-        scaler = None
+        converter = scaler = None
         size = None  # the first frame's display (width, height): every frame comes out at it
         self.concealed = 0
         total, in_a_row = conceal_budget(self.n_frames, self.fps)
@@ -705,18 +724,12 @@ class _Frames:
                 if size is None:
                     size = _display_size(frame.width, frame.height, self.sample_aspect)
                     self.rotation, self._turn = _orientation(frame)
-                    scaler = _ShotScaler(self._turn) if self.small else None
-                if (frame.width, frame.height) == size:
-                    rgb = converter.reformat(frame, format="rgb24")
-                else:  # another size, or non-square pixels: scale as ffmpeg's scale filter
-                    rgb = converter.reformat(
-                        frame,
-                        format="rgb24",
-                        width=size[0],
-                        height=size[1],
-                        interpolation=Interpolation.BICUBIC,
+                    # another size, or non-square pixels: scaled as ffmpeg's scale filter
+                    converter = _RgbChain(size)
+                    scaler = (
+                        _RgbChain((SHOT_WIDTH, SHOT_HEIGHT), self._turn) if self.small else None
                     )
-                image = (rgb.to_ndarray(), scaler(frame) if scaler else None)
+                image = (converter(frame), scaler(frame) if scaler else None)
                 # Lost frames go where the times say a frame is missing before this one (with
                 # frame threads a codec reports an error a packet or two late, so the failed
                 # packet's own time would not do), or here when times are unknown: the frame
@@ -850,7 +863,7 @@ class _PillowFrames(_Frames):
     def _decoded(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         from PIL import Image
 
-        scaler = _ShotScaler(self._turn) if self.small else None
+        scaler = _RgbChain((SHOT_WIDTH, SHOT_HEIGHT)) if self.small else None
         with Image.open(self.path) as image:
             for index in range(self.n_frames):
                 try:
@@ -1004,10 +1017,11 @@ def _with_missing(times: np.ndarray, missing: int, period: float) -> np.ndarray:
 
 def _display_size(width: int, height: int, sample_aspect: Fraction | None) -> tuple[int, int]:
     """(width, height) a frame is shown at: the height kept, the width scaled by the sample
-    aspect ratio and rounded (ffmpeg's `scale=iw*sar:ih`; 720x480 at 32:27 -> 853x480)."""
+    aspect ratio and its fraction dropped, as ffmpeg's `scale=iw*sar:ih` evaluates it (720x480
+    at 32:27 -> 853x480, at 40:33 -> 872x480)."""
     if sample_aspect is None:
         return width, height
-    return max(1, int(round(width * sample_aspect))), height
+    return max(1, int(width * sample_aspect)), height
 
 
 @dataclass(frozen=True)
@@ -1109,7 +1123,7 @@ class VideoSource:
         strict: fail at the first frame that cannot be decoded (`--strict-decode`) instead of
             concealing damage within the budget (`conceal_budget`).
         small: also give each frame at TransNetV2's input size, as its package makes them
-            (`_ShotScaler`).
+            (`_RgbChain`).
     """
 
     def __init__(self, path: str | Path, strict: bool = False, small: bool = False):

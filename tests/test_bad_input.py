@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import os
 import resource
 import shutil
@@ -236,6 +237,89 @@ def vfr_videos(folder: Path) -> dict[str, Path]:
     ):
         made[name] = encode(folder / name, frames, pts_ms=times, **options)
     return made
+
+
+# ffmpeg's command line: the frames `ffmpeg -i VIDEO -vf scale=iw*sar:ih -f rawvideo -pix_fmt
+# rgb24` gives for `rgb_videos` (recorded with ffmpeg 9.0.2; tests/data/README.md).
+FFMPEG_RGB = Path(__file__).parent / "data" / "ffmpeg_rgb.npz"
+
+
+def planar_video(path: Path, pix_fmt: str, n: int = 2, sample_aspect=None, **tags) -> Path:
+    """FFV1 (lossless: the decoded pictures are the planes written, on any machine) of random
+    8x8 blocks in every plane, so that each colour edge shows where the chroma is placed;
+    48x32, with the colour `tags` given (colorspace, color_range). With a sample aspect ratio,
+    lossless H.264 (qp 0), whose bitstream carries it."""
+    rng = np.random.default_rng(len(path.name))
+    depth = av.VideoFormat(pix_fmt).components[0].bits
+    dtype = np.uint16 if depth > 8 else np.uint8
+    with av.open(str(path), "w") as container:
+        if sample_aspect is None:
+            stream = container.add_stream("ffv1", rate=24)
+        else:
+            stream = container.add_stream("libx264", rate=24, options={"qp": "0"})
+            stream.codec_context.sample_aspect_ratio = sample_aspect
+        stream.width, stream.height, stream.pix_fmt = 48, 32, pix_fmt
+        for name, value in tags.items():
+            setattr(stream.codec_context, name, value)
+        for i in range(n):
+            frame = av.VideoFrame(48, 32, pix_fmt)
+            for name, value in tags.items():
+                setattr(frame, name, value)
+            for plane in frame.planes:
+                blocks = rng.integers(16, 236, (-(-plane.height // 8), -(-plane.width // 8)))
+                values = np.kron(blocks, np.ones((8, 8), int))[: plane.height, : plane.width]
+                rows = np.zeros((plane.height, plane.line_size // dtype().itemsize), dtype)
+                rows[:, : plane.width] = values << (depth - 8)
+                plane.update(rows.tobytes())
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def exif_mjpeg_video(path: Path, n: int = 4, rotation=None) -> Path:
+    """A camera's MJPEG video: JPEG pictures (of `pattern`) each carrying EXIF, as digital
+    cameras record them in AVI and QuickTime; FFmpeg 8's decoder attaches the EXIF to each
+    frame as side data PyAV 18 has no name for. `rotation`: a display matrix (QuickTime)."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Camera maker", "Camera model"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i in range(n):
+            picture = io.BytesIO()
+            Image.fromarray(pattern(i, 48, 64)).save(picture, "JPEG", quality=95, exif=exif)
+            packet = av.Packet(picture.getvalue())
+            packet.stream, packet.time_base = stream, Fraction(1, 24)
+            packet.pts = packet.dts = i
+            packet.is_keyframe = True
+            container.mux(packet)
+    return path
+
+
+def rgb_videos(folder: Path) -> dict[str, Path]:
+    """Videos whose RGB frames the test suite compares with ffmpeg's command line'."""
+    return {
+        "p10.mkv": planar_video(folder / "p10.mkv", "yuv420p10le", color_range=1),
+        "p10_full_709.mkv": planar_video(
+            folder / "p10_full_709.mkv", "yuv422p10le", colorspace=1, color_range=2
+        ),
+        "p12_2020.mkv": planar_video(
+            folder / "p12_2020.mkv", "yuv420p12le", colorspace=9, color_range=1
+        ),
+        "p8_709.mkv": planar_video(folder / "p8_709.mkv", "yuv420p", colorspace=1, color_range=1),
+        "anamorphic_p10.mp4": planar_video(
+            folder / "anamorphic_p10.mp4", "yuv420p10le", sample_aspect=Fraction(32, 27)
+        ),
+        "exif.avi": exif_mjpeg_video(folder / "exif.avi"),
+        "exif_turned.mov": exif_mjpeg_video(folder / "exif_turned.mov", rotation=90),
+    }
 
 
 def unusable_videos(folder: Path, demo: Path) -> dict[str, tuple[Path, str]]:
@@ -1088,6 +1172,29 @@ def test_variable_frame_rate_is_brought_to_ffmpegs_constant_rate(tmp_path):
     quirk = np.bincount(expected["screen.mp4"], minlength=48)
     assert quirk[17] == 60 and quirk[18:32].max() == 0
     assert 29 not in expected["shared.mkv"]  # its time is frame 30's: the later one shows
+
+
+def test_frames_are_ffmpegs_rgb_in_every_pixel_format(tmp_path):
+    """Each frame is, pixel for pixel, what `ffmpeg -i VIDEO -vf scale=iw*sar:ih -f rawvideo
+    -pix_fmt rgb24` outputs (recorded from ffmpeg 9.0.2's command line): 10- and 12-bit
+    pictures in limited and full range with BT.709 and BT.2020 tags, non-square pixels brought
+    to their display size, and a camera's MJPEG frames carrying EXIF, one video turned by its
+    display matrix. Before, the conversion called libswscale directly, which places high bit
+    depths' chroma otherwise (3 levels off ffmpeg's on average, up to 127 at a colour's edge);
+    and a frame carrying EXIF (side data FFmpeg 8 attaches and PyAV 18 has no name for) failed
+    its video with "ValueError: 31 is not a valid Type"."""
+    expected = np.load(FFMPEG_RGB)
+    for name, path in rgb_videos(tmp_path).items():
+        source = VideoSource(path, small=True)
+        frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
+        assert frames.shape[0] == source.info.n_frames, name
+        np.testing.assert_array_equal(frames.reshape(len(frames), -1), expected[name], name)
+    # the camera's pictures as encoded (Pillow's JPEGs of `pattern`), upright when turned
+    source = VideoSource(tmp_path / "exif_turned.mov")
+    assert source.info.rotation == 90 and (source.info.width, source.info.height) == (48, 64)
+    turned = np.concatenate([chunk for _, chunk, _ in source.chunks()]).astype(int)
+    upright = np.stack([np.rot90(pattern(i, 48, 64)) for i in range(4)]).astype(int)
+    assert np.abs(turned - upright).mean() < 3
 
 
 def test_a_damaged_clock_does_not_blow_the_timeline_up():
