@@ -168,7 +168,10 @@ def plan_jobs(
 #   2 (2026-12-05): frames on the timeline ffmpeg's command line outputs them on
 #     (`extract.video.constant_rate`): a variable-rate video's (was sampled at its average
 #     rate), and a video's starting after its file's audio (began at its first frame).
-CLIPS_RECIPE = 2
+#   3 (2026-12-05): RGB frames through ffmpeg's own libavfilter chain (`extract.video._RgbChain`):
+#     a 10- or 12-bit video's (was libswscale called directly, 3 levels off on average), and a
+#     non-square-pixel video's display width with its fraction dropped (was rounded).
+CLIPS_RECIPE = 3
 
 # What of a fingerprint a finished file must share to be this run's (`same_run`, and what
 # `run_differences` names); the configuration is compared whole.
