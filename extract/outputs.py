@@ -170,7 +170,9 @@ def plan_jobs(
 #     rate), and a video's starting after its file's audio (began at its first frame).
 #   3 (2026-12-05): RGB frames through ffmpeg's own libavfilter chain (`extract.video._RgbChain`):
 #     a 10- or 12-bit video's (was libswscale called directly, 3 levels off on average), and a
-#     non-square-pixel video's display width with its fraction dropped (was rounded).
+#     non-square-pixel video's display width with its fraction dropped (was rounded); a raw
+#     stream's frames in their order at its rate, its packets' guessed times dropped as ffmpeg
+#     drops them (a raw Dirac stream read as 4 frames of 24 before).
 CLIPS_RECIPE = 3
 
 # What of a fingerprint a finished file must share to be this run's (`same_run`, and what

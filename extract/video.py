@@ -277,13 +277,19 @@ def _demux(container, stream) -> Iterator[av.Packet]:
     streams the file has by then; where streams appeared while reading (MPEG-TS data that
     damage makes look like a new program), it reads past its own table of which to flush and
     may raise IndexError for a stream it never listed, at random. That comes after this
-    stream's own empty packet (its index is lower): the demux has ended, so it ends here."""
+    stream's own empty packet (its index is lower): the demux has ended, so it ends here.
+
+    A raw Dirac (VC-2) stream's end-of-sequence parse unit, which its parser passes as a packet
+    of its own and which holds no picture, is left out: it is no frame of the video."""
     tries, flushed = 0, False
+    dirac = stream.codec_context is not None and stream.codec_context.name == "dirac"
     while True:
         try:
             for packet in container.demux(stream):
                 tries = 0
                 flushed = not packet.size
+                if dirac and packet.size == 13 and bytes(packet)[:5] == b"BBCD\x10":
+                    continue
                 yield packet
             return
         except av.error.BlockingIOError:
@@ -619,6 +625,10 @@ class _Frames:
                 guessed = stream.guessed_rate  # ffmpeg's guess: the rate its CLI outputs
                 # MPEG-TS and MPEG-PS: timestamps may jump (`follow_on`, `close_jumps`)
                 jumps = bool(container.format.flags & av.format.Flags.ts_discont.value)
+                # raw streams (H.264, HEVC, MPEG-2, Dirac, MJPEG, ... elementary streams): their
+                # packets' times are the demuxer's and parser's guesses (a Dirac parser's are
+                # picture numbers)
+                unstamped = bool(container.format.flags & av.format.Flags.no_timestamps.value)
                 codec_rate = stream.codec_context.framerate  # the bitstream's own timing
                 origin = _origin(container, stream, jumps)
             head, self._skip = _head(self._location, packets, indexed=declared > 0)
@@ -630,6 +640,8 @@ class _Frames:
             times = follow_on(times, [decoding[i] for i in kept], float(time_base))
         # the frames' times are not their packets' where a discontinuity moved them
         self._rejoined = times != [packets[i][0] for i in kept]
+        if unstamped:  # as ffmpeg's command line drops them (DECODER_FLAG_TS_UNRELIABLE): the
+            times = [None] * len(times)  # frames in their order, at the stream's rate
         lengths = [lengths[i] for i in kept]
         packets = [packets[i] for i in kept]
         declared = max(0, declared - len(head))
