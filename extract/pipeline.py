@@ -183,6 +183,8 @@ def extract_targets(
             )
         candidates = finished_files(reuse)
         todo_jobs = []
+        pending: list = []  # (job, failed videos to try again) that have work to do
+        conflicts: list[str] = []  # files at the output made otherwise
 
         def _finished(path: Path, key: str, why: str) -> None:
             # a finished file this run adds nothing to: its labels brought up to the
@@ -211,7 +213,12 @@ def extract_targets(
                 _finished(job.final, job.key, "already complete (its shards merged)")
                 continue
             retry: list[str] = []
-            if already_written(job.output, job.fingerprint, manifest, mine):
+            try:
+                written = already_written(job.output, job.fingerprint, manifest, mine)
+            except UserError as error:  # every such file named at once, before any work
+                conflicts.append(str(error))
+                continue
+            if written:
                 retry = changed_failures(job.output, manifest, mine)
                 if not retry:
                     _finished(job.output, job.key, "already complete")
@@ -222,6 +229,10 @@ def extract_targets(
                     len(retry),
                     ", ".join(retry[:3]) + (" ..." if len(retry) > 3 else ""),
                 )
+            pending.append((job, retry))
+        if conflicts:
+            raise UserError("\nerror: ".join(conflicts))
+        for job, retry in pending:
             job.store = WorkStore(work_folder(job.output), job.fingerprint)
             if retry:
                 seed_from_finished(job, manifest, mine, retry)

@@ -193,6 +193,21 @@ def test_a_finished_file_of_an_earlier_recipe_is_not_reused(demo_manifest, tmp_p
                 manifest, "efficientnet_lite0", out, ExtractConfig(**FAST), progress=False
             )
         assert f"(recipe {said}, this run's {CLIPS_RECIPE}.1)" in str(e.value)
+    # every file of the run made otherwise is named at once (before, the first alone: delete
+    # it, rerun, meet the next), each on a line of its own
+    other = feature_path(out, create_backbone("efficientnet_lite1").spec, "efficientnet")
+    other.write_bytes(path.read_bytes())
+    with pytest.raises(UserError) as e:
+        run_extraction(
+            manifest,
+            ["efficientnet_lite0", "efficientnet_lite1"],
+            out,
+            ExtractConfig(**FAST),
+            progress=False,
+        )
+    lines = str(e.value).split("\nerror: ")
+    assert [line.split(" exists and was made")[0] for line in lines] == [str(path), str(other)]
+    assert all(line.endswith("delete it or choose another --out") for line in lines)
 
 
 def test_an_unfinished_run_is_resumed_only_by_the_same_options_and_code(tmp_path):
