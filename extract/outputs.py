@@ -172,7 +172,9 @@ def plan_jobs(
 #     a 10- or 12-bit video's (was libswscale called directly, 3 levels off on average), and a
 #     non-square-pixel video's display width with its fraction dropped (was rounded); a raw
 #     stream's frames in their order at its rate, its packets' guessed times dropped as ffmpeg
-#     drops them (a raw Dirac stream read as 4 frames of 24 before).
+#     drops them (a raw Dirac stream read as 4 frames of 24 before); a frame without a
+#     duration (FLV) lasting one output frame, as ffmpeg's filter graph gives it (was the step
+#     before it).
 CLIPS_RECIPE = 3
 
 # What of a fingerprint a finished file must share to be this run's (`same_run`, and what

@@ -1100,8 +1100,8 @@ def constant_rate(timing: Timing, fps: float) -> np.ndarray | None:
         if since * num % den:  # as ffmpeg: off exact midpoints
             pts += (1.0 if pts > 0 else -1.0) / (1 << 17)
         length = lengths[i]
-        if not length and i and tick > ticks[i - 1]:  # ffmpeg's estimate: the step before
-            length = tick - ticks[i - 1]
+        # no duration from the container (FLV's packets carry none): one output frame, as
+        # ffmpeg gives a frame without one its filter graph's rate (`fg_output_step`)
         duration = length * num / den if length else 1.0
         drift = pts - next_pts  # delta0
         delta = drift + duration
