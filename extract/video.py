@@ -736,7 +736,8 @@ class _Frames:
                 if size is None:
                     size = _display_size(frame.width, frame.height, self.sample_aspect)
                     self.rotation, self._turn = _orientation(frame)
-                    # another size, or non-square pixels: scaled as ffmpeg's scale filter
+                    # every frame at the first one's display size (another size, non-square
+                    # pixels: scaled by the chain's scale filter, as ffmpeg scales them)
                     converter = _RgbChain(size)
                     scaler = (
                         _RgbChain((SHOT_WIDTH, SHOT_HEIGHT), self._turn) if self.small else None
