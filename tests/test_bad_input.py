@@ -309,7 +309,7 @@ def exif_mjpeg_video(path: Path, n: int = 4, rotation=None) -> Path:
 
 
 def rgb_videos(folder: Path) -> dict[str, Path]:
-    """Videos whose RGB frames the test suite compares with ffmpeg's command line'."""
+    """Videos whose RGB frames the test suite compares with ffmpeg's command line."""
     return {
         "p10.mkv": planar_video(folder / "p10.mkv", "yuv420p10le", color_range=1),
         "p10_full_709.mkv": planar_video(
