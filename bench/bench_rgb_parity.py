@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import machine, table  # noqa: E402
+from common import ffmpeg_frames, ffmpeg_version, machine, table  # noqa: E402
 
 from extract.video import VideoError, VideoSource  # noqa: E402
 
@@ -108,26 +108,16 @@ VIDEOS = {
 }
 
 
-def ffmpeg_frames(ffmpeg: str, path: Path, shape: tuple[int, int, int]) -> np.ndarray:
-    raw = subprocess.run(
-        [ffmpeg, "-v", "error", "-i", str(path), "-vf", "scale=iw*sar:ih"]
-        + ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    size = int(np.prod(shape))
-    return np.frombuffer(raw[: len(raw) // size * size], np.uint8).reshape(-1, *shape)
-
-
 def compare(ffmpeg: str, path: Path) -> list:
     try:
         source = VideoSource(path)
         ours = np.concatenate([chunk for _, chunk, _ in source.chunks()])
-    except VideoError as error:
-        return [path.name, "", "", "", "", f"failed: {error}"]
     except Exception as error:  # noqa: BLE001 - a crash is a row, as `extract run` reports it
-        return [path.name, "", "", "", "", f"failed: {type(error).__name__}: {error}"]
-    theirs = ffmpeg_frames(ffmpeg, path, ours.shape[1:])
+        why = str(error) if isinstance(error, VideoError) else f"{type(error).__name__}: {error}"
+        return [path.name, "", "", "", "", f"failed: {why}"]
+    raw = ffmpeg_frames(ffmpeg, path, "rgb24", "-vf", "scale=iw*sar:ih")
+    size = ours[0].size
+    theirs = np.frombuffer(raw[: len(raw) // size * size], np.uint8).reshape(-1, *ours.shape[1:])
     n = min(len(ours), len(theirs))
     same = sum(bool(np.array_equal(ours[i], theirs[i])) for i in range(n))
     error = np.mean([np.abs(ours[i].astype(np.int16) - theirs[i]).mean() for i in range(n)])
@@ -140,9 +130,8 @@ def main() -> None:
     parser.add_argument("--ffmpeg", default="ffmpeg", help="the ffmpeg executable")
     parser.add_argument("--keep", type=Path, default=None, help="write the videos here")
     args = parser.parse_args()
-    version = subprocess.run([args.ffmpeg, "-version"], capture_output=True, text=True, check=True)
     print("\n".join(machine()))
-    print(version.stdout.splitlines()[0])
+    print(ffmpeg_version(args.ffmpeg))
     rows, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="rgb-parity-") as scratch:
         folder = args.keep or Path(scratch)

@@ -212,6 +212,20 @@ def report_json(path: Path | None, data: dict) -> None:
         Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def ffmpeg_version(ffmpeg: str) -> str:
+    """The first line of `ffmpeg -version` (for benchmarks that compare with an ffmpeg)."""
+    shown = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True, check=True)
+    return shown.stdout.splitlines()[0]
+
+
+def ffmpeg_frames(ffmpeg: str, path: Path, pix_fmt: str, *filters: str) -> bytes:
+    """The raw frames `ffmpeg -i PATH [FILTERS] -f rawvideo -pix_fmt PIX_FMT -` writes."""
+    command = [ffmpeg, "-v", "error", "-i", str(path), *filters, "-f", "rawvideo"]
+    return subprocess.run(
+        [*command, "-pix_fmt", pix_fmt, "-"], capture_output=True, check=True
+    ).stdout
+
+
 # ------------------------------------------------------------------ shared by several benchmarks
 
 BACKBONE = "efficientnet_lite0"  # what every extraction part of bench_scale embeds with

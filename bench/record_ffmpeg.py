@@ -16,7 +16,6 @@ Needs an ffmpeg executable (e.g. `pip install imageio-ffmpeg`; recorded with its
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,22 +26,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from common import ffmpeg_frames, ffmpeg_version  # noqa: E402
 from test_bad_input import FFMPEG_CFR, FFMPEG_RGB, rgb_videos, vfr_videos  # noqa: E402
-
-
-def ffmpeg_frames(ffmpeg: str, path: Path, pix_fmt: str, *filters: str) -> bytes:
-    command = [ffmpeg, "-v", "error", "-i", str(path), *filters, "-f", "rawvideo"]
-    return subprocess.run(
-        [*command, "-pix_fmt", pix_fmt, "-"], capture_output=True, check=True
-    ).stdout
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ffmpeg", default="ffmpeg", help="the ffmpeg executable")
     args = parser.parse_args()
-    version = subprocess.run([args.ffmpeg, "-version"], capture_output=True, text=True, check=True)
-    print(version.stdout.splitlines()[0])
+    print(ffmpeg_version(args.ffmpeg))
     with tempfile.TemporaryDirectory() as folder:
         recorded = {}
         for name, path in vfr_videos(Path(folder)).items():
