@@ -1,5 +1,5 @@
 """The RGB frames `extract run` decodes, side by side with ffmpeg's command line's, over the
-codecs and pixel formats of the wild.
+codecs and pixel formats of the wild, and videos turned by their display matrix.
 
     .venv/bin/python bench/bench_rgb_parity.py --ffmpeg /path/to/ffmpeg [--keep DIR]
 
@@ -107,6 +107,18 @@ VIDEOS = {
     ),
 }
 
+# Phone and camera videos turned by their display matrix: file name -> (the video of VIDEOS it
+# copies, ffmpeg's input options that set the matrix). ffmpeg's autorotation turns them before
+# any filter, so non-square pixels are scaled after the turn.
+TURNED = {
+    "phone_turned.mp4": ("h264_bt709.mp4", "-display_rotation 90"),
+    "phone_upside_down.mp4": ("h264_bt709.mp4", "-display_rotation 180"),
+    "selfie_mirrored.mp4": ("h264_bt709.mp4", "-display_rotation 90 -display_hflip"),
+    "hevc_10bit_turned.mov": ("hevc_10bit.mkv", "-display_rotation 270"),
+    "anamorphic_turned.mp4": ("anamorphic_40x33.mp4", "-display_rotation 90"),
+    "anamorphic_upside_down.mp4": ("anamorphic_40x33.mp4", "-display_rotation 180"),
+}
+
 
 def compare(ffmpeg: str, path: Path) -> list:
     try:
@@ -136,12 +148,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rgb-parity-") as scratch:
         folder = args.keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        for name, (source, options) in VIDEOS.items():
+        made_from = {
+            name: ["-f", "lavfi", "-i", source, *options.split()]
+            for name, (source, options) in VIDEOS.items()
+        }
+        for name, (video, matrix) in TURNED.items():
+            made_from[name] = [*matrix.split(), "-i", str(folder / video), "-c", "copy"]
+        for name, command in made_from.items():
             path = folder / name
             made = subprocess.run(
-                [args.ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", source]
-                + options.split()
-                + [str(path)],
+                [args.ffmpeg, "-v", "error", "-y", *command, str(path)],
                 capture_output=True,
                 text=True,
             )

@@ -175,7 +175,10 @@ def plan_jobs(
 #     drops them (a raw Dirac stream read as 4 frames of 24 before); a frame without a
 #     duration (FLV) lasting one output frame, as ffmpeg's filter graph gives it (was the step
 #     before it).
-CLIPS_RECIPE = 3
+#   4 (2026-12-05): a video turned by its display matrix turned before the conversion to RGB
+#     and the scale to its display size, as ffmpeg turns it (was after): a turned 10-bit
+#     video's colours (3.8 levels off ffmpeg's), a turned non-square-pixel video's size.
+CLIPS_RECIPE = 4
 
 # What of a fingerprint a finished file must share to be this run's (`same_run`, and what
 # `run_differences` names); the configuration is compared whole.

@@ -134,7 +134,9 @@ class VideoInfo:
     # frames resampled to a constant-rate timeline (a variable rate; or a video starting after
     # its file's audio, its first frame repeated from the file's start)
     variable_rate: bool = False
-    sample_aspect: float = 1.0  # pixel aspect applied to the width (1: square pixels)
+    # the stored pictures' pixel aspect (1: square pixels), applied to their width before the
+    # turn: to the shown height where the turn transposes
+    sample_aspect: float = 1.0
 
     @property
     def seconds(self) -> float:
@@ -576,10 +578,10 @@ def _sample_aspect(stream) -> Fraction | None:
 
 
 class _Frames:
-    """A video's frames with PyAV: timestamps from its packets, frames decoded in order (converted
-    to RGB as ffmpeg converts them, `_RgbChain`), brought to their display aspect, turned upright
-    by the display matrix, and damage concealed within the budget unless `strict`; with `small`
-    also each at TransNetV2's input size (`_RgbChain`)."""
+    """A video's frames with PyAV: timestamps from its packets, frames decoded in order, turned
+    upright by the display matrix, brought to their display aspect and converted to RGB as
+    ffmpeg turns, scales and converts them (`_RgbChain`), and damage concealed within the budget
+    unless `strict`; with `small` also each at TransNetV2's input size (`_RgbChain`)."""
 
     def __init__(self, path: Path, strict: bool = False, small: bool = False):
         self.path = path
@@ -734,11 +736,14 @@ class _Frames:
                         )
                     continue
                 if size is None:
-                    size = _display_size(frame.width, frame.height, self.sample_aspect)
                     self.rotation, self._turn = _orientation(frame)
-                    # every frame at the first one's display size (another size, non-square
-                    # pixels: scaled by the chain's scale filter, as ffmpeg scales them)
-                    converter = _RgbChain(size)
+                    size = _display_size(
+                        frame.width, frame.height, self.sample_aspect, self._turn[0]
+                    )
+                    # every frame turned upright, then at the first one's display size (another
+                    # size, non-square pixels: scaled by the chain's scale filter), as ffmpeg
+                    # turns and scales them
+                    converter = _RgbChain(size, self._turn)
                     scaler = (
                         _RgbChain((SHOT_WIDTH, SHOT_HEIGHT), self._turn) if self.small else None
                     )
@@ -834,11 +839,7 @@ class _Frames:
             ) from None
         frames = np.stack([image for image, _ in out])
         small = np.stack([image for _, image in out]) if self.small else None
-        transpose, flip_rows, flip_columns = self._turn
-        if transpose:
-            frames = frames.transpose(0, 2, 1, 3)
-        frames = frames[:, :: -1 if flip_rows else 1, :: -1 if flip_columns else 1]
-        return np.ascontiguousarray(frames), small
+        return frames, small
 
 
 class _PillowFrames(_Frames):
@@ -1028,10 +1029,17 @@ def _with_missing(times: np.ndarray, missing: int, period: float) -> np.ndarray:
     return times
 
 
-def _display_size(width: int, height: int, sample_aspect: Fraction | None) -> tuple[int, int]:
+def _display_size(
+    width: int, height: int, sample_aspect: Fraction | None, transpose: bool = False
+) -> tuple[int, int]:
     """(width, height) a frame is shown at: the height kept, the width scaled by the sample
     aspect ratio and its fraction dropped, as ffmpeg's `scale=iw*sar:ih` evaluates it (720x480
-    at 32:27 -> 853x480, at 40:33 -> 872x480)."""
+    at 32:27 -> 853x480, at 40:33 -> 872x480). A frame that autorotation transposes is scaled
+    after the turn, as ffmpeg's transpose filter leaves it: height and width swapped, the
+    inverse aspect (720x480 at 40:33 turned a quarter -> 396x720)."""
+    if transpose:
+        width, height = height, width
+        sample_aspect = None if sample_aspect is None else 1 / sample_aspect
     if sample_aspect is None:
         return width, height
     return max(1, int(width * sample_aspect)), height

@@ -249,11 +249,13 @@ def vfr_videos(folder: Path) -> dict[str, Path]:
 FFMPEG_RGB = Path(__file__).parent / "data" / "ffmpeg_rgb.npz"
 
 
-def planar_video(path: Path, pix_fmt: str, n: int = 2, sample_aspect=None, **tags) -> Path:
+def planar_video(
+    path: Path, pix_fmt: str, n: int = 2, sample_aspect=None, rotation=None, **tags
+) -> Path:
     """FFV1 (lossless: the decoded pictures are the planes written, on any machine) of random
     8x8 blocks in every plane, so that each colour edge shows where the chroma is placed;
     48x32, with the colour `tags` given (colorspace, color_range). With a sample aspect ratio,
-    lossless H.264 (qp 0), whose bitstream carries it."""
+    lossless H.264 (qp 0), whose bitstream carries it; `rotation`: a display matrix (MP4)."""
     rng = np.random.default_rng(len(path.name))
     depth = av.VideoFormat(pix_fmt).components[0].bits
     dtype = np.uint16 if depth > 8 else np.uint8
@@ -264,6 +266,8 @@ def planar_video(path: Path, pix_fmt: str, n: int = 2, sample_aspect=None, **tag
             stream = container.add_stream("libx264", rate=24, options={"qp": "0"})
             stream.codec_context.sample_aspect_ratio = sample_aspect
         stream.width, stream.height, stream.pix_fmt = 48, 32, pix_fmt
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
         for name, value in tags.items():
             setattr(stream.codec_context, name, value)
         for i in range(n):
@@ -321,6 +325,16 @@ def rgb_videos(folder: Path) -> dict[str, Path]:
         "p8_709.mkv": planar_video(folder / "p8_709.mkv", "yuv420p", colorspace=1, color_range=1),
         "anamorphic_p10.mp4": planar_video(
             folder / "anamorphic_p10.mp4", "yuv420p10le", sample_aspect=Fraction(32, 27)
+        ),
+        # turned upright before the scale to the display width, as ffmpeg's autorotation is
+        "anamorphic_turned.mp4": planar_video(
+            folder / "anamorphic_turned.mp4", "yuv420p", sample_aspect=Fraction(40, 33), rotation=90
+        ),
+        "anamorphic_upside_down.mp4": planar_video(
+            folder / "anamorphic_upside_down.mp4",
+            "yuv420p",
+            sample_aspect=Fraction(40, 33),
+            rotation=180,
         ),
         "exif.avi": exif_mjpeg_video(folder / "exif.avi"),
         "exif_turned.mov": exif_mjpeg_video(folder / "exif_turned.mov", rotation=90),
@@ -1193,8 +1207,10 @@ def test_frames_are_ffmpegs_rgb_in_every_pixel_format(tmp_path):
     -pix_fmt rgb24` outputs (recorded from ffmpeg 9.0.2's command line): 10- and 12-bit
     pictures in limited and full range with BT.709 and BT.2020 tags, non-square pixels brought
     to their display size, and a camera's MJPEG frames carrying EXIF, one video turned by its
-    display matrix. Before, the conversion called libswscale directly, which places high bit
-    depths' chroma otherwise (3 levels off ffmpeg's on average, up to 127 at a colour's edge);
+    display matrix, and non-square pixels turned (then scaled, as ffmpeg's autorotation turns
+    them before any filter). Before, the conversion called libswscale directly, which places
+    high bit depths' chroma otherwise (3 levels off ffmpeg's on average, up to 127 at a
+    colour's edge);
     and a frame carrying EXIF (side data FFmpeg 8 attaches and PyAV 18 has no name for) failed
     its video with "ValueError: 31 is not a valid Type"."""
     expected = np.load(FFMPEG_RGB)
@@ -1203,6 +1219,10 @@ def test_frames_are_ffmpegs_rgb_in_every_pixel_format(tmp_path):
         frames = np.concatenate([chunk for _, chunk, _ in source.chunks()])
         assert frames.shape[0] == source.info.n_frames, name
         np.testing.assert_array_equal(frames.reshape(len(frames), -1), expected[name], name)
+    # turned, then scaled: 48x32 at 40:33 turned a quarter is shown 26x48 (before, scaled to
+    # 58x32, then turned: 32x58)
+    source = VideoSource(tmp_path / "anamorphic_turned.mp4")
+    assert (source.info.width, source.info.height) == (26, 48)
     # the camera's pictures as encoded (Pillow's JPEGs of `pattern`), upright when turned
     source = VideoSource(tmp_path / "exif_turned.mov")
     assert source.info.rotation == 90 and (source.info.width, source.info.height) == (48, 64)
