@@ -105,6 +105,11 @@ VIDEOS = {
         "testsrc2=size=720x480:rate=24:duration=0.5",
         "-vf setsar=40/33 -c:v libx264",
     ),
+    # 440 x 12/11: 480 exactly, 479.99999999999994 in the doubles ffmpeg's scale evaluates
+    "anamorphic_12x11.mp4": (
+        "testsrc2=size=440x240:rate=24:duration=0.5",
+        "-vf setsar=12/11 -c:v libx264",
+    ),
 }
 
 # Phone and camera videos turned by their display matrix: file name -> (the video of VIDEOS it

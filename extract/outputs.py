@@ -177,7 +177,9 @@ def plan_jobs(
 #     before it).
 #   4 (2026-12-05): a video turned by its display matrix turned before the conversion to RGB
 #     and the scale to its display size, as ffmpeg turns it (was after): a turned 10-bit
-#     video's colours (3.8 levels off ffmpeg's), a turned non-square-pixel video's size.
+#     video's colours (3.8 levels off ffmpeg's), a turned non-square-pixel video's size; a
+#     display width computed in doubles as ffmpeg's scale computes it (440x240 at 12:11 is
+#     479 wide, was 480).
 CLIPS_RECIPE = 4
 
 # What of a fingerprint a finished file must share to be this run's (`same_run`, and what

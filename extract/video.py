@@ -1033,16 +1033,18 @@ def _display_size(
     width: int, height: int, sample_aspect: Fraction | None, transpose: bool = False
 ) -> tuple[int, int]:
     """(width, height) a frame is shown at: the height kept, the width scaled by the sample
-    aspect ratio and its fraction dropped, as ffmpeg's `scale=iw*sar:ih` evaluates it (720x480
-    at 32:27 -> 853x480, at 40:33 -> 872x480). A frame that autorotation transposes is scaled
-    after the turn, as ffmpeg's transpose filter leaves it: height and width swapped, the
-    inverse aspect (720x480 at 40:33 turned a quarter -> 396x720)."""
+    aspect ratio and its fraction dropped, as ffmpeg's `scale=iw*sar:ih` evaluates it, in
+    double precision (720x480 at 32:27 -> 853x480, at 40:33 -> 872x480, 440x240 at 12:11 ->
+    479x240: 440 x 12/11 is 479.99999999999994 in doubles). A frame that autorotation transposes
+    is scaled after the turn, as ffmpeg's transpose filter leaves it: height and width swapped,
+    the inverse aspect (720x480 at 40:33 turned a quarter -> 396x720)."""
     if transpose:
         width, height = height, width
         sample_aspect = None if sample_aspect is None else 1 / sample_aspect
     if sample_aspect is None:
         return width, height
-    return max(1, int(width * sample_aspect)), height
+    shown = int(width * (sample_aspect.numerator / sample_aspect.denominator))
+    return shown or width, height  # as ffmpeg's scale takes a width of 0 for the input's
 
 
 @dataclass(frozen=True)

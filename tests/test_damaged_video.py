@@ -398,3 +398,28 @@ def test_an_index_error_after_the_demux_ends_keeps_the_video(tmp_path, monkeypat
         return
     frames, source = decode(path)
     assert np.array_equal(frames, full) and source.concealed == 0
+
+
+@pytest.mark.parametrize(
+    "size, sar, shown",
+    [
+        # 440 x 12/11 is 480 exactly, 479.99999999999994 in doubles, where ffmpeg evaluates it
+        ((440, 240), Fraction(12, 11), (479, 240)),
+        ((704, 576), Fraction(12, 11), (768, 576)),  # PAL 4:3: exact in doubles too
+    ],
+)
+def test_the_display_width_is_ffmpegs_to_the_pixel(tmp_path, size, sar, shown):
+    """The display size is what `ffmpeg -i VIDEO -vf scale=iw*sar:ih` outputs (ffmpeg 9.0.2:
+    479x240 and 768x576), whose expression runs in double precision: the width one pixel
+    narrower than the exact product where that product is an integer the doubles miss."""
+    width, height = size
+    with av.open(str(tmp_path / "v.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = sar
+        for _ in range(2):
+            frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), "rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    frames, source = decode(tmp_path / "v.mp4")
+    assert (source.info.width, source.info.height) == shown == frames.shape[2:0:-1]
