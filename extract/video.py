@@ -696,7 +696,7 @@ class _Frames:
             self._lengths = [length_of.get(int(time)) for time in self._stamps]
             if origin is not None:
                 self._lead = max(0, int(self._stamps[0]) - origin)
-        self.rotation, self._turn = 0, (False, False, False)  # see `_orientation`
+        self.rotation = 0  # see `_orientation`
         self.sample_aspect: Fraction | None = None
         self.concealed = 0  # frames concealed so far (repeats of a good frame)
         self._frames: Iterator[np.ndarray] | None = None
@@ -736,17 +736,13 @@ class _Frames:
                         )
                     continue
                 if size is None:
-                    self.rotation, self._turn = _orientation(frame)
-                    size = _display_size(
-                        frame.width, frame.height, self.sample_aspect, self._turn[0]
-                    )
+                    self.rotation, turn = _orientation(frame)
+                    size = _display_size(frame.width, frame.height, self.sample_aspect, turn[0])
                     # every frame turned upright, then at the first one's display size (another
                     # size, non-square pixels: scaled by the chain's scale filter), as ffmpeg
                     # turns and scales them
-                    converter = _RgbChain(size, self._turn)
-                    scaler = (
-                        _RgbChain((SHOT_WIDTH, SHOT_HEIGHT), self._turn) if self.small else None
-                    )
+                    converter = _RgbChain(size, turn)
+                    scaler = _RgbChain((SHOT_WIDTH, SHOT_HEIGHT), turn) if self.small else None
                 image = (converter(frame), scaler(frame) if scaler else None)
                 # Lost frames go where the times say a frame is missing before this one (with
                 # frame threads a codec reports an error a packet or two late, so the failed
@@ -871,7 +867,6 @@ class _PillowFrames(_Frames):
         self._lengths, self._tick = [d or None for d in durations], Fraction(1, 1000)
         self._lead = 0
         self.rotation, self.sample_aspect, self.concealed = 0, None, 0
-        self._turn = (False, False, False)
         self._frames, self._next, self._last = None, 0, None
 
     def _decoded(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
